@@ -1,0 +1,24 @@
+"""physres: residual blocks as time-steppers for physical simulation.
+
+A residual block ``x + h·F(x)`` is a forward-Euler step. physres makes that literal: one
+stepper interface advances known physics and learned physics alike.
+"""
+
+from . import steppers, systems
+from ._version import __version__
+from .errors import ConvergenceError, DivergenceError, FormatError, StepSizeError
+from .integrate import Solution, integrate
+from .rollout import rollout
+
+__all__ = [
+    "ConvergenceError",
+    "DivergenceError",
+    "FormatError",
+    "Solution",
+    "StepSizeError",
+    "__version__",
+    "integrate",
+    "rollout",
+    "steppers",
+    "systems",
+]

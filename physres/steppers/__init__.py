@@ -1,0 +1,35 @@
+"""Residual time-steppers: ``x_{n+1} = x_n + increment`` for any field ``f(t, x)``.
+
+>>> import physres
+>>> step = physres.steppers.get("rk4", lambda t, x: -x)
+>>> physres.steppers.names(general=True)[:3]
+['backward_euler', 'crank_nicolson', 'euler']
+"""
+
+from . import exponential, explicit, implicit, symplectic  # noqa: F401  (registers the steppers)
+from .base import EXACT_ORDER, REGISTRY, Stepper, field_owner, get, names, register
+from .explicit import ExplicitRungeKutta
+from .implicit import ImplicitStepper
+from .linear import DenseOperator, DiagonalOperator, LinearOperator
+from .newton import NewtonOptions
+from .stability import plot_stability_regions, stability_function
+from .tableau import ButcherTableau
+
+__all__ = [
+    "EXACT_ORDER",
+    "REGISTRY",
+    "ButcherTableau",
+    "DenseOperator",
+    "DiagonalOperator",
+    "ExplicitRungeKutta",
+    "ImplicitStepper",
+    "LinearOperator",
+    "NewtonOptions",
+    "Stepper",
+    "field_owner",
+    "get",
+    "names",
+    "plot_stability_regions",
+    "register",
+    "stability_function",
+]

@@ -1,0 +1,103 @@
+"""The `Stepper` base class: one residual time-step ``x_{n+1} = x_n + increment``."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+from .. import _checks
+from .._registry import Registry
+
+
+EXACT_ORDER = 64  # the `order` of steppers with no truncation error (exact for their fields)
+
+
+def field_owner(field):
+    """The object that carries a field's structure: ``system`` for ``system.rhs``, else the field."""
+    return getattr(field, "__self__", field)
+
+
+class Stepper(nn.Module):
+    """Base class of every time-stepper, known physics or learned.
+
+    A stepper maps ``(x, t, dt)`` to ``x_{n+1}``. Calling it checks the input once;
+    :func:`physres.rollout` and :func:`physres.integrate` check once per run and then call
+    ``_step`` directly.
+
+    Subclass contract:
+
+    1. Set the class attributes ``order`` (int, the global order of accuracy) and ``explicit``
+       (bool). ``general`` (default True) says whether any field ``f(t, x)`` works; steppers that
+       need structure (a separable Hamiltonian, a linear or split operator) set it to False.
+    2. Implement ``_step(x, t, dt)``: ``x`` of shape ``(batch, *state_shape)``, ``t`` and ``dt``
+       floats or 0-d tensors; return the next state, same shape and dtype. Evaluate the field
+       through ``self.f(t, x)`` so evaluations are counted.
+    3. Do not override ``forward``.
+
+    Parameters
+    ----------
+    field : callable ``f(t, x) -> dx/dt``, optional
+        Batched, torchdiffeq convention. A bound method of an object (``system.rhs``) lets the
+        stepper use that object's structure: ``jacobian(t, x)``, ``linear_operator(t)``,
+        ``state_shape``.
+    """
+
+    order: ClassVar[int]
+    explicit: ClassVar[bool]
+    general: ClassVar[bool] = True
+    name: ClassVar[str] = ""
+
+    def __init__(self, field=None, *, state_shape: tuple[int, ...] | None = None):
+        super().__init__()
+        if field is not None and not callable(field):
+            raise TypeError(f"`field` must be callable as f(t, x), got {type(field).__name__}")
+        self.field = field
+        owner = field_owner(field)
+        if isinstance(owner, nn.Module) and owner is not field:
+            self.field_module = owner  # register parameters of a learned field's owner
+        self.structure = owner
+        self.state_shape = tuple(state_shape or getattr(owner, "state_shape", ()) or ()) or None
+        self.nfev = 0
+
+    def f(self, t, x: torch.Tensor) -> torch.Tensor:
+        """Evaluate the field, counting evaluations in ``self.nfev``."""
+        self.nfev += 1
+        return self.field(t, x)
+
+    def forward(self, x: torch.Tensor, t=0.0, dt=None) -> torch.Tensor:
+        self.check_call(x, dt)
+        return self._step(x, t, dt)
+
+    def check_call(self, x, dt) -> None:
+        """Validate a state and a step size once (drivers call this before their loops)."""
+        if dt is None:
+            raise TypeError("`dt` is required: call stepper(x, t, dt)")
+        _checks.positive("dt", dt)
+        _checks.state("x", x, self.state_shape)
+
+    def _step(self, x: torch.Tensor, t, dt) -> torch.Tensor:
+        raise NotImplementedError
+
+    def extra_repr(self) -> str:
+        return f"order={self.order}, explicit={self.explicit}"
+
+
+REGISTRY: Registry[type[Stepper]] = Registry("stepper", Stepper)
+register = REGISTRY.register
+
+
+def get(name, field=None, **options) -> Stepper:
+    """Build a stepper by registered name (or class) for the field ``f(t, x)``.
+
+    >>> step = get("rk4", lambda t, x: -x)
+    """
+    return REGISTRY.resolve(name)(field, **options)
+
+
+def names(general: bool | None = None) -> list[str]:
+    """Registered stepper names; ``general=True`` keeps those that take any field f(t, x)."""
+    if general is None:
+        return REGISTRY.names()
+    return REGISTRY.names(lambda c: c.general == general)

@@ -1,0 +1,190 @@
+"""Batched Newton solves of the implicit stage equation ``z = b + a·f(τ, z)``.
+
+Every implicit stepper reduces to this equation (see :mod:`physres.steppers.implicit`).
+Small states use per-sample Jacobians (the field's analytic ``jacobian`` when it has one, else
+``torch.func.jacrev``) and a batched LU solve; large states use Jacobian-free Newton–Krylov
+(``torch.func.jvp`` and restarted GMRES). Complex states are solved in their real form, so
+non-holomorphic fields (``|ψ|²ψ``) are handled exactly.
+
+The iterations run without autograd; gradients come from one Newton correction at the
+solution with a frozen Jacobian, which is implicit differentiation
+(``dz/dθ = -J⁻¹ ∂G/∂θ``) at the cost of one linear solve.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..errors import ConvergenceError
+
+
+@dataclass(frozen=True)
+class NewtonOptions:
+    """Tolerances of the implicit solve.
+
+    tol : relative size of the last Newton increment at which to stop
+        (default 1e-12 in float64, 1e-5 in float32).
+    max_iter : Newton iterations before :class:`~physres.errors.ConvergenceError`.
+    krylov_above : real state size above which Newton–Krylov replaces dense Jacobians.
+    krylov_restart, krylov_max_restarts : GMRES(m) settings.
+    """
+
+    tol: float | None = None
+    max_iter: int = 30
+    krylov_above: int = 128
+    krylov_restart: int = 40
+    krylov_max_restarts: int = 20
+
+
+class _RealForm:
+    """Maps a (possibly complex) batched state to flat real vectors ``(B, m)`` and back."""
+
+    def __init__(self, like: torch.Tensor):
+        self.shape = like.shape
+        self.complex = like.is_complex()
+
+    def flat(self, x: torch.Tensor) -> torch.Tensor:
+        if self.complex:
+            x = torch.view_as_real(x.to(torch.promote_types(x.dtype, torch.complex64)))
+        return x.reshape(self.shape[0], -1)
+
+    def state(self, v: torch.Tensor) -> torch.Tensor:
+        if self.complex:
+            return torch.view_as_complex(v.reshape(*self.shape, 2).contiguous())
+        return v.reshape(self.shape)
+
+
+def solve_stage(field, tau, a, b: torch.Tensor, *, jacobian=None, options=NewtonOptions(),
+                method: str = "implicit", counter=None) -> torch.Tensor:
+    """Solve ``z = b + a·f(τ, z)`` for ``z`` (same shape as ``b``), starting from ``z = b``.
+
+    ``jacobian(τ, z) -> (B, n, n)`` is the field's analytic Jacobian on flattened real states
+    (used when given and the state is real). ``counter`` (a stepper) gets ``nfev``/``njev``
+    increments.
+    """
+    form = _RealForm(b)
+    b_flat = form.flat(b)
+    m = b_flat.shape[1]
+    tol = options.tol or (1e-12 if b_flat.dtype == torch.float64 else 1e-5)
+
+    def G(z_flat):  # residual, flat real (B, m)
+        if counter is not None:
+            counter.nfev += 1
+        return z_flat - form.flat(a * field(tau, form.state(z_flat))) - b_flat
+
+    use_dense = m <= options.krylov_above
+    z = b_flat.detach().clone()
+    with torch.no_grad():
+        for it in range(1, options.max_iter + 1):
+            g = G(z)
+            if use_dense:
+                J = _dense_jacobian(G, z, a, tau, form, jacobian, counter)
+                dz = torch.linalg.solve(J, -g.unsqueeze(-1)).squeeze(-1)
+            else:
+                dz = _gmres(lambda v, z=z: _jvp(G, z, v), -g, options)
+            z = z + dz
+            err = (dz.abs() / (tol + tol * z.abs())).pow(2).mean(-1).sqrt().max()
+            if not torch.isfinite(err):
+                break
+            if err <= 1:
+                break
+        else:
+            it = options.max_iter + 1
+        if it > options.max_iter or not torch.isfinite(err):
+            res = float(G(z).abs().max())
+            raise ConvergenceError(
+                f"Newton did not converge for the {method} step at t={float(tau):.6g} "
+                f"after {min(it, options.max_iter)} iterations (max residual {res:.3e}, "
+                f"tolerance {tol:.0e}); reduce `dt`, use physres.integrate for adaptive steps, "
+                "or raise `max_iter`.",
+                residual=res, iterations=min(it, options.max_iter),
+            )
+
+    if torch.is_grad_enabled() and _needs_grad(b, field):
+        z = _implicit_correction(G, z, a, tau, form, jacobian, counter, use_dense, options)
+    return form.state(z)
+
+
+def _needs_grad(b, field) -> bool:
+    if b.requires_grad:
+        return True
+    owner = getattr(field, "__self__", field)
+    params = owner.parameters() if isinstance(owner, torch.nn.Module) else ()
+    return any(p.requires_grad for p in params)
+
+
+def _dense_jacobian(G, z, a, tau, form, jacobian, counter):
+    """Per-sample ``dG/dz``, shape (B, m, m)."""
+    B, m = z.shape
+    if jacobian is not None and not form.complex:
+        if counter is not None:
+            counter.njev = getattr(counter, "njev", 0) + 1
+        eye = torch.eye(m, dtype=z.dtype, device=z.device)
+        return eye - a * jacobian(tau, form.state(z)).reshape(B, m, m)
+    if counter is not None:
+        counter.njev = getattr(counter, "njev", 0) + 1
+    # Samples are independent, so the Jacobian of the batch sum holds every per-sample Jacobian.
+    with torch.enable_grad():
+        J = torch.func.jacrev(lambda v: G(v).sum(0))(z)  # (m, B, m)
+    return J.permute(1, 0, 2)
+
+
+def _jvp(G, z, v):
+    return torch.func.jvp(G, (z,), (v,))[1]
+
+
+def _gmres(matvec, rhs, options: NewtonOptions, tol: float = 1e-13):
+    """Restarted GMRES for a batch of independent systems ``A_i x_i = rhs_i`` (rhs: (B, m))."""
+    B, m = rhs.shape
+    k = min(options.krylov_restart, m)
+    x = torch.zeros_like(rhs)
+    rhs_norm = rhs.norm(dim=1).clamp_min(torch.finfo(rhs.dtype).tiny)
+    for _ in range(options.krylov_max_restarts):
+        r = rhs - matvec(x)
+        beta = r.norm(dim=1)
+        if bool((beta <= tol * rhs_norm).all()):
+            return x
+        V = [r / beta.clamp_min(torch.finfo(r.dtype).tiny)[:, None]]
+        H = torch.zeros(B, k + 1, k, dtype=rhs.dtype, device=rhs.device)
+        for j in range(k):
+            w = matvec(V[j])
+            for i in range(j + 1):  # modified Gram–Schmidt
+                H[:, i, j] = (V[i] * w).sum(1)
+                w = w - H[:, i, j, None] * V[i]
+            H[:, j + 1, j] = w.norm(dim=1)
+            V.append(w / H[:, j + 1, j].clamp_min(torch.finfo(w.dtype).tiny)[:, None])
+        e1 = torch.zeros(B, k + 1, 1, dtype=rhs.dtype, device=rhs.device)
+        e1[:, 0, 0] = beta
+        y = torch.linalg.lstsq(H, e1).solution.squeeze(-1)  # (B, k)
+        x = x + torch.einsum("bk,kbm->bm", y, torch.stack(V[:k]))
+    return x
+
+
+class _LinearSolve(torch.autograd.Function):
+    """``J⁻¹ g`` with ``J`` frozen: forward and backward are (transposed) GMRES solves."""
+
+    @staticmethod
+    def forward(ctx, g, solve, solve_transposed):
+        ctx.solve_transposed = solve_transposed
+        return solve(g.detach())
+
+    @staticmethod
+    def backward(ctx, grad):
+        return ctx.solve_transposed(grad), None, None
+
+
+def _implicit_correction(G, z, a, tau, form, jacobian, counter, use_dense, options):
+    """One Newton step at the solution with autograd on: exact implicit-function gradients."""
+    z = z.detach()
+    g = G(z)  # carries the graph to b and the field's parameters
+    if use_dense:
+        with torch.no_grad():
+            J = _dense_jacobian(G, z, a, tau, form, jacobian, counter)
+        return z - torch.linalg.solve(J, g.unsqueeze(-1)).squeeze(-1)
+    with torch.no_grad():
+        _, vjp = torch.func.vjp(G, z)
+    solve = lambda r: _gmres(lambda v: _jvp(G, z, v), r, options)  # noqa: E731
+    solve_t = lambda r: _gmres(lambda v: vjp(v)[0], r, options)  # noqa: E731
+    return z - _LinearSolve.apply(g, solve, solve_t)
