@@ -13,6 +13,7 @@ solution with a frozen Jacobian, which is implicit differentiation
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -76,30 +77,36 @@ def solve_stage(field, tau, a, b: torch.Tensor, *, jacobian=None, options=Newton
 
     use_dense = m <= options.krylov_above
     z = b_flat.detach().clone()
+    factors, err_prev, err = None, None, torch.tensor(float("nan"))
+    converged = False
     with torch.no_grad():
         for it in range(1, options.max_iter + 1):
             g = G(z)
             if use_dense:
-                J = _dense_jacobian(G, z, a, tau, form, jacobian, counter)
-                dz = torch.linalg.solve(J, -g.unsqueeze(-1)).squeeze(-1)
+                if factors is None:  # reused while Newton contracts fast (as scipy's Radau)
+                    factors = torch.linalg.lu_factor(
+                        _dense_jacobian(G, z, a, tau, form, jacobian, counter))
+                dz = torch.linalg.lu_solve(*factors, -g.unsqueeze(-1)).squeeze(-1)
             else:
                 dz = _gmres(lambda v, z=z: _jvp(G, z, v), -g, options)
             z = z + dz
-            err = (dz.abs() / (tol + tol * z.abs())).pow(2).mean(-1).sqrt().max()
-            if not torch.isfinite(err):
+            err = float((dz.abs() / (tol + tol * z.abs())).pow(2).mean(-1).sqrt().max())
+            if not math.isfinite(err):
                 break
             if err <= 1:
+                converged = True
                 break
-        else:
-            it = options.max_iter + 1
-        if it > options.max_iter or not torch.isfinite(err):
+            if err_prev is not None and err > 0.3 * err_prev:
+                factors = None  # slow contraction: refresh the Jacobian
+            err_prev = err
+        if not converged:
             res = float(G(z).abs().max())
             raise ConvergenceError(
                 f"Newton did not converge for the {method} step at t={float(tau):.6g} "
-                f"after {min(it, options.max_iter)} iterations (max residual {res:.3e}, "
+                f"after {it} iterations (max residual {res:.3e}, "
                 f"tolerance {tol:.0e}); reduce `dt`, use physres.integrate for adaptive steps, "
                 "or raise `max_iter`.",
-                residual=res, iterations=min(it, options.max_iter),
+                residual=res, iterations=it,
             )
 
     if torch.is_grad_enabled() and _needs_grad(b, field):
