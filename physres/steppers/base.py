@@ -59,11 +59,29 @@ class Stepper(nn.Module):
             self.field_module = owner  # register parameters of a learned field's owner
         self.structure = owner
         self.state_shape = tuple(state_shape or getattr(owner, "state_shape", ()) or ()) or None
-        self.nfev = 0
+        self.counts = {"nfev": 0, "njev": 0}  # a dict: no nn.Module.__setattr__ per call
+
+    @property
+    def nfev(self) -> int:
+        """Field evaluations (each on a whole batch) since construction."""
+        return self.counts["nfev"]
+
+    @nfev.setter
+    def nfev(self, value: int) -> None:
+        self.counts["nfev"] = value
+
+    @property
+    def njev(self) -> int:
+        """Jacobian evaluations (implicit steppers) since construction."""
+        return self.counts["njev"]
+
+    @njev.setter
+    def njev(self, value: int) -> None:
+        self.counts["njev"] = value
 
     def f(self, t, x: torch.Tensor) -> torch.Tensor:
-        """Evaluate the field, counting evaluations in ``self.nfev``."""
-        self.nfev += 1
+        """Evaluate the field, counting evaluations in ``self.counts``."""
+        self.counts["nfev"] += 1
         return self.field(t, x)
 
     def forward(self, x: torch.Tensor, t=0.0, dt=None) -> torch.Tensor:

@@ -34,7 +34,6 @@ class ImplicitStepper(Stepper):
                  max_iter: int = 30, krylov_above: int = 128):
         super().__init__(field, state_shape=state_shape)
         self.newton = NewtonOptions(tol=tol, max_iter=max_iter, krylov_above=krylov_above)
-        self.njev = 0
 
     def _step(self, x, t, dt):
         a, tau, b = self._stage(x, t, dt)
@@ -44,7 +43,7 @@ class ImplicitStepper(Stepper):
             z = op.solve_shifted(a, b)
         else:
             z = solve_stage(self.field, tau, a, b, jacobian=getattr(self.structure, "jacobian", None),
-                            options=self.newton, method=self.name, counter=self)
+                            options=self.newton, method=self.name, counts=self.counts)
         return self._finish(x, z)
 
     def _finish(self, x, z):

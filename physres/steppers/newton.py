@@ -58,12 +58,12 @@ class _RealForm:
 
 
 def solve_stage(field, tau, a, b: torch.Tensor, *, jacobian=None, options=NewtonOptions(),
-                method: str = "implicit", counter=None) -> torch.Tensor:
+                method: str = "implicit", counts=None) -> torch.Tensor:
     """Solve ``z = b + a·f(τ, z)`` for ``z`` (same shape as ``b``), starting from ``z = b``.
 
     ``jacobian(τ, z) -> (B, n, n)`` is the field's analytic Jacobian on flattened real states
-    (used when given and the state is real). ``counter`` (a stepper) gets ``nfev``/``njev``
-    increments.
+    (used when given and the state is real). ``counts`` (a dict, e.g. a stepper's) gets
+    ``nfev``/``njev`` increments.
     """
     form = _RealForm(b)
     b_flat = form.flat(b)
@@ -71,8 +71,8 @@ def solve_stage(field, tau, a, b: torch.Tensor, *, jacobian=None, options=Newton
     tol = options.tol or (1e-12 if b_flat.dtype == torch.float64 else 1e-5)
 
     def G(z_flat):  # residual, flat real (B, m)
-        if counter is not None:
-            counter.nfev += 1
+        if counts is not None:
+            counts["nfev"] += 1
         return z_flat - form.flat(a * field(tau, form.state(z_flat))) - b_flat
 
     use_dense = m <= options.krylov_above
@@ -85,7 +85,7 @@ def solve_stage(field, tau, a, b: torch.Tensor, *, jacobian=None, options=Newton
             if use_dense:
                 if factors is None:  # reused while Newton contracts fast (as scipy's Radau)
                     factors = torch.linalg.lu_factor(
-                        _dense_jacobian(G, z, a, tau, form, jacobian, counter))
+                        _dense_jacobian(G, z, a, tau, form, jacobian, counts))
                 dz = torch.linalg.lu_solve(*factors, -g.unsqueeze(-1)).squeeze(-1)
             else:
                 dz = _gmres(lambda v, z=z: _jvp(G, z, v), -g, options)
@@ -110,7 +110,7 @@ def solve_stage(field, tau, a, b: torch.Tensor, *, jacobian=None, options=Newton
             )
 
     if torch.is_grad_enabled() and _needs_grad(b, field):
-        z = _implicit_correction(G, z, a, tau, form, jacobian, counter, use_dense, options)
+        z = _implicit_correction(G, z, a, tau, form, jacobian, counts, use_dense, options)
     return form.state(z)
 
 
@@ -122,16 +122,14 @@ def _needs_grad(b, field) -> bool:
     return any(p.requires_grad for p in params)
 
 
-def _dense_jacobian(G, z, a, tau, form, jacobian, counter):
+def _dense_jacobian(G, z, a, tau, form, jacobian, counts):
     """Per-sample ``dG/dz``, shape (B, m, m)."""
     B, m = z.shape
+    if counts is not None:
+        counts["njev"] += 1
     if jacobian is not None and not form.complex:
-        if counter is not None:
-            counter.njev = getattr(counter, "njev", 0) + 1
         eye = torch.eye(m, dtype=z.dtype, device=z.device)
         return eye - a * jacobian(tau, form.state(z)).reshape(B, m, m)
-    if counter is not None:
-        counter.njev = getattr(counter, "njev", 0) + 1
     # Samples are independent, so the Jacobian of the batch sum holds every per-sample Jacobian.
     with torch.enable_grad():
         J = torch.func.jacrev(lambda v: G(v).sum(0))(z)  # (m, B, m)
@@ -182,13 +180,13 @@ class _LinearSolve(torch.autograd.Function):
         return ctx.solve_transposed(grad), None, None
 
 
-def _implicit_correction(G, z, a, tau, form, jacobian, counter, use_dense, options):
+def _implicit_correction(G, z, a, tau, form, jacobian, counts, use_dense, options):
     """One Newton step at the solution with autograd on: exact implicit-function gradients."""
     z = z.detach()
     g = G(z)  # carries the graph to b and the field's parameters
     if use_dense:
         with torch.no_grad():
-            J = _dense_jacobian(G, z, a, tau, form, jacobian, counter)
+            J = _dense_jacobian(G, z, a, tau, form, jacobian, counts)
         return z - torch.linalg.solve(J, g.unsqueeze(-1)).squeeze(-1)
     with torch.no_grad():
         _, vjp = torch.func.vjp(G, z)
