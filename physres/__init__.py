@@ -4,8 +4,9 @@ A residual block ``x + h·F(x)`` is a forward-Euler step. physres makes that lit
 stepper interface advances known physics and learned physics alike.
 """
 
-from . import steppers, systems
+from . import data, models, reference, steppers, systems, training, validation
 from ._version import __version__
+from .artifacts import load, save
 from .errors import ConvergenceError, DivergenceError, FormatError, StepSizeError
 from .integrate import Solution, integrate
 from .rollout import rollout
@@ -17,8 +18,15 @@ __all__ = [
     "Solution",
     "StepSizeError",
     "__version__",
+    "data",
     "integrate",
+    "load",
+    "models",
+    "reference",
     "rollout",
+    "save",
     "steppers",
     "systems",
+    "training",
+    "validation",
 ]

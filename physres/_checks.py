@@ -11,7 +11,8 @@ def positive(name: str, value, *, allow_zero: bool = False) -> float:
     """Return ``value`` as float after checking it is finite and > 0 (or >= 0)."""
     if isinstance(value, torch.Tensor):
         if value.numel() != 1:
-            raise ValueError(f"`{name}` must be a scalar, got a tensor of shape {tuple(value.shape)}")
+            raise ValueError(f"`{name}` must be a scalar, got a tensor of shape "
+                             f"{tuple(value.shape)}")
         value = value.item()
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"`{name}` must be a number, got {type(value).__name__}")

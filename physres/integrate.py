@@ -143,7 +143,7 @@ def _outputs(t_eval, t0, t1):
     values = [float(v) for v in torch.as_tensor(t_eval, dtype=torch.float64).reshape(-1)]
     if not values:
         raise ValueError("`t_eval` must not be empty")
-    if any(b <= a for a, b in zip(values, values[1:])):
+    if any(b <= a for a, b in zip(values, values[1:], strict=False)):
         raise ValueError("`t_eval` must be strictly increasing")
     if values[0] < t0 or values[-1] > t1:
         raise ValueError(f"`t_eval` must lie within t_span = ({t0}, {t1}); "

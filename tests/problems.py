@@ -106,3 +106,31 @@ class Robertson:
                         rtol=1e-11, atol=1e-15,
                         jac=lambda t, y: self.jacobian(t, torch.tensor(y)[None])[0].numpy())
         return sol.y[:, -1]
+
+
+def problem_for(name: str):
+    """(field, x0) on which stepper ``name`` can run: any field for general steppers, the
+    structure a structured stepper needs otherwise. A new structured stepper must add its
+    problem here, or the registry-wide contract tests fail for it."""
+    import physres
+
+    cls = physres.steppers.REGISTRY.resolve(name)
+    if cls.general:
+        return NonlinearField(), NonlinearField.x0
+    if name == "leapfrog":
+        return HarmonicOscillator(omega=1.3).rhs, torch.tensor([[1.1, 0.4], [0.6, 1.2]],
+                                                               dtype=F64)
+    if name == "exponential":
+        problem = LinearProblem()
+        return problem.rhs, problem.x0
+    if name in ("split_operator", "exponential_midpoint", "etrs"):
+        system = physres.systems.get("schrodinger_1d", n=32, x_min=-8.0, x_max=8.0,
+                                     potential="harmonic")
+        return system.rhs, system.sample_initial(2, seed=0)
+    if name in ("euler_maruyama", "baoab"):
+        dynamics = "underdamped" if name == "baoab" else "overdamped"
+        system = physres.systems.get("bead_chain", n_beads=6, temperature=0.0,
+                                     dynamics=dynamics)
+        return system.rhs, system.sample_initial(2, seed=0)
+    raise KeyError(f"no test problem for the structured stepper {name!r}: add one to "
+                   "tests/problems.py::problem_for")

@@ -6,7 +6,15 @@
 ['backward_euler', 'crank_nicolson', 'euler']
 """
 
-from . import exponential, explicit, implicit, symplectic  # noqa: F401  (registers the steppers)
+from . import (  # noqa: F401  (registers the steppers)
+    explicit,
+    exponential,
+    implicit,
+    langevin,  # noqa: F401  (registers euler_maruyama, baoab)
+    quantum,  # noqa: F401  (registers split_operator, exponential_midpoint, etrs)
+    symplectic,
+)
+from .banded import BandedOperator
 from .base import EXACT_ORDER, REGISTRY, Stepper, field_owner, get, names, register
 from .explicit import ExplicitRungeKutta
 from .implicit import ImplicitStepper
@@ -18,6 +26,7 @@ from .tableau import ButcherTableau
 __all__ = [
     "EXACT_ORDER",
     "REGISTRY",
+    "BandedOperator",
     "ButcherTableau",
     "DenseOperator",
     "DiagonalOperator",

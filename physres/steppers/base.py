@@ -10,12 +10,11 @@ from torch import nn
 from .. import _checks
 from .._registry import Registry
 
-
 EXACT_ORDER = 64  # the `order` of steppers with no truncation error (exact for their fields)
 
 
 def field_owner(field):
-    """The object that carries a field's structure: ``system`` for ``system.rhs``, else the field."""
+    """The object carrying a field's structure: ``system`` for ``system.rhs``, else the field."""
     return getattr(field, "__self__", field)
 
 

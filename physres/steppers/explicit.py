@@ -34,7 +34,7 @@ class ExplicitRungeKutta(Stepper):
     def _step(self, x, t, dt):
         c, a, b = self._coefficients
         k = []
-        for ci, row in zip(c, a):
+        for ci, row in zip(c, a, strict=True):
             xi = x
             for j, aij in row:
                 xi = axpy(xi, aij * dt, k[j])

@@ -42,8 +42,9 @@ class ImplicitStepper(Stepper):
         if op is not None:
             z = op.solve_shifted(a, b)
         else:
-            z = solve_stage(self.field, tau, a, b, jacobian=getattr(self.structure, "jacobian", None),
-                            options=self.newton, method=self.name, counts=self.counts)
+            jacobian = getattr(self.structure, "jacobian", None)
+            z = solve_stage(self.field, tau, a, b, jacobian=jacobian, options=self.newton,
+                            method=self.name, counts=self.counts)
         return self._finish(x, z)
 
     def _finish(self, x, z):

@@ -80,7 +80,9 @@ def solve_stage(field, tau, a, b: torch.Tensor, *, jacobian=None, options=Newton
     factors, err_prev, err = None, None, torch.tensor(float("nan"))
     converged = False
     with torch.no_grad():
-        for it in range(1, options.max_iter + 1):
+        it = 0
+        while it < options.max_iter:
+            it += 1
             g = G(z)
             if use_dense:
                 if factors is None:  # reused while Newton contracts fast (as scipy's Radau)

@@ -13,14 +13,18 @@ _CONDITIONS = [
     (3, lambda b, c, A: _dot(b, [ci**2 for ci in c]), Fraction(1, 3)),
     (3, lambda b, c, A: _dot(b, _matvec(A, c)), Fraction(1, 6)),
     (4, lambda b, c, A: _dot(b, [ci**3 for ci in c]), Fraction(1, 4)),
-    (4, lambda b, c, A: _dot([bi * ci for bi, ci in zip(b, c)], _matvec(A, c)), Fraction(1, 8)),
+    (4, lambda b, c, A: _dot(_hadamard(b, c), _matvec(A, c)), Fraction(1, 8)),
     (4, lambda b, c, A: _dot(b, _matvec(A, [ci**2 for ci in c])), Fraction(1, 12)),
     (4, lambda b, c, A: _dot(b, _matvec(A, _matvec(A, c))), Fraction(1, 24)),
 ]
 
 
 def _dot(u, v):
-    return sum(ui * vi for ui, vi in zip(u, v))
+    return sum(ui * vi for ui, vi in zip(u, v, strict=True))
+
+
+def _hadamard(u, v):
+    return [ui * vi for ui, vi in zip(u, v, strict=True)]
 
 
 def _matvec(A, v):

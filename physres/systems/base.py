@@ -86,7 +86,24 @@ register = REGISTRY.register
 
 def get(name, **params) -> System:
     """Build a system by registered name (or class): ``get("lorenz63", rho=28.0)``."""
-    return REGISTRY.resolve(name)(**params)
+    cls = REGISTRY.resolve(name)
+    accepted = _parameters(cls)
+    unknown = sorted(set(params) - set(accepted)) if accepted is not None else []
+    if unknown:
+        raise TypeError(f"unknown parameter(s) {', '.join(f'`{u}`' for u in unknown)} for "
+                        f"system {cls.name!r}; accepted: {', '.join(accepted) or '(none)'}")
+    return cls(**params)
+
+
+def _parameters(cls) -> list[str] | None:
+    """Keyword parameters of ``cls.__init__`` (None when it takes ``**kwargs``)."""
+    import inspect
+
+    sig = inspect.signature(cls.__init__)
+    if any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values()):
+        return None
+    return [n for n, p in sig.parameters.items()
+            if n != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
 
 
 def names() -> list[str]:

@@ -1,0 +1,127 @@
+"""Learned integrators vs the scipy reference and physres RK4, side by side in one process.
+
+For the harmonic oscillator and the pendulum: generate reference data (HDF5), train a ResNet
+emulator and a Neural ODE stepping at dt = 10× the save step, roll each out 1000 steps from
+held-out initial states, and score the relative L2 error per step against the exact solution
+(oscillator) or a tight scipy reference (pendulum). Goal: max over the 1000 steps of the
+relative L2 error < 1e-2. Also reported: training wall time, rollout throughput, the cost of the
+scipy reference for the same trajectories, and physres RK4 at the coarsest dt (dt/m) whose
+error is at most the emulator's.
+
+    python benchmarks/emulators.py [--quick] [--json benchmarks/results/emulators.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from _common import best_time, machine, table, write_json
+
+import physres
+from physres.validation.metrics import relative_l2
+
+N_STEPS = 1000
+BATCH = 16
+
+
+def reference(system, x0, t):
+    if hasattr(system, "solution"):
+        exact = system.solution(x0, torch.as_tensor(t)).numpy()
+    else:
+        exact = None
+    start = time.perf_counter()
+    ref = physres.reference.solve(system, x0, t)  # the package's reference (DOP853, 1e-10)
+    wall = time.perf_counter() - start
+    return (exact if exact is not None else ref), wall
+
+
+def error(pred, ref) -> float:
+    """Max over steps of the batch-mean relative L2 error."""
+    return float(relative_l2(pred, ref, context=1).mean(0).max())
+
+
+def rk4_at_same_error(system, x0, dt, target, ref):
+    """Coarsest RK4 step dt/m (m = 1, 2, 4, ...) with error <= target over the same times."""
+    step = physres.steppers.get("rk4", system.rhs)
+    for m in (1, 2, 4, 8, 16, 32, 64, 128):
+        wall, traj = best_time(lambda m=m: physres.rollout(step, x0, dt / m, N_STEPS * m,
+                                                           save_every=m), repeat=1)
+        err = error(traj, ref)
+        if err <= target:
+            return {"rk4_substeps": m, "rk4_error": err, "rk4_s": wall}
+    return {"rk4_substeps": None, "rk4_error": err, "rk4_s": wall}
+
+
+def train(kind, path, epochs, seed=0):
+    torch.manual_seed(seed)
+    opts = dict(width=64, dtype=torch.float64, net_options={"linear_skip": True})
+    if kind == "node":
+        opts.update(method="rk4")
+    model = physres.training.model_for(path, kind, **opts)
+    config = physres.training.TrainConfig(epochs=epochs, frame_step=10, unroll=8, lr=3e-3,
+                                          batch_size=64, patience=None, min_lr_ratio=1e-3,
+                                          progress=False, device="cpu", seed=seed)
+    start = time.perf_counter()
+    result = physres.training.fit(model, path, config)
+    return model, time.perf_counter() - start, result
+
+
+def run_system(name, models, epochs, workdir):
+    system = physres.systems.get(name)
+    path = Path(workdir) / f"{name}.h5"
+    physres.data.generate(system, path, n_traj=64, seed=0, progress=False)
+    dt = 10 * system.dt_save
+    x0 = system.sample_initial(BATCH, seed=12345)  # held out: not the training seed
+    t = np.arange(N_STEPS + 1) * dt
+    ref, ref_wall = reference(system, x0, t)
+    rows = []
+    for kind in models:
+        model, train_s, result = train(kind, path, epochs)
+        with torch.no_grad():
+            wall, pred = best_time(lambda m=model: physres.rollout(m, x0, dt, N_STEPS))
+        err = error(pred, ref)
+        row = {"system": name, "model": kind, "dt": dt, "max_rel_l2": err,
+               "final_rel_l2": float(relative_l2(pred, ref)[:, -1].mean()),
+               "goal_met": err < 1e-2, "train_s": train_s, "train_steps": result.steps,
+               "rollout_s": wall, "traj_steps_per_s": BATCH * N_STEPS / wall,
+               "scipy_ref_s": ref_wall, "speedup_vs_scipy": ref_wall / wall}
+        with torch.no_grad():
+            row.update(rk4_at_same_error(system, x0, dt, err, ref))
+        row["speedup_vs_rk4"] = row["rk4_s"] / wall
+        rows.append(row)
+        print(table([row], list(row)), flush=True)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer epochs (a smoke run)")
+    parser.add_argument("--json", default=str(Path(__file__).parent / "results" /
+                                              "emulators.json"))
+    parser.add_argument("--systems", default="harmonic_oscillator,pendulum")
+    parser.add_argument("--models", default="resnet,node")
+    parser.add_argument("--epochs", type=int, default=None)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads (tiny networks run fastest on one)")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    epochs = args.epochs or (5 if args.quick else 60)
+    rows = []
+    with tempfile.TemporaryDirectory() as workdir:
+        for name in args.systems.split(","):
+            rows += run_system(name, args.models.split(","), epochs, workdir)
+    columns = ["system", "model", "max_rel_l2", "goal_met", "train_s", "traj_steps_per_s",
+               "speedup_vs_scipy", "rk4_substeps", "speedup_vs_rk4"]
+    print()
+    print(table(rows, columns))
+    write_json(args.json, {"benchmark": "emulators", "epochs": epochs, "n_steps": N_STEPS,
+                           "batch": BATCH, "machine": machine(), "rows": rows})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,99 @@
+"""Neural ODE (Chen et al., 2018): a learned field ``f_θ`` integrated by torchdiffeq.
+
+One step solves ``dz/dt = f_θ(t, z)`` from ``t`` to ``t + dt`` in normalised coordinates
+``z = (x − μ)/σ``; the physical field is ``σ·f_θ(t, (x − μ)/σ)`` (:meth:`rhs`). The state is
+integrated in its own dtype; only the field is evaluated in the network's dtype.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .. import _checks
+from .base import LearnedStepper, real_dtype_arg, register
+from .fields import build_net
+
+_FIXED_GRID = ("euler", "midpoint", "rk4", "explicit_adams", "implicit_adams", "heun3")
+
+
+@register("node")
+class NeuralODE(LearnedStepper):
+    """Learned field integrated with ``torchdiffeq.odeint`` (or ``odeint_adjoint``).
+
+    Parameters
+    ----------
+    state_shape : tuple of int
+    complex_state : bool
+    net : str or LearnedField, the field network (``"mlp"``, ``"conv1d"``, ...)
+    width, layers, activation, net_options : the field network's settings
+    method : torchdiffeq method, e.g. ``"dopri5"`` (adaptive) or ``"rk4"`` (fixed grid)
+    rtol, atol : tolerances of adaptive methods
+    step_size : float, optional; internal step of fixed-grid methods (default: one step of dt)
+    adjoint : bool, gradients by the adjoint method (memory O(1) in the number of steps)
+    dt : float, optional, the training step (any dt may be used afterwards)
+    dtype : the parameters' dtype
+    """
+
+    has_field = True
+
+    def __init__(self, state_shape, *, complex_state: bool = False, net="mlp", width: int = 64,
+                 layers: int = 2, activation: str = "tanh", net_options: dict | None = None,
+                 method: str = "dopri5", rtol: float = 1e-6, atol: float = 1e-8,
+                 step_size: float | None = None, adjoint: bool = False,
+                 dt: float | None = None, dtype: torch.dtype = torch.float32):
+        super().__init__(state_shape, complex_state=complex_state, dt=dt)
+        from torchdiffeq._impl.odeint import SOLVERS
+
+        if method not in SOLVERS:
+            raise ValueError(f"`method` must be a torchdiffeq method "
+                             f"({', '.join(sorted(SOLVERS))}), got {method!r}")
+        self.method = method
+        self.rtol = _checks.positive("rtol", rtol)
+        self.atol = _checks.positive("atol", atol)
+        self.step_size = None if step_size is None else _checks.positive("step_size", step_size)
+        if self.step_size is not None and method not in _FIXED_GRID:
+            raise ValueError(f"`step_size` applies to fixed-grid methods ({', '.join(_FIXED_GRID)})"
+                             f", not {method!r}")
+        self.adjoint = bool(adjoint)
+        options = dict(width=width, layers=layers, activation=activation, **(net_options or {}))
+        self.net = build_net(net, self.state_shape, self.complex_state, real_dtype_arg(dtype),
+                             **options)
+        self._func = _CountingField(self)
+
+    def _field(self, t, z):
+        return self.net(t, z)
+
+    def _step(self, x, t, dt):
+        import torchdiffeq
+
+        z = self.normalize(x)
+        real = torch.view_as_real(z) if z.is_complex() else z  # torchdiffeq on real tensors
+        tt = torch.tensor([float(t), float(t) + float(dt)], dtype=real.dtype, device=real.device)
+        kwargs = dict(rtol=self.rtol, atol=self.atol, method=self.method)
+        if self.step_size is not None:
+            kwargs["options"] = {"step_size": self.step_size}
+        if self.adjoint:
+            # adjoint_params: the field's parameters (the buffers are constants)
+            out = torchdiffeq.odeint_adjoint(self._func, real, tt,
+                                             adjoint_params=tuple(self.net.parameters()),
+                                             **kwargs)[-1]
+        else:
+            out = torchdiffeq.odeint(self._func, real, tt, **kwargs)[-1]
+        z1 = torch.view_as_complex(out.contiguous()) if z.is_complex() else out
+        return self.denormalize(z1)
+
+
+class _CountingField(nn.Module):
+    """``f_θ`` on the (real view of the) normalised state, in the state's dtype, counted."""
+
+    def __init__(self, model: NeuralODE):
+        super().__init__()
+        self.__dict__["model"] = model  # not a submodule: avoids a reference cycle of modules
+
+    def forward(self, t, real):
+        model = self.model
+        model.nfev += 1
+        z = torch.view_as_complex(real) if model.complex_state else real
+        out = model.net(t, model.to_net(z)).to(z.dtype)
+        return torch.view_as_real(out) if model.complex_state else out

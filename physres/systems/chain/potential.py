@@ -1,0 +1,141 @@
+"""Bead-chain potential terms with analytic, batched forces.
+
+Every term maps positions ``x`` of shape (batch, n_beads, 3) to ``(energy, force)`` with
+``energy`` of shape (batch,) and ``force = −∇U`` of shape (batch, n_beads, 3). Index tensors
+(long) select the beads a term acts on; parameters broadcast over them.
+
+Terms
+-----
+* pair springs (bonds, staples): harmonic ``½k(r − r0)²`` or shifted FENE
+  ``−½kR²·ln(1 − ((r − r0)/R)²)`` (same stiffness ``k`` near ``r0``, diverges at ``|r − r0| = R``;
+  Kremer & Grest 1990 use the unshifted form);
+* bending: ``½k(cos θ − cos θ0)²`` for the angle θ at the middle bead of each triple;
+* torsion: ``k(1 − cos(φ − φ0))`` for the dihedral φ of each quadruple (IUPAC sign convention);
+* WCA repulsion: ``4ε((σ/r)¹² − (σ/r)⁶) + ε`` for ``r < 2^(1/6)σ``
+  (Weeks, Chandler & Andersen 1971);
+* Gō native contacts: ``ε(5(r0/r)¹² − 6(r0/r)¹⁰)``, minimum ``−ε`` at the native distance ``r0``
+  (Clementi, Nymeyer & Onuchic 2000).
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def harmonic(r, k, r0):
+    """``u(r) = ½k(r − r0)²`` and ``u'(r)``."""
+    return 0.5 * k * (r - r0) ** 2, k * (r - r0)
+
+
+def fene(r, k, r0, span):
+    """Shifted FENE ``u(r) = −½k·span²·ln(1 − ((r − r0)/span)²)`` and ``u'(r)``."""
+    s = (r - r0) / span
+    return -0.5 * k * span**2 * torch.log1p(-(s * s)), k * (r - r0) / (1.0 - s * s)
+
+
+def wca(r, epsilon, sigma):
+    """WCA ``u(r)``: the Lennard-Jones core cut and shifted at 2^(1/6)σ, and ``u'(r)``."""
+    inside = r < 2.0 ** (1.0 / 6.0) * sigma
+    s6 = (sigma / r) ** 6
+    u = torch.where(inside, 4.0 * epsilon * (s6 * s6 - s6) + epsilon, 0.0)
+    return u, torch.where(inside, -24.0 * epsilon * (2.0 * s6 * s6 - s6) / r, 0.0)
+
+
+def go(r, epsilon, r0):
+    """Gō 12-10 ``u(r) = ε(5(r0/r)¹² − 6(r0/r)¹⁰)`` and ``u'(r)``."""
+    s2 = (r0 / r) ** 2
+    s10 = s2**5
+    return epsilon * (5.0 * s10 * s2 - 6.0 * s10), 60.0 * epsilon * (s10 - s10 * s2) / r
+
+
+def radial(x, i, j, terms):
+    """Energy and force of radial pair terms in one gather and one scatter.
+
+    ``terms`` is a list of ``(count, fn)``: the next ``count`` pairs of ``(i, j)`` get
+    ``fn(r) -> (u, u')`` with ``r`` of shape (batch, count).
+    """
+    d = x[:, j] - x[:, i]  # (B, P, 3)
+    r = torch.linalg.vector_norm(d, dim=-1)  # (B, P)
+    us, gs, start = [], [], 0
+    for count, fn in terms:
+        u, g = fn(r[:, start:start + count])
+        us.append(u)
+        gs.append(g)
+        start += count
+    e, g = torch.cat(us, dim=1), torch.cat(gs, dim=1)
+    f = (g / r).unsqueeze(-1) * d  # force on i; −f on j
+    force = torch.zeros_like(x)
+    force.index_add_(1, torch.cat([i, j]), torch.cat([f, -f], dim=1))
+    return e.sum(-1), force
+
+
+def harmonic_pairs(x, i, j, k, r0):
+    """``½k(r − r0)²`` on pairs ``(i, j)``."""
+    return radial(x, i, j, [(len(i), lambda r: harmonic(r, k, r0))])
+
+
+def fene_pairs(x, i, j, k, r0, span):
+    """Shifted FENE on pairs ``(i, j)``."""
+    return radial(x, i, j, [(len(i), lambda r: fene(r, k, r0, span))])
+
+
+def wca_pairs(x, i, j, epsilon, sigma):
+    """WCA repulsion on pairs ``(i, j)``."""
+    return radial(x, i, j, [(len(i), lambda r: wca(r, epsilon, sigma))])
+
+
+def go_pairs(x, i, j, epsilon, r0):
+    """Gō 12-10 attraction on native pairs ``(i, j)``."""
+    return radial(x, i, j, [(len(i), lambda r: go(r, epsilon, r0))])
+
+
+def bending(x, i, k, cos0):
+    """``½k(cos θ − cos θ0)²`` with θ the angle at bead ``i`` between bonds to ``i−1``, ``i+1``.
+
+    ``k`` and ``cos0`` broadcast against the triples, shape (A,) or scalars.
+    """
+    u = x[:, i - 1] - x[:, i]  # (B, A, 3)
+    v = x[:, i + 1] - x[:, i]
+    nu = torch.linalg.vector_norm(u, dim=-1, keepdim=True)
+    nv = torch.linalg.vector_norm(v, dim=-1, keepdim=True)
+    c = (u * v).sum(-1, keepdim=True) / (nu * nv)  # (B, A, 1)
+    s = c.squeeze(-1) - cos0  # (B, A)
+    g = (k * s).unsqueeze(-1)  # dU/dcos θ
+    fa = -g * (v / (nu * nv) - c * u / nu**2)
+    fc = -g * (u / (nu * nv) - c * v / nv**2)
+    force = torch.zeros_like(x)
+    force.index_add_(1, i - 1, fa)
+    force.index_add_(1, i + 1, fc)
+    force.index_add_(1, i, -(fa + fc))
+    return (0.5 * k * s**2).sum(-1), force
+
+
+def dihedral(x, i):
+    """Dihedral angles φ of quadruples ``(i, i+1, i+2, i+3)``: (B, D), in (−π, π]."""
+    b1, b2, b3 = (x[:, i + 1] - x[:, i], x[:, i + 2] - x[:, i + 1], x[:, i + 3] - x[:, i + 2])
+    m, n = torch.linalg.cross(b1, b2), torch.linalg.cross(b2, b3)
+    nb2 = torch.linalg.vector_norm(b2, dim=-1)
+    return torch.atan2(nb2 * (b1 * n).sum(-1), (m * n).sum(-1))
+
+
+def torsion(x, i, k, phi0):
+    """``k(1 − cos(φ − φ0))`` on the dihedrals of quadruples ``(i, i+1, i+2, i+3)``.
+
+    Gradient of φ after Blondel & Karplus (1996), J. Comput. Chem. 17, 1132.
+    """
+    b1, b2, b3 = (x[:, i + 1] - x[:, i], x[:, i + 2] - x[:, i + 1], x[:, i + 3] - x[:, i + 2])
+    m, n = torch.linalg.cross(b1, b2), torch.linalg.cross(b2, b3)
+    nb2 = torch.linalg.vector_norm(b2, dim=-1, keepdim=True)
+    phi = torch.atan2(nb2.squeeze(-1) * (b1 * n).sum(-1), (m * n).sum(-1))
+    dphi = k * torch.sin(phi - phi0)  # dU/dφ, (B, D)
+    g0 = -nb2 * m / (m * m).sum(-1, keepdim=True)  # ∂φ/∂x_i
+    g3 = nb2 * n / (n * n).sum(-1, keepdim=True)  # ∂φ/∂x_{i+3}
+    p = (b1 * b2).sum(-1, keepdim=True) / nb2**2
+    q = (b3 * b2).sum(-1, keepdim=True) / nb2**2
+    g1 = q * g3 - (1.0 + p) * g0
+    g2 = p * g0 - (1.0 + q) * g3
+    w = -dphi.unsqueeze(-1)
+    force = torch.zeros_like(x)
+    force.index_add_(1, torch.cat([i, i + 1, i + 2, i + 3]),
+                     torch.cat([w * g0, w * g1, w * g2, w * g3], dim=1))
+    return (k * (1.0 - torch.cos(phi - phi0))).sum(-1), force

@@ -1,0 +1,353 @@
+"""The `bead_chain` system: a Gō-like bead chain with long-range staples."""
+
+from __future__ import annotations
+
+import math
+from functools import partial
+
+import numpy as np
+import torch
+
+from ... import _checks
+from ..base import System, register
+from . import observables as obs
+from . import potential as pot
+from .targets import native_contacts, resolve
+
+MIN_STAPLE_SEPARATION = 3  # |i − j| = 1 is a bond, 2 is held by the bending term
+
+
+@register("bead_chain")
+class BeadChain(System):
+    """N beads in 3-D: bonds, bending, optional torsions, WCA repulsion, Gō native contacts and
+    staples (extra springs between distant beads, like disulfide bonds in a protein).
+
+    Units: bond length 1, contact energy ``epsilon`` 1, bead mass 1; ``temperature`` is kT.
+
+    Dynamics (``dynamics``):
+
+    * ``"overdamped"`` (default): state (n_beads, 3) positions; ``rhs = −∇U/γ``, the gradient
+      flow (``γ = friction``). At ``temperature > 0`` the stepper ``euler_maruyama`` adds the
+      noise ``sqrt(2kT·dt/γ)·ξ``.
+    * ``"underdamped"``: state (2, n_beads, 3), positions ``x[:, 0]`` then momenta ``x[:, 1]``;
+      ``rhs = (p, −∇U − γp)``, damped Hamiltonian dynamics. The stepper ``baoab`` adds the
+      thermostat at ``temperature``.
+
+    Parameters
+    ----------
+    n_beads : int, ≥ 4
+    staples : sequence of ``(i, j)`` or ``(i, j, k, r0)``
+        Harmonic springs ``½k(r − r0)²`` between beads with ``|i − j| ≥ 3`` (closer pairs are
+        already held by bonds and bending); ``k`` defaults to ``staple_k``, ``r0`` to
+        ``staple_length`` or, when that is ``None``, the pair's distance in the target
+        (bond length without a target).
+    temperature : float, ≥ 0
+    friction : float, > 0
+    target : ``"hairpin"``, ``"helix"``, coordinates (n_beads, 3), or ``None``
+        The native structure. It sets the bond rest lengths, bending and torsion angles, and
+        the native contacts (pairs with ``|i − j| ≥ 3`` closer than ``contact_cutoff``), which
+        attract with the Gō 12-10 potential of depth ``epsilon``. With ``None``: a homopolymer,
+        rest length ``bond_length`` (0 gives Gaussian springs: the Rouse chain), straight
+        preferred angle, no attraction.
+    bond : ``"harmonic"`` or ``"fene"``  (shifted FENE with span ``fene_span``)
+    k_bond, k_angle, k_torsion : float, ≥ 0 (``k_torsion > 0`` needs a target)
+    wca : bool
+        WCA repulsion (diameter ``sigma``, depth 1) between non-native pairs, ``|i − j| ≥ 2``.
+    initial : ``"coil"`` or ``"extended"``, what :meth:`sample_initial` draws
+    """
+
+    t_end = 5.0  # gradient flow from a coil: the fast collapse
+    dt_save = 0.05
+    reference_method = "LSODA"  # stiff bonds; gets the autograd `jac`
+    reference_rtol = 1e-9
+    reference_atol = 1e-11
+
+    def __init__(self, n_beads: int = 32, staples=(), temperature: float = 0.0,
+                 friction: float = 1.0, target="hairpin", bond: str = "harmonic",
+                 k_bond: float = 100.0, bond_length: float = 1.0, fene_span: float = 0.5,
+                 k_angle: float = 20.0, k_torsion: float = 0.0, epsilon: float = 1.0,
+                 contact_cutoff: float = 1.8, wca: bool = True, sigma: float = 1.0,
+                 staple_k: float = 20.0, staple_length: float | None = None,
+                 dynamics: str = "overdamped", initial: str = "coil"):
+        n_beads = _checks.positive_int("n_beads", n_beads)
+        if n_beads < 4:
+            raise ValueError(f"`n_beads` must be >= 4, got {n_beads}")
+        temperature = _checks.positive("temperature", temperature, allow_zero=True)
+        friction = _checks.positive("friction", friction)
+        for name, value in (("k_bond", k_bond), ("k_angle", k_angle), ("k_torsion", k_torsion),
+                            ("epsilon", epsilon), ("staple_k", staple_k)):
+            _checks.positive(name, value, allow_zero=True)
+        _checks.positive("bond_length", bond_length, allow_zero=True)
+        for name, value in (("fene_span", fene_span), ("contact_cutoff", contact_cutoff),
+                            ("sigma", sigma)):
+            _checks.positive(name, value)
+        if staple_length is not None:
+            staple_length = _checks.positive("staple_length", staple_length)
+        _choice("bond", bond, ("harmonic", "fene"))
+        _choice("dynamics", dynamics, ("overdamped", "underdamped"))
+        _choice("initial", initial, ("coil", "extended"))
+        if not isinstance(wca, bool):
+            raise TypeError(f"`wca` must be a bool, got {type(wca).__name__}")
+        native = resolve(target, n_beads)
+        if k_torsion > 0 and native is None:
+            raise ValueError("`k_torsion` > 0 needs a `target` (torsions relax to its dihedrals)")
+        staples = _staples(staples, n_beads, staple_k, staple_length, native, bond_length)
+        super().__init__(
+            n_beads=n_beads, staples=[list(s) for s in staples], temperature=temperature,
+            friction=friction,
+            target=target if isinstance(target, str) or target is None else native.tolist(),
+            bond=bond, k_bond=float(k_bond), bond_length=float(bond_length),
+            fene_span=float(fene_span), k_angle=float(k_angle), k_torsion=float(k_torsion),
+            epsilon=float(epsilon), contact_cutoff=float(contact_cutoff), wca=wca,
+            sigma=float(sigma), staple_k=float(staple_k), staple_length=staple_length,
+            dynamics=dynamics, initial=initial,
+        )
+        self.n_beads, self.temperature, self.friction = n_beads, temperature, friction
+        self.underdamped = dynamics == "underdamped"
+        self.state_shape = (2, n_beads, 3) if self.underdamped else (n_beads, 3)
+        self.staples = staples
+        self.native = None if native is None else torch.as_tensor(native, dtype=self.dtype)
+        self._build(native)
+
+    # --- topology and parameters, built once ---------------------------------------------
+    def _build(self, native):
+        p, n, t = self.params, self.n_beads, self.dtype
+        idx = torch.arange(n)
+        self._bond_i, self._bond_j = idx[:-1], idx[1:]
+        self._angle_i = idx[1:-1]
+        self._torsion_i = idx[:-3]
+        if native is None:
+            self._bond_r0 = torch.full((n - 1,), p["bond_length"], dtype=t)
+            self._cos0 = torch.full((n - 2,), -1.0, dtype=t)
+            self._phi0 = torch.zeros(n - 3, dtype=t)
+            contacts = np.zeros((0, 2), dtype=np.int64)
+        else:
+            y = torch.as_tensor(native, dtype=t).unsqueeze(0)
+            self._bond_r0 = torch.linalg.vector_norm(y[0, 1:] - y[0, :-1], dim=-1)
+            u, v = y[0, :-2] - y[0, 1:-1], y[0, 2:] - y[0, 1:-1]
+            self._cos0 = (u * v).sum(-1) / (u.norm(dim=-1) * v.norm(dim=-1))
+            self._phi0 = pot.dihedral(y, self._torsion_i)[0]
+            contacts = native_contacts(native, p["contact_cutoff"])
+        self.contacts = torch.as_tensor(contacts, dtype=torch.long).reshape(-1, 2)
+        self.native_distances = (
+            torch.linalg.vector_norm(self.native[self.contacts[:, 1]]
+                                     - self.native[self.contacts[:, 0]], dim=-1)
+            if native is not None else torch.zeros(0, dtype=t))
+        is_native = torch.zeros(n, n, dtype=torch.bool)
+        is_native[self.contacts[:, 0], self.contacts[:, 1]] = True
+        i, j = torch.triu_indices(n, n, offset=2)
+        keep = ~is_native[i, j]
+        self._wca_i, self._wca_j = i[keep], j[keep]
+        s = torch.tensor([[a, b] for a, b, _, _ in self.staples], dtype=torch.long).reshape(-1, 2)
+        self._staple_i, self._staple_j = s[:, 0], s[:, 1]
+        self._staple_k = torch.tensor([k for *_, k, _ in self.staples], dtype=t)
+        self._staple_r0 = torch.tensor([r for *_, r in self.staples], dtype=t)
+        none = torch.zeros(0, 2, dtype=torch.long)
+        go = self.contacts if p["epsilon"] > 0 else none
+        wca = torch.stack([self._wca_i, self._wca_j], dim=1) if p["wca"] else none
+        self._c = {  # pair list in the order of the radial terms: bonds, staples, WCA, Gō
+            "pair_i": torch.cat([self._bond_i, self._staple_i, wca[:, 0], go[:, 0]]),
+            "pair_j": torch.cat([self._bond_j, self._staple_j, wca[:, 1], go[:, 1]]),
+            "bond_r0": self._bond_r0, "staple_k": self._staple_k, "staple_r0": self._staple_r0,
+            "native_distances": self.native_distances, "angle_i": self._angle_i,
+            "cos0": self._cos0, "torsion_i": self._torsion_i, "phi0": self._phi0,
+        }
+        self._device = torch.device("cpu")
+        self._radial_terms = self._make_radial_terms()
+
+    # --- energy and force ----------------------------------------------------------------
+    def energy_force(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Potential energy (batch,) and force ``−∇U`` (batch, n_beads, 3) of positions ``x``
+        of shape (batch, n_beads, 3)."""
+        p = self.params
+        if self._device != x.device:
+            self._move(x.device)
+        c = self._c
+        e, f = pot.radial(x, c["pair_i"], c["pair_j"], self._radial_terms)
+        if p["k_angle"] > 0:
+            de, df = pot.bending(x, c["angle_i"], p["k_angle"], c["cos0"])
+            e, f = e + de, f + df
+        if p["k_torsion"] > 0:
+            de, df = pot.torsion(x, c["torsion_i"], p["k_torsion"], c["phi0"])
+            e, f = e + de, f + df
+        return e, f
+
+    def _move(self, device):
+        self._c = {k: v.to(device) for k, v in self._c.items()}
+        self._device = device
+        self._radial_terms = self._make_radial_terms()
+
+    def _make_radial_terms(self):
+        """``(count, u)`` segments of the pair list: bonds, staples, WCA, Gō contacts."""
+        p, c = self.params, self._c
+        if p["bond"] == "harmonic":
+            terms = [(len(c["bond_r0"]), partial(pot.harmonic, k=p["k_bond"], r0=c["bond_r0"]))]
+        else:
+            terms = [(len(c["bond_r0"]), partial(pot.fene, k=p["k_bond"], r0=c["bond_r0"],
+                                                 span=p["fene_span"]))]
+        terms.append((len(c["staple_k"]),
+                      partial(pot.harmonic, k=c["staple_k"], r0=c["staple_r0"])))
+        if p["wca"]:
+            terms.append((len(self._wca_i), partial(pot.wca, epsilon=1.0, sigma=p["sigma"])))
+        if p["epsilon"] > 0:
+            terms.append((len(self.contacts),
+                          partial(pot.go, epsilon=p["epsilon"], r0=c["native_distances"])))
+        return [t for t in terms if t[0]]
+
+    def positions(self, x: torch.Tensor) -> torch.Tensor:
+        """Bead positions (batch, n_beads, 3) of a state (either dynamics)."""
+        return x[:, 0] if self.underdamped else x
+
+    def energy(self, x: torch.Tensor) -> torch.Tensor:
+        """Potential energy ``U``, shape (batch,), of a state (batch, *state_shape)."""
+        return self.energy_force(self._positions(x))[0]
+
+    def force(self, x: torch.Tensor) -> torch.Tensor:
+        """``−∇U`` of positions, shape (batch, n_beads, 3), for a state (batch, *state_shape)."""
+        return self.energy_force(self._positions(x))[1]
+
+    def _positions(self, x):
+        _checks.state("x", x, self.state_shape)
+        return self.positions(x)
+
+    # --- System contract -----------------------------------------------------------------
+    def rhs(self, t, x: torch.Tensor) -> torch.Tensor:
+        """Gradient flow ``−∇U/γ`` (overdamped) or ``(p, −∇U − γp)`` (underdamped)."""
+        if not self.underdamped:
+            return self.energy_force(x)[1] / self.friction
+        q, mom = x[:, 0], x[:, 1]
+        return torch.stack([mom, self.energy_force(q)[1] - self.friction * mom], dim=1)
+
+    def jacobian(self, t, x: torch.Tensor) -> torch.Tensor:
+        """``∂rhs/∂x`` on flattened states, (batch, n, n), by autograd of the analytic field."""
+        b = x.shape[0]
+        flat = x.detach().reshape(b, -1)
+
+        def summed(y):
+            return self.rhs(t, y.reshape(b, *self.state_shape)).reshape(b, -1).sum(0)
+
+        jac = torch.autograd.functional.jacobian(summed, flat, vectorize=True)  # (n, b, n)
+        return jac.permute(1, 0, 2).contiguous()
+
+    def sample_initial(self, n: int, seed: int = 0) -> torch.Tensor:
+        """``n`` unfolded states, (n, *state_shape), centred at the origin.
+
+        ``initial="extended"``: beads on a straight line along a random direction, spacing
+        the bond rest length (1 for zero-length springs), each coordinate perturbed by
+        N(0, 0.1²).
+        ``initial="coil"``: a random walk of rest-length bonds with uniformly random
+        directions, each step redrawn (up to 100 times) until the new bead is outside the
+        repulsive range of all earlier beads: ``2^(1/6)·sigma``, and ``r0/1.1`` for native
+        pairs (a self-avoiding random coil).
+        Underdamped states draw momenta from the Maxwell–Boltzmann distribution at
+        ``temperature`` (zero at ``temperature = 0``).
+        """
+        n = _checks.positive_int("n", n)
+        rng = np.random.default_rng(seed)
+        r0 = self._bond_r0.numpy()
+        r0 = np.where(r0 > 0, r0, 1.0)  # zero-length (Gaussian) springs: unit steps
+        if self.params["initial"] == "extended":
+            e = rng.normal(size=(n, 1, 3))
+            e /= np.linalg.norm(e, axis=-1, keepdims=True)
+            s = np.concatenate([[0.0], np.cumsum(r0)])
+            x = s[None, :, None] * e + 0.1 * rng.normal(size=(n, self.n_beads, 3))
+        else:
+            x = np.stack([_coil(rng, r0, self._min_distances()) for _ in range(n)])
+        x = torch.as_tensor(x - x.mean(axis=1, keepdims=True), dtype=self.dtype)
+        if not self.underdamped:
+            return x
+        mom = math.sqrt(self.temperature) * torch.as_tensor(rng.normal(size=x.shape),
+                                                            dtype=self.dtype)
+        return torch.stack([x, mom], dim=1)
+
+    def _min_distances(self):
+        n = self.n_beads
+        m = np.full((n, n), 2.0 ** (1.0 / 6.0) * self.params["sigma"])
+        c, r0 = self.contacts.numpy(), self.native_distances.numpy() / 1.1
+        m[c[:, 0], c[:, 1]] = np.maximum(m[c[:, 0], c[:, 1]], r0)
+        m[c[:, 1], c[:, 0]] = m[c[:, 0], c[:, 1]]
+        return m
+
+    def invariants(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Monitored quantities, each (batch,): ``energy`` (potential, plus kinetic when
+        underdamped), ``rg``, ``end_to_end`` and, with a target, ``q`` and ``rmsd``."""
+        q = self.positions(x)
+        out = {"energy": self.energy_force(q)[0]}
+        if self.underdamped:
+            out["energy"] = out["energy"] + 0.5 * (x[:, 1] ** 2).sum((-1, -2))
+        out["rg"] = obs.radius_of_gyration(q)
+        out["end_to_end"] = obs.end_to_end(q)
+        if self.native is not None:
+            out.update(self.folding(q))
+        return out
+
+    def folding(self, q: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``q`` (fraction of native contacts) and ``rmsd`` (Kabsch) of positions (..., N, 3)."""
+        if self.native is None:
+            raise ValueError("folding observables need a `target`; this chain has none")
+        out = {}
+        if len(self.contacts):
+            out["q"] = obs.fraction_native_contacts(q, self.contacts.to(q.device),
+                                                    self.native_distances.to(q.device))
+        out["rmsd"] = obs.kabsch_rmsd(q, self.native.to(q.device))
+        return out
+
+
+def _choice(name, value, options):
+    if value not in options:
+        raise ValueError(f"`{name}` must be one of {options}, got {value!r}")
+
+
+def _staples(staples, n_beads, k_default, r0_default, native, bond_length):
+    """Validated staples as ``(i, j, k, r0)`` tuples with ``i < j``."""
+    if staples is None:
+        return []
+    try:
+        items = list(staples)
+    except TypeError:
+        raise TypeError(f"`staples` must be a sequence of (i, j) or (i, j, k, r0), "
+                        f"got {type(staples).__name__}") from None
+    out, seen = [], set()
+    for s in items:
+        s = s.tolist() if isinstance(s, (np.ndarray, torch.Tensor)) else s
+        if not isinstance(s, (tuple, list)) or len(s) not in (2, 4):
+            raise ValueError(f"`staples` entries must be (i, j) or (i, j, k, r0), got {s!r}")
+        i, j = s[0], s[1]
+        if any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) for v in (i, j)):
+            raise TypeError(f"`staples` bead indices must be ints, got {s!r}")
+        i, j = sorted((int(i), int(j)))
+        if i < 0 or j >= n_beads:
+            raise ValueError(f"`staples` entry {s!r} is out of range: bead indices must be in "
+                             f"[0, {n_beads - 1}] for n_beads = {n_beads}")
+        if j - i < MIN_STAPLE_SEPARATION:
+            raise ValueError(f"`staples` entry {s!r} joins neighbouring beads: staples need "
+                             f"|i − j| >= {MIN_STAPLE_SEPARATION} (closer pairs are held by "
+                             f"bonds and bending)")
+        if (i, j) in seen:
+            raise ValueError(f"`staples` has a duplicate staple between beads {i} and {j}")
+        seen.add((i, j))
+        if len(s) == 4:
+            k = _checks.positive("staples stiffness k", s[2], allow_zero=True)
+            r0 = _checks.positive("staples rest length r0", s[3])
+        else:
+            k = float(k_default)
+            if r0_default is not None:
+                r0 = float(r0_default)
+            elif native is not None:
+                r0 = float(np.linalg.norm(native[j] - native[i]))
+            else:
+                r0 = float(bond_length)
+        out.append((i, j, k, r0))
+    return out
+
+
+def _coil(rng, r0, min_distances, tries=100):
+    x = np.zeros((len(r0) + 1, 3))
+    for k, b in enumerate(r0):
+        for _ in range(tries):
+            d = rng.normal(size=3)
+            new = x[k] + b * d / np.linalg.norm(d)
+            if k < 1 or (np.linalg.norm(x[:k] - new, axis=1) >= min_distances[k + 1, :k]).all():
+                break
+        x[k + 1] = new
+    return x

@@ -1,0 +1,90 @@
+"""Uniform one-dimensional grids and the transforms that diagonalise their kinetic energy."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+BOUNDARIES = ("periodic", "dirichlet")
+
+
+class Grid1D:
+    """A uniform grid on ``[x_min, x_max]``.
+
+    ``periodic``: ``n`` points ``x_j = x_min + j·dx`` with ``dx = (x_max - x_min)/n`` (the point
+    ``x_max`` is the image of ``x_min``). ``dirichlet``: ``n`` interior points
+    ``x_j = x_min + (j + 1)·dx`` with ``dx = (x_max - x_min)/(n + 1)``; ψ vanishes at both ends.
+
+    The transform that diagonalises the second difference is the FFT (periodic) or the type-I
+    discrete sine transform (Dirichlet); ``forward``/``inverse`` apply it along the last axis,
+    and ``wavenumbers`` are the matching ``k`` values.
+
+    Parameters
+    ----------
+    n : int, >= 8
+    x_min, x_max : float, x_min < x_max
+    boundary : "periodic" or "dirichlet"
+    """
+
+    def __init__(self, n: int, x_min: float, x_max: float, boundary: str = "periodic"):
+        if isinstance(n, bool) or not isinstance(n, int) or n < 8:
+            raise ValueError(f"`n` must be an int >= 8, got {n!r}")
+        x_min, x_max = float(x_min), float(x_max)
+        if not (math.isfinite(x_min) and math.isfinite(x_max) and x_min < x_max):
+            raise ValueError(f"`x_min` < `x_max` (finite) is required, got {x_min!r}, {x_max!r}")
+        if boundary not in BOUNDARIES:
+            raise ValueError(f"`boundary` must be one of {BOUNDARIES}, got {boundary!r}")
+        self.n, self.x_min, self.x_max, self.boundary = n, x_min, x_max, boundary
+        self.length = x_max - x_min
+        if boundary == "periodic":
+            self.dx = self.length / n
+            x = x_min + self.dx * np.arange(n)
+            self.k = 2 * np.pi * np.fft.fftfreq(n, d=self.dx)  # FFT order
+        else:
+            self.dx = self.length / (n + 1)
+            x = x_min + self.dx * np.arange(1, n + 1)
+            self.k = np.pi * np.arange(1, n + 1) / self.length  # sine modes
+        self.x_np = x
+        self.x = torch.from_numpy(x)  # (n,) float64
+
+    @property
+    def coordinates(self) -> dict[str, np.ndarray]:
+        """Axis name → coordinates, as stored under ``/grid`` in trajectory files."""
+        return {"x": self.x_np}
+
+    def __array__(self, dtype=None, copy=None):
+        return self.x_np if dtype is None else self.x_np.astype(dtype)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def integrate(self, f: torch.Tensor) -> torch.Tensor:
+        """``Σ_j f_j·dx`` over the last axis."""
+        return f.sum(-1) * self.dx
+
+    def forward(self, psi: torch.Tensor) -> torch.Tensor:
+        """Coefficients in the kinetic eigenbasis along the last axis (FFT or DST-I)."""
+        if self.boundary == "periodic":
+            return torch.fft.fft(psi, dim=-1)
+        return _dst1(psi)
+
+    def inverse(self, coeffs: torch.Tensor) -> torch.Tensor:
+        """Inverse of :meth:`forward`."""
+        if self.boundary == "periodic":
+            return torch.fft.ifft(coeffs, dim=-1)
+        return _dst1(coeffs) * (2.0 / (self.n + 1))
+
+    def __repr__(self) -> str:
+        return (f"Grid1D(n={self.n}, x_min={self.x_min}, x_max={self.x_max}, "
+                f"boundary={self.boundary!r})")
+
+
+def _dst1(x: torch.Tensor) -> torch.Tensor:
+    """Type-I DST ``S_k = Σ_j x_j sin(π(k+1)(j+1)/(n+1))`` through an FFT of the odd extension."""
+    n = x.shape[-1]
+    x = x.to(torch.promote_types(x.dtype, torch.complex64))
+    zero = torch.zeros(*x.shape[:-1], 1, dtype=x.dtype, device=x.device)
+    y = torch.cat([zero, x, zero, -x.flip(-1)], dim=-1)  # (..., 2n + 2)
+    return 0.5j * torch.fft.fft(y, dim=-1)[..., 1:n + 1]

@@ -1,0 +1,44 @@
+"""Loss logs: a CSV (one row per optimiser step) and a JSON summary, written atomically."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+
+COLUMNS = ("step", "epoch", "unroll", "lr", "loss", "val_error")
+
+
+def write_logs(prefix, history: list[dict], evaluations: list[dict], summary: dict) -> None:
+    """Write ``prefix.csv`` and ``prefix.json``; ``val_error`` fills the rows where the
+    validation rollout was scored."""
+    prefix = Path(prefix)
+    scored = {e["step"]: e["val_error"] for e in evaluations}
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(COLUMNS)
+    for row in history:
+        writer.writerow([row["step"], row["epoch"], row["unroll"], f"{row['lr']:.6e}",
+                         f"{row['loss']:.9e}", _fmt(scored.get(row["step"]))])
+    _atomic_text(prefix.with_name(prefix.name + ".csv"), buf.getvalue())
+    doc = {**summary, "evaluations": evaluations, "history": history}
+    _atomic_text(prefix.with_name(prefix.name + ".json"), json.dumps(doc, indent=1))
+
+
+def _fmt(value) -> str:
+    return "" if value is None else f"{value:.6e}"
+
+
+def _atomic_text(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise

@@ -1,0 +1,35 @@
+"""Validation and comparison of steppers, known physics or learned, against trusted references.
+
+>>> report = physres.validation.validate(stepper, "lorenz.h5")
+>>> report.metrics["nrmse_final"], report.save("runs/lorenz-validation")
+>>> study = physres.validation.compare_steppers("harmonic_oscillator", ["euler", "rk4"])
+>>> study.orders, study.largest_stable_dt
+"""
+
+from .compare import Comparison, compare_steppers, fit_order
+from .lyapunov import lyapunov_exponent
+from .metrics import (
+    fidelity,
+    invariant_drift,
+    nrmse,
+    relative_l2,
+    valid_prediction_time,
+    wasserstein1,
+)
+from .report import Report
+from .validate import validate
+
+__all__ = [
+    "Comparison",
+    "Report",
+    "compare_steppers",
+    "fidelity",
+    "fit_order",
+    "invariant_drift",
+    "lyapunov_exponent",
+    "nrmse",
+    "relative_l2",
+    "valid_prediction_time",
+    "validate",
+    "wasserstein1",
+]

@@ -1,0 +1,109 @@
+"""Chain-graph emulator: symmetry, staple edges, artifacts, and that it learns."""
+
+import numpy as np
+import pytest
+import torch
+from scipy.spatial.transform import Rotation
+
+import physres
+from physres.models import ChainGraphEmulator
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def _model(**kw):
+    torch.manual_seed(0)
+    options = dict(state_shape=(10, 3), staples=[(1, 8)], width=8, depth=2, dt=0.1,
+                   dtype=torch.float64)
+    return ChainGraphEmulator(**{**options, **kw})
+
+
+def test_rotation_equivariant_and_translation_invariant():
+    x = physres.systems.get("bead_chain", n_beads=10).sample_initial(4)
+    rot = torch.from_numpy(Rotation.random(random_state=3).as_matrix())
+    shift = torch.tensor([1.0, -2.0, 0.5])
+    for cutoff in (None, 1.6):
+        m = _model(cutoff=cutoff)
+        with torch.no_grad():
+            for p in m.parameters():  # leave the near-identity start so the test has teeth
+                p.add_(0.3 * torch.randn_like(p))
+            moved = m(x @ rot.T + shift, 0.0, 0.1)
+            assert float((moved - (m(x, 0.0, 0.1) @ rot.T + shift)).abs().max()) < 1e-12
+            assert float((m(x, 0.0, 0.1) - x).abs().max()) > 1e-3
+
+
+def test_staple_edges_carry_information_between_distant_beads():
+    """Moving bead 8 changes bead 1's update only through the staple edge (depth 2 cannot
+    reach 7 beads along the chain)."""
+    x = physres.systems.get("bead_chain", n_beads=10).sample_initial(1)
+    y = x.clone()
+    y[0, 8] += 0.5
+    for use_staples, expect_change in ((True, True), (False, False)):
+        m = _model(use_staples=use_staples)
+        with torch.no_grad():
+            d = float((m(x, 0.0, 0.1)[0, 1] - m(y, 0.0, 0.1)[0, 1]).abs().max())
+        assert (d > 1e-9) is expect_change, d
+
+
+def test_save_load_and_noise():
+    m = _model(temperature=0.5, seed=4).eval()
+    x = physres.systems.get("bead_chain", n_beads=10).sample_initial(2)
+    a = m(x, 0.0, 0.1)
+    m.reseed()
+    assert torch.equal(a, m(x, 0.0, 0.1))
+    m.temperature = 0.0
+    import tempfile
+    with tempfile.TemporaryDirectory() as d:
+        physres.save(m, f"{d}/m.pt")
+        loaded = physres.load(f"{d}/m.pt")
+    loaded.temperature = 0.0
+    assert torch.equal(loaded(x, 0.0, 0.1), m(x, 0.0, 0.1))
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match=r"`state_shape` must be \(n_beads, 3\)"):
+        ChainGraphEmulator(state_shape=(10, 2))
+    with pytest.raises(ValueError, match="`staples` entry"):
+        ChainGraphEmulator(state_shape=(10, 3), staples=[(1, 12)])
+    with pytest.raises(ValueError, match="`dt`"):
+        _model()(torch.zeros(1, 10, 3), 0.0, 0.2)
+
+
+def test_learns_a_chain_flow_from_hdf5(tmp_path):
+    system = physres.systems.get("bead_chain", n_beads=8, target=None,
+                                 staples=[(0, 7, 10.0, 1.0)])
+    path = physres.systems.chain.simulate(system, tmp_path / "flow.h5", n_traj=10, t_end=0.4,
+                                          dt=2e-3, dt_save=0.02, stepper="rk4", progress=False)
+    with physres.data.open(path) as f:
+        assert f.attrs["reference_method"] == "rk4" and f.states.shape == (10, 21, 8, 3)
+        states = torch.from_numpy(np.asarray(f.states[:]))
+    assert torch.allclose(states[:, 0], system.sample_initial(10, seed=0))
+    torch.manual_seed(0)
+    model = ChainGraphEmulator(state_shape=(8, 3), staples=[(0, 7)], width=16, depth=2)
+    cfg = physres.training.TrainConfig(epochs=25, batch_size=32, lr=1e-2, progress=False,
+                                       patience=None, val_every=25)
+    result = physres.training.fit(model, path, cfg)
+    assert result.losses[-1] < 0.5 * result.losses[0]
+
+
+def test_simulate_at_temperature(tmp_path):
+    system = physres.systems.get("bead_chain", n_beads=8, temperature=0.5)
+    path = physres.systems.chain.simulate(system, tmp_path / "hot.h5", n_traj=3, t_end=0.1,
+                                          dt=1e-3, dt_save=0.01, seed=1, progress=False)
+    again = physres.systems.chain.simulate(system, tmp_path / "hot2.h5", n_traj=3, t_end=0.1,
+                                           dt=1e-3, dt_save=0.01, seed=1, progress=False)
+    with physres.data.open(path) as f, physres.data.open(again) as g:
+        assert np.array_equal(f.states[:], g.states[:])  # seeded
+        assert f.attrs["reference_method"] == "euler_maruyama"
+        assert set(f.invariants) == {"energy", "rg", "end_to_end", "q", "rmsd"}
+        assert f.make_system().params == system.params
+    with pytest.raises(ValueError, match="`stepper` 'rk4' is deterministic"):
+        physres.systems.chain.simulate(system, tmp_path / "x.h5", stepper="rk4")
+    with pytest.raises(ValueError, match="`dt_save`.*multiple of `dt`"):
+        physres.systems.chain.simulate(system, tmp_path / "x.h5", dt=3e-3, dt_save=0.01)

@@ -1,0 +1,148 @@
+"""Every scenario's --quick mode end to end: report keys, finite numbers, figures written,
+and the physics each one claims. Parametrised over list_scenarios(): a new scenario is tested
+the day it lands."""
+
+import json
+import math
+import re
+
+import pytest
+
+from physres.scenarios import list_scenarios, run_scenario
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module", params=list_scenarios())
+def run(request, tmp_path_factory):
+    name = request.param
+    out = tmp_path_factory.mktemp(name)
+    report = run_scenario(name, out, quick=True, device="cpu", progress=False)
+    return name, out, report
+
+
+def _numbers(obj, where="report"):
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            yield from _numbers(v, f"{where}[{k!r}]")
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            yield from _numbers(v, f"{where}[{i}]")
+    elif isinstance(obj, (int, float)) and not isinstance(obj, bool):
+        yield where, obj
+
+
+def test_report_written_complete_and_finite(run):
+    name, out, report = run
+    on_disk = json.loads((out / "report.json").read_text())
+    assert on_disk == json.loads(json.dumps(report))  # report.json is the returned report
+    assert report.get("quick") is True
+    bad = [w for w, v in _numbers(report) if not math.isfinite(v)]
+    assert not bad, f"non-finite numbers in {name}: {bad[:5]}"
+    rows = report.get("summary")
+    assert isinstance(rows, list) and rows and all(isinstance(r, dict) for r in rows)
+    md = (out / "report.md").read_text()
+    assert md.startswith("# ") and len(md) > 200
+
+
+def test_figures_written(run):
+    name, out, report = run
+    pngs = sorted(out.glob("*.png"))
+    assert pngs, f"{name} wrote no figure"
+    for png in pngs:
+        data = png.read_bytes()
+        assert data[:8] == PNG_MAGIC and len(data) > 5_000, png.name
+    md = (out / "report.md").read_text()
+    for ref in re.findall(r"!\[[^\]]*\]\(([^)]+\.png)\)", md):
+        assert (out / ref).exists(), f"report.md of {name} shows a missing figure {ref}"
+    for ref in report.get("figures", []):
+        assert (out / ref).exists()
+
+
+def test_the_physics_each_scenario_claims(run):
+    name, _, report = run
+    check = CLAIMS.get(name)
+    if check is None:
+        pytest.skip(f"{name}: no scenario-specific claims registered here")
+    check(report)
+
+
+# --- claims, from independent truth (theory or the scipy reference) ---------------------------
+def _at(rows, depth):
+    return next(r for r in rows if r["depth"] == depth)
+
+
+def check_depth(r):
+    deepest = r["config"]["depths"][-1]
+    g = r["gradients_at_init"]
+    # plain tanh stacks lose the gradient geometrically; 1/√L-scaled residual stacks keep it O(1)
+    assert _at(g["plain"], deepest)["grad_first"] < 1e-10 * _at(g["residual, α=1/√L"],
+                                                                    deepest)["grad_first"]
+    scaled = [row["grad_first"] for row in g["residual, α=1/√L"]]
+    assert max(scaled) / min(scaled) < 10
+    # the unscaled residual stack's gradient grows with depth; a constant β > 0 makes it vanish
+    assert _at(g["residual, α=1"], deepest)["grad_first"] > g["residual, α=1"][0]["grad_first"]
+    assert (_at(g["residual, α=1/√L, β=0.1"], deepest)["grad_first"]
+            < 1e-2 * _at(g["residual, α=1/√L"], deepest)["grad_first"])
+    # training: the deepest plain network learns nothing, the scaled residual one does
+    final = r["training"]["final"]
+    assert _at(final["plain"], deepest)["train_rel_mse"] > 0.5
+    assert _at(final["residual, α=1/√L"], deepest)["train_rel_mse"] < 0.05
+    # weight-tied ResNet → Neural ODE at first order in 1/L
+    assert -1.1 < r["ode_limit"]["slope"] < -0.9
+    # deleting one block: the plain network breaks, residual ones degrade gracefully
+    d = r["deletion"]
+    assert d["plain"]["median_single_deleted"] > 0.5
+    for label in ("residual, α=1/√L", "residual, α=1/L"):
+        assert d[label]["median_single_deleted"] < 0.1 * d["plain"]["median_single_deleted"]
+
+
+def check_oscillator(r):
+    dt, n = r["config"]["dt"], r["config"]["n_steps"]
+    s = r["steppers"]
+    # euler multiplies the energy of x' = Jx by |R(i·dt)|² = 1 + dt² every step, exactly
+    assert s["euler"]["final |ΔH|/H0"] == pytest.approx((1 + dt**2) ** n - 1, rel=1e-6)
+    # rk4: |R(iθ)|² = 1 − θ⁶/72 + θ⁸/576
+    r2 = 1 - dt**6 / 72 + dt**8 / 576
+    assert s["rk4"]["final |ΔH|/H0"] == pytest.approx(1 - r2**n, rel=1e-3)
+    # leapfrog conserves a modified energy: H/H̃ stays within [1, 1/(1 − dt²/4)]
+    bound = (dt**2 / 4) / (1 - dt**2 / 4)
+    assert 0.5 * bound < s["leapfrog"]["max |ΔH|/H0"] <= bound * (1 + 1e-6)
+    # the learned steppers are finite, trained, and far better than euler
+    for name in ("resnet emulator", "neural ode"):
+        assert s[name]["max |ΔH|/H0"] < 1e-2 * s["euler"]["max |ΔH|/H0"]
+        assert s[name]["rel. error t=10"] < 0.5
+
+
+def check_lorenz(r):
+    # λ1 of the true field (rk4 at dt = 0.01) against the literature value 0.9056
+    assert r["lambda1_true"] == pytest.approx(0.9056, rel=0.15)
+    true = r["steppers"]["rk4 (true field)"]
+    assert true["VPT (Lyapunov times)"] > 5  # only rk4's truncation error separates them
+    assert true["W1 mean(x,y,z)"] < 1.0  # same attractor as scipy's
+    for name, row in r["steppers"].items():
+        assert row["VPT (Lyapunov times)"] >= 0
+        assert row["VPT (Lyapunov times)"] <= true["VPT (Lyapunov times)"] + 1e-9, name
+
+
+def check_stiff(r):
+    for system in ("van_der_pol", "robertson"):
+        for name, lim in r[system]["stability"].items():
+            # measured on a grid of ratio 10^0.05 ≈ 1.12 around the linear prediction R/ρ(J)
+            assert 0.7 * lim["predicted"] <= lim["measured"] <= 1.5 * lim["predicted"], name
+    v = r["van_der_pol"]
+    euler_limit = v["stability"]["euler"]["measured"]
+    for name, rows in v["implicit"].items():
+        for row in rows:  # adaptive implicit steps ≥ 1000× euler's stable dt, error < 30%
+            assert row["dt"] > 1000 * euler_limit and row["error"] < 0.3, name
+    be = r["robertson"]["implicit"]["backward_euler"]
+    assert all(row["status"] == "ok" and row["error"] < 1e-2 for row in be)
+    errs = [row["error"] for row in be]  # first order: error ∝ dt
+    dts = [row["dt"] for row in be]
+    order = math.log(errs[0] / errs[-1]) / math.log(dts[0] / dts[-1])
+    assert 0.8 < order < 1.2
+    assert all(s["final_error"] < 1.0 for s in r["learned"]["steppers"].values())
+
+
+CLAIMS = {"depth": check_depth, "oscillator": check_oscillator, "lorenz": check_lorenz,
+          "stiff": check_stiff}
