@@ -29,7 +29,6 @@ test-all: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check physres tests scenarios benchmarks
-	$(BIN)/ruff format --check physres tests scenarios benchmarks
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/steppers.py

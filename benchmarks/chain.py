@@ -4,12 +4,12 @@
    edges, the same network without them, and a plain MLP ResNet, trained on the same HDF5
    trajectories (rk4 reference at dt_save/20). Target: staples ≥ 2× lower error.
 2. Sampling at temperature: the chain-graph emulator with Euler–Maruyama noise, stepping at
-   ``--speedup`` × the Langevin step, against the Euler–Maruyama reference over the same
-   simulated time: wall time and the Rg-distribution distance W1 / mean Rg (a second
+   ``--speedup`` (default 50) × the Langevin step, against the Euler–Maruyama reference over
+   the same simulated time: wall time and the Rg-distribution distance W1 / mean Rg (a second
    reference run with another seed gives the reference's own sampling noise).
    Target: ≥ 10× faster with W1 within 5 % of the mean Rg.
 
-Run: ``python benchmarks/chain.py [--quick] [--train-steps N] [--json PATH]``.
+Run: ``python benchmarks/chain.py [--quick] [--train-steps N] [--speedup S] [--json PATH]``.
 Prints a table and writes JSON (default: benchmarks/chain.json).
 """
 
@@ -113,14 +113,18 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="small sizes (a few minutes on CPU)")
     p.add_argument("--train-steps", type=int, default=None, help="override optimiser steps")
+    p.add_argument("--speedup", type=int, default=None,
+                   help="emulator step / Langevin step (default 50)")
     p.add_argument("--json", default=str(Path(__file__).with_suffix(".json")))
     args = p.parse_args(argv)
     size = dict(n_beads=12, n_traj=24, t_flow=1.0, t_hot=4.0, width=16, train_steps=150,
-                unroll=2, n_chains=32, speedup=10) if args.quick else \
+                unroll=2, n_chains=32, speedup=50) if args.quick else \
         dict(n_beads=16, n_traj=128, t_flow=2.0, t_hot=20.0, width=32, train_steps=3000,
-             unroll=4, n_chains=128, speedup=10)
+             unroll=4, n_chains=128, speedup=50)
     if args.train_steps is not None:
         size["train_steps"] = args.train_steps
+    if args.speedup is not None:
+        size["speedup"] = args.speedup
     for k, v in size.items():
         setattr(args, k, v)
     torch.set_num_threads(1)

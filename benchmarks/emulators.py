@@ -57,7 +57,7 @@ def rk4_at_same_error(system, x0, dt, target, ref):
     return {"rk4_substeps": None, "rk4_error": err, "rk4_s": wall}
 
 
-def train(kind, path, epochs, seed=0):
+def train(kind, path, epochs, polish, seed=0):
     torch.manual_seed(seed)
     opts = dict(width=64, dtype=torch.float64, net_options={"linear_skip": True})
     if kind == "node":
@@ -65,13 +65,14 @@ def train(kind, path, epochs, seed=0):
     model = physres.training.model_for(path, kind, **opts)
     config = physres.training.TrainConfig(epochs=epochs, frame_step=10, unroll=8, lr=3e-3,
                                           batch_size=64, patience=None, min_lr_ratio=1e-3,
+                                          polish_steps=polish, polish_iter=30,
                                           progress=False, device="cpu", seed=seed)
     start = time.perf_counter()
     result = physres.training.fit(model, path, config)
     return model, time.perf_counter() - start, result
 
 
-def run_system(name, models, epochs, workdir):
+def run_system(name, models, epochs, polish, workdir):
     system = physres.systems.get(name)
     path = Path(workdir) / f"{name}.h5"
     physres.data.generate(system, path, n_traj=64, seed=0, progress=False)
@@ -81,7 +82,7 @@ def run_system(name, models, epochs, workdir):
     ref, ref_wall = reference(system, x0, t)
     rows = []
     for kind in models:
-        model, train_s, result = train(kind, path, epochs)
+        model, train_s, result = train(kind, path, epochs, polish)
         with torch.no_grad():
             wall, pred = best_time(lambda m=model: physres.rollout(m, x0, dt, N_STEPS))
         err = error(pred, ref)
@@ -106,6 +107,8 @@ def main() -> None:
     parser.add_argument("--systems", default="harmonic_oscillator,pendulum")
     parser.add_argument("--models", default="resnet,node")
     parser.add_argument("--epochs", type=int, default=None)
+    parser.add_argument("--polish", type=int, default=10,
+                        help="L-BFGS polish iterations after AdamW (0: none)")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads (tiny networks run fastest on one)")
     args = parser.parse_args()
@@ -114,12 +117,13 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as workdir:
         for name in args.systems.split(","):
-            rows += run_system(name, args.models.split(","), epochs, workdir)
+            rows += run_system(name, args.models.split(","), epochs, args.polish, workdir)
     columns = ["system", "model", "max_rel_l2", "goal_met", "train_s", "traj_steps_per_s",
                "speedup_vs_scipy", "rk4_substeps", "speedup_vs_rk4"]
     print()
     print(table(rows, columns))
-    write_json(args.json, {"benchmark": "emulators", "epochs": epochs, "n_steps": N_STEPS,
+    write_json(args.json, {"benchmark": "emulators", "epochs": epochs, "polish": args.polish,
+                           "n_steps": N_STEPS,
                            "batch": BATCH, "machine": machine(), "rows": rows})
 
 

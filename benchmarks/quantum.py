@@ -3,7 +3,7 @@
 1. Cost of one Crank–Nicolson (Cayley) step vs one explicit Euler step, N = 1024, batch 64
    (fd3 Dirichlet: tridiagonal; fd5 periodic: cyclic pentadiagonal). Target: ≤ 3×.
 2. Harmonic-trap packets (64 trajectories, one period t = 2π): the step size at which
-   split_operator and crank_nicolson reach a final error of 1e-6 (relative L2, vs the exact
+   split_operator and crank_nicolson reach final errors 1e-1 … 1e-4 (relative L2, vs the exact
    exponential of the same discrete H), their wall time per trajectory, and scipy's
    ``expm_multiply`` on the same sparse H (its accuracy is fixed near round-off: scipy has no
    public tolerance). Target: ≥ 50× faster per trajectory.
@@ -65,7 +65,7 @@ def _rel_err(a, b):
     return float(((a - b).abs().pow(2).sum(-1) / b.abs().pow(2).sum(-1)).sqrt().max())
 
 
-def bench_vs_expm_multiply(n_grid: int, batch: int, target: float) -> dict:
+def bench_vs_expm_multiply(n_grid: int, batch: int, targets) -> dict:
     qs = physres.systems.get("schrodinger_1d", n=n_grid, x_min=-15.0, x_max=15.0,
                              kinetic="fd3")
     x = qs.sample_initial(batch, seed=1)
@@ -78,28 +78,31 @@ def bench_vs_expm_multiply(n_grid: int, batch: int, target: float) -> dict:
     Y = expm_multiply(A * t_end, B)
     t_expm = time.perf_counter() - start
     err_expm = _rel_err(torch.from_numpy(Y.T.copy()), exact)
-    out = {"n_grid": n_grid, "batch": batch, "t_end": t_end, "target_error": target,
+    out = {"n_grid": n_grid, "batch": batch, "t_end": t_end,
            "expm_multiply": {"wall_s_per_traj": t_expm / batch, "error": err_expm}}
     print(f"expm_multiply   n={n_grid} batch={batch}: {t_expm / batch * 1e3:8.2f} ms/traj, "
           f"error {err_expm:.1e}")
     for name in ("split_operator", "crank_nicolson"):
         step = physres.steppers.get(name, qs.rhs)
-        n_steps = 16
-        while True:  # double the steps until the final error meets the target
-            dt = t_end / n_steps
-            start = time.perf_counter()
-            y = physres.rollout(step, x, dt, n_steps, save_every=n_steps)[:, -1]
-            wall = time.perf_counter() - start
-            err = _rel_err(y, exact)
-            if err <= target or n_steps > 2**20:
-                break
-            n_steps *= 2
-        speedup = (t_expm / batch) / (wall / batch)
-        out[name] = {"n_steps": n_steps, "dt": dt, "error": err,
-                     "wall_s_per_traj": wall / batch, "speedup_vs_expm_multiply": speedup}
-        print(f"{name:15s} n={n_grid} batch={batch}: {n_steps:6d} steps (dt {dt:.2e}), error "
-              f"{err:.1e}, {wall / batch * 1e3:8.2f} ms/traj, {speedup:6.1f}x faster "
-              f"(target >= 50x)")
+        rows = []
+        n_steps = 8
+        for target in targets:
+            while True:  # double the steps until the final error meets the target
+                dt = t_end / n_steps
+                start = time.perf_counter()
+                y = physres.rollout(step, x, dt, n_steps, save_every=n_steps)[:, -1]
+                wall = time.perf_counter() - start
+                err = _rel_err(y, exact)
+                if err <= target or n_steps >= 2**16:
+                    break
+                n_steps *= 2
+            speedup = (t_expm / batch) / (wall / batch)
+            rows.append({"target_error": target, "n_steps": n_steps, "dt": dt, "error": err,
+                         "wall_s_per_traj": wall / batch, "speedup_vs_expm_multiply": speedup})
+            print(f"{name:15s} target {target:.0e}: {n_steps:6d} steps (dt {dt:.2e}), error "
+                  f"{err:.1e}, {wall / batch * 1e3:8.2f} ms/traj, {speedup:7.2f}x vs "
+                  "expm_multiply (target >= 50x)")
+        out[name] = rows
     return out
 
 
@@ -130,7 +133,8 @@ def main():
         "threads": 1,
         "step_cost": bench_step_cost(repeat=3 if args.quick else 7),
         "vs_expm_multiply": bench_vs_expm_multiply(256 if args.quick else 512,
-                                                   16 if args.quick else 64, 1e-6),
+                                                   16 if args.quick else 64,
+                                                   (1e-1, 1e-2, 1e-3, 1e-4)),
         "euler_instability": bench_euler_instability(),
     }
     out = Path(args.out)

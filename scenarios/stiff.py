@@ -213,17 +213,16 @@ def learned_study(system, out, cfg, device, progress) -> dict:
         ref = np.stack([f.states[i, ::frame_step] for i in test])  # (n_test, n_t, 3)
     x0 = torch.from_numpy(ref[:, 0].copy())
     n_steps = ref.shape[1] - 1
-    models = {
-        "resnet emulator (explicit)": (physres.models.ResNetEmulator(
-            state_shape=(3,), width=cfg.width, dt=cfg.learned_dt), cfg.resnet_steps),
-        "implicit resnet": (physres.models.ImplicitResNet(
-            state_shape=(3,), width=cfg.width, dt=cfg.learned_dt), cfg.implicit_steps),
+    models = {  # built after seeding, so the initial weights do not depend on what ran before
+        "resnet emulator (explicit)": (physres.models.ResNetEmulator, cfg.resnet_steps),
+        "implicit resnet": (physres.models.ImplicitResNet, cfg.implicit_steps),
     }
     result = {"dt": cfg.learned_dt, "n_steps": n_steps, "steppers": {}, "curves": {}}
     scale = np.abs(ref).max(axis=(0, 1))
     t = np.arange(n_steps + 1) * cfg.learned_dt
-    for name, (model, steps) in models.items():
+    for name, (cls, steps) in models.items():
         torch.manual_seed(0)
+        model = cls(state_shape=(3,), width=cfg.width, dt=cfg.learned_dt)
         fit = fit_for_steps(model, data, steps, frame_step=frame_step, device=device,
                             progress=progress)
         model = model.to("cpu").eval()

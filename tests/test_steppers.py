@@ -247,8 +247,12 @@ def test_non_finite_initial_state():
 def test_newton_that_cannot_converge_says_so():
     # z = x + dt(z² + 1) has no real root for x = 1, dt = 1.
     step = steppers.get("backward_euler", lambda t, x: x**2 + 1, max_iter=15)
-    with pytest.raises(physres.ConvergenceError, match=r"Newton did not converge.*15 iterations"):
+    with pytest.raises(physres.ConvergenceError, match=r"Newton did not converge.*iterations.*"
+                                                       r"residual.*reduce `dt`") as info:
         step(torch.ones(1, 1), 0.0, 1.0)
+    # damped Newton slides to the minimum of |G| = |z - z² - 2| at z = 1/2 (1.75), where J = 0
+    assert info.value.residual == pytest.approx(1.75, rel=1e-6)
+    assert 1 <= info.value.iterations <= 15
 
 
 def test_rollout_divergence_names_step_and_time_and_keeps_the_trajectory():

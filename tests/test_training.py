@@ -193,3 +193,20 @@ def test_two_process_torchrun_ends_with_identical_weights(ho_file, tmp_path):
         assert torch.equal(w0[key], w1[key]), key
     # every rank logs the loss averaged over ranks
     assert torch.equal(torch.load(tmp_path / "losses0.pt"), torch.load(tmp_path / "losses1.pt"))
+
+
+def test_lbfgs_polish_lowers_the_loss_and_keeps_the_better_weights(ho_file):
+    torch.manual_seed(0)
+    model = resnet(dtype=torch.float64)
+    result = fit(model, ho_file, small(epochs=3, unroll=2, polish_steps=3, polish_iter=10,
+                                       polish_windows=512))
+    polish = result.losses[-3:]
+    assert polish[-1] < polish[0]
+    before, after = (e["val_error"] for e in result.evaluations[-2:])
+    assert result.best_val_error == min(before, after)
+    x = torch.randn(4, 2)
+    # the weights in the model are the best ones: re-scoring them gives the best error
+    data = physres.training.data.TrainingData(ho_file, small(epochs=3, unroll=2))
+    rescored = physres.training.rollout_error(model, data.val_states, 0.25)
+    assert rescored == pytest.approx(result.best_val_error, rel=1e-12)
+    assert model(x, 0.0, 0.25).shape == (4, 2)

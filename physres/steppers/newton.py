@@ -77,34 +77,45 @@ def solve_stage(field, tau, a, b: torch.Tensor, *, jacobian=None, options=Newton
 
     use_dense = m <= options.krylov_above
     z = b_flat.detach().clone()
-    factors, err_prev, err = None, None, torch.tensor(float("nan"))
-    converged = False
+    factors, fresh, err_prev, err = None, False, None, math.nan
+    converged = singular = False
     with torch.no_grad():
+        g = G(z)
+        floor = tol * (1 + b_flat.abs().amax(-1))  # residuals below this are round-off
         it = 0
         while it < options.max_iter:
             it += 1
-            g = G(z)
             if use_dense:
                 if factors is None:  # reused while Newton contracts fast (as scipy's Radau)
-                    factors = torch.linalg.lu_factor(
+                    LU, pivots, info = torch.linalg.lu_factor_ex(
                         _dense_jacobian(G, z, a, tau, form, jacobian, counts))
+                    if bool((info != 0).any()):
+                        singular = True
+                        break
+                    factors, fresh = (LU, pivots), True
                 dz = torch.linalg.lu_solve(*factors, -g.unsqueeze(-1)).squeeze(-1)
             else:
                 dz = _gmres(lambda v, z=z: _jvp(G, z, v), -g, options)
-            z = z + dz
+                fresh = True
+            z_new, g_new, damped = _line_search(G, z, g, dz, floor)
+            if damped and not fresh:
+                factors = None  # a stale Jacobian gave a poor direction: refresh, retry
+                continue
+            z, g = z_new, g_new
             err = float((dz.abs() / (tol + tol * z.abs())).pow(2).mean(-1).sqrt().max())
             if not math.isfinite(err):
                 break
-            if err <= 1:
+            if err <= 1 and not damped:
                 converged = True
                 break
             if err_prev is not None and err > 0.3 * err_prev:
                 factors = None  # slow contraction: refresh the Jacobian
-            err_prev = err
+            fresh, err_prev = False, err
         if not converged:
             res = float(G(z).abs().max())
+            why = " (singular Jacobian)" if singular else ""
             raise ConvergenceError(
-                f"Newton did not converge for the {method} step at t={float(tau):.6g} "
+                f"Newton did not converge{why} for the {method} step at t={float(tau):.6g} "
                 f"after {it} iterations (max residual {res:.3e}, "
                 f"tolerance {tol:.0e}); reduce `dt`, use physres.integrate for adaptive steps, "
                 "or raise `max_iter`.",
@@ -114,6 +125,25 @@ def solve_stage(field, tau, a, b: torch.Tensor, *, jacobian=None, options=Newton
     if torch.is_grad_enabled() and _needs_grad(b, field):
         z = _implicit_correction(G, z, a, tau, form, jacobian, counts, use_dense, options)
     return form.state(z)
+
+
+def _line_search(G, z, g, dz, floor, max_halvings: int = 10):
+    """Damped Newton (Armijo backtracking, per sample): halve the step of every sample whose
+    residual norm would grow. Returns (z_new, g_new, damped) with ``damped`` True when any
+    sample took less than the full step."""
+    norm = g.norm(dim=-1)
+    lam = torch.ones_like(norm)
+    z_new = z + dz
+    g_new = G(z_new)
+    for _ in range(max_halvings):
+        new = g_new.norm(dim=-1)
+        bad = ~torch.isfinite(new) | ((new > (1 - 1e-4 * lam) * norm) & (new > floor))
+        if not bool(bad.any()):
+            break
+        lam = torch.where(bad, lam / 2, lam)
+        z_new = z + lam[:, None] * dz
+        g_new = G(z_new)
+    return z_new, g_new, bool((lam < 1).any())
 
 
 def _needs_grad(b, field) -> bool:

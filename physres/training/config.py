@@ -30,6 +30,11 @@ class TrainConfig:
         validation trajectories for ``val_steps`` steps (default: their whole length) and
         score the relative L2 error; stop after ``patience`` evaluations without improvement
         (None: never) and restore the best weights.
+    Polish
+        ``polish_steps`` iterations of full-batch L-BFGS (strong Wolfe line search, up to
+        ``polish_iter`` inner iterations each) after the AdamW epochs, on the K-step loss
+        (K = ``unroll``) over up to ``polish_windows`` training windows; the validation error
+        decides whether the polished weights are kept. Single process only.
     Runtime
         ``seed``; ``device`` (default: cuda if available); ``amp`` (mixed precision: None =
         on CUDA only; refused on CPU); ``checkpoint`` path written every ``checkpoint_every``
@@ -56,6 +61,9 @@ class TrainConfig:
     val_steps: int | None = None
     val_trajectories: int = 16
     patience: int | None = 20
+    polish_steps: int = 0
+    polish_iter: int = 20
+    polish_windows: int = 4096
     seed: int = 0
     device: str | None = None
     amp: bool | None = None
@@ -71,7 +79,10 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "unroll", "frame_step", "val_every",
                      "val_trajectories"):
             _checks.positive_int(name, getattr(self, name))
-        for name in ("warmup_steps", "checkpoint_every", "seed", "split_seed", "num_workers"):
+        for name in ("polish_iter", "polish_windows"):
+            _checks.positive_int(name, getattr(self, name))
+        for name in ("warmup_steps", "checkpoint_every", "seed", "split_seed", "num_workers",
+                     "polish_steps"):
             _checks.positive_int(name, getattr(self, name), allow_zero=True)
         for name in ("curriculum_epochs", "patience", "val_steps", "max_steps"):
             if getattr(self, name) is not None:

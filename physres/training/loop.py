@@ -21,7 +21,8 @@ from .losses import UnrolledLoss, rollout_error
 # Settings that define the run: a resumed run must use the same ones to continue it exactly.
 _RUN_KEYS = ("epochs", "batch_size", "lr", "weight_decay", "schedule", "warmup_steps",
              "min_lr_ratio", "grad_clip", "unroll", "curriculum_epochs", "frame_step",
-             "fractions", "split_seed", "normalize", "seed")
+             "fractions", "split_seed", "normalize", "seed", "polish_steps", "polish_iter",
+             "polish_windows")
 
 
 @dataclass
@@ -122,8 +123,12 @@ class _Run:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda step: self._lr_factor(step))
         self.scaler = torch.amp.GradScaler("cuda") if amp else None
+        if config.polish_steps and ctx.enabled:
+            raise ValueError("`polish_steps` (full-batch L-BFGS) runs in a single process, "
+                             "not under torchrun")
         self.state = {"epoch": 0, "batch": 0, "step": 0, "best": math.inf, "best_epoch": None,
-                      "best_state": None, "bad": 0, "stopped_early": False, "wall_s": 0.0}
+                      "best_state": None, "bad": 0, "stopped_early": False, "wall_s": 0.0,
+                      "polished": False}
         self.history: list[dict] = []
         self.evaluations: list[dict] = []
         if config.resume:
@@ -169,6 +174,10 @@ class _Run:
                 s["wall_s"] = time.perf_counter() - start
                 self._checkpoint()
                 self._write_logs()
+            if not interrupted and c.polish_steps and not s["polished"]:
+                self._polish(bar)
+                s["wall_s"] = time.perf_counter() - start
+                self._checkpoint()
         finally:
             bar.close()
         s["wall_s"] = time.perf_counter() - start
@@ -233,6 +242,39 @@ class _Run:
             self.optimizer.step()
         self.scheduler.step()
         return distributed.mean(self.ctx, float(loss.detach()), self.device)
+
+    def _polish(self, bar) -> None:
+        """Full-batch L-BFGS from the best weights so far (the network in eval mode, so the
+        loss is deterministic); kept only if the validation error improves."""
+        c, s = self.config, self.state
+        if s["best_state"] is not None:
+            self.model.load_state_dict(s["best_state"])
+        g = torch.Generator().manual_seed(c.seed)
+        index = torch.randperm(len(self.data.train), generator=g)[: c.polish_windows].tolist()
+        items = [self.data.train[i] for i in index]
+        inputs = torch.stack([a for a, _ in items]).to(self.device)
+        targets = torch.stack([b for _, b in items]).to(self.device)
+        optimizer = torch.optim.LBFGS(self.model.parameters(), lr=1.0, max_iter=c.polish_iter,
+                                      history_size=50, line_search_fn="strong_wolfe",
+                                      tolerance_grad=1e-14, tolerance_change=1e-16)
+        self.model.eval()
+
+        def closure():
+            optimizer.zero_grad(set_to_none=True)
+            loss = self.loss(inputs, targets, self.data.dt, c.unroll)
+            loss.backward()
+            return loss
+
+        for _ in range(c.polish_steps):
+            loss = float(optimizer.step(closure).detach())
+            s["step"] += 1
+            self.history.append({"step": s["step"], "epoch": s["epoch"], "unroll": c.unroll,
+                                 "lr": 1.0, "loss": loss})
+            bar.set_postfix(polish=f"{loss:.3e}", refresh=False)
+            if self.callback is not None:
+                self.callback(s["step"], loss)
+        s["polished"] = True
+        self._validate(bar)
 
     def _validate(self, bar) -> None:
         s, c = self.state, self.config
