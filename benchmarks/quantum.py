@@ -51,8 +51,8 @@ def bench_step_cost(repeat: int) -> dict:
         cn = physres.steppers.get("crank_nicolson", qs.rhs)
         te, tc = [], []
         for _ in range(repeat):  # interleaved, so load changes hit both alike
-            te.append(_median_time(lambda: euler._step(x, 0.0, 1e-3), 3, 20))
-            tc.append(_median_time(lambda: cn._step(x, 0.0, 1e-3), 3, 20))
+            te.append(_median_time(lambda s=euler, x=x: s._step(x, 0.0, 1e-3), 3, 20))
+            tc.append(_median_time(lambda s=cn, x=x: s._step(x, 0.0, 1e-3), 3, 20))
         te, tc = float(np.median(te)), float(np.median(tc))
         key = f"{kinetic}_{boundary}"
         out[key] = {"euler_ms": te * 1e3, "crank_nicolson_ms": tc * 1e3, "ratio": tc / te}

@@ -283,3 +283,19 @@ def test_exponential_step_is_exact_to_round_off_for_small_steps(dt):
     x1 = steppers.get("exponential", ho.rhs)(x0, 0.0, dt)
     exact = torch.tensor([[np.cos(dt), -np.sin(dt)]], dtype=torch.float64)
     torch.testing.assert_close(x1, exact, rtol=0, atol=1e-15)
+
+
+def test_dense_newton_on_a_large_batch_is_right_whatever_the_thread_count():
+    # torch's CPU batched LU has returned wrong solutions above ~128 rows with several
+    # threads; physres factorises such batches matrix by matrix. Check the step's residual.
+    n = 200
+    A = torch.diag(torch.full((n,), -2.0)) + torch.diag(torch.ones(n - 1), 1) + torch.diag(
+        torch.ones(n - 1), -1)
+
+    def field(t, u):
+        return 20.0 * u @ A.T - u**3
+
+    x0 = torch.rand(3, n, generator=torch.Generator().manual_seed(3))
+    step = steppers.get("backward_euler", field, krylov_above=10**6)
+    x1 = step(x0, 0.0, 0.1)
+    torch.testing.assert_close(x1, x0 + 0.1 * field(0.0, x1), rtol=1e-10, atol=1e-10)

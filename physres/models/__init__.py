@@ -24,6 +24,7 @@ from .fields import MLP, PeriodicConv1d, build_net
 from .hybrid import HybridStepper
 from .implicit import ImplicitResNet
 from .node import NeuralODE
+from .quantum import UnitaryCayleyEmulator
 from .resnet import ResNetEmulator
 
 __all__ = [
@@ -38,6 +39,7 @@ __all__ = [
     "NeuralODE",
     "PeriodicConv1d",
     "ResNetEmulator",
+    "UnitaryCayleyEmulator",
     "build_net",
     "get",
     "names",

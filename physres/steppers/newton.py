@@ -87,13 +87,12 @@ def solve_stage(field, tau, a, b: torch.Tensor, *, jacobian=None, options=Newton
             it += 1
             if use_dense:
                 if factors is None:  # reused while Newton contracts fast (as scipy's Radau)
-                    LU, pivots, info = torch.linalg.lu_factor_ex(
-                        _dense_jacobian(G, z, a, tau, form, jacobian, counts))
-                    if bool((info != 0).any()):
+                    factors = _lu_factor(_dense_jacobian(G, z, a, tau, form, jacobian, counts))
+                    if factors is None:
                         singular = True
                         break
-                    factors, fresh = (LU, pivots), True
-                dz = torch.linalg.lu_solve(*factors, -g.unsqueeze(-1)).squeeze(-1)
+                    fresh = True
+                dz = _lu_solve(factors, -g)
             else:
                 dz = _gmres(lambda v, z=z: _jvp(G, z, v), -g, options)
                 fresh = True
@@ -168,6 +167,31 @@ def _dense_jacobian(G, z, a, tau, form, jacobian, counts):
     return J.permute(1, 0, 2)
 
 
+# torch 2.13's CPU batched LU (getrf/getrs through MKL, several threads) has returned invalid
+# pivots and wrong solutions for matrices above ~128 rows; those batches go one matrix at a time.
+_BATCHED_LU_MAX = 128
+
+
+def _lu_factor(J: torch.Tensor):
+    """LU factors of a batch (B, m, m), or None when a matrix is singular."""
+    if J.device.type == "cpu" and J.shape[0] > 1 and J.shape[-1] > _BATCHED_LU_MAX:
+        parts = [torch.linalg.lu_factor_ex(J[i:i + 1]) for i in range(J.shape[0])]
+        LU, pivots, info = (torch.cat(p) for p in zip(*parts, strict=True))
+    else:
+        LU, pivots, info = torch.linalg.lu_factor_ex(J)
+    return None if bool((info != 0).any()) else (LU, pivots)
+
+
+def _lu_solve(factors, rhs: torch.Tensor, adjoint: bool = False) -> torch.Tensor:
+    """``J x = rhs`` (or ``J^T x = rhs``) with factors from :func:`_lu_factor`; (B, m)."""
+    LU, pivots = factors
+    if LU.device.type == "cpu" and LU.shape[0] > 1 and LU.shape[-1] > _BATCHED_LU_MAX:
+        return torch.cat([torch.linalg.lu_solve(LU[i:i + 1], pivots[i:i + 1],
+                                                rhs[i:i + 1, :, None], adjoint=adjoint)[..., 0]
+                          for i in range(LU.shape[0])])
+    return torch.linalg.lu_solve(LU, pivots, rhs.unsqueeze(-1), adjoint=adjoint).squeeze(-1)
+
+
 def _jvp(G, z, v):
     return torch.func.jvp(G, (z,), (v,))[1]
 
@@ -218,8 +242,12 @@ def _implicit_correction(G, z, a, tau, form, jacobian, counts, use_dense, option
     g = G(z)  # carries the graph to b and the field's parameters
     if use_dense:
         with torch.no_grad():
-            J = _dense_jacobian(G, z, a, tau, form, jacobian, counts)
-        return z - torch.linalg.solve(J, g.unsqueeze(-1)).squeeze(-1)
+            factors = _lu_factor(_dense_jacobian(G, z, a, tau, form, jacobian, counts))
+        if factors is None:  # invariant: the forward solve converged with these Jacobians
+            raise ConvergenceError("singular Jacobian at the solution", residual=0.0,
+                                   iterations=0)
+        return z - _LinearSolve.apply(g, lambda r: _lu_solve(factors, r),
+                                      lambda r: _lu_solve(factors, r, adjoint=True))
     with torch.no_grad():
         _, vjp = torch.func.vjp(G, z)
     solve = lambda r: _gmres(lambda v: _jvp(G, z, v), r, options)  # noqa: E731

@@ -138,28 +138,27 @@ def krylov_expm(apply_h, x: torch.Tensor, tau: float, *, tol: float = 1e-12, max
     """
     beta0 = x.norm(dim=-1, keepdim=True)  # (..., 1)
     m = min(max_dim, x.shape[-1])
-    V = x.new_zeros(*x.shape[:-1], m + 1, x.shape[-1])  # Lanczos vectors as rows
-    V[..., 0, :] = x / beta0.clamp_min(1e-300)
+    V = [x / beta0.clamp_min(1e-300)]  # Lanczos vectors (a list: autograd-safe, no in-place)
     alphas, betas = [], []
     small = 1e-13 * beta0[..., 0]
     for j in range(m):
-        v = V[..., j, :]
+        v = V[j]
         w = apply_h(v)
         alphas.append((v.conj() * w).sum(-1).real)
         w = w - alphas[-1].unsqueeze(-1) * v
         if j:
-            w = w - betas[-1].unsqueeze(-1) * V[..., j - 1, :]
-        basis = V[..., : j + 1, :]
+            w = w - betas[-1].unsqueeze(-1) * V[j - 1]
+        basis = torch.stack(V, dim=-2)  # (..., j+1, n)
         coeff = torch.einsum("...jn,...n->...j", basis.conj(), w)  # full reorthogonalisation
         w = w - torch.einsum("...j,...jn->...n", coeff, basis)
         beta = w.norm(dim=-1)
         breakdown = bool((beta <= small).all())
         if j >= 1 and (j % 4 == 3 or j == m - 1 or breakdown):
             c = _small_expm(alphas, betas, tau)  # (..., j+1)
-            if breakdown or float((beta * c[..., -1].abs()).max()) <= tol:
+            if breakdown or float((beta * c[..., -1].abs()).detach().max()) <= tol:
                 return beta0 * torch.einsum("...j,...jn->...n", c, basis)
         betas.append(beta)
-        V[..., j + 1, :] = w / beta.clamp_min(1e-300).unsqueeze(-1)
+        V.append(w / beta.clamp_min(1e-300).unsqueeze(-1))
     if _depth >= 8:
         raise ConvergenceError(
             f"Krylov exponential did not converge with {max_dim} vectors even after "
