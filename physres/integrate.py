@@ -71,8 +71,7 @@ def integrate(stepper, x0: torch.Tensor, t_span, rtol: float = 1e-6, atol: float
     h = min(_checks.positive("first_step", h), span)
     min_h = 16 * math.ulp(max(abs(t0), abs(t1), span))
     k_i, k_p = 0.7 / (order + 1), 0.4 / (order + 1)
-    t, x, prev_err = t0, x0, 1.0
-    n_acc = n_rej = n_calls = 0
+    t, x = t0, x0
     if outputs is None:
         ts, xs, next_out = [t0], [x0], 0
     elif outputs[0] == t0:
@@ -81,50 +80,72 @@ def integrate(stepper, x0: torch.Tensor, t_span, rtol: float = 1e-6, atol: float
         ts, xs, next_out = [], [], 0
     bar = _progress(span, progress, getattr(stepper, "name", ""))
     start = time.perf_counter()
-    while t < t1:
-        target = t1 if outputs is None or next_out >= len(outputs) else outputs[next_out]
-        h_try = min(h, target - t)
-        if n_acc + n_rej >= max_steps:
-            raise StepSizeError(f"integrate reached `max_steps` = {max_steps} at t = {t:.6g} "
-                                f"(of {t1:g}); raise `max_steps`, loosen rtol/atol, or use an "
-                                "implicit stepper if the problem is stiff")
-        if h_try < min_h:
-            raise StepSizeError(
-                f"step size fell to {h_try:.3e} at t = {t:.6g}, below the resolution of t; "
-                "the problem may be stiff: use an implicit stepper ('backward_euler', "
-                "'crank_nicolson') or loosen rtol/atol")
-        try:
-            full = step(x, t, h_try)
-            half = step(x, t, h_try / 2)
-            fine = step(half, t + h_try / 2, h_try / 2)
-            n_calls += 3
-            err = norm((fine - full) / (2**order - 1), x, fine)
-        except ConvergenceError:
-            err = math.inf
-        if not math.isfinite(err):
-            n_rej += 1
-            h = h_try * 0.25
-            continue
-        if err <= 1.0:
-            t = t + h_try if h_try < target - t else target
-            x = fine
-            n_acc += 1
-            bar.update(h_try)
-            if outputs is None or (next_out < len(outputs) and t == outputs[next_out]):
-                ts.append(t)
-                xs.append(x)
-                next_out += outputs is not None
-            factor = safety * max(err, 1e-10) ** -k_i * max(prev_err, 1e-10) ** k_p
-            h = h_try * min(5.0, max(0.2, factor))
-            prev_err = max(err, 1e-4)
-        else:
-            n_rej += 1
-            h = h_try * max(0.2, safety * err ** -(1.0 / (order + 1)))
-    bar.close()
+    restore = _loosen_newton(stepper, 1e-3 * rtol)
+    n_acc = n_rej = n_calls = 0
+    prev_err = 1.0
+    try:
+        while t < t1:
+            target = t1 if outputs is None or next_out >= len(outputs) else outputs[next_out]
+            h_try = min(h, target - t)
+            if n_acc + n_rej >= max_steps:
+                raise StepSizeError(f"integrate reached `max_steps` = {max_steps} at t = {t:.6g} "
+                                    f"(of {t1:g}); raise `max_steps`, loosen rtol/atol, or use an "
+                                    "implicit stepper if the problem is stiff")
+            if h_try < min_h:
+                raise StepSizeError(
+                    f"step size fell to {h_try:.3e} at t = {t:.6g}, below the resolution of t; "
+                    "the problem may be stiff: use an implicit stepper ('backward_euler', "
+                    "'crank_nicolson') or loosen rtol/atol")
+            try:
+                full = step(x, t, h_try)
+                half = step(x, t, h_try / 2)
+                fine = step(half, t + h_try / 2, h_try / 2)
+                n_calls += 3
+                err = norm((fine - full) / (2**order - 1), x, fine)
+            except ConvergenceError:
+                err = math.inf
+            if not math.isfinite(err):
+                n_rej += 1
+                h = h_try * 0.25
+                continue
+            if err <= 1.0:
+                t = t + h_try if h_try < target - t else target
+                x = fine
+                n_acc += 1
+                bar.update(h_try)
+                if outputs is None or (next_out < len(outputs) and t == outputs[next_out]):
+                    ts.append(t)
+                    xs.append(x)
+                    next_out += outputs is not None
+                factor = safety * max(err, 1e-10) ** -k_i * max(prev_err, 1e-10) ** k_p
+                h = h_try * min(5.0, max(0.2, factor))
+                prev_err = max(err, 1e-4)
+            else:
+                n_rej += 1
+                h = h_try * max(0.2, safety * err ** -(1.0 / (order + 1)))
+    finally:
+        restore()
+        bar.close()
     stats = {"n_accepted": n_acc, "n_rejected": n_rej, "n_stepper_calls": n_calls,
              "nfev": getattr(stepper, "nfev", None), "wall_s": time.perf_counter() - start}
     return Solution(t=torch.tensor(ts, dtype=torch.float64), x=torch.stack(xs, dim=1),
                     stats=stats)
+
+
+def _loosen_newton(stepper, tol: float):
+    """Solve implicit stages to ``tol`` (scipy's Radau ties its Newton tolerance to ``rtol``
+    likewise) unless the user set the stepper's own ``tol``; returns a function that restores."""
+    options = getattr(stepper, "newton", None)
+    if options is None or options.tol is not None:
+        return lambda: None
+    import dataclasses
+
+    stepper.newton = dataclasses.replace(options, tol=max(tol, 1e-13))
+
+    def restore():
+        stepper.newton = options
+
+    return restore
 
 
 def _span(t_span):
