@@ -52,6 +52,17 @@ def state(name: str, x, state_shape: tuple[int, ...] | None = None) -> torch.Ten
     return x
 
 
+def step_function(stepper, x0: torch.Tensor, dt: float):
+    """Validate ``x0`` and ``dt`` once for a run and return the unchecked step: a Stepper's
+    ``_step``, or any other callable ``(x, t, dt) -> x_next`` as it is."""
+    check = getattr(stepper, "check_call", None)
+    if check is None:
+        state("x0", x0)
+        return stepper
+    check(x0, dt)
+    return stepper._step
+
+
 def default_device() -> torch.device:
     """``cuda`` when available, else ``cpu``."""
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")

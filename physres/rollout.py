@@ -37,13 +37,7 @@ def rollout(stepper, x0: torch.Tensor, dt: float, n_steps: int, t0: float = 0.0,
     dt = _checks.positive("dt", dt)
     n_steps = _checks.positive_int("n_steps", n_steps, allow_zero=True)
     save_every = _checks.positive_int("save_every", save_every)
-    check = getattr(stepper, "check_call", None)
-    if check is not None:
-        check(x0, dt)
-        step = stepper._step
-    else:
-        _checks.state("x0", x0)
-        step = stepper
+    step = _checks.step_function(stepper, x0, dt)
     t0 = float(t0)
     saved = [x0]
     x = x0

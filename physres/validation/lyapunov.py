@@ -67,13 +67,7 @@ def lyapunov_exponent(stepper, x0: torch.Tensor, dt: float, n_steps: int, *, t0:
     dt = _checks.positive("dt", dt)
     n_steps = _checks.positive_int("n_steps", n_steps)
     transient = _checks.positive_int("transient", transient, allow_zero=True)
-    check = getattr(stepper, "check_call", None)
-    if check is not None:
-        check(x0, dt)
-        step = stepper._step
-    else:
-        _checks.state("x0", x0)
-        step = stepper
+    step = _checks.step_function(stepper, x0, dt)
     real_dtype = x0.real.dtype if x0.is_complex() else x0.dtype
     if eps is None:
         eps = 1e-7 if real_dtype == torch.float64 else 1e-3
