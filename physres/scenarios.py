@@ -215,9 +215,11 @@ def cpu_threads(device, n: int = 1):
 
 
 def fit_for_steps(model, data, steps: int, *, unroll: int = 1, frame_step: int = 1,
-                  batch_size: int = 128, lr: float = 3e-3, device=None, progress: bool = True):
+                  batch_size: int = 128, lr: float = 3e-3, normalize: bool = True, device=None,
+                  progress: bool = True):
     """Train ``model`` on ``data`` for about ``steps`` optimiser steps, with the cosine schedule
-    spanning exactly those steps (``physres.training.fit`` counts in epochs)."""
+    spanning exactly those steps (``physres.training.fit`` counts in epochs). ``normalize``
+    as in :class:`physres.training.TrainConfig`."""
     import physres.data
     import physres.training
 
@@ -227,8 +229,8 @@ def fit_for_steps(model, data, steps: int, *, unroll: int = 1, frame_step: int =
     epochs = max(1, round(steps / per_epoch))
     config = physres.training.TrainConfig(
         epochs=epochs, batch_size=batch_size, lr=lr, unroll=unroll, frame_step=frame_step,
-        curriculum_epochs=max(1, epochs // 2), patience=None, val_every=epochs, device=device,
-        progress=progress)
+        curriculum_epochs=max(1, epochs // 2), patience=None, val_every=epochs,
+        normalize=normalize, device=device, progress=progress)
     return physres.training.fit(model, data, config)
 
 
@@ -327,6 +329,8 @@ def markdown_table(rows) -> str:
     header, body = _rows(rows)
     if not header:
         return ""
+    header = [h.replace("|", "\\|") for h in header]
+    body = [[c.replace("|", "\\|") for c in r] for r in body]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(r) + " |" for r in body]
     return "\n".join(lines)

@@ -39,28 +39,31 @@ def test_emulator_is_unitary_for_any_parameters():
     assert float((traj.norm(dim=-1) - 1).abs().max()) < 1e-12
 
 
-def test_emulator_learns_a_missing_potential_and_stays_unitary():
-    """Data from V = ½x² + 0.5·exp(−x²); the emulator knows only ½x² and learns the rest."""
+def test_emulator_learns_a_missing_potential_and_stays_unitary(tmp_path):
+    """Data from V = ½x² + 0.5·exp(−x²); the emulator knows only ½x² and learns the rest,
+    trained by the package's fit loop on an HDF5 file of reference trajectories."""
     true = _trap(potential=lambda x: 0.5 * x**2 + 0.5 * np.exp(-(x**2)))
     known = _trap()
     dt = 0.05
     exact = physres.steppers.get("exponential", true.rhs)
+    data = physres.data.generate(true, tmp_path / "trap.h5", n_traj=32, t_end=8 * dt,
+                                 dt_save=dt, seed=0, progress=False)
+    # the loss is scored independently of fit, on trajectories of the same 32 packets
     x_train = true.sample_initial(32, seed=0)
     with torch.no_grad():
         traj = physres.rollout(exact, x_train, dt, 8)  # (32, 9, 48)
     inputs, targets = traj[:, :-1].reshape(-1, 48), traj[:, 1:].reshape(-1, 48)
     model = physres.models.UnitaryCayleyEmulator(state_shape=(48,), system=known, dt=dt)
-    opt = torch.optim.Adam(model.parameters(), lr=0.02)
 
     def loss_fn():
         return (model(inputs, 0.0, dt) - targets).abs().pow(2).mean()
 
     first = float(loss_fn().detach())
-    for _ in range(800):
-        opt.zero_grad()
-        loss = loss_fn()
-        loss.backward()
-        opt.step()
+    config = physres.training.TrainConfig(
+        epochs=800, batch_size=256, lr=0.02, weight_decay=0.0, schedule="constant",
+        grad_clip=None, fractions=(1.0, 0.0, 0.0), normalize=False, progress=False)
+    result = physres.training.fit(model, data, config)
+    assert result.steps == 800
     final = float(loss_fn().detach())
     assert final < first / 100, (first, final)
     x_test = true.sample_initial(4, seed=99)  # held-out packets
@@ -80,3 +83,14 @@ def test_emulator_learns_a_missing_potential_and_stays_unitary():
     assert bool((fidelity(out) > fidelity(uncorrected)).all())
     assert float(fidelity(out)[:3].min()) > 0.99  # the three packets of moderate energy
     assert float((known.norm(out) - known.norm(x_test)).abs().max()) < 1e-10
+
+
+def test_model_for_builds_the_emulator_from_a_wavefunction_file(tmp_path):
+    qs = _trap()
+    data = physres.data.generate(qs, tmp_path / "trap.h5", n_traj=2, t_end=0.2, dt_save=0.05,
+                                 progress=False)
+    model = physres.training.model_for(data, "unitary_cayley", system=qs)
+    assert isinstance(model, physres.models.UnitaryCayleyEmulator)
+    assert model.state_shape == (48,) and model.complex_state
+    with pytest.raises(ValueError, match="`complex_state` must be True"):
+        physres.models.UnitaryCayleyEmulator(state_shape=(48,), complex_state=False)

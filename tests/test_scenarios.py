@@ -144,5 +144,14 @@ def check_stiff(r):
     assert all(s["final_error"] < 1.0 for s in r["learned"]["steppers"].values())
 
 
+def check_wavepacket(r):
+    rows = {(row["case"], row["stepper"]): row for row in r["summary"]}
+    # unitary steps, learned or not, keep the norm to round-off; fidelity against scipy expm
+    for stepper in ("crank_nicolson", "split_operator", "unitary_cayley"):
+        assert rows["harmonic", stepper]["max |norm-1|"] < 1e-12, stepper
+    assert rows["harmonic", "unitary_cayley"]["final fidelity"] > 0.8
+    assert rows["harmonic", "unitary_cayley"]["max |<x>-<x>_ref|"] < 1.0
+
+
 CLAIMS = {"depth": check_depth, "oscillator": check_oscillator, "lorenz": check_lorenz,
-          "stiff": check_stiff}
+          "stiff": check_stiff, "wavepacket": check_wavepacket}

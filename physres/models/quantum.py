@@ -4,7 +4,7 @@
 for any parameters; the step ``ψ' = (I + iΔtH_θ/2ħ)⁻¹(I − iΔtH_θ/2ħ)ψ`` is then unitary by
 construction (norm kept to round-off whatever was learned). With no ``system`` the operator is
 learned from scratch (``H₀ = 0``). The unconstrained counterpart is
-``ResNetEmulator(state_shape=(n,), complex_state=True, net="conv")`` on (Re, Im) channels.
+``ResNetEmulator(state_shape=(n,), complex_state=True, net="conv1d")`` on (Re, Im) channels.
 """
 
 from __future__ import annotations
@@ -25,11 +25,16 @@ class UnitaryCayleyEmulator(LearnedStepper):
     system : schrodinger_1d system, optional — its ``H(0)`` is the known part ``H₀``.
     bandwidth : number of learned off-diagonals of the symmetric correction (default 1).
     hbar : used when there is no system (default 1).
+    complex_state : must be True (the state is a wavefunction; accepted so that
+        :func:`physres.training.model_for` builds this model like any other).
     dt : the training step (the emulator steps at any ``dt``: it is a Hamiltonian).
     """
 
     def __init__(self, state_shape, *, system=None, bandwidth: int = 1, hbar: float = 1.0,
-                 dt: float | None = None):
+                 complex_state: bool = True, dt: float | None = None):
+        if not complex_state:
+            raise ValueError("`complex_state` must be True: UnitaryCayleyEmulator steps complex "
+                             "wavefunctions (got False; is the data file of a real system?)")
         super().__init__(state_shape, complex_state=True, dt=dt)
         (n,) = self.state_shape
         if system is not None:

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import inspect
+
 KINDS = ("resnet", "node", "implicit", "hybrid")
 
 
 def model_for(data_path, kind: str = "resnet", **kwargs):
     """A fresh model for the trajectories in ``data_path``.
 
-    ``state_shape`` and ``complex_state`` come from the file; ``net="auto"`` (default) picks
-    ``"conv1d"`` for grid systems and ``"mlp"`` otherwise; ``kind="hybrid"`` takes its coarse
-    physics from the file's system (name and parameters). Other keyword arguments go to the
-    model's constructor.
+    ``state_shape`` and ``complex_state`` come from the file; for models built on a network,
+    ``net="auto"`` (default) picks ``"conv1d"`` for grid systems and ``"mlp"`` otherwise;
+    ``kind="hybrid"`` takes its coarse physics from the file's system (name and parameters).
+    Other keyword arguments go to the model's constructor, e.g.
+    ``model_for(path, "unitary_cayley", system=known)``.
 
     >>> model = model_for("oscillator.h5", "node", width=64)  # doctest: +SKIP
     """
@@ -25,7 +28,8 @@ def model_for(data_path, kind: str = "resnet", **kwargs):
     with _data.open(data_path) as f:
         shape, is_complex, grid = tuple(f.state_shape), f.dtype.is_complex, f.grid
         system, params = f.system_name, dict(f.system_params)
-    if kwargs.get("net", "auto") == "auto":
+    takes_net = "net" in inspect.signature(cls.__init__).parameters
+    if takes_net and kwargs.get("net", "auto") == "auto":
         kwargs["net"] = "conv1d" if grid and len(shape) <= 2 else "mlp"
     if kind == "hybrid":
         kwargs.setdefault("system", system)
