@@ -9,15 +9,6 @@ import torch
 import physres
 from physres.errors import FormatError
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 MODELS = {
     "resnet": dict(state_shape=(2,), depth=3, width=8, learn_scale=True, alpha=0.5, dt=0.2),
     "node": dict(state_shape=(2,), width=8, method="rk4", step_size=0.05, adjoint=True),

@@ -11,15 +11,6 @@ from physres.systems.chain import end_to_end, radius_of_gyration
 IDEAL = dict(target=None, wca=False, k_angle=0.0, initial="extended")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small per-step kernels run fastest single-threaded on a shared machine."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def _chain(**kw):
     return physres.systems.get("bead_chain", **kw)
 

@@ -9,14 +9,6 @@ import physres
 from physres.models import ChainGraphEmulator
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def _model(**kw):
     torch.manual_seed(0)
     options = dict(state_shape=(10, 3), staples=[(1, 8)], width=8, depth=2, dt=0.1,

@@ -19,15 +19,6 @@ CONFIGS = {
 }
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small per-call kernels (scipy calls one state at a time) run fastest single-threaded."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def _near_native(chain, n, scale=0.1, seed=0):
     g = torch.Generator().manual_seed(seed)
     if chain.native is None:

@@ -9,14 +9,6 @@ import physres
 from physres.cli import main
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def ho_file(tmp_path_factory):
     path = tmp_path_factory.mktemp("data") / "ho.h5"

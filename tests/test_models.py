@@ -22,15 +22,6 @@ from physres.models import (
 DT = 0.5
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny networks run fastest on one thread (and do not contend on a shared machine)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def exact_flow(x, dt):
     """Harmonic oscillator (ω = 1): rotation of (q, p) by angle dt."""
     c, s = math.cos(dt), math.sin(dt)

@@ -7,14 +7,6 @@ import torch
 import physres
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _trap(**kw):
     return physres.systems.get("schrodinger_1d", n=48, x_min=-8.0, x_max=8.0, **kw)
 

@@ -9,14 +9,6 @@ from physres.steppers import BandedOperator
 from physres.systems.quantum import Grid1D, SpectralOperator, ground_state_imaginary_time
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)  # small grids: threading only adds overhead
-    yield
-    torch.set_num_threads(n)
-
-
 def ho(**kw):
     return physres.systems.get("schrodinger_1d", **{"n": 128, "x_min": -10.0, "x_max": 10.0,
                                                    **kw})

@@ -15,14 +15,6 @@ from physres.systems.quantum import (
 from physres.systems.quantum.lda import exchange_energy_density_exact
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def ks():
     return physres.systems.get("kohn_sham_1d", n=96, x_min=-12.0, x_max=12.0)

@@ -10,14 +10,6 @@ import physres
 from physres.steppers import stability_function
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def qsys(**kw):
     base = {"n": 64, "x_min": -8.0, "x_max": 8.0, "potential": "harmonic"}
     return physres.systems.get("schrodinger_1d", **{**base, **kw})
