@@ -235,7 +235,8 @@ def _plot_density(res, x, case, path):
         ax.set_xlabel("x (a.u.)")
     axes[0].set_ylabel(r"$|\psi(x)|^2$")
     axes[0].legend(fontsize=8)
-    fig.suptitle(f"Probability density, packet 0, {case} (euler omitted: it diverges)")
+    fig.suptitle(f"Probability density, packet 0, {case} "
+                 "(euler omitted: unstable, its norm grows at every dt)")
     return savefig(fig, path)
 
 
