@@ -10,6 +10,7 @@ implicit solves that do not converge, so implicit steppers get through stiff tra
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field
 
 import torch
@@ -48,8 +49,6 @@ def integrate(stepper, x0: torch.Tensor, t_span, rtol: float = 1e-6, atol: float
     first_step : initial step size; default from the field's scale (Hairer's heuristic).
     max_steps : accepted plus rejected steps before :class:`~physres.errors.StepSizeError`.
     """
-    import time
-
     t0, t1 = _span(t_span)
     rtol = _checks.positive("rtol", rtol)
     atol = _checks.positive("atol", atol, allow_zero=True)

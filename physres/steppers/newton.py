@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import ConvergenceError
+from .base import field_owner
 
 
 @dataclass(frozen=True)
@@ -148,7 +149,7 @@ def _line_search(G, z, g, dz, floor, max_halvings: int = 10):
 def _needs_grad(b, field) -> bool:
     if b.requires_grad:
         return True
-    owner = getattr(field, "__self__", field)
+    owner = field_owner(field)
     params = owner.parameters() if isinstance(owner, torch.nn.Module) else ()
     return any(p.requires_grad for p in params)
 
@@ -172,9 +173,13 @@ def _dense_jacobian(G, z, a, tau, form, jacobian, counts):
 _BATCHED_LU_MAX = 128
 
 
+def _one_at_a_time(A: torch.Tensor) -> bool:
+    return A.device.type == "cpu" and A.shape[0] > 1 and A.shape[-1] > _BATCHED_LU_MAX
+
+
 def _lu_factor(J: torch.Tensor):
     """LU factors of a batch (B, m, m), or None when a matrix is singular."""
-    if J.device.type == "cpu" and J.shape[0] > 1 and J.shape[-1] > _BATCHED_LU_MAX:
+    if _one_at_a_time(J):
         parts = [torch.linalg.lu_factor_ex(J[i:i + 1]) for i in range(J.shape[0])]
         LU, pivots, info = (torch.cat(p) for p in zip(*parts, strict=True))
     else:
@@ -185,7 +190,7 @@ def _lu_factor(J: torch.Tensor):
 def _lu_solve(factors, rhs: torch.Tensor, adjoint: bool = False) -> torch.Tensor:
     """``J x = rhs`` (or ``J^T x = rhs``) with factors from :func:`_lu_factor`; (B, m)."""
     LU, pivots = factors
-    if LU.device.type == "cpu" and LU.shape[0] > 1 and LU.shape[-1] > _BATCHED_LU_MAX:
+    if _one_at_a_time(LU):
         return torch.cat([torch.linalg.lu_solve(LU[i:i + 1], pivots[i:i + 1],
                                                 rhs[i:i + 1, :, None], adjoint=adjoint)[..., 0]
                           for i in range(LU.shape[0])])
