@@ -127,6 +127,10 @@ def problem_for(name: str):
         system = physres.systems.get("schrodinger_1d", n=32, x_min=-8.0, x_max=8.0,
                                      potential="harmonic")
         return system.rhs, system.sample_initial(2, seed=0)
+    if name == "crank_nicolson_pc":  # nonlinear: gradients flow through the density
+        system = physres.systems.get("gross_pitaevskii_1d", n=32, x_min=-8.0, x_max=8.0,
+                                     kinetic="fd3")
+        return system.rhs, system.sample_initial(2, seed=0)
     if name in ("euler_maruyama", "baoab"):
         dynamics = "underdamped" if name == "baoab" else "overdamped"
         system = physres.systems.get("bead_chain", n_beads=6, temperature=0.0,

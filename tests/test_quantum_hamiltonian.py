@@ -6,6 +6,7 @@ import torch
 
 import physres
 from physres.steppers import BandedOperator
+from physres.steppers.banded import solve_banded
 from physres.systems.quantum import Grid1D, SpectralOperator, ground_state_imaginary_time
 
 
@@ -71,6 +72,33 @@ def test_banded_solve_is_differentiable():
     op = BandedOperator(bands, -1j)
     b = torch.randn(2, 10, dtype=torch.complex128, requires_grad=True)
     assert torch.autograd.gradcheck(lambda b: op.solve_shifted(0.3, b), (b,))
+
+
+@pytest.mark.parametrize("periodic", [False, True])
+def test_band_matrix_solve_against_dense_and_its_gradients(periodic):
+    """``solve_banded`` is differentiable in the bands too (learned Hamiltonians)."""
+    rng = np.random.default_rng(2)
+    n, p, c = 11, 2, 0.1 + 0.3j
+    bands = torch.from_numpy(rng.standard_normal((p + 1, n)))
+    if not periodic:
+        for k in range(1, p + 1):
+            bands[k, n - k:] = 0
+    b = torch.randn(3, n, dtype=torch.complex128)
+    A = torch.eye(n, dtype=torch.complex128) - c * BandedOperator(bands.numpy(), 1.0,
+                                                                 periodic=periodic).dense()
+    z = solve_banded(bands, c, b, periodic=periodic)
+    assert torch.allclose(z, torch.linalg.solve(A, b.T).T, atol=1e-13)
+    bands.requires_grad_()
+    b.requires_grad_()
+    assert torch.autograd.gradcheck(lambda m, v: solve_banded(m, c, v, periodic=periodic),
+                                    (bands, b))
+
+
+def test_band_matrix_solve_names_bad_arguments():
+    with pytest.raises(ValueError, match="`bands` must be a real"):
+        solve_banded(torch.ones(2, 8, dtype=torch.complex128), 0.1, torch.ones(1, 8))
+    with pytest.raises(ValueError, match="`b` has last dimension 7"):
+        solve_banded(torch.ones(2, 8, dtype=torch.float64), 0.1, torch.ones(1, 7))
 
 
 def test_spectral_shifted_solve_with_a_potential():

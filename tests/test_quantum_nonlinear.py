@@ -20,7 +20,8 @@ def ks():
     return physres.systems.get("kohn_sham_1d", n=96, x_min=-12.0, x_max=12.0)
 
 
-@pytest.mark.parametrize("name,dt", [("split_operator", 0.005), ("etrs", 0.01)])
+@pytest.mark.parametrize("name,dt", [("split_operator", 0.005), ("etrs", 0.01),
+                                     ("crank_nicolson_pc", 0.0025)])
 def test_bright_soliton_keeps_shape_and_speed(name, dt):
     gp = physres.systems.get("gross_pitaevskii_1d", n=256, g=-1.0)
     x0, v, a, t = -3.0, 0.8, 1.0, 2.0
@@ -92,12 +93,13 @@ def test_kohn_sham_ground_state_is_self_consistent(ks):
     assert -3.0 < float(ks.energy(phi[None])) < -2.0
 
 
-def test_kohn_sham_propagation_conserves_energy_without_a_field(ks):
+@pytest.mark.parametrize("name", ["etrs", "crank_nicolson_pc"])
+def test_kohn_sham_propagation_conserves_energy_without_a_field(ks, name):
     x = ks.sample_initial(2, seed=1)
     E0 = ks.energy(x)
     errs = []
     for dt in (0.05, 0.025):
-        out = physres.rollout(physres.steppers.get("etrs", ks.rhs), x, dt, round(1.0 / dt))
+        out = physres.rollout(physres.steppers.get(name, ks.rhs), x, dt, round(1.0 / dt))
         errs.append(float((ks.energy(out[:, -1]) - E0).abs().max()))
         assert torch.allclose(ks.norm(out[:, -1]), ks.norm(x), rtol=1e-12)
     assert errs[1] < 1e-6
@@ -107,10 +109,21 @@ def test_kohn_sham_propagation_conserves_energy_without_a_field(ks):
 def test_kohn_sham_propagators_against_the_dop853_reference(ks):
     x = ks.sample_initial(1, seed=4)
     ref = physres.reference.solve(ks, x, np.array([0.0, 0.5]), rtol=1e-11, atol=1e-12)[:, -1]
-    for name in ("etrs", "exponential_midpoint", "split_operator"):
+    for name in ("etrs", "exponential_midpoint", "split_operator", "crank_nicolson_pc"):
         errs = [float(np.abs(physres.rollout(physres.steppers.get(name, ks.rhs), x, 0.5 / n, n)
                              [:, -1].numpy() - ref).max()) for n in (10, 20)]
         assert 1.8 < math.log2(errs[0] / errs[1]) < 2.3, (name, errs)
+
+
+def test_crank_nicolson_pc_is_crank_nicolson_on_a_linear_hamiltonian():
+    """Time-independent linear H: the same Cayley step as the generic implicit stepper."""
+    for kw in ({"kinetic": "fd3"}, {"kinetic": "fd5", "boundary": "periodic"},
+               {"kinetic": "spectral"}):
+        qs = physres.systems.get("schrodinger_1d", n=64, x_min=-8.0, x_max=8.0, **kw)
+        x = qs.sample_initial(3, seed=2)
+        a = physres.steppers.get("crank_nicolson_pc", qs.rhs)(x, 0.0, 0.05)
+        b = physres.steppers.get("crank_nicolson", qs.rhs)(x, 0.0, 0.05)
+        assert torch.allclose(a, b, atol=1e-11), kw
 
 
 def test_kohn_sham_ground_state_is_stationary(ks):

@@ -1,10 +1,13 @@
 """A unitary quantum emulator: a learned Hermitian correction to a known H, Cayley-stepped.
 
 ``H_θ = H₀ + diag(δv) + Σ_k (δw_k on the ±k-th diagonals)`` is real symmetric, hence Hermitian,
-for any parameters; the step ``ψ' = (I + iΔtH_θ/2ħ)⁻¹(I − iΔtH_θ/2ħ)ψ`` is then unitary by
-construction (norm kept to round-off whatever was learned). With no ``system`` the operator is
-learned from scratch (``H₀ = 0``). The unconstrained counterpart is
-``ResNetEmulator(state_shape=(n,), complex_state=True, net="conv1d")`` on (Re, Im) channels.
+for any parameters; the step ``ψ' = (I + iΔtH_θ/2ħ)⁻¹(I − iΔtH_θ/2ħ)ψ = 2(I + iΔtH_θ/2ħ)⁻¹ψ − ψ``
+is then unitary by construction (norm kept to round-off whatever was learned). With no ``system``
+the operator is learned from scratch (``H₀ = 0``). A finite-difference ``H₀`` keeps ``H_θ``
+banded, so a step is one O(N) band solve (:func:`physres.steppers.banded.solve_banded`),
+differentiable in ``θ``; a spectral ``H₀`` is dense and solved densely. The unconstrained
+counterpart is ``ResNetEmulator(state_shape=(n,), complex_state=True, net="conv1d")`` on
+(Re, Im) channels.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..steppers.banded import solve_banded
 from .base import LearnedStepper, register
 
 
@@ -36,32 +40,75 @@ class UnitaryCayleyEmulator(LearnedStepper):
             raise ValueError("`complex_state` must be True: UnitaryCayleyEmulator steps complex "
                              "wavefunctions (got False; is the data file of a real system?)")
         super().__init__(state_shape, complex_state=True, dt=dt)
+        if len(self.state_shape) != 1:
+            raise ValueError(f"`state_shape` must be (n,), got {self.state_shape}")
         (n,) = self.state_shape
-        if system is not None:
-            H0 = (system.linear_operator(0.0).dense() * (1j * system.hbar)).real
-            hbar = system.hbar
+        if isinstance(bandwidth, bool) or not isinstance(bandwidth, int) or \
+                not 0 <= bandwidth < n // 2:
+            raise ValueError(f"`bandwidth` must be an int in [0, {n // 2 - 1}], got "
+                             f"{bandwidth!r}")
+        self.bandwidth = bandwidth
+        self.periodic, self.banded = False, True  # banded: H0 in band storage (p + 1, n)
+        if system is None:
+            H0 = torch.zeros(bandwidth + 1, n, dtype=torch.float64)
         else:
-            H0 = torch.zeros(n, n, dtype=torch.float64)
+            if getattr(system, "grid1d", None) is None or system.grid1d.n != n:
+                raise ValueError(f"`system` must be a grid quantum system with n = {n} points, "
+                                 f"got {type(system).__name__}")
+            hbar = system.hbar
+            ham = system.hamiltonian
+            self.periodic = system.grid1d.boundary == "periodic"
+            if ham.kinetic == "spectral":  # no band form: H₀ dense, (n, n)
+                H0 = (system.linear_operator(0.0).dense() * (1j * hbar)).real
+                self.banded = False
+            else:
+                H0 = torch.from_numpy(ham.kinetic_bands())
+                H0[0] += ham.potential_at(0.0)
+        if self.banded and H0.shape[0] < bandwidth + 1:
+            H0 = torch.cat([H0, H0.new_zeros(bandwidth + 1 - H0.shape[0], n)])
         self.register_buffer("H0", H0.to(torch.float64))
         self.hbar = float(hbar)
-        self.bandwidth = int(bandwidth)
         self.dv = nn.Parameter(torch.zeros(n, dtype=torch.float64))
-        self.dw = nn.Parameter(torch.zeros(self.bandwidth, n - 1, dtype=torch.float64))
+        self.dw = nn.Parameter(torch.zeros(bandwidth, n - 1, dtype=torch.float64))
+
+    def bands(self) -> torch.Tensor:
+        """``H_θ`` in symmetric band storage ``(p + 1, n)`` (banded ``H₀`` only)."""
+        n = self.H0.shape[1]
+        rows = [self.H0[0] + self.dv]
+        for k in range(1, self.H0.shape[0]):
+            row = self.H0[k]
+            if k <= self.bandwidth:
+                row = row + nn.functional.pad(self.dw[k - 1, : n - k], (0, k))
+            rows.append(row)
+        return torch.stack(rows)
 
     def hamiltonian(self) -> torch.Tensor:
-        """``H_θ``, shape (n, n), real symmetric."""
-        H = self.H0 + torch.diag(self.dv)
-        n = self.H0.shape[0]
-        for k in range(1, self.bandwidth + 1):
-            band = torch.diag(self.dw[k - 1, : n - k], k)
+        """``H_θ`` as a dense (n, n) real symmetric matrix (for analysis and small grids)."""
+        if not self.banded:
+            H = self.H0 + torch.diag(self.dv)
+            n = H.shape[0]
+            for k in range(1, self.bandwidth + 1):
+                band = torch.diag(self.dw[k - 1, : n - k], k)
+                H = H + band + band.T
+            return H
+        bands = self.bands()
+        n = bands.shape[1]
+        H = torch.diag(bands[0])
+        idx = torch.arange(n, device=bands.device)
+        for k in range(1, bands.shape[0]):
+            keep = idx if self.periodic else idx[: n - k]
+            band = torch.zeros(n, n, dtype=bands.dtype, device=bands.device)
+            band = band.index_put((keep, (keep + k) % n), bands[k, keep])
             H = H + band + band.T
         return H
 
     def _step(self, x, t, dt):
-        H = self.hamiltonian().to(torch.complex128)
-        eye = torch.eye(H.shape[0], dtype=H.dtype, device=H.device)
         c = 0.5j * float(dt) / self.hbar
-        plus, minus = eye + c * H, eye - c * H
         flat = x.reshape(x.shape[0], -1).to(torch.complex128)
-        out = torch.linalg.solve(plus, minus @ flat.T).T
-        return out.reshape(x.shape).to(x.dtype)
+        if self.banded:
+            y = solve_banded(self.bands(), -c, flat, periodic=self.periodic)
+        else:
+            H = self.hamiltonian().to(torch.complex128)
+            eye = torch.eye(H.shape[0], dtype=H.dtype, device=H.device)
+            y = torch.linalg.solve(eye + c * H, flat.T).T
+        return (2 * y - flat).reshape(x.shape).to(x.dtype)

@@ -11,7 +11,7 @@ from . import (  # noqa: F401  (registers the steppers)
     exponential,
     implicit,
     langevin,  # noqa: F401  (registers euler_maruyama, baoab)
-    quantum,  # noqa: F401  (registers split_operator, exponential_midpoint, etrs)
+    quantum,  # noqa: F401  (split_operator, exponential_midpoint, etrs, crank_nicolson_pc)
     symplectic,
 )
 from .banded import BandedOperator

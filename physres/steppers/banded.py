@@ -104,18 +104,7 @@ class BandedOperator(LinearOperator):
         return _BandedSolve.apply(b, self, a)
 
     def _solve(self, a, b: torch.Tensor) -> torch.Tensor:
-        lu, piv, corr = self._factor(a)
-        p = self.p
-        flat = b.detach().to("cpu", torch.complex128).reshape(-1, self.n)
-        rhs = flat.resolve_conj().numpy().T  # (n, batch), Fortran order
-        y, info = lapack.zgbtrs(lu, p, p, rhs, piv)
-        if info != 0:  # invariant: zgbtrs only fails on malformed arguments
-            raise RuntimeError(f"zgbtrs failed with info={info}")
-        out = torch.from_numpy(y.T)  # (batch, n), a view
-        if corr is not None:
-            S, Gt = corr  # z = y - y[S] Gᵀ
-            out = torch.addmm(out, out[:, S], Gt, alpha=-1)
-        return out.contiguous().reshape(b.shape).to(b.device)
+        return _apply_factor(self._factor(a), b)
 
     # --- exponential -------------------------------------------------------------------------
     def expm_apply(self, a, x):
@@ -149,6 +138,74 @@ class _BandedSolve(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         return ctx.op._solve(ctx.a, grad.conj()).conj(), None, None
+
+
+def solve_banded(bands: torch.Tensor, c: complex, b: torch.Tensor, *,
+                 periodic: bool = False) -> torch.Tensor:
+    """``z`` with ``(I - c·M) z = b`` for ``M`` real symmetric banded; O(N·p²) per call.
+
+    ``bands`` (p + 1, n) real, stored as in :class:`BandedOperator`; ``b`` (..., n). Unlike
+    :meth:`BandedOperator.solve_shifted` this is differentiable in ``bands`` too, so a learned
+    band matrix (e.g. a Hermitian ``H_θ`` stepped by Cayley) trains without a dense solve.
+    """
+    if bands.dim() != 2 or bands.is_complex():
+        raise ValueError(f"`bands` must be a real (p + 1, n) tensor, got shape "
+                         f"{tuple(bands.shape)} and dtype {bands.dtype}")
+    if b.shape[-1] != bands.shape[1]:
+        raise ValueError(f"`b` has last dimension {b.shape[-1]}, `bands` has n = "
+                         f"{bands.shape[1]}")
+    if bands.shape[1] < 2 * bands.shape[0]:
+        raise ValueError(f"`bands`: n = {bands.shape[1]} is too small for bandwidth "
+                         f"{bands.shape[0] - 1}")
+    return _BandMatrixSolve.apply(bands, b, complex(c), bool(periodic))
+
+
+class _BandMatrixSolve(torch.autograd.Function):
+    """``y = A⁻¹ b``, ``A = I - c·M(bands)`` complex symmetric. Adjoint:
+    ``ḡ_b = conj(A⁻¹ conj(ḡ_y))`` and ``ḡ_M = Re(conj(c)·Σ_batch ḡ_b ⊗ conj(y))``, folded onto
+    the symmetric bands."""
+
+    @staticmethod
+    def forward(ctx, bands, b, c, periodic):
+        factor = _factorise(bands.detach().cpu().numpy(), c, periodic)
+        y = _apply_factor(factor, b)
+        ctx.factor, ctx.c, ctx.periodic = factor, c, periodic
+        ctx.save_for_backward(bands, y)
+        return y
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):
+        bands, y = ctx.saved_tensors
+        gb = _apply_factor(ctx.factor, grad.conj()).conj()
+        grad_bands = None
+        if ctx.needs_input_grad[0]:
+            n = bands.shape[1]
+            g2, y2 = gb.reshape(-1, n), y.reshape(-1, n).conj()
+            rows = [(g2 * y2).sum(0)]
+            for k in range(1, bands.shape[0]):
+                fold = (g2 * torch.roll(y2, -k, -1) + torch.roll(g2, -k, -1) * y2).sum(0)
+                if not ctx.periodic:
+                    fold[n - k:] = 0
+                rows.append(fold)
+            grad_bands = (torch.stack(rows) * ctx.c.conjugate()).real.to(bands)
+        return grad_bands, gb if ctx.needs_input_grad[1] else None, None, None
+
+
+def _apply_factor(factor, b: torch.Tensor) -> torch.Tensor:
+    """Solve with a factor from :func:`_factorise`, for ``b`` of shape (..., n)."""
+    lu, piv, corr = factor
+    n, p = lu.shape[1], (lu.shape[0] - 1) // 3
+    flat = b.detach().to("cpu", torch.complex128).reshape(-1, n)
+    rhs = flat.resolve_conj().numpy().T  # (n, batch), Fortran order
+    y, info = lapack.zgbtrs(lu, p, p, rhs, piv)
+    if info != 0:  # invariant: zgbtrs only fails on malformed arguments
+        raise RuntimeError(f"zgbtrs failed with info={info}")
+    out = torch.from_numpy(y.T)  # (batch, n), a view
+    if corr is not None:
+        S, Gt = corr  # z = y - y[S] Gᵀ
+        out = torch.addmm(out, out[:, S], Gt, alpha=-1)
+    return out.contiguous().reshape(b.shape).to(b.device)
 
 
 def _as_scalar(s: complex, x: torch.Tensor):
