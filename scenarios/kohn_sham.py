@@ -1,10 +1,14 @@
 """Kohn–Sham: the 1-D two-electron soft-Coulomb atom (helium model, LDA exchange) kicked by a
-weak field, propagated by the residual step (euler), split_operator, exponential_midpoint and
-etrs against scipy DOP853 on the same discrete Kohn–Sham Hamiltonian:
+weak field, propagated by the residual step (euler), split_operator, crank_nicolson_pc,
+exponential_midpoint and etrs against scipy DOP853 on the same discrete Kohn–Sham Hamiltonian:
 
 * dipole moment d(t) for each propagator and the reference;
 * its spectrum |d(ω)| (absorption lines of the atom);
-* energy and norm conservation, cost.
+* energy and norm conservation, cost;
+* two learned ``unitary_cayley`` emulators that know only the one-body ``T + v_ext`` and are
+  trained by ``physres.training.fit`` on reference trajectories of stronger kicks: one learns a
+  static potential, the other also a density kernel ``w_θ ⋆ ρ`` (a learned Hartree-exchange
+  response). Both are unitary by construction; only the second can follow the density.
 
 Run: ``physres run kohn_sham --quick`` or ``python scenarios/kohn_sham.py --quick``.
 """
@@ -19,12 +23,22 @@ import numpy as np
 import torch
 
 import physres
-from physres.scenarios import cpu_threads, markdown_table, pyplot, savefig, write_report
+from physres.scenarios import (
+    cpu_threads,
+    fit_for_steps,
+    markdown_table,
+    pyplot,
+    savefig,
+    write_report,
+)
 
 SUMMARY = ("kohn_sham: a kicked 1-D two-electron atom (TDDFT, LDA exchange) — dipole moment and "
-           "spectrum for euler, split_operator, exponential_midpoint, etrs vs scipy DOP853")
+           "spectrum for euler, split_operator, crank_nicolson_pc, exponential_midpoint, etrs "
+           "and learned unitary emulators vs scipy DOP853")
 
-STEPPERS = ("euler", "split_operator", "exponential_midpoint", "etrs")
+STEPPERS = ("euler", "split_operator", "crank_nicolson_pc", "exponential_midpoint", "etrs")
+EMULATORS = {"emulator (static v)": False, "emulator (density kernel)": True}
+TRAIN_KICK, TRAIN_SEED = 0.2, 3  # training kicks κ ~ U(−0.2, 0.2); evaluation: κ = cfg.kick
 
 
 @dataclass(frozen=True)
@@ -35,10 +49,16 @@ class Config:
     t_end: float
     kick: float
     dt_save: float
+    n_train: int  # training trajectories of the emulators
+    train_t_end: float
+    emulator_dt: float
+    emulator_steps: int  # optimiser steps
 
 
-QUICK = Config(n_grid=128, x_max=16.0, dt=0.05, t_end=20.0, kick=0.01, dt_save=0.1)
-FULL = Config(n_grid=400, x_max=40.0, dt=0.02, t_end=200.0, kick=0.01, dt_save=0.1)
+QUICK = Config(n_grid=128, x_max=16.0, dt=0.05, t_end=20.0, kick=0.01, dt_save=0.1, n_train=8,
+               train_t_end=4.0, emulator_dt=0.05, emulator_steps=500)
+FULL = Config(n_grid=400, x_max=40.0, dt=0.02, t_end=200.0, kick=0.01, dt_save=0.1,
+              n_train=16, train_t_end=8.0, emulator_dt=0.05, emulator_steps=2000)
 
 
 def main(out, quick: bool = False, device: str | None = None, progress: bool = True) -> dict:
@@ -73,6 +93,15 @@ def _run(out: Path, quick: bool, progress: bool) -> dict:
         except physres.DivergenceError as err:
             traj, diverged = err.trajectory, err.time
         runs[name] = {"psi": traj, "wall_s": time.perf_counter() - t0, "diverged": diverged}
+    emu_every = round(cfg.dt_save / cfg.emulator_dt)
+    for name, (model, fit_result) in _train_emulators(ks, cfg, out, progress).items():
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            traj = physres.rollout(model, x0, cfg.emulator_dt, round(cfg.t_end / cfg.emulator_dt),
+                                   save_every=emu_every, progress=progress)
+        runs[name] = {"psi": traj, "wall_s": time.perf_counter() - t0, "diverged": None,
+                      "dt": cfg.emulator_dt, "train_s": fit_result.wall_s,
+                      "train_steps": fit_result.steps}
     E0 = float(ks.energy(x0))
     d_ref = ks.dipole(ref[0]).numpy()
     rows, series = [], {}
@@ -86,20 +115,47 @@ def _run(out: Path, quick: bool, progress: bool) -> dict:
                       and np.isfinite(norm).all())
         series[name] = {"t": t[:m], "d": d}
         rows.append({
-            "propagator": name, "dt": None if name.startswith("reference") else cfg.dt,
+            "propagator": name,
+            "dt": None if name.startswith("reference") else r.get("dt", cfg.dt),
             "max |d - d_ref|": float(np.abs(d - d_ref[:m]).max()) if finite else None,
             "max |E - E0|": float(np.abs(energy - E0).max()) if finite else None,
             "max |norm - 1|": float(np.abs(norm - 1).max()) if finite else None,
-            "diverged at t": r["diverged"], "wall_s": r["wall_s"]})
+            "diverged at t": r["diverged"], "wall_s": r["wall_s"],
+            "train_steps": r.get("train_steps"), "train_s": r.get("train_s")})
     figures = [_plot_dipole(series, out / "kohn_sham_dipole.png"),
                _plot_spectrum(series, cfg, out / "kohn_sham_spectrum.png")]
     report = {"scenario": "kohn_sham", "quick": bool(quick), "config": asdict(cfg),
               "ground_state": {"orbital_energies": eps.tolist(), "energy": float(
                   ks.energy(phi[None])), "scf_iterations": info["iterations"],
                   "scf_wall_s": scf_wall},
+              "dipole_amplitude": float(np.abs(d_ref).max()),
               "figures": figures, "summary": rows, "wall_s": time.perf_counter() - start}
     write_report(out, report, _markdown(report, cfg))
     return report
+
+
+def _train_emulators(ks, cfg, out, progress):
+    """Reference (DOP853) trajectories of ground states kicked by κ ~ U(−TRAIN_KICK,
+    TRAIN_KICK) (seed ``TRAIN_SEED``), saved every ``cfg.emulator_dt``; both emulators trained on
+    them by :func:`physres.training.fit` (plain squared one-step error)."""
+    train_system = physres.systems.get("kohn_sham_1d", **{**ks.params, "kick": TRAIN_KICK})
+    data = physres.data.generate(train_system, out / "kohn_sham_train.h5", n_traj=cfg.n_train,
+                                 t_end=cfg.train_t_end, dt_save=cfg.emulator_dt,
+                                 seed=TRAIN_SEED, progress=progress)
+    trained = {}
+    for name, kernel in EMULATORS.items():
+        model = physres.models.UnitaryCayleyEmulator(state_shape=ks.state_shape, system=ks,
+                                                     dt=cfg.emulator_dt, density_kernel=kernel)
+        # Adam moves the learned potential by ~lr hartree per step; v_Hxc is O(1) hartree
+        trained[name] = (model, fit_for_steps(model, data, cfg.emulator_steps, lr=0.2,
+                                              batch_size=64, normalize=False,
+                                              progress=progress))
+    return trained
+
+
+def _line(name: str) -> str:
+    """Reference dashed, learned emulators dash-dotted, steppers solid."""
+    return "--" if name.startswith("reference") else "-." if name in EMULATORS else "-"
 
 
 def _plot_dipole(series, path):
@@ -108,7 +164,7 @@ def _plot_dipole(series, path):
     for name, s in series.items():
         if not np.isfinite(s["d"]).all() or np.abs(s["d"]).max() > 1:
             continue
-        ax.plot(s["t"], s["d"], lw=1.0, ls="--" if name.startswith("reference") else "-",
+        ax.plot(s["t"], s["d"], lw=1.0, ls=_line(name),
                 label=name)
     ax.set_xlabel("time t (a.u.)")
     ax.set_ylabel("dipole moment d(t) (a.u.)")
@@ -128,7 +184,7 @@ def _plot_spectrum(series, cfg, path):
         spec = np.abs(np.fft.rfft(d * window)) * cfg.dt_save
         w = 2 * np.pi * np.fft.rfftfreq(len(d), d=cfg.dt_save)
         ax.semilogy(w, np.maximum(spec, 1e-12), lw=1.0,
-                    ls="--" if name.startswith("reference") else "-", label=name)
+                    ls=_line(name), label=name)
     ax.set_xlim(0, 3.0)
     ax.set_xlabel("frequency ω (Hartree)")
     ax.set_ylabel("|d(ω)| (a.u.)")
@@ -151,8 +207,38 @@ def _markdown(r, cfg) -> str:
         f"κ = {cfg.kick:g}; dt = {cfg.dt:g} up to t = {cfg.t_end:g}. Reference: scipy DOP853 "
         "(rtol 1e-10) on the same discrete Kohn–Sham Hamiltonian.", "",
         markdown_table(r["summary"]), "",
-        "A learned emulator is not part of this run yet.", "",
+        *_emulator_text(r, cfg), "",
         *[f"![{f}]({f})" for f in r["figures"]], ""])
+
+
+def _emulator_text(r, cfg) -> list[str]:
+    rows = {row["propagator"]: row for row in r["summary"]}
+    static, kernel = (rows[name] for name in EMULATORS)
+    cn = rows["crank_nicolson_pc"]
+
+    def g(v):
+        return "—" if v is None else f"{v:.3g}"
+
+    return [
+        "## Learned emulators", "",
+        f"Two `unitary_cayley` emulators know only the one-body `T + v_ext` and are trained by "
+        f"`physres.training.fit` ({kernel['train_steps']} Adam steps each, plain squared "
+        f"one-step error) on {cfg.n_train} DOP853 trajectories of length {cfg.train_t_end:g} "
+        f"of ground states kicked by κ ~ U(−{TRAIN_KICK:g}, {TRAIN_KICK:g}): stronger kicks "
+        f"than the κ = {cfg.kick:g} they are evaluated on. They step at dt = "
+        f"{cfg.emulator_dt:g}; both are Cayley steps of a real symmetric H, so the norm stays "
+        f"at 1 to {g(max(static['max |norm - 1|'], kernel['max |norm - 1|']))}.", "",
+        f"* static learned potential: max |d − d_ref| = {g(static['max |d - d_ref|'])} "
+        f"({g(static['train_s'])} s to train). It learns the ground-state mean field, so it "
+        f"propagates independent electrons in a frozen potential: the dipole oscillates at the "
+        f"bare Kohn–Sham transition, not at the interacting one.",
+        f"* with a learned density kernel `w_θ ⋆ ρ` (evaluated at the predicted midpoint "
+        f"density, as `crank_nicolson_pc`): max |d − d_ref| = {g(kernel['max |d - d_ref|'])} "
+        f"({g(kernel['train_s'])} s to train; the dipole itself peaks at "
+        f"{g(r['dipole_amplitude'])}). The kernel supplies the Hartree-exchange "
+        f"response that shifts the line. For scale, `crank_nicolson_pc` on the exact "
+        f"Hamiltonian reaches {g(cn['max |d - d_ref|'])} at dt = {cfg.dt:g}.",
+    ]
 
 
 if __name__ == "__main__":

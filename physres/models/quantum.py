@@ -5,12 +5,21 @@ for any parameters; the step ``ψ' = (I + iΔtH_θ/2ħ)⁻¹(I − iΔtH_θ/2ħ)
 is then unitary by construction (norm kept to round-off whatever was learned). With no ``system``
 the operator is learned from scratch (``H₀ = 0``). A finite-difference ``H₀`` keeps ``H_θ``
 banded, so a step is one O(N) band solve (:func:`physres.steppers.banded.solve_banded`),
-differentiable in ``θ``; a spectral ``H₀`` is dense and solved densely. The unconstrained
+differentiable in ``θ``; a spectral ``H₀`` is dense and solved densely.
+
+For interacting electrons (Kohn–Sham) the state is ``(n_orb, n)`` orbitals sharing one
+Hamiltonian, and ``density_kernel=True`` adds a learned mean-field potential
+``v_θ[ρ](x_i) = Σ_j w_θ(|i − j|) ρ_j dx`` of the density ``ρ = Σ_k f_k |φ_k|²`` (a learned,
+translation-invariant Hartree-exchange kernel, zero at start). ``H_θ[ρ]`` is then evaluated at
+the midpoint density from a predictor, as :class:`~physres.steppers.quantum.CrankNicolsonPC`
+does: still unitary for any parameters. The unconstrained
 counterpart is ``ResNetEmulator(state_shape=(n,), complex_state=True, net="conv1d")`` on
 (Re, Im) channels.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import nn
@@ -25,24 +34,28 @@ class UnitaryCayleyEmulator(LearnedStepper):
 
     Parameters
     ----------
-    state_shape : (n,)
-    system : schrodinger_1d system, optional — its ``H(0)`` is the known part ``H₀``.
+    state_shape : (n,), or (n_orb, n) for orbitals sharing one Hamiltonian
+    system : grid quantum system, optional — its one-body ``H(0) = T + V_ext`` is the known
+        part ``H₀`` (for Kohn–Sham: without Hartree and exchange, which are learned).
     bandwidth : number of learned off-diagonals of the symmetric correction (default 1).
     hbar : used when there is no system (default 1).
     complex_state : must be True (the state is a wavefunction; accepted so that
         :func:`physres.training.model_for` builds this model like any other).
     dt : the training step (the emulator steps at any ``dt``: it is a Hamiltonian).
+    density_kernel : learn a density-dependent potential ``w_θ ⋆ ρ`` (see above).
+    occupations : ``f_k`` per orbital for the density (default: the system's, else 1).
     """
 
     def __init__(self, state_shape, *, system=None, bandwidth: int = 1, hbar: float = 1.0,
-                 complex_state: bool = True, dt: float | None = None):
+                 complex_state: bool = True, dt: float | None = None,
+                 density_kernel: bool = False, occupations=None):
         if not complex_state:
             raise ValueError("`complex_state` must be True: UnitaryCayleyEmulator steps complex "
                              "wavefunctions (got False; is the data file of a real system?)")
         super().__init__(state_shape, complex_state=True, dt=dt)
-        if len(self.state_shape) != 1:
-            raise ValueError(f"`state_shape` must be (n,), got {self.state_shape}")
-        (n,) = self.state_shape
+        if len(self.state_shape) not in (1, 2):
+            raise ValueError(f"`state_shape` must be (n,) or (n_orb, n), got {self.state_shape}")
+        n, n_orb = self.state_shape[-1], math.prod(self.state_shape[:-1])
         if isinstance(bandwidth, bool) or not isinstance(bandwidth, int) or \
                 not 0 <= bandwidth < n // 2:
             raise ValueError(f"`bandwidth` must be an int in [0, {n // 2 - 1}], got "
@@ -70,6 +83,20 @@ class UnitaryCayleyEmulator(LearnedStepper):
         self.hbar = float(hbar)
         self.dv = nn.Parameter(torch.zeros(n, dtype=torch.float64))
         self.dw = nn.Parameter(torch.zeros(bandwidth, n - 1, dtype=torch.float64))
+        if occupations is None:
+            occupations = getattr(system, "occupations", None)
+        occ = torch.ones(n_orb, dtype=torch.float64) if occupations is None else \
+            torch.as_tensor(occupations, dtype=torch.float64).reshape(-1)
+        if occ.numel() != n_orb:
+            raise ValueError(f"`occupations` must have one entry per orbital ({n_orb}), got "
+                             f"{occ.numel()}")
+        self.register_buffer("occupations", occ)
+        self.dx = float(system.dx) if system is not None else 1.0
+        self.kernel = None
+        if density_kernel:
+            if not self.banded:
+                raise ValueError("`density_kernel` needs a finite-difference (banded) H₀")
+            self.kernel = nn.Parameter(torch.zeros(n, dtype=torch.float64))
 
     def bands(self) -> torch.Tensor:
         """``H_θ`` in symmetric band storage ``(p + 1, n)`` (banded ``H₀`` only)."""
@@ -102,13 +129,39 @@ class UnitaryCayleyEmulator(LearnedStepper):
             H = H + band + band.T
         return H
 
+    def density_potential(self, rho: torch.Tensor) -> torch.Tensor:
+        """``v_θ[ρ] = (w_θ ⋆ ρ)·dx``, shape (batch, n) (zero without ``density_kernel``)."""
+        if self.kernel is None:
+            return torch.zeros_like(rho)
+        n = rho.shape[-1]
+        idx = torch.arange(n, device=rho.device)
+        W = self.kernel[(idx[:, None] - idx[None, :]).abs()]  # symmetric Toeplitz
+        return (rho @ W) * self.dx
+
     def _step(self, x, t, dt):
         c = 0.5j * float(dt) / self.hbar
-        flat = x.reshape(x.shape[0], -1).to(torch.complex128)
-        if self.banded:
-            y = solve_banded(self.bands(), -c, flat, periodic=self.periodic)
-        else:
+        n = self.state_shape[-1]
+        flat = x.reshape(x.shape[0], -1, n).to(torch.complex128)
+        if not self.banded:
             H = self.hamiltonian().to(torch.complex128)
-            eye = torch.eye(H.shape[0], dtype=H.dtype, device=H.device)
-            y = torch.linalg.solve(eye + c * H, flat.T).T
-        return (2 * y - flat).reshape(x.shape).to(x.dtype)
+            eye = torch.eye(n, dtype=H.dtype, device=H.device)
+            y = torch.linalg.solve(eye + c * H, flat.reshape(-1, n).T).T.reshape(flat.shape)
+            return (2 * y - flat).reshape(x.shape).to(x.dtype)
+        bands = self.bands()
+        if self.kernel is None:
+            return self._cayley(bands, None, flat, c).reshape(x.shape).to(x.dtype)
+        rho = self._density(flat)  # predictor–corrector on the density, as crank_nicolson_pc
+        pred = self._cayley(bands, self.density_potential(rho), flat, c)
+        v = self.density_potential(0.5 * (rho + self._density(pred)))
+        return self._cayley(bands, v, flat, c).reshape(x.shape).to(x.dtype)
+
+    def _density(self, psi):
+        return torch.einsum("k,bkn->bn", self.occupations.to(psi.device), psi.abs() ** 2)
+
+    def _cayley(self, bands, v, psi, c):
+        """``2(I + cH)⁻¹ψ − ψ`` with ``H = bands + diag(v_b)`` per sample ``b``."""
+        if v is None:
+            return 2 * solve_banded(bands, -c, psi, periodic=self.periodic) - psi
+        out = [2 * solve_banded(torch.cat([bands[:1] + v[b], bands[1:]]), -c, psi[b:b + 1],
+                                periodic=self.periodic) for b in range(psi.shape[0])]
+        return torch.cat(out) - psi

@@ -57,9 +57,20 @@ class SplitOperator(Stepper):
             self._kinetic_key = key
             self._kinetic = expi(-1j * dt / hb, ham.kinetic_symbol.to(x.device))
         kinetic = self._kinetic
-        x = expi(-0.5j * dt / hb, sys.effective_potential(t, sys.density(x))) * x
+        if not (sys.nonlinear or sys.time_dependent):  # one potential phase, cached with T's
+            if getattr(self, "_potential_key", None) != key:
+                self._potential_key = key
+                self._potential = expi(-0.5j * dt / hb,
+                                       sys.effective_potential(t, None).to(x.device))
+            half = self._potential
+            return half * g.inverse(kinetic * g.forward(half * x))
+        x = expi(-0.5j * dt / hb, self._potential_at(sys, t, x)) * x
         x = g.inverse(kinetic * g.forward(x))
-        return expi(-0.5j * dt / hb, sys.effective_potential(t + dt, sys.density(x))) * x
+        return expi(-0.5j * dt / hb, self._potential_at(sys, t + dt, x)) * x
+
+    @staticmethod
+    def _potential_at(sys, t, x):
+        return sys.effective_potential(t, sys.density(x) if sys.nonlinear else None)
 
 
 class _MagnusStepper(Stepper):
