@@ -14,10 +14,9 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)
 
-## The main job: the flagship scenario, its built-in quick preset (~40 s on 2 CPU cores).
-## Without --quick it runs the full size, which is meant for a GPU.
+## The main job: the flagship scenario on its built-in defaults (~1 min on 2 CPU cores).
 demo: $(STAMP)
-	$(BIN)/physres run wavepacket --quick --out runs/demo
+	$(BIN)/physres run wavepacket --out runs/demo
 
 ## The tests CI runs: lint, then every test not marked slow.
 test: $(STAMP)

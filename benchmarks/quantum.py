@@ -196,23 +196,33 @@ def bench_emulators(n_grid: int, steps: int, resnet_steps: int, workdir: Path) -
     return out
 
 
+PARTS = ("step_cost", "vs_expm_multiply", "euler_instability", "emulators")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="smaller sizes")
+    parser.add_argument("--parts", default=",".join(PARTS),
+                        help=f"comma-separated subset of {', '.join(PARTS)}")
     parser.add_argument("--out", default="benchmarks/results/quantum.json")
     args = parser.parse_args()
+    parts = args.parts.split(",")
+    unknown = sorted(set(parts) - set(PARTS))
+    if unknown:
+        parser.error(f"--parts: unknown {unknown}; choose from {', '.join(PARTS)}")
     torch.set_num_threads(1)
-    results = {
-        "threads": 1,
-        "step_cost": bench_step_cost(repeat=3 if args.quick else 7),
-        "vs_expm_multiply": bench_vs_expm_multiply(256 if args.quick else 512,
-                                                   16 if args.quick else 64,
-                                                   (1e-1, 1e-2, 1e-3, 1e-4)),
-        "euler_instability": bench_euler_instability(),
-    }
-    with tempfile.TemporaryDirectory() as workdir:
-        results["emulators"] = bench_emulators(256, 400 if args.quick else 1500,
-                                               200 if args.quick else 1500, Path(workdir))
+    results = {"threads": 1}
+    if "step_cost" in parts:
+        results["step_cost"] = bench_step_cost(repeat=3 if args.quick else 7)
+    if "vs_expm_multiply" in parts:
+        results["vs_expm_multiply"] = bench_vs_expm_multiply(
+            256 if args.quick else 512, 16 if args.quick else 64, (1e-1, 1e-2, 1e-3, 1e-4))
+    if "euler_instability" in parts:
+        results["euler_instability"] = bench_euler_instability()
+    if "emulators" in parts:
+        with tempfile.TemporaryDirectory() as workdir:
+            results["emulators"] = bench_emulators(256, 400 if args.quick else 1500,
+                                                   200 if args.quick else 1500, Path(workdir))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2))

@@ -56,8 +56,8 @@ class Config:
 
 QUICK = Config(n_grid=256, n_packets=4, dt=0.01, t_end=10.0, n_save=100, n_train=24,
                train_t_end=2.0, cayley_steps=1000, resnet_steps=400, resnet_width=32)
-FULL = Config(n_grid=512, n_packets=16, dt=0.005, t_end=20.0, n_save=200, n_train=32,
-              train_t_end=1.0, cayley_steps=1500, resnet_steps=1500, resnet_width=32)
+FULL = Config(n_grid=256, n_packets=8, dt=0.005, t_end=10.0, n_save=200, n_train=32,
+              train_t_end=1.0, cayley_steps=1500, resnet_steps=600, resnet_width=16)
 
 EMULATORS = ("unitary_cayley", "resnet")
 TRAIN_SEED = 1234  # the training packets; the evaluation packets come from seed 7
@@ -238,8 +238,7 @@ def _plot_density(res, x, case, path):
 
 
 def _markdown(r, cfg) -> str:
-    size = ("`--quick` size (CPU)" if r["quick"] else
-            "full size (meant for a GPU; `--quick` runs a reduced version on a CPU)")
+    size = "`--quick` size" if r["quick"] else "default size"
     return "\n".join([
         "# Wavepacket: the residual step and unitary steps on the Schrödinger equation", "",
         f"Run at {size} in {r['wall_s']:.0f} s. Grid: {cfg.n_grid} points, fd3 kinetic, "
