@@ -183,6 +183,19 @@ def test_neural_ode_adjoint_and_direct_gradients_match():
     assert grads[0].abs().max() > 0
 
 
+@pytest.mark.parametrize("method,step_size", [("rk4", None), ("rk4", 0.2), ("midpoint", 0.15),
+                                              ("euler", 0.3)])
+def test_neural_ode_functional_step_is_the_torchdiffeq_step_and_vmaps(method, step_size):
+    torch.manual_seed(4)
+    model = NeuralODE(state_shape=(2,), width=8, method=method, step_size=step_size,
+                      dtype=torch.float64)
+    x = torch.randn(5, 2, dtype=torch.float64)
+    torch.testing.assert_close(model._functional_step(x, 0.3, 0.5), model(x, 0.3, 0.5),
+                               rtol=0, atol=1e-15)
+    per_sample = torch.func.vmap(lambda xi: model._functional_step(xi[None], 0.3, 0.5)[0])
+    torch.testing.assert_close(per_sample(x), model(x, 0.3, 0.5), rtol=0, atol=1e-15)
+
+
 def test_learned_field_runs_under_scipy_and_odeint_like_the_rollout(tmp_path):
     model = NeuralODE(state_shape=(2,), width=8, rtol=1e-11, atol=1e-13, dtype=torch.float64,
                       net_options={"init_scale": 1.0})

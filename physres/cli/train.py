@@ -46,7 +46,10 @@ def add_parser(subparsers) -> None:
     g.add_argument("--val-steps", type=int, default=None,
                    help="steps of the validation rollout (default: whole trajectories)")
     g.add_argument("--polish-steps", type=int, default=0,
-                   help="full-batch L-BFGS iterations after the AdamW epochs (default 0)")
+                   help="full-batch polish iterations after the AdamW epochs (default 0)")
+    g.add_argument("--polish-method", choices=("lbfgs", "lm"), default="lbfgs",
+                   help="polish by L-BFGS or Levenberg–Marquardt (lm: small models, far more "
+                        "accurate; fixed-grid --method for node)")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--max-steps", type=int, default=None,
                    help="stop after this many optimiser steps (resume later with --resume)")
@@ -120,7 +123,7 @@ def run(args) -> int:
         grad_clip=args.grad_clip or None, unroll=args.unroll,
         curriculum_epochs=args.curriculum_epochs, frame_step=args.frame_step,
         val_steps=args.val_steps, patience=args.patience or None, seed=args.seed,
-        polish_steps=args.polish_steps,
+        polish_steps=args.polish_steps, polish_method=args.polish_method,
         device=args.device, checkpoint=args.checkpoint or f"{out}.ckpt",
         checkpoint_every=args.checkpoint_every, resume=args.resume,
         log=args.log or str(out.with_name(out.stem + "_train")), max_steps=args.max_steps,

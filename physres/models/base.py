@@ -224,6 +224,11 @@ class LearnedStepper(Configurable, Stepper):
             raise TypeError(f"`x` must be a {kind} tensor for this model, got dtype {x.dtype}")
         self.check_step_size(dt)
 
+    def _functional_step(self, x, t, dt):
+        """:meth:`_step` in out-of-place operations only, for ``torch.func`` transforms
+        (per-sample Jacobians by ``vmap``); the default is ``_step`` itself."""
+        return self._step(x, t, dt)
+
     # --- the learned vector field, in physical units -----------------------------------------
     def _field(self, t, z: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from .. import _checks
 
 SCHEDULES = ("cosine", "constant")
+POLISH_METHODS = ("lbfgs", "lm")
 
 
 @dataclass
@@ -31,10 +32,13 @@ class TrainConfig:
         score the relative L2 error; stop after ``patience`` evaluations without improvement
         (None: never) and restore the best weights.
     Polish
-        ``polish_steps`` iterations of full-batch L-BFGS (strong Wolfe line search, up to
-        ``polish_iter`` inner iterations each) after the AdamW epochs, on the K-step loss
-        (K = ``unroll``) over up to ``polish_windows`` training windows; the validation error
-        decides whether the polished weights are kept. Single process only.
+        ``polish_steps`` iterations of a full-batch second-order method after the AdamW
+        epochs, on the K-step loss (K = ``unroll``) over up to ``polish_windows`` training
+        windows; the validation error decides whether the polished weights are kept. Single
+        process only. ``polish_method``: ``"lbfgs"`` (strong Wolfe line search, up to
+        ``polish_iter`` inner iterations per step) or ``"lm"`` (Levenberg–Marquardt on the
+        per-sample residuals: far more accurate for small models, up to
+        :data:`physres.training.lm.MAX_PARAMS` parameters; ``polish_iter`` unused).
     Runtime
         ``seed``; ``device`` (default: cuda if available); ``amp`` (mixed precision: None =
         on CUDA only; refused on CPU); ``checkpoint`` path written every ``checkpoint_every``
@@ -62,6 +66,7 @@ class TrainConfig:
     val_trajectories: int = 16
     patience: int | None = 20
     polish_steps: int = 0
+    polish_method: str = "lbfgs"
     polish_iter: int = 20
     polish_windows: int = 4096
     seed: int = 0
@@ -95,6 +100,9 @@ class TrainConfig:
         if self.schedule not in SCHEDULES:
             raise ValueError(f"`schedule` must be one of {', '.join(SCHEDULES)}, "
                              f"got {self.schedule!r}")
+        if self.polish_method not in POLISH_METHODS:
+            raise ValueError(f"`polish_method` must be one of {', '.join(POLISH_METHODS)}, "
+                             f"got {self.polish_method!r}")
         if self.resume and not self.checkpoint:
             raise ValueError("`resume` needs a `checkpoint` path to resume from")
         self.fractions = tuple(float(f) for f in self.fractions)

@@ -15,6 +15,7 @@ from . import distributed
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .data import TrainingData
+from .lm import lm_polish
 from .log import write_logs
 from .losses import UnrolledLoss, rollout_error
 
@@ -22,7 +23,7 @@ from .losses import UnrolledLoss, rollout_error
 _RUN_KEYS = ("epochs", "batch_size", "lr", "weight_decay", "schedule", "warmup_steps",
              "min_lr_ratio", "grad_clip", "unroll", "curriculum_epochs", "frame_step",
              "fractions", "split_seed", "normalize", "seed", "polish_steps", "polish_iter",
-             "polish_windows")
+             "polish_windows", "polish_method")
 
 
 @dataclass
@@ -244,8 +245,9 @@ class _Run:
         return distributed.mean(self.ctx, float(loss.detach()), self.device)
 
     def _polish(self, bar) -> None:
-        """Full-batch L-BFGS from the best weights so far (the network in eval mode, so the
-        loss is deterministic); kept only if the validation error improves."""
+        """Full-batch L-BFGS or Levenberg–Marquardt from the best weights so far (the network
+        in eval mode, so the loss is deterministic); kept only if the validation error
+        improves."""
         c, s = self.config, self.state
         if s["best_state"] is not None:
             self.model.load_state_dict(s["best_state"])
@@ -254,25 +256,33 @@ class _Run:
         items = [self.data.train[i] for i in index]
         inputs = torch.stack([a for a, _ in items]).to(self.device)
         targets = torch.stack([b for _, b in items]).to(self.device)
-        optimizer = torch.optim.LBFGS(self.model.parameters(), lr=1.0, max_iter=c.polish_iter,
-                                      history_size=50, line_search_fn="strong_wolfe",
-                                      tolerance_grad=1e-14, tolerance_change=1e-16)
         self.model.eval()
 
-        def closure():
-            optimizer.zero_grad(set_to_none=True)
-            loss = self.loss(inputs, targets, self.data.dt, c.unroll)
-            loss.backward()
-            return loss
-
-        for _ in range(c.polish_steps):
-            loss = float(optimizer.step(closure).detach())
+        def record(loss: float) -> None:
             s["step"] += 1
             self.history.append({"step": s["step"], "epoch": s["epoch"], "unroll": c.unroll,
                                  "lr": 1.0, "loss": loss})
             bar.set_postfix(polish=f"{loss:.3e}", refresh=False)
             if self.callback is not None:
                 self.callback(s["step"], loss)
+
+        if c.polish_method == "lm":
+            lm_polish(self.model, inputs, targets, self.data.dt, c.unroll, c.polish_steps,
+                      callback=record)
+        else:
+            optimizer = torch.optim.LBFGS(self.model.parameters(), lr=1.0,
+                                          max_iter=c.polish_iter, history_size=50,
+                                          line_search_fn="strong_wolfe", tolerance_grad=1e-14,
+                                          tolerance_change=1e-16)
+
+            def closure():
+                optimizer.zero_grad(set_to_none=True)
+                loss = self.loss(inputs, targets, self.data.dt, c.unroll)
+                loss.backward()
+                return loss
+
+            for _ in range(c.polish_steps):
+                record(float(optimizer.step(closure).detach()))
         s["polished"] = True
         self._validate(bar)
 
@@ -303,7 +313,7 @@ class _Run:
                         self.scaler, state, self.config.to_dict())
 
     def _restore(self, data: dict) -> None:
-        saved = data["config"]
+        saved = {"polish_method": "lbfgs", **data["config"]}  # older checkpoints lack it
         differ = [k for k in _RUN_KEYS if _plain(saved.get(k)) != _plain(getattr(self.config, k))]
         if differ:
             raise ValueError(f"cannot resume {self.config.checkpoint!r}: settings differ from "
