@@ -24,7 +24,7 @@ import math
 import torch
 from torch import nn
 
-from ..steppers.banded import solve_banded
+from ..steppers.banded import cayley_banded
 from .base import LearnedStepper, register
 
 
@@ -148,20 +148,14 @@ class UnitaryCayleyEmulator(LearnedStepper):
             y = torch.linalg.solve(eye + c * H, flat.reshape(-1, n).T).T.reshape(flat.shape)
             return (2 * y - flat).reshape(x.shape).to(x.dtype)
         bands = self.bands()
-        if self.kernel is None:
-            return self._cayley(bands, None, flat, c).reshape(x.shape).to(x.dtype)
-        rho = self._density(flat)  # predictor–corrector on the density, as crank_nicolson_pc
-        pred = self._cayley(bands, self.density_potential(rho), flat, c)
-        v = self.density_potential(0.5 * (rho + self._density(pred)))
-        return self._cayley(bands, v, flat, c).reshape(x.shape).to(x.dtype)
+        v = None
+        if self.kernel is not None:  # predictor–corrector on the density, as crank_nicolson_pc
+            rho = self._density(flat)
+            pred = cayley_banded(bands, -c, flat, self.density_potential(rho),
+                                 periodic=self.periodic)
+            v = self.density_potential(0.5 * (rho + self._density(pred)))
+        return cayley_banded(bands, -c, flat, v, periodic=self.periodic).reshape(x.shape).to(
+            x.dtype)
 
     def _density(self, psi):
         return torch.einsum("k,bkn->bn", self.occupations.to(psi.device), psi.abs() ** 2)
-
-    def _cayley(self, bands, v, psi, c):
-        """``2(I + cH)⁻¹ψ − ψ`` with ``H = bands + diag(v_b)`` per sample ``b``."""
-        if v is None:
-            return 2 * solve_banded(bands, -c, psi, periodic=self.periodic) - psi
-        out = [2 * solve_banded(torch.cat([bands[:1] + v[b], bands[1:]]), -c, psi[b:b + 1],
-                                periodic=self.periodic) for b in range(psi.shape[0])]
-        return torch.cat(out) - psi

@@ -160,6 +160,21 @@ def solve_banded(bands: torch.Tensor, c: complex, b: torch.Tensor, *,
     return _BandMatrixSolve.apply(bands, b, complex(c), bool(periodic))
 
 
+def cayley_banded(bands: torch.Tensor, c: complex, psi: torch.Tensor, v=None, *,
+                  periodic: bool = False) -> torch.Tensor:
+    """The Cayley step ``(I − cH)⁻¹(I + cH)ψ = 2(I − cH)⁻¹ψ − ψ`` with ``H = M + diag(v_b)``.
+
+    ``bands`` holds ``M`` as in :func:`solve_banded`; ``psi`` (batch, ..., n); ``v`` None (one
+    ``H`` for the whole batch) or (batch, n), a potential per sample (one band solve each).
+    Unitary for real ``M``, ``v`` and imaginary ``c``; differentiable in all three.
+    """
+    if v is None:
+        return 2 * solve_banded(bands, c, psi, periodic=periodic) - psi
+    out = [solve_banded(torch.cat([bands[:1] + v[b], bands[1:]]), c, psi[b:b + 1],
+                        periodic=periodic) for b in range(psi.shape[0])]
+    return 2 * torch.cat(out) - psi
+
+
 class _BandMatrixSolve(torch.autograd.Function):
     """``y = A⁻¹ b``, ``A = I - c·M(bands)`` complex symmetric. Adjoint:
     ``ḡ_b = conj(A⁻¹ conj(ḡ_y))`` and ``ḡ_M = Re(conj(c)·Σ_batch ḡ_b ⊗ conj(y))``, folded onto

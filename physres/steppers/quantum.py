@@ -26,7 +26,7 @@ from __future__ import annotations
 import torch
 
 from ..errors import ConvergenceError
-from .banded import expi, solve_banded
+from .banded import cayley_banded, expi
 from .base import Stepper, register
 
 
@@ -164,12 +164,13 @@ class CrankNicolsonPC(Stepper):
     def _step(self, x, t, dt):
         sys = _quantum_owner(self)
         tm = t + dt / 2
+        if not sys.nonlinear:
+            return self._cayley(sys, sys.effective_potential(tm, None), x, dt)
         rho = sys.density(x)
         v = sys.effective_potential(tm, rho)
-        if sys.nonlinear:
-            for _ in range(self.n_corrector):
-                pred = self._cayley(sys, v, x, dt)
-                v = sys.effective_potential(tm, 0.5 * (rho + sys.density(pred)))
+        for _ in range(self.n_corrector):
+            pred = self._cayley(sys, v, x, dt)
+            v = sys.effective_potential(tm, 0.5 * (rho + sys.density(pred)))
         return self._cayley(sys, v, x, dt)
 
     def _cayley(self, sys, v, x, dt):
@@ -180,21 +181,22 @@ class CrankNicolsonPC(Stepper):
         flat = x.reshape(batch, -1, n)
         v = torch.as_tensor(v, device=x.device)
         per_sample = v.dim() > 1 and v.shape[0] == batch and batch > 1
-        v = v.reshape(-1, n) if v.dim() > 1 else v[None]
+        v = v.reshape(-1, n) if per_sample else v.reshape(-1, n)[0]
         periodic = ham.grid.boundary == "periodic"
         c = -0.5j * float(dt) / ham.hbar  # I - c·H = I + iΔtH/2ħ
         if ham.kinetic != "spectral":
             kinetic = torch.from_numpy(ham.kinetic_bands()).to(v)
-        out = []
+            if per_sample:
+                out = cayley_banded(kinetic, c, flat, v, periodic=periodic)
+            else:
+                out = cayley_banded(torch.cat([kinetic[:1] + v, kinetic[1:]]), c, flat,
+                                    periodic=periodic)
+            return out.reshape(x.shape).to(x.dtype)
+        out = []  # spectral kinetic energy: no band form, GMRES per potential
         for b in range(batch if per_sample else 1):
             rows = flat[b:b + 1] if per_sample else flat
-            vb = v[b if per_sample else 0]
-            if ham.kinetic == "spectral":
-                op = ham.operator(scale=1.0, potential=vb.detach())
-                y = op.solve_shifted(c, rows.reshape(-1, n)).reshape(rows.shape)
-            else:
-                bands = torch.cat([kinetic[:1] + vb, kinetic[1:]])
-                y = solve_banded(bands, c, rows, periodic=periodic)
+            op = ham.operator(scale=1.0, potential=(v[b] if per_sample else v).detach())
+            y = op.solve_shifted(c, rows.reshape(-1, n)).reshape(rows.shape)
             out.append(2 * y - rows)
         return torch.cat(out).reshape(x.shape).to(x.dtype)
 
