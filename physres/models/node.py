@@ -111,6 +111,9 @@ def _midpoint(f, t, h, y):
     return h * f(t + h / 2, y + f(t, y) * (h / 2))
 
 
+# Written out in torchdiffeq's own operation order (not via physres.steppers.tableau), so the
+# functional step matches torchdiffeq's to the last bit or two; a generic tableau loop rounds
+# differently.
 def _rk4(f, t, h, y):  # torchdiffeq's "rk4": the 3/8 rule
     k1 = f(t, y)
     k2 = f(t + h / 3, y + h * k1 / 3)
