@@ -52,6 +52,19 @@ def state(name: str, x, state_shape: tuple[int, ...] | None = None) -> torch.Ten
     return x
 
 
+def field_value(field, value, x: torch.Tensor) -> torch.Tensor:
+    """Check that a field's value ``f(t, x)`` is a tensor of the shape of ``x`` (a wrong shape
+    would otherwise broadcast silently into the state)."""
+    if not isinstance(value, torch.Tensor) or tuple(value.shape) != tuple(x.shape):
+        name = getattr(field, "__qualname__", None) or type(field).__name__
+        got = (f"shape {tuple(value.shape)}" if isinstance(value, torch.Tensor)
+               else type(value).__name__)
+        raise ValueError(f"the field `{name}` returned {got} for a state of shape "
+                         f"{tuple(x.shape)}; f(t, x) must return dx/dt with the shape of x, "
+                         "batch dimension included")
+    return value
+
+
 def step_function(stepper, x0: torch.Tensor, dt: float):
     """Validate ``x0`` and ``dt`` once for a run and return the unchecked step: a Stepper's
     ``_step``, or any other callable ``(x, t, dt) -> x_next`` as it is."""

@@ -34,6 +34,18 @@ class Stepper(nn.Module):
        floats or 0-d tensors; return the next state, same shape and dtype. Evaluate the field
        through ``self.f(t, x)`` so evaluations are counted.
     3. Do not override ``forward``.
+    4. Optional, for error control: a stepper with an embedded error estimate sets
+       ``error_order`` (int, order of its embedded lower-order solution) and implements
+       ``_step_with_error(x, t, dt) -> (x_next, err)``, ``err`` the local error estimate with
+       the shape of ``x``. :func:`physres.integrate` then uses it instead of step doubling.
+    5. Optional, per-sample steps: ``per_sample = True`` declares that ``_step`` (and
+       ``_step_with_error``) accept ``t`` and ``dt`` as float64 tensors of shape ``(batch,)``,
+       broadcast as ``dt.reshape(-1, *[1] * (x.ndim - 1))``; the field then receives ``t`` as
+       that ``(batch,)`` tensor.
+    6. Optional, FSAL (first same as last): ``fsal = True`` and
+       ``_step_fsal(x, t, dt, f0) -> (x_next, err, f_next)``, where ``f0`` is ``f(t, x)`` or
+       None and ``f_next`` is ``f(t + dt, x_next)``; the driver passes the ``f_next`` of the
+       accepted step as the next ``f0``, so an accepted step costs one evaluation fewer.
 
     Parameters
     ----------
@@ -47,6 +59,9 @@ class Stepper(nn.Module):
     explicit: ClassVar[bool]
     general: ClassVar[bool] = True
     name: ClassVar[str] = ""
+    error_order: ClassVar[int | None] = None  # set with _step_with_error (contract item 4)
+    per_sample: ClassVar[bool] = False  # tensor t, dt of shape (batch,) (item 5)
+    fsal: ClassVar[bool] = False  # _step_fsal (item 6)
 
     def __init__(self, field=None, *, state_shape: tuple[int, ...] | None = None):
         super().__init__()
@@ -59,6 +74,7 @@ class Stepper(nn.Module):
         self.structure = owner
         self.state_shape = tuple(state_shape or getattr(owner, "state_shape", ()) or ()) or None
         self.counts = {"nfev": 0, "njev": 0}  # a dict: no nn.Module.__setattr__ per call
+        self._check_field = True  # check the shape of the next field value (once per run)
 
     @property
     def nfev(self) -> int:
@@ -81,7 +97,11 @@ class Stepper(nn.Module):
     def f(self, t, x: torch.Tensor) -> torch.Tensor:
         """Evaluate the field, counting evaluations in ``self.counts``."""
         self.counts["nfev"] += 1
-        return self.field(t, x)
+        out = self.field(t, x)
+        if self._check_field:
+            self._check_field = False
+            _checks.field_value(self.field, out, x)
+        return out
 
     def forward(self, x: torch.Tensor, t=0.0, dt=None) -> torch.Tensor:
         self.check_call(x, dt)
@@ -93,6 +113,7 @@ class Stepper(nn.Module):
             raise TypeError("`dt` is required: call stepper(x, t, dt)")
         _checks.positive("dt", dt)
         _checks.state("x", x, self.state_shape)
+        self._check_field = True
 
     def _step(self, x: torch.Tensor, t, dt) -> torch.Tensor:
         raise NotImplementedError
