@@ -7,6 +7,7 @@
 """
 
 from . import (  # noqa: F401  (registers the steppers)
+    esdirk,  # kvaerno3, kvaerno5
     explicit,
     exponential,
     implicit,

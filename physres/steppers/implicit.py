@@ -40,7 +40,7 @@ class ImplicitStepper(Stepper):
         operator = getattr(self.structure, "linear_operator", None)
         op = operator(tau) if callable(operator) else None
         if op is not None:
-            z = op.solve_shifted(a, b)
+            z = op.solve_shifted(a, b).to(b.dtype)  # keep the input dtype (float32 stays)
         else:
             jacobian = getattr(self.structure, "jacobian", None)
             z = solve_stage(self.field, tau, a, b, jacobian=jacobian, options=self.newton,

@@ -28,12 +28,16 @@ class NewtonOptions:
 
     tol : relative size of the last Newton increment at which to stop
         (default 1e-12 in float64, 1e-5 in float32).
+    atol : absolute floor of that test, per component (default ``tol``): the increment must
+        fall below ``atol + tol·|z|``. Set it near the integrator's ``atol`` when components
+        are far below 1 (E5's 1e-22 concentrations).
     max_iter : Newton iterations before :class:`~physres.errors.ConvergenceError`.
     krylov_above : real state size above which Newton–Krylov replaces dense Jacobians.
     krylov_restart, krylov_max_restarts : GMRES(m) settings.
     """
 
     tol: float | None = None
+    atol: float | None = None
     max_iter: int = 30
     krylov_above: int = 128
     krylov_restart: int = 40
@@ -59,26 +63,34 @@ class _RealForm:
 
 
 def solve_stage(field, tau, a, b: torch.Tensor, *, jacobian=None, options=NewtonOptions(),
-                method: str = "implicit", counts=None) -> torch.Tensor:
-    """Solve ``z = b + a·f(τ, z)`` for ``z`` (same shape as ``b``), starting from ``z = b``.
+                method: str = "implicit", counts=None, z0: torch.Tensor | None = None,
+                lu: dict | None = None) -> torch.Tensor:
+    """Solve ``z = b + a·f(τ, z)`` for ``z`` (same shape and dtype as ``b``).
 
-    ``jacobian(τ, z) -> (B, n, n)`` is the field's analytic Jacobian on flattened real states
-    (used when given and the state is real). ``counts`` (a dict, e.g. a stepper's) gets
-    ``nfev``/``njev`` increments.
+    ``a`` and ``τ`` are floats, or tensors of shape (B,) (one step size per sample). Newton
+    starts from ``z0`` (default ``b``). ``jacobian(τ, z) -> (B, n, n)`` is the field's analytic
+    Jacobian on flattened real states (used when given and the state is real). ``lu`` (a dict)
+    shares the factors of ``I − a·J`` between calls with the same ``a``: the stages of one
+    ESDIRK step factor once (simplified Newton); a stale factorisation is refreshed when
+    Newton contracts slowly. ``counts`` (a dict, e.g. a stepper's) gets ``nfev``/``njev``
+    increments.
     """
     form = _RealForm(b)
     b_flat = form.flat(b)
     m = b_flat.shape[1]
     tol = options.tol or (1e-12 if b_flat.dtype == torch.float64 else 1e-5)
+    atol = tol if options.atol is None else options.atol
+    a_state = _per_sample(a, b.ndim)
 
     def G(z_flat):  # residual, flat real (B, m)
         if counts is not None:
             counts["nfev"] += 1
-        return z_flat - form.flat(a * field(tau, form.state(z_flat))) - b_flat
+        return z_flat - form.flat(a_state * field(tau, form.state(z_flat))) - b_flat
 
     use_dense = m <= options.krylov_above
-    z = b_flat.detach().clone()
-    factors, fresh, err_prev, err = None, False, None, math.nan
+    z = (b_flat if z0 is None else form.flat(z0)).detach().clone()
+    factors = lu.get("factors") if lu is not None else None
+    fresh, err_prev, err = False, None, math.nan
     converged = singular = False
     with torch.no_grad():
         g = G(z)
@@ -93,6 +105,8 @@ def solve_stage(field, tau, a, b: torch.Tensor, *, jacobian=None, options=Newton
                         singular = True
                         break
                     fresh = True
+                    if lu is not None:
+                        lu["factors"] = factors
                 dz = _lu_solve(factors, -g)
             else:
                 dz = _gmres(lambda v, z=z: _jvp(G, z, v), -g, options)
@@ -102,7 +116,7 @@ def solve_stage(field, tau, a, b: torch.Tensor, *, jacobian=None, options=Newton
                 factors = None  # a stale Jacobian gave a poor direction: refresh, retry
                 continue
             z, g = z_new, g_new
-            err = float((dz.abs() / (tol + tol * z.abs())).pow(2).mean(-1).sqrt().max())
+            err = float((dz.abs() / (atol + tol * z.abs())).pow(2).mean(-1).sqrt().max())
             if not math.isfinite(err):
                 break
             if err <= 1 and not damped:
@@ -115,7 +129,7 @@ def solve_stage(field, tau, a, b: torch.Tensor, *, jacobian=None, options=Newton
             res = float(G(z).abs().max())
             why = " (singular Jacobian)" if singular else ""
             raise ConvergenceError(
-                f"Newton did not converge{why} for the {method} step at t={float(tau):.6g} "
+                f"Newton did not converge{why} for the {method} step at t={_first(tau):.6g} "
                 f"after {it} iterations (max residual {res:.3e}, "
                 f"tolerance {tol:.0e}); reduce `dt`, use physres.integrate for adaptive steps, "
                 "or raise `max_iter`.",
@@ -125,6 +139,17 @@ def solve_stage(field, tau, a, b: torch.Tensor, *, jacobian=None, options=Newton
     if torch.is_grad_enabled() and _needs_grad(b, field):
         z = _implicit_correction(G, z, a, tau, form, jacobian, counts, use_dense, options)
     return form.state(z)
+
+
+def _per_sample(a, ndim: int):
+    """A step coefficient as a float, or a (B,) tensor shaped to broadcast over (B, ...)."""
+    if isinstance(a, torch.Tensor) and a.ndim > 0:
+        return a.reshape(-1, *[1] * (ndim - 1))
+    return a
+
+
+def _first(tau) -> float:
+    return float(tau.reshape(-1)[0]) if isinstance(tau, torch.Tensor) else float(tau)
 
 
 def _line_search(G, z, g, dz, floor, max_halvings: int = 10):
@@ -161,7 +186,8 @@ def _dense_jacobian(G, z, a, tau, form, jacobian, counts):
         counts["njev"] += 1
     if jacobian is not None and not form.complex:
         eye = torch.eye(m, dtype=z.dtype, device=z.device)
-        return eye - a * jacobian(tau, form.state(z)).reshape(B, m, m)
+        J = jacobian(tau, form.state(z)).reshape(B, m, m).to(z.dtype)
+        return eye - _per_sample(a, 3) * J
     # Samples are independent, so the Jacobian of the batch sum holds every per-sample Jacobian.
     with torch.enable_grad():
         J = torch.func.jacrev(lambda v: G(v).sum(0))(z)  # (m, B, m)

@@ -1,0 +1,283 @@
+"""L-stable ESDIRK pairs with an embedded error estimate: ``kvaerno3`` and ``kvaerno5``.
+
+An ESDIRK method (explicit first stage, singly diagonally implicit) solves its stages one
+after another, each ``z_i = b_i + γh·f(t + c_i h, z_i)`` with
+``b_i = x + h·Σ_{j<i} a_ij k_j``. The diagonal ``γ`` is the same for every stage, so one
+factorisation of ``I − γh·J`` serves all stages and every Newton iteration of a step
+(simplified Newton, as Radau and diffrax do); it is refreshed only when Newton contracts
+slowly. Stage derivatives are taken as ``k_i = (z_i − b_i)/(γh)`` rather than ``f(z_i)``:
+on stiff components ``f`` would amplify the Newton residual by ``‖J‖``.
+
+Kværnø's pairs (Kværnø, *BIT* 44, 2004) are stiffly accurate (the solution is the last
+stage), so ``R(−∞) = 0``: stiff modes are damped, not reflected as by Crank–Nicolson
+(``R(−∞) = −1``). The embedded solution is the next-to-last stage (with ``γ`` on its
+diagonal); the difference is the local error estimate of order ``error_order + 1``.
+The stage predictors (initial Newton guesses from earlier stages) are diffrax's
+(``diffrax/_solver/kvaerno{3,5}.py``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+import torch
+
+from .base import Stepper, register
+from .newton import NewtonOptions, solve_stage
+
+
+def _grow(tree):
+    """Every rooted tree with one more vertex than ``tree`` (trees as sorted child tuples)."""
+    yield tuple(sorted(tree + ((),)))
+    for i, child in enumerate(tree):
+        for grown in _grow(child):
+            yield tuple(sorted(tree[:i] + (grown,) + tree[i + 1:]))
+
+
+def rooted_trees(order: int) -> list[tuple]:
+    """The rooted trees with up to ``order`` vertices (1, 1, 2, 4, 9, 20, ... of each size)."""
+    level, out = {()}, [()]
+    for _ in range(order - 1):
+        level = {g for t in level for g in _grow(t)}
+        out.extend(sorted(level))
+    return out
+
+
+def _size(tree) -> int:
+    return 1 + sum(_size(c) for c in tree)
+
+
+def _density(tree) -> int:
+    return _size(tree) * math.prod(_density(c) for c in tree)
+
+
+def _weights(tree, A: np.ndarray) -> np.ndarray:
+    """Elementary weights Φ(tree) per stage: ∏_children (A Φ(child))."""
+    out = np.ones(A.shape[0])
+    for child in tree:
+        out = out * (A @ _weights(child, A))
+    return out
+
+
+def order_residuals(A, b, order: int) -> list[tuple[int, float]]:
+    """(tree size, ``b·Φ(t) − 1/γ(t)``) for every rooted tree up to ``order`` (Butcher 1963;
+    Hairer, Nørsett & Wanner, *Solving ODEs I*, §II.2)."""
+    A, b = np.asarray(A, dtype=float), np.asarray(b, dtype=float)
+    return [(_size(t), float(b @ _weights(t, A) - 1.0 / _density(t)))
+            for t in rooted_trees(order)]
+
+
+@dataclass(frozen=True)
+class DirkTableau:
+    """An ESDIRK pair, checked on construction.
+
+    ``a`` is lower triangular, row by row (row ``i`` has ``i + 1`` entries, the diagonal
+    last); row 0 is ``(0,)`` (explicit first stage) and every later diagonal is ``gamma``.
+    ``b`` must equal the last row (stiffly accurate) and ``b_hat`` is the embedded solution.
+    ``predictor`` row ``i − 1`` gives the Newton guess of stage ``i`` as weights of the earlier
+    stage derivatives (each row sums to 1). Checks: ``sum(a_i) = c_i``, the order conditions
+    of ``b`` up to ``order`` and of ``b_hat`` up to ``error_order`` (all rooted trees), to
+    ``tol`` (the published coefficients are 17-digit decimals).
+    """
+
+    gamma: float
+    c: tuple
+    a: tuple
+    b: tuple
+    b_hat: tuple
+    predictor: tuple
+    order: int
+    error_order: int
+    tol: float = 1e-13
+
+    def __post_init__(self):
+        s = len(self.b)
+        if len(self.c) != s or len(self.a) != s or len(self.b_hat) != s:
+            raise ValueError(f"tableau: c, a, b, b_hat must have {s} stages")
+        if tuple(self.a[0]) != (0,) or self.c[0] != 0:
+            raise ValueError("tableau: the first stage must be explicit (a[0] = (0,), c[0] = 0)")
+        for i, row in enumerate(self.a):
+            if len(row) != i + 1:
+                raise ValueError(f"tableau: row {i} of `a` must have {i + 1} entries")
+            if i and row[-1] != self.gamma:
+                raise ValueError(f"tableau: diagonal a[{i}][{i}] = {row[-1]} != gamma")
+            if abs(sum(row) - self.c[i]) > self.tol:
+                raise ValueError(f"tableau: sum(a[{i}]) = {sum(row)} != c[{i}] = {self.c[i]}")
+        if tuple(self.b) != tuple(self.a[-1]):
+            raise ValueError("tableau: `b` must equal the last row of `a` (stiffly accurate)")
+        if len(self.predictor) != s - 1:
+            raise ValueError(f"tableau: `predictor` must have {s - 1} rows")
+        for i, row in enumerate(self.predictor, start=1):
+            if len(row) != i or abs(sum(row) - 1) > self.tol:
+                raise ValueError(f"tableau: predictor row of stage {i} must have {i} weights "
+                                 "summing to 1")
+        A = self.matrix()
+        for weights, p, label in ((self.b, self.order, "b"),
+                                  (self.b_hat, self.error_order, "b_hat")):
+            for size, residual in order_residuals(A, weights, p):
+                if abs(residual) > 10 * self.tol:
+                    raise ValueError(f"tableau: an order-{size} condition of `{label}` fails "
+                                     f"(residual {residual:.2e})")
+
+    @property
+    def stages(self) -> int:
+        return len(self.b)
+
+    def matrix(self) -> np.ndarray:
+        A = np.zeros((self.stages, self.stages))
+        for i, row in enumerate(self.a):
+            A[i, :i + 1] = row
+        return A
+
+
+class ESDIRK(Stepper):
+    """Embedded ESDIRK step from a :class:`DirkTableau`.
+
+    Subclasses set ``tableau`` only; ``order`` and ``error_order`` follow from it.
+    ``_step_with_error(x, t, dt) -> (x_next, err)`` gives the embedded local error estimate
+    that :func:`physres.integrate` uses instead of step doubling. ``t`` and ``dt`` may be
+    floats or tensors of shape (batch,) (one step size per sample: the batched LU factors
+    ``I − γ·h_b·J_b`` per sample).
+
+    Parameters
+    ----------
+    field : callable ``f(t, x)``; ``jacobian(t, x)`` or ``linear_operator(t)`` of its owner
+        are used when present.
+    tol, atol, max_iter, krylov_above : Newton settings (:class:`NewtonOptions`).
+    """
+
+    tableau: ClassVar[DirkTableau]
+    explicit = False
+    per_sample = True
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        tab = cls.tableau
+        cls.order, cls.error_order = tab.order, tab.error_order
+        # Built once, not per step: (c_i, [(j, a_ij)], [(j, α_ij)]) for the implicit stages.
+        cls._stages = [(float(tab.c[i]),
+                        [(j, float(v)) for j, v in enumerate(tab.a[i][:-1]) if v],
+                        [(j, float(v)) for j, v in enumerate(tab.predictor[i - 1]) if v])
+                       for i in range(1, tab.stages)]
+        cls._error_weights = [(j, float(b - bh)) for j, (b, bh)
+                              in enumerate(zip(tab.b, tab.b_hat, strict=True)) if b != bh]
+
+    def __init__(self, field=None, *, state_shape=None, tol: float | None = None,
+                 atol: float | None = None, max_iter: int = 10, krylov_above: int = 128):
+        super().__init__(field, state_shape=state_shape)
+        self.newton = NewtonOptions(tol=tol, atol=atol, max_iter=max_iter,
+                                    krylov_above=krylov_above)
+        self._fsal = None  # (x_next, t_next, f(t_next, x_next)) of the last step
+
+    def _step(self, x, t, dt):
+        return self._step_with_error(x, t, dt)[0]
+
+    def _first_derivative(self, x, t):
+        cached = self._fsal
+        if (cached is not None and cached[0] is x and not isinstance(t, torch.Tensor)
+                and cached[1] == t):
+            return cached[2]
+        return self.f(t, x)
+
+    def _step_with_error(self, x, t, dt):
+        """One step and its local error estimate, both of the shape of ``x``."""
+        per_sample = isinstance(dt, torch.Tensor) and dt.ndim > 0
+        h = dt.reshape(-1, *[1] * (x.ndim - 1)).to(x.real.dtype) if per_sample else dt
+        gh = self.tableau.gamma * h
+        gamma_dt = self.tableau.gamma * dt  # the stage coefficient a (float or (B,))
+        operator = None if per_sample else getattr(self.structure, "linear_operator", None)
+        jacobian = getattr(self.structure, "jacobian", None)
+        lu: dict = {}  # one factorisation of I − γh·J for every stage of this step
+        k = [self._first_derivative(x, t)]
+        z = x
+        for c, row, guess in self._stages:
+            b = x
+            for j, aij in row:
+                b = b + (aij * h) * k[j]
+            tau = t + c * dt
+            op = operator(tau) if callable(operator) else None
+            if op is not None:
+                z = op.solve_shifted(gamma_dt, b).to(b.dtype)
+            else:
+                z0 = b
+                for j, w in guess:
+                    z0 = z0 + (w * gh) * k[j]
+                z = solve_stage(self.field, tau, gamma_dt, b, jacobian=jacobian,
+                                options=self.newton, method=self.name, counts=self.counts,
+                                z0=z0, lu=lu)
+            k.append((z - b) / gh)
+        err = 0
+        for j, w in self._error_weights:
+            err = err + (w * h) * k[j]
+        if not per_sample and not (torch.is_grad_enabled() and z.requires_grad):
+            self._fsal = (z, t + dt, k[-1])
+        return z, err
+
+    def extra_repr(self) -> str:
+        return f"order={self.order}, error_order={self.error_order}, explicit=False"
+
+
+# Kværnø (2004), 3(2), four stages; closed forms of γ's rows as in diffrax's kvaerno3.py.
+_G3 = 0.43586652150
+_T3 = 1 / (2 * _G3)
+_A3 = (
+    (0,),
+    (_G3, _G3),
+    ((-4 * _G3**2 + 6 * _G3 - 1) / (4 * _G3), (-2 * _G3 + 1) / (4 * _G3), _G3),
+    ((6 * _G3 - 1) / (12 * _G3), -1 / ((24 * _G3 - 12) * _G3),
+     (-6 * _G3**2 + 6 * _G3 - 1) / (6 * _G3 - 3), _G3),
+)
+KVAERNO3 = DirkTableau(
+    gamma=_G3, c=(0.0, 2 * _G3, 1.0, 1.0), a=_A3, b=_A3[-1],
+    b_hat=(*_A3[2], 0.0),
+    predictor=((1.0,), (1 - _T3, _T3), _A3[2][:2] + (_G3,)),
+    order=3, error_order=2, tol=1e-11,  # γ is a 12-digit root of its cubic
+)
+
+# Kværnø (2004), 5(4), seven stages, γ = 0.26.
+_G5 = 0.26
+_A5 = (
+    (0,),
+    (_G5, _G5),
+    (0.13, 0.84033320996790809, _G5),
+    (0.22371961478320505, 0.47675532319799699, -0.06470895363112615, _G5),
+    (0.16648564323248321, 0.10450018841591720, 0.03631482272098715, -0.13090704451073998,
+     _G5),
+    (0.13855640231268224, 0.0, -0.04245337201752043, 0.02446657898003141,
+     0.61943039072480676, _G5),
+    (0.13659751177640291, 0.0, -0.05496908796538376, -0.04118626728321046,
+     0.62993304899016403, 0.06962479448202728, _G5),
+)
+KVAERNO5 = DirkTableau(
+    gamma=_G5,
+    c=(0.0, 0.52, 1.230333209967908, 0.8957659843500759, 0.43639360985864756, 1.0, 1.0),
+    a=_A5, b=_A5[-1], b_hat=(*_A5[5], 0.0),
+    predictor=(
+        (1.0,),
+        (-1.366025403784441, 2.3660254037844357),
+        (-0.19650552613122207, 0.8113579546496623, 0.38514757148155954),
+        (0.10375304369958693, 0.937994698066431, -0.04174774176601781, 0.0),
+        (-0.17281112873898072, 0.6235784481025847, 0.5492326806363959, 0.0, 0.0),
+        _A5[5][:5] + (_G5,),
+    ),
+    order=5, error_order=4,
+)
+
+
+@register("kvaerno3")
+class Kvaerno3(ESDIRK):
+    """Kværnø's ESDIRK 3(2): four stages (three implicit, γ ≈ 0.4359), L-stable, stiffly
+    accurate, embedded order 2. The cheaper stiff pair, for rtol ≳ 1e-5."""
+
+    tableau = KVAERNO3
+
+
+@register("kvaerno5")
+class Kvaerno5(ESDIRK):
+    """Kværnø's ESDIRK 5(4): seven stages (six implicit, γ = 0.26), L-stable, stiffly
+    accurate, embedded order 4. The recommended stiff stepper for :func:`physres.integrate`."""
+
+    tableau = KVAERNO5
