@@ -7,7 +7,7 @@ stepper interface advances known physics and learned physics alike.
 from . import data, models, reference, steppers, systems, training, validation
 from ._version import __version__
 from .artifacts import load, save
-from .errors import ConvergenceError, DivergenceError, FormatError, StepSizeError
+from .errors import ConvergenceError, DivergenceError, FormatError, Status, StepSizeError
 from .integrate import Solution, integrate
 from .rollout import rollout
 
@@ -17,6 +17,7 @@ __all__ = [
     "FormatError",
     "Solution",
     "StepSizeError",
+    "Status",
     "__version__",
     "data",
     "integrate",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import enum
+
 
 class PhysresError(Exception):
     """Base class of physres's own errors."""
@@ -42,3 +44,20 @@ class StepSizeError(PhysresError, RuntimeError):
 
 class FormatError(PhysresError, ValueError):
     """A file is not what physres expects (wrong format tag, version, shape or dtype)."""
+
+
+class Status(enum.IntEnum):
+    """Outcome of :func:`physres.integrate` for one sample (``sol.status``, shape (batch,)).
+
+    SUCCESS: reached the end of ``t_span``. MAX_STEPS: ``max_steps`` accepted plus rejected
+    steps were spent. STEP_FLOOR: the step size fell below the resolution of ``t`` (a
+    singularity, stiffness for an explicit stepper, or a tolerance float64 cannot meet).
+    NEWTON_FAILURE: implicit stages kept failing to converge down to that floor.
+    NON_FINITE: trial states kept being non-finite (nan/inf) down to that floor.
+    """
+
+    SUCCESS = 0
+    MAX_STEPS = 1
+    STEP_FLOOR = 2
+    NEWTON_FAILURE = 3
+    NON_FINITE = 4

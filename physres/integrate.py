@@ -1,10 +1,14 @@
-"""Adaptive step-size driver for any stepper: step doubling with a PI controller.
+"""Adaptive step-size driver for any stepper.
 
-The local error of a step of size ``h`` is estimated by Richardson extrapolation: one step of
-``h`` and two of ``h/2`` differ by ``(2^p - 1)·err`` for a method of order ``p``. The accepted
-state is the two-half-step result. Steps share one ``h`` across the batch (the worst sample
-controls it). Rejections come from the error test, from non-finite trial states and from
-implicit solves that do not converge, so implicit steppers get through stiff transients.
+The local error of each step is estimated by the stepper's embedded pair when it has one
+(``error_order`` and ``_step_with_error``: ``dopri5``, ``tsit5``, ``bosh3``, ...), and by step
+doubling otherwise: one step of ``h`` and two of ``h/2`` differ by ``(2^p - 1)·err`` for a method
+of order ``p``, and the two-half-step result is kept. An integral controller (scipy's RK45)
+sizes the next step for embedded pairs, a PI controller for step doubling.
+
+Two loops (:mod:`physres._adaptive`): per sample, where every sample accepts, rejects and sizes
+its own step (the default for steppers that declare ``per_sample`` and have an embedded pair),
+and shared, where one step size serves the whole batch and the worst sample sets it.
 """
 
 from __future__ import annotations
@@ -16,119 +20,175 @@ from dataclasses import dataclass, field
 import torch
 
 from . import _checks
-from .errors import ConvergenceError, StepSizeError
+from ._adaptive import per_sample as _per_sample
+from ._adaptive import shared as _shared
+from ._adaptive.control import Controller, Trial, initial_step
+from .errors import Status
+
+__all__ = ["Solution", "Status", "integrate"]
+
+GLOBAL_ERROR_TIGHTENING = 32  # the reference solve for `global_error` runs at rtol/32, atol/32
 
 
 @dataclass
 class Solution:
     """Result of :func:`integrate`.
 
-    t : Tensor (n_t,) float64 — output times.
-    x : Tensor (batch, n_t, *state_shape) — states at ``t``.
-    stats : dict — ``n_accepted``, ``n_rejected``, ``nfev``, ``n_stepper_calls``, ``wall_s``.
+    t : Tensor (n_t,) float64 — output times (decreasing for backward integration).
+    x : Tensor (batch, n_t, *state_shape) — states at ``t``; NaN where a sample failed before
+        reaching them (``throw=False``).
+    status : Tensor (batch,) int64 — a :class:`~physres.errors.Status` code per sample.
+    stats : dict — ``n_accepted``, ``n_rejected`` (ints for the shared step, (batch,) tensors
+        per sample), ``nfev`` (batched field evaluations of this solve), ``nfev_per_sample``
+        (per-sample mode), ``n_stepper_calls`` (shared), ``per_sample``, ``wall_s``, and with
+        ``global_error=True``: ``global_error`` and ``global_error_abs``, each (batch,).
     """
 
     t: torch.Tensor
     x: torch.Tensor
     stats: dict = field(default_factory=dict)
+    status: torch.Tensor | None = None
+
+    @property
+    def success(self) -> bool:
+        """True when every sample reached the end of ``t_span``."""
+        return self.status is None or bool((self.status == Status.SUCCESS).all())
 
 
 def integrate(stepper, x0: torch.Tensor, t_span, rtol: float = 1e-6, atol: float = 1e-9,
               t_eval=None, *, first_step: float | None = None, max_steps: int = 100_000,
-              safety: float = 0.9, progress: bool = False) -> Solution:
+              safety: float = 0.9, per_sample: bool | None = None, throw: bool = True,
+              global_error: bool = False, progress: bool = False) -> Solution:
     """Integrate from ``t_span[0]`` to ``t_span[1]`` with adaptive steps of ``stepper``.
 
     Parameters
     ----------
     stepper : Stepper with an ``order`` attribute.
     x0 : Tensor, shape (batch, *state_shape)
-    t_span : (t0, t1) with t1 > t0
-    rtol, atol : the local error per step is kept below ``atol + rtol·|x|`` (RMS norm).
-    t_eval : increasing times in ``[t0, t1]`` to report; steps land on them exactly.
-        Default: every accepted step.
-    first_step : initial step size; default from the field's scale (Hairer's heuristic).
-    max_steps : accepted plus rejected steps before :class:`~physres.errors.StepSizeError`.
+    t_span : (t0, t1), t1 != t0; t1 < t0 integrates backward (``t_eval`` then decreasing).
+    rtol, atol : the LOCAL error of every step is kept below ``atol + rtol·max(|x_n|, |x_n+1|)``
+        in the RMS norm over state components, as in scipy. The global error at the end can
+        be larger (errors accumulate and grow with the flow); ``global_error=True`` measures it.
+    t_eval : times in ``t_span`` (monotone in its direction) to report; steps land on them
+        exactly. Default: every accepted step (shared step), or ``t_span``'s two ends (per
+        sample: each sample has its own steps).
+    first_step : initial step size; default from the field's scale (Hairer's heuristic), per
+        sample.
+    max_steps : accepted plus rejected steps (per sample in per-sample mode) before the status
+        ``MAX_STEPS``.
+    safety : factor on the controller's optimal step.
+    per_sample : each sample accepts, rejects and sizes its own step, and finished samples stop
+        being stepped (torchode's control). The field then receives ``t`` as a float64 tensor
+        of shape (n_running,). Default: True when the stepper declares ``per_sample`` and has
+        an embedded error estimate (a sample's accuracy is then not set by the batch's worst
+        one, and each costs only its own steps); False otherwise (the shared step, where the
+        field receives ``t`` as a float: pass ``per_sample=False`` for fields that need that).
+    throw : raise when a sample fails (:class:`~physres.errors.StepSizeError`, or
+        :class:`~physres.errors.DivergenceError` for non-finite states); with ``throw=False``
+        return the partial solution: ``sol.status`` says why, states not reached are NaN.
+    global_error : also solve at ``rtol/32, atol/32`` on the same output times and report
+        their difference per sample: ``stats["global_error"]``, the largest over output times
+        of the RMS over components of ``|x − x_ref| / (atol + rtol·|x_ref|)`` (≈ 1 means the
+        global error is about the tolerance; ≫ 1 means the local control let it grow), and
+        ``stats["global_error_abs"]``, the largest ``|x − x_ref|``. The reference's own error
+        is about ``32^(-q/(q+1))`` of the estimate (q the estimate's order): a few per cent
+        for fifth-order pairs, ~20% for first-order methods. Costs a second, tighter solve.
+    progress : show a progress bar.
+
+    Returns
+    -------
+    Solution
     """
-    t0, t1 = _span(t_span)
+    sol = _solve(stepper, x0, t_span, rtol, atol, t_eval, first_step=first_step,
+                 max_steps=max_steps, safety=safety, per_sample=per_sample, throw=throw,
+                 progress=progress)
+    if global_error:
+        sol.stats.update(_global_error(stepper, x0, t_span, sol, rtol, atol, first_step,
+                                       max_steps, safety))
+    return sol
+
+
+def _solve(stepper, x0, t_span, rtol, atol, t_eval, *, first_step, max_steps, safety,
+           per_sample, throw, progress) -> Solution:
+    t0, t1, direction = _span(t_span)
     rtol = _checks.positive("rtol", rtol)
     atol = _checks.positive("atol", atol, allow_zero=True)
     max_steps = _checks.positive_int("max_steps", max_steps)
+    safety = _checks.positive("safety", safety)
     order = getattr(stepper, "order", None)
     if not isinstance(order, int) or order < 1:
         raise TypeError("`stepper` must have an integer `order` >= 1 (a physres Stepper)")
-    stepper.check_call(x0, t1 - t0)
-    outputs = _outputs(t_eval, t0, t1)
-    step = stepper._step
-    span = t1 - t0
-
-    def norm(err, x_old, x_new):  # per-sample RMS of err / scale, max over the batch
-        scale = atol + rtol * torch.maximum(x_old.abs(), x_new.abs())
-        return float((err.abs() / scale).pow(2).flatten(1).mean(1).sqrt().max())
-
-    h = first_step if first_step is not None else _initial_step(stepper, x0, t0, span, order,
-                                                                 rtol, atol)
-    h = min(_checks.positive("first_step", h), span)
-    min_h = 16 * math.ulp(max(abs(t0), abs(t1), span))
-    k_i, k_p = 0.7 / (order + 1), 0.4 / (order + 1)
-    t, x = t0, x0
-    if outputs is None:
-        ts, xs, next_out = [t0], [x0], 0
-    elif outputs[0] == t0:
-        ts, xs, next_out = [t0], [x0], 1
-    else:
-        ts, xs, next_out = [], [], 0
-    bar = _progress(span, progress, getattr(stepper, "name", ""))
+    span = abs(t1 - t0)
+    stepper.check_call(x0, span)
+    outputs = _outputs(t_eval, t0, t1, direction)
+    trial = Trial(stepper)
+    supports = bool(getattr(stepper, "per_sample", False))
+    if per_sample is None:
+        per_sample = supports and trial.embedded
+    elif per_sample and not supports:
+        raise ValueError(f"`per_sample=True` needs a stepper that takes per-sample t and dt "
+                         f"(`per_sample = True`); {type(stepper).__name__} does not: use "
+                         "per_sample=False")
+    # embedded pairs: scipy's RK45 control (I, growth <= 10); step doubling: PI, growth <= 5
+    ctrl = (Controller(q=trial.q, safety=safety) if trial.embedded else
+            Controller(q=trial.q, safety=safety, ki=0.7, kp=0.4, max_factor=5.0))
+    batch = x0.shape[0]
     start = time.perf_counter()
+    nfev0 = stepper.nfev
+    t_start = torch.full((batch,), t0, dtype=torch.float64, device=x0.device) if per_sample else t0
+    f0 = None
+    if getattr(stepper, "field", None) is not None and (first_step is None or trial.fsal):
+        f0 = _checks.field_value(stepper.field, stepper.f(t_start, x0), x0)
+    if first_step is not None:
+        h0 = torch.full((batch,), min(_checks.positive("first_step", first_step), span),
+                        dtype=torch.float64)
+    elif f0 is not None:
+        h0 = initial_step(stepper.f, x0, f0, t_start, direction, span, trial.q, rtol, atol)
+    else:
+        h0 = torch.full((batch,), 1e-3 * span, dtype=torch.float64)
+    if not trial.fsal:
+        f0 = None
+    bar = _progress(span, progress, getattr(stepper, "name", ""))
     restore = _loosen_newton(stepper, 1e-3 * rtol)
-    n_acc = n_rej = n_calls = 0
-    prev_err = 1.0
+    common = dict(rtol=rtol, atol=atol, max_steps=max_steps, throw=throw, stepper=stepper)
     try:
-        while t < t1:
-            target = t1 if outputs is None or next_out >= len(outputs) else outputs[next_out]
-            h_try = min(h, target - t)
-            if n_acc + n_rej >= max_steps:
-                raise StepSizeError(f"integrate reached `max_steps` = {max_steps} at t = {t:.6g} "
-                                    f"(of {t1:g}); raise `max_steps`, loosen rtol/atol, or use an "
-                                    "implicit stepper if the problem is stiff")
-            if h_try < min_h:
-                raise StepSizeError(
-                    f"step size fell to {h_try:.3e} at t = {t:.6g}, below the resolution of t; "
-                    "the problem may be stiff: use an implicit stepper ('backward_euler', "
-                    "'crank_nicolson') or loosen rtol/atol")
-            try:
-                full = step(x, t, h_try)
-                half = step(x, t, h_try / 2)
-                fine = step(half, t + h_try / 2, h_try / 2)
-                n_calls += 3
-                err = norm((fine - full) / (2**order - 1), x, fine)
-            except ConvergenceError:
-                err = math.inf
-            if not math.isfinite(err):
-                n_rej += 1
-                h = h_try * 0.25
-                continue
-            if err <= 1.0:
-                t = t + h_try if h_try < target - t else target
-                x = fine
-                n_acc += 1
-                bar.update(h_try)
-                if outputs is None or (next_out < len(outputs) and t == outputs[next_out]):
-                    ts.append(t)
-                    xs.append(x)
-                    next_out += outputs is not None
-                factor = safety * max(err, 1e-10) ** -k_i * max(prev_err, 1e-10) ** k_p
-                h = h_try * min(5.0, max(0.2, factor))
-                prev_err = max(err, 1e-4)
-            else:
-                n_rej += 1
-                h = h_try * max(0.2, safety * err ** -(1.0 / (order + 1)))
+        if per_sample:
+            states, status, n_acc, n_rej, nfev_s = _per_sample.run(
+                trial, ctrl, x0, f0, t0, t1, direction, outputs or [t0, t1], h0,
+                bar=bar if progress else None, **common)
+            t_out = torch.tensor(outputs or [t0, t1], dtype=torch.float64)
+            stats = {"n_accepted": n_acc, "n_rejected": n_rej, "nfev_per_sample": nfev_s}
+        else:
+            ts, xs, status, n_acc, n_rej = _shared.run(
+                trial, ctrl, x0, f0, t0, t1, direction, outputs, float(h0.min()), bar=bar,
+                **common)
+            t_out = torch.tensor(ts, dtype=torch.float64)
+            states = torch.stack(xs, dim=1)
+            calls = 1 if trial.embedded else 3
+            stats = {"n_accepted": n_acc, "n_rejected": n_rej,
+                     "n_stepper_calls": calls * (n_acc + n_rej)}
     finally:
         restore()
         bar.close()
-    stats = {"n_accepted": n_acc, "n_rejected": n_rej, "n_stepper_calls": n_calls,
-             "nfev": getattr(stepper, "nfev", None), "wall_s": time.perf_counter() - start}
-    return Solution(t=torch.tensor(ts, dtype=torch.float64), x=torch.stack(xs, dim=1),
-                    stats=stats)
+    stats.update(nfev=stepper.nfev - nfev0, per_sample=bool(per_sample),
+                 wall_s=time.perf_counter() - start)
+    return Solution(t=t_out, x=states, stats=stats, status=status)
+
+
+def _global_error(stepper, x0, t_span, sol, rtol, atol, first_step, max_steps, safety) -> dict:
+    """Difference to a solve at rtol/32, atol/32 on the same output times, per sample."""
+    k = GLOBAL_ERROR_TIGHTENING
+    ref = _solve(stepper, x0, t_span, rtol / k, atol / k, sol.t, first_step=first_step,
+                 max_steps=max_steps, safety=safety, per_sample=sol.stats["per_sample"],
+                 throw=False, progress=False)
+    diff = (sol.x - ref.x).abs()  # (batch, n_t, *state_shape)
+    scaled = diff / (atol + rtol * ref.x.abs())
+    rms = scaled.square().flatten(2).mean(2).sqrt()  # (batch, n_t)
+    bad = (ref.status != Status.SUCCESS) | (sol.status != Status.SUCCESS)
+    nan = torch.tensor(math.nan, dtype=rms.dtype)
+    return {"global_error": torch.where(bad, nan, rms.amax(1)),
+            "global_error_abs": torch.where(bad, nan, diff.flatten(1).amax(1).real),
+            "global_error_nfev": ref.stats["nfev"]}
 
 
 def _loosen_newton(stepper, tol: float):
@@ -152,46 +212,26 @@ def _span(t_span):
         t0, t1 = (float(v) for v in t_span)
     except (TypeError, ValueError):
         raise TypeError(f"`t_span` must be a pair (t0, t1) of numbers, got {t_span!r}") from None
-    if not (math.isfinite(t0) and math.isfinite(t1) and t1 > t0):
-        raise ValueError(f"`t_span` must satisfy t1 > t0 (finite), got ({t0}, {t1})")
-    return t0, t1
+    if not (math.isfinite(t0) and math.isfinite(t1) and t1 != t0):
+        raise ValueError(f"`t_span` must be finite with t1 != t0 (t1 < t0 integrates "
+                         f"backward), got ({t0}, {t1})")
+    return t0, t1, (1.0 if t1 > t0 else -1.0)
 
 
-def _outputs(t_eval, t0, t1):
+def _outputs(t_eval, t0, t1, direction):
     if t_eval is None:
         return None
     values = [float(v) for v in torch.as_tensor(t_eval, dtype=torch.float64).reshape(-1)]
     if not values:
         raise ValueError("`t_eval` must not be empty")
-    if any(b <= a for a, b in zip(values, values[1:], strict=False)):
-        raise ValueError("`t_eval` must be strictly increasing")
-    if values[0] < t0 or values[-1] > t1:
+    word = "increasing" if direction > 0 else "decreasing (t1 < t0)"
+    if any((b - a) * direction <= 0 for a, b in zip(values, values[1:], strict=False)):
+        raise ValueError(f"`t_eval` must be strictly {word}")
+    lo, hi = min(t0, t1), max(t0, t1)
+    if min(values) < lo or max(values) > hi:
         raise ValueError(f"`t_eval` must lie within t_span = ({t0}, {t1}); "
                          f"got [{values[0]}, {values[-1]}]")
     return values
-
-
-def _initial_step(stepper, x0, t0, span, order, rtol, atol):
-    """Hairer, Nørsett & Wanner, Solving ODEs I, §II.4: from the field's scale at t0."""
-    field = getattr(stepper, "field", None)
-    if field is None:
-        return 1e-3 * span
-    with torch.no_grad():
-        scale = atol + rtol * x0.abs()
-
-        def rms(v):
-            return float((v.abs() / scale).pow(2).mean().sqrt())
-
-        f0 = field(t0, x0)
-        d0, d1 = rms(x0), rms(f0)
-        h0 = 1e-6 if d0 < 1e-5 or d1 < 1e-5 else 0.01 * d0 / d1
-        h0 = min(h0, span)
-        d2 = rms(field(t0 + h0, x0 + h0 * f0) - f0) / h0
-        if max(d1, d2) <= 1e-15:
-            h1 = max(1e-6, h0 * 1e-3)
-        else:
-            h1 = (0.01 / max(d1, d2)) ** (1.0 / (order + 1))
-    return min(100 * h0, h1, span)
 
 
 def _progress(total: float, enabled: bool, label: str):

@@ -75,8 +75,8 @@ def test_explicit_stepper_on_a_stiff_problem_reports_max_steps():
 def test_bad_arguments():
     step = steppers.get("rk4", lambda t, x: -x)
     x0 = torch.ones(1, 1)
-    with pytest.raises(ValueError, match="`t_span` must satisfy t1 > t0"):
-        physres.integrate(step, x0, (1.0, 0.0))
+    with pytest.raises(ValueError, match="`t_span` must be finite with t1 != t0"):
+        physres.integrate(step, x0, (1.0, 1.0))
     with pytest.raises(ValueError, match="`rtol`"):
         physres.integrate(step, x0, (0.0, 1.0), rtol=-1)
     with pytest.raises(ValueError, match="`t_eval` must be strictly increasing"):

@@ -1,0 +1,1 @@
+"""The adaptive driver behind :func:`physres.integrate`: control, the two loops."""
