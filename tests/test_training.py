@@ -26,7 +26,7 @@ def ho_file(tmp_path_factory):
 
 def small(**overrides):
     base = dict(epochs=4, batch_size=64, lr=1e-2, frame_step=5, progress=False, device="cpu",
-                val_steps=20)
+                val_steps=20, unroll=1, polish_steps=0, val_metric="full")
     return TrainConfig(**{**base, **overrides})
 
 

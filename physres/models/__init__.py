@@ -24,6 +24,7 @@ from .fields import MLP, PeriodicConv1d, build_net
 from .hybrid import HybridStepper
 from .implicit import ImplicitResNet
 from .node import NeuralODE
+from .polynomial import PolynomialField
 from .quantum import UnitaryCayleyEmulator
 from .resnet import ResNetEmulator
 
@@ -41,6 +42,7 @@ __all__ = [
     "ResNetEmulator",
     "UnitaryCayleyEmulator",
     "build_net",
+    "PolynomialField",
     "get",
     "names",
     "register",

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .. import _checks
 
 SCHEDULES = ("cosine", "constant")
-POLISH_METHODS = ("lbfgs", "lm")
+POLISH_METHODS = ("auto", "lstsq", "lm", "gn", "lbfgs", "none")
+DTYPES = ("auto", "float32", "float64")
+VAL_METRICS = ("clipped", "full")
 
 
 @dataclass
@@ -47,38 +49,86 @@ class TrainConfig:
         ``epochs``), ``progress`` bar; ``num_workers`` of the data loader.
     """
 
-    epochs: int = 100
-    batch_size: int = 256
-    lr: float = 3e-3
-    weight_decay: float = 1e-6
-    schedule: str = "cosine"
-    warmup_steps: int = 0
-    min_lr_ratio: float = 0.01
-    grad_clip: float | None = 1.0
-    unroll: int = 1
-    curriculum_epochs: int | None = None
-    frame_step: int = 1
-    fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
-    split_seed: int = 0
-    normalize: bool = True
-    val_every: int = 1
-    val_steps: int | None = None
-    val_trajectories: int = 16
-    patience: int | None = 20
-    polish_steps: int = 0
-    polish_method: str = "lbfgs"
-    polish_iter: int = 20
-    polish_windows: int = 4096
-    seed: int = 0
-    device: str | None = None
-    amp: bool | None = None
-    checkpoint: str | None = None
-    checkpoint_every: int = 0
-    resume: bool = False
-    log: str | None = None
-    max_steps: int | None = None
-    progress: bool = True
-    num_workers: int = 0
+    epochs: int = field(default=100, metadata={"resume": True, "help": (
+        "passes over the training windows")})
+    batch_size: int = field(default=256, metadata={"resume": True, "help": (
+        "windows per optimiser step")})
+    lr: float = field(default=3e-3, metadata={"resume": True, "help": (
+        "peak learning rate of AdamW")})
+    weight_decay: float = field(default=1e-6, metadata={"resume": True, "help": (
+        "AdamW weight decay")})
+    schedule: str = field(default="cosine", metadata={"resume": True, "help": (
+        "learning-rate schedule after warm-up: cosine or constant")})
+    warmup_steps: int = field(default=0, metadata={"resume": True, "help": (
+        "optimiser steps of linear warm-up")})
+    min_lr_ratio: float = field(default=0.01, metadata={"resume": True, "help": (
+        "final learning rate of the cosine schedule, as a fraction of lr")})
+    grad_clip: float | None = field(default=1.0, metadata={"resume": True, "help": (
+        "max gradient norm (None: no clipping)")})
+    unroll: int = field(default=4, metadata={"resume": True, "help": (
+        "longest unroll K of the K-step loss (1: one-step loss)")})
+    curriculum_epochs: int | None = field(default=None, metadata={"resume": True, "help": (
+        "epochs over which K ramps from 1 to unroll (default: half the epochs)")})
+    frame_step: int = field(default=1, metadata={"resume": True, "help": (
+        "saved steps per model step (dt = frame_step * dt_save)")})
+    fractions: tuple[float, float, float] = field(default=(0.8, 0.1, 0.1), metadata={
+        "resume": True, "help": (
+        "train/val/test fractions of the trajectories")})
+    split_seed: int = field(default=0, metadata={"resume": True, "help": (
+        "seed of the train/val/test split")})
+    normalize: bool = field(default=True, metadata={"resume": True, "help": (
+        "normalise states by the training split's mean and std")})
+    dtype: str = field(default="auto", metadata={"resume": True, "help": (
+        "parameter dtype: auto (float64 for float64 data), float32 or float64")})
+    noise: float = field(default=0.0, metadata={"resume": True, "help": (
+        "std of Gaussian noise added to each window's start, in units of the data's std")})
+    pushforward: bool = field(default=False, metadata={"resume": True, "help": (
+        "pushforward trick: no gradient through all but the last unrolled step "
+        "(Brandstetter et al. 2022)")})
+    in_memory: bool | None = field(default=None, metadata={"help": (
+        "hold the training trajectories as tensors on the device (None: when they take at"
+        " most 1 GiB)")})
+    val_every: int = field(default=1, metadata={"help": "epochs between validations"})
+    val_steps: int | None = field(default=None, metadata={"help": (
+        "steps of each validation rollout (default: the whole trajectory)")})
+    val_trajectories: int = field(default=16, metadata={"help": (
+        "validation trajectories rolled out")})
+    val_metric: str = field(default="clipped", metadata={"help": (
+        "validation score: clipped (mean per-step error, each step capped at "
+        "val_threshold: the error until the rollout is lost, so chaotic data do not "
+        "saturate it) or full (relative error over the whole rollout)")})
+    val_threshold: float = field(default=0.4, metadata={"help": (
+        "cap of the clipped validation error (per-step error in units of the trajectory's"
+        " RMS norm)")})
+    patience: int | None = field(default=20, metadata={"help": (
+        "validations without improvement before stopping (None: never)")})
+    polish_steps: int = field(default=100, metadata={"resume": True, "help": (
+        "iterations of the second-order finish after AdamW (0: none)")})
+    polish_method: str = field(default="auto", metadata={"resume": True, "help": (
+        "second-order finish: auto, lstsq, lm (dense Levenberg-Marquardt), gn (matrix-"
+        "free Gauss-Newton-CG), lbfgs or none")})
+    polish_iter: int = field(default=20, metadata={"resume": True, "help": (
+        "inner iterations per L-BFGS step; CG iterations per Gauss-Newton step")})
+    polish_windows: int = field(default=4096, metadata={"resume": True, "help": (
+        "training windows in the full-batch finish")})
+    seed: int = field(default=0, metadata={"resume": True, "help": (
+        "seed of the batch order and noise")})
+    device: str | None = field(default=None, metadata={"help": (
+        "device (default: cuda if available, else cpu)")})
+    amp: bool | None = field(default=None, metadata={"help": (
+        "mixed precision (None: on CUDA only)")})
+    checkpoint: str | None = field(default=None, metadata={"help": (
+        "checkpoint path (written every checkpoint_every steps, each epoch and on Ctrl-C)")})
+    checkpoint_every: int = field(default=0, metadata={"help": (
+        "optimiser steps between checkpoints (0: epoch ends only)")})
+    resume: bool = field(default=False, metadata={"help": "resume from checkpoint"})
+    log: str | None = field(default=None, metadata={"help": (
+        "path prefix of the .csv and .json loss logs")})
+    max_steps: int | None = field(default=None, metadata={"help": (
+        "stop after this many optimiser steps (the schedule still spans epochs)")})
+    progress: bool = field(default=True, metadata={"help": "show a progress bar"})
+    num_workers: int = field(default=0, metadata={"help": (
+        "data-loader workers of the streaming path")})
 
     def __post_init__(self):
         for name in ("epochs", "batch_size", "unroll", "frame_step", "val_every",
@@ -103,6 +153,13 @@ class TrainConfig:
         if self.polish_method not in POLISH_METHODS:
             raise ValueError(f"`polish_method` must be one of {', '.join(POLISH_METHODS)}, "
                              f"got {self.polish_method!r}")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"`dtype` must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+        if self.val_metric not in VAL_METRICS:
+            raise ValueError(f"`val_metric` must be one of {', '.join(VAL_METRICS)}, "
+                             f"got {self.val_metric!r}")
+        _checks.positive("val_threshold", self.val_threshold)
+        _checks.positive("noise", self.noise, allow_zero=True)
         if self.resume and not self.checkpoint:
             raise ValueError("`resume` needs a `checkpoint` path to resume from")
         self.fractions = tuple(float(f) for f in self.fractions)
@@ -115,6 +172,11 @@ class TrainConfig:
         if ramp == 0 or self.unroll == 1:
             return self.unroll
         return min(self.unroll, 1 + (epoch * (self.unroll - 1)) // ramp)
+
+    @classmethod
+    def resume_keys(cls) -> tuple[str, ...]:
+        """The settings a resumed run must share with its checkpoint (``metadata["resume"]``)."""
+        return tuple(f.name for f in dataclasses.fields(cls) if f.metadata.get("resume"))
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

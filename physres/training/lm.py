@@ -134,3 +134,93 @@ def lm_polish(model, inputs: torch.Tensor, targets: torch.Tensor, dt: float, k: 
             p.copy_(t.view(s))
     return losses
 
+
+
+def gn_polish(model, inputs: torch.Tensor, targets: torch.Tensor, dt: float, k: int,
+              steps: int, *, cg_iter: int = 20, callback=None, mu: float = 1e-3) -> list[float]:
+    """Matrix-free Levenberg–Marquardt (Gauss–Newton–CG) on the K-step residuals.
+
+    Each step solves ``(JᵀJ + μI) δ = −Jᵀr`` by ``cg_iter`` conjugate-gradient iterations,
+    with ``Jv`` by forward-mode (``torch.func.linearize``) and ``Jᵀu`` by reverse-mode
+    (``torch.func.vjp``) products: memory and cost per iteration are a few forward passes, so
+    the model size is not limited as in :func:`lm_polish` (Martens 2010, "Deep learning via
+    Hessian-free optimization"). Arguments and return value as :func:`lm_polish`.
+    """
+    from torch.func import linearize, vjp
+
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    if targets.shape[1] < k:
+        raise ValueError(f"`targets` holds {targets.shape[1]} steps, fewer than `k` = {k}")
+    wrapper = _Unroll(model, float(dt), int(k))
+    keys = ["model." + n for n, _ in named]
+    shapes = [p.shape for _, p in named]
+    sizes = [p.numel() for _, p in named]
+    x0, y = inputs[:, -1], targets[:, :k]
+    real = x0.real.dtype if x0.is_complex() else x0.dtype
+    std = model.norm_std.to(real)
+    count = y.numel()
+
+    def residual(theta):
+        params = {key: t.view(s) for key, t, s in zip(keys, theta.split(sizes), shapes,
+                                                      strict=True)}
+        r = (functional_call(wrapper, params, (x0, True)) - y) / std
+        return (torch.view_as_real(r) if r.is_complex() else r).reshape(-1)
+
+    theta = torch.cat([p.detach().reshape(-1) for _, p in named])
+    with torch.no_grad():
+        r = residual(theta)
+    cost = float(r @ r) / count
+    losses: list[float] = []
+    for _ in range(steps):
+        try:
+            _, jvp_fn = linearize(residual, theta)
+            _, vjp_fn = vjp(residual, theta)
+        except RuntimeError as exc:
+            raise ValueError(
+                f"`polish_method` = 'gn' needs a step that torch.func can differentiate "
+                f"forward, and {type(model).__name__} failed "
+                f"({str(exc).splitlines()[0][:80]}); polish with 'lbfgs'") from None
+        g = vjp_fn(r)[0].detach()
+        accepted = False
+        for _ in range(8):
+            step = _cg(lambda v, m=mu, f=jvp_fn, b=vjp_fn: b(f(v))[0].detach() + m * v, -g,
+                       cg_iter)
+            with torch.no_grad():
+                trial = theta + step
+                r_trial = residual(trial)
+            trial_cost = float(r_trial @ r_trial) / count
+            if math.isfinite(trial_cost) and trial_cost < cost:
+                theta, r, cost = trial, r_trial, trial_cost
+                mu = max(mu / 3, 1e-12)
+                accepted = True
+                break
+            mu *= 4
+        losses.append(cost)
+        if callback is not None:
+            callback(cost)
+        if not accepted:
+            break
+    with torch.no_grad():
+        for (_, p), t, s in zip(named, theta.split(sizes), shapes, strict=True):
+            p.copy_(t.view(s))
+    return losses
+
+
+def _cg(matvec, b: torch.Tensor, iters: int) -> torch.Tensor:
+    """Conjugate gradients for ``A x = b`` (A symmetric positive definite), from x = 0."""
+    x = torch.zeros_like(b)
+    r = b.clone()
+    p = r.clone()
+    rr = r @ r
+    tol = 1e-20 * float(b @ b)
+    for _ in range(iters):
+        ap = matvec(p)
+        alpha = rr / (p @ ap)
+        x = x + alpha * p
+        r = r - alpha * ap
+        rr_new = r @ r
+        if float(rr_new) <= tol:
+            break
+        p = r + (rr_new / rr) * p
+        rr = rr_new
+    return x

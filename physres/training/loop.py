@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,19 +12,20 @@ import torch
 
 from .. import _checks
 from ..models.base import LearnedStepper
-from . import distributed
+from . import distributed, lstsq
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .data import TrainingData
-from .lm import lm_polish
+from .lm import MAX_PARAMS, gn_polish, lm_polish
 from .log import write_logs
 from .losses import UnrolledLoss, rollout_error
 
-# Settings that define the run: a resumed run must use the same ones to continue it exactly.
-_RUN_KEYS = ("epochs", "batch_size", "lr", "weight_decay", "schedule", "warmup_steps",
-             "min_lr_ratio", "grad_clip", "unroll", "curriculum_epochs", "frame_step",
-             "fractions", "split_seed", "normalize", "seed", "polish_steps", "polish_iter",
-             "polish_windows", "polish_method")
+# Settings that define the run (``metadata["resume"]``): a resumed run must use the same ones.
+_RUN_KEYS = TrainConfig.resume_keys()
+# Dense Levenberg–Marquardt when a step's normal equations cost at most this many flops
+# (n_residuals · n_params²); beyond it the matrix-free Gauss–Newton–CG.
+DENSE_FLOPS = 4e9
+POSTFIX_EVERY = 25  # optimiser steps between progress-bar loss updates
 
 
 @dataclass
@@ -106,16 +108,53 @@ class _Run:
     def __init__(self, model, data_path, config, device, amp, ctx, callback):
         self.model, self.config, self.device, self.amp = model, config, device, amp
         self.ctx, self.callback = ctx, callback
-        self.data = TrainingData(data_path, config)
-        if model.dt is not None and not math.isclose(model.dt, self.data.dt, rel_tol=1e-9):
-            raise ValueError(f"the model's `dt` = {model.dt:g} differs from the data's step "
-                             f"frame_step·dt_save = {self.data.dt:g}; set `frame_step` to match")
+        self.data = TrainingData(data_path, config, device)
+        _check_match(model, self.data)
         model.dt = self.data.dt
+        info = {"data": self.data.path, "dt": self.data.dt,
+                "data_path": ("in memory (training trajectories held on the device, "
+                              f"{self.data.nbytes / 2**20:.1f} MiB)" if self.data.in_memory
+                              else "streamed from HDF5 (WindowDataset)")}
+        dtype = _dtype(config.dtype, self.data.dtype)
+        if dtype is not None and model.net_dtype != dtype:
+            model.to(dtype)
+        info["dtype"] = f"{str(model.net_dtype).removeprefix('torch.')} ({_why_dtype(config)})"
         if config.normalize:
             model.set_normalization(self.data.normalization["mean"],
                                     self.data.normalization["std"])
+            info["normalization"] = "per-component mean and std of the training split"
+        else:
+            info["normalization"] = "none"
         model.to(device)
         torch.manual_seed(config.seed + 7919 * ctx.rank)
+        self.linear = lstsq.linear_kind(model) if config.polish_method in ("auto",
+                                                                           "lstsq") else None
+        if config.polish_method == "lstsq" and self.linear is None:
+            raise ValueError(f"`polish_method` = 'lstsq' needs a model linear in its "
+                             f"parameters (a one-block ResNetEmulator on net='poly', or a "
+                             f"NeuralODE on net='poly'), got {type(model).__name__}")
+        self.polish = _polish_plan(model, config, self.data, self.linear)
+        self.skip_adamw = self.linear is not None
+        info["unroll"] = (f"K-step loss, K = 1 → {config.unroll} over "
+                          f"{config.curriculum_epochs or max(1, config.epochs // 2)} epochs"
+                          if config.unroll > 1 else "one-step loss")
+        if config.noise:
+            info["noise"] = f"Gaussian, {config.noise:g} std on each window's start"
+        if config.pushforward:
+            info["pushforward"] = "gradient through the last unrolled step only"
+        info["optimiser"] = ("AdamW skipped: the model is linear in its parameters, "
+                             "solved by least squares" if self.linear == "resnet" else
+                             "AdamW skipped: least-squares start for the polynomial field, "
+                             "then the second-order finish" if self.linear == "node" else
+                             f"AdamW, lr {config.lr:g}, {config.schedule} schedule")
+        info["polish"] = dict(self.polish)
+        info["stopping"] = (f"validation every {config.val_every} epoch(s): " +
+                            (f"per-step rollout error capped at {config.val_threshold:g} "
+                             "(clipped)" if config.val_metric == "clipped" else
+                             "relative error over the whole rollout") +
+                            (f", patience {config.patience}" if config.patience is not None
+                             else ", no early stopping") + "; best weights restored")
+        self.info = info
         self.per_epoch = len(self.data.batches(0, config.batch_size, config.seed, ctx.rank,
                                                ctx.world))
         self.total = config.epochs * self.per_epoch
@@ -124,12 +163,15 @@ class _Run:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda step: self._lr_factor(step))
         self.scaler = torch.amp.GradScaler("cuda") if amp else None
-        if config.polish_steps and ctx.enabled:
-            raise ValueError("`polish_steps` (full-batch L-BFGS) runs in a single process, "
-                             "not under torchrun")
+        if self.polish["method"] not in ("none", "lstsq") and ctx.enabled:
+            if config.polish_method != "auto":
+                raise ValueError("`polish_steps` (full-batch second-order finish) runs in a "
+                                 "single process, not under torchrun")
+            self.polish = {"method": "none", "reason": "not under torchrun (single process)"}
+            info["polish"] = dict(self.polish)
         self.state = {"epoch": 0, "batch": 0, "step": 0, "best": math.inf, "best_epoch": None,
                       "best_state": None, "bad": 0, "stopped_early": False, "wall_s": 0.0,
-                      "polished": False}
+                      "polished": False, "solved": False}
         self.history: list[dict] = []
         self.evaluations: list[dict] = []
         if config.resume:
@@ -143,6 +185,12 @@ class _Run:
                 loss, device_ids=[device] if device.type == "cuda" else None,
                 find_unused_parameters=stochastic)
         self.loss = loss
+
+    def _say(self, text: str) -> None:
+        if self.config.progress and self.ctx.main:
+            from tqdm.auto import tqdm
+
+            tqdm.write(text, file=sys.stderr)
 
     def _lr_factor(self, step: int) -> float:
         c = self.config
@@ -160,11 +208,17 @@ class _Run:
         start = time.perf_counter() - s["wall_s"]
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=self.total, initial=s["step"], disable=not (c.progress and self.ctx.main),
+        for key, value in self.info.items():
+            self._say(f"fit: {key}: {value}")
+        bar = tqdm(total=0 if self.skip_adamw else self.total, initial=s["step"],
+                   disable=not (c.progress and self.ctx.main),
                    desc=f"train {type(self.model).__name__}", unit="step", leave=False)
         interrupted = False
         try:
-            while s["epoch"] < c.epochs and not s["stopped_early"] and not interrupted:
+            if self.linear is not None and not s["solved"]:
+                self._solve()
+            while (not self.skip_adamw and s["epoch"] < c.epochs and not s["stopped_early"]
+                   and not interrupted):
                 interrupted = self._epoch(bar, start)
                 if interrupted:
                     break
@@ -175,10 +229,22 @@ class _Run:
                 s["wall_s"] = time.perf_counter() - start
                 self._checkpoint()
                 self._write_logs()
-            if not interrupted and c.polish_steps and not s["polished"]:
+            if not interrupted and self.polish["method"] not in ("none", "lstsq") \
+                    and not s["polished"]:
                 self._polish(bar)
                 s["wall_s"] = time.perf_counter() - start
                 self._checkpoint()
+        except KeyboardInterrupt:
+            s["wall_s"] = time.perf_counter() - start
+            bar.close()
+            self._checkpoint()
+            where = (f"checkpoint written to {c.checkpoint!r}; continue with `--resume` "
+                     "(TrainConfig(resume=True))" if c.checkpoint and self.ctx.main else
+                     "no checkpoint path was set (`--checkpoint`), so the run cannot be "
+                     "resumed")
+            print(f"fit interrupted at step {s['step']} (epoch {s['epoch']}): {where}",
+                  file=sys.stderr)
+            raise
         finally:
             bar.close()
         s["wall_s"] = time.perf_counter() - start
@@ -191,8 +257,23 @@ class _Run:
             best_epoch=s["best_epoch"], stopped_early=s["stopped_early"],
             interrupted=interrupted, steps=s["step"], epochs_run=s["epoch"],
             wall_s=s["wall_s"], dt=self.data.dt)
+        self.info["result"] = {k: v for k, v in result.summary().items()
+                               if k in ("steps", "epochs_run", "wall_s", "best_val_error",
+                                        "best_epoch", "stopped_early")}
+        self.model.training_info = _jsonable(self.info)
         self._write_logs(result)
         return result
+
+    def _solve(self) -> None:
+        """Least squares for a polynomial model (exact for the ResNet form, a start for the
+        NeuralODE form), then scored like an epoch."""
+        s = self.state
+        out = lstsq.solve(self.model, self.data.pairs())
+        s["solved"] = True
+        self.info["lstsq"] = out
+        self._say(f"fit: least squares over {out['pairs']} pairs, {out['features']} features:"
+                  f" rms one-step residual {out['rms_residual']:.3e}")
+        self._validate(None)
 
     def _epoch(self, bar, start) -> bool:
         """One epoch (from the saved batch position); True when stopped by ``max_steps``."""
@@ -201,17 +282,22 @@ class _Run:
         batches = self.data.batches(s["epoch"], c.batch_size, c.seed, self.ctx.rank,
                                     self.ctx.world)[s["batch"]:]
         self.model.train()
+        history, callback = self.history, self.callback
+        noise = c.noise * self.model.norm_std.to(self.device) if c.noise else None
         for inputs, targets in self.data.loader(batches, c.num_workers):
-            loss = self._optimise(inputs.to(self.device), targets.to(self.device), k)
+            inputs, targets = inputs.to(self.device), targets.to(self.device)
+            if noise is not None:
+                inputs = inputs + noise.to(inputs.dtype) * torch.randn_like(inputs)
+            loss = self._optimise(inputs, targets, k)
             s["step"] += 1
             s["batch"] += 1
-            lr = self.optimizer.param_groups[0]["lr"]
-            self.history.append({"step": s["step"], "epoch": s["epoch"], "unroll": k,
-                                 "lr": lr, "loss": loss})
+            history.append({"step": s["step"], "epoch": s["epoch"], "unroll": k,
+                            "lr": self.optimizer.param_groups[0]["lr"], "loss": loss})
             bar.update()
-            bar.set_postfix(loss=f"{loss:.3e}", K=k, refresh=False)
-            if self.callback is not None:
-                self.callback(s["step"], loss)
+            if s["step"] % POSTFIX_EVERY == 0:
+                bar.set_postfix(loss=f"{loss:.3e}", K=k, refresh=False)
+            if callback is not None:
+                callback(s["step"], loss)
             if c.checkpoint_every and s["step"] % c.checkpoint_every == 0:
                 s["wall_s"] = time.perf_counter() - start
                 self._checkpoint()
@@ -224,51 +310,66 @@ class _Run:
     def _optimise(self, inputs, targets, k) -> float:
         self.optimizer.zero_grad(set_to_none=True)
         with torch.autocast("cuda", dtype=torch.float16, enabled=self.amp):
-            loss = self.loss(inputs, targets, self.data.dt, k)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(
-                f"training loss became non-finite at step {self.state['step'] + 1}; lower `lr`"
-                " or `unroll`, or enable `grad_clip`")
+            loss = self.loss(inputs, targets, self.data.dt, k, self.config.pushforward)
         if self.scaler is not None:
             self.scaler.scale(loss).backward()
             self.scaler.unscale_(self.optimizer)
         else:
             loss.backward()
+        value = float(loss.detach())  # the only sync of the step
+        if not math.isfinite(value):
+            raise FloatingPointError(
+                f"training loss became non-finite at step {self.state['step'] + 1}; lower `lr`"
+                " or `unroll`, or enable `grad_clip`")
         if self.config.grad_clip is not None:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip,
+                                           foreach=True)
         if self.scaler is not None:
             self.scaler.step(self.optimizer)
             self.scaler.update()
         else:
             self.optimizer.step()
         self.scheduler.step()
-        return distributed.mean(self.ctx, float(loss.detach()), self.device)
+        if self.ctx.enabled:
+            return distributed.mean(self.ctx, value, self.device)
+        return value
 
     def _polish(self, bar) -> None:
-        """Full-batch L-BFGS or Levenberg–Marquardt from the best weights so far (the network
-        in eval mode, so the loss is deterministic); kept only if the validation error
-        improves."""
+        """Full-batch second-order finish from the best weights so far (the network in eval
+        mode, so the loss is deterministic); kept only if the validation error improves."""
         c, s = self.config, self.state
+        method = self.polish["method"]
         if s["best_state"] is not None:
             self.model.load_state_dict(s["best_state"])
         g = torch.Generator().manual_seed(c.seed)
-        index = torch.randperm(len(self.data.train), generator=g)[: c.polish_windows].tolist()
-        items = [self.data.train[i] for i in index]
-        inputs = torch.stack([a for a, _ in items]).to(self.device)
-        targets = torch.stack([b for _, b in items]).to(self.device)
+        n = self.polish["windows"]
+        index = torch.randperm(len(self.data.train), generator=g)[:n]
+        if self.data.in_memory:
+            inputs, targets = self.data.gather(index)
+        else:
+            items = [self.data.train[i] for i in index.tolist()]
+            inputs = torch.stack([a for a, _ in items]).to(self.device)
+            targets = torch.stack([b for _, b in items]).to(self.device)
+        inputs = inputs.to(self.device)
+        targets = targets.to(self.device)
         self.model.eval()
+        k = self.polish["unroll"]
+        self._say(f"fit: polish by {method} on {n} windows, K = {k}")
 
         def record(loss: float) -> None:
             s["step"] += 1
-            self.history.append({"step": s["step"], "epoch": s["epoch"], "unroll": c.unroll,
+            self.history.append({"step": s["step"], "epoch": s["epoch"], "unroll": k,
                                  "lr": 1.0, "loss": loss})
             bar.set_postfix(polish=f"{loss:.3e}", refresh=False)
             if self.callback is not None:
                 self.callback(s["step"], loss)
 
-        if c.polish_method == "lm":
-            lm_polish(self.model, inputs, targets, self.data.dt, c.unroll, c.polish_steps,
-                      callback=record)
+        if method == "lm":
+            losses = lm_polish(self.model, inputs, targets, self.data.dt, k, c.polish_steps,
+                               callback=record)
+        elif method == "gn":
+            losses = gn_polish(self.model, inputs, targets, self.data.dt, k, c.polish_steps,
+                               cg_iter=c.polish_iter, callback=record)
         else:
             optimizer = torch.optim.LBFGS(self.model.parameters(), lr=1.0,
                                           max_iter=c.polish_iter, history_size=50,
@@ -277,24 +378,33 @@ class _Run:
 
             def closure():
                 optimizer.zero_grad(set_to_none=True)
-                loss = self.loss(inputs, targets, self.data.dt, c.unroll)
+                loss = self.loss(inputs, targets, self.data.dt, k)
                 loss.backward()
                 return loss
 
+            losses = []
             for _ in range(c.polish_steps):
-                record(float(optimizer.step(closure).detach()))
+                losses.append(float(optimizer.step(closure).detach()))
+                record(losses[-1])
         s["polished"] = True
+        before = s["best"]
         self._validate(bar)
+        self.info["polish"].update(iterations=len(losses),
+                                   final_loss=losses[-1] if losses else None,
+                                   kept=s["best"] < before)
 
     def _validate(self, bar) -> None:
         s, c = self.state, self.config
         if self.data.val_states is None:
             return
         self.model.eval()
-        error = rollout_error(self.model, self.data.val_states.to(self.device), self.data.dt)
+        threshold = c.val_threshold if c.val_metric == "clipped" else None
+        error = rollout_error(self.model, self.data.val_states.to(self.device), self.data.dt,
+                              threshold)
         error = distributed.from_main(self.ctx, error, self.device)
         self.evaluations.append({"epoch": s["epoch"], "step": s["step"], "val_error": error})
-        bar.set_postfix(val=f"{error:.3e}", refresh=True)
+        if bar is not None:
+            bar.set_postfix(val=f"{error:.3e}", refresh=True)
         if error < s["best"]:
             s["best"], s["best_epoch"], s["bad"] = error, s["epoch"], 0
             s["best_state"] = {k: v.detach().cpu().clone()
@@ -332,12 +442,89 @@ class _Run:
     def _write_logs(self, result: FitResult | None = None) -> None:
         if not self.config.log or not self.ctx.main:
             return
-        summary = {"model": type(self.model).name, "config": self.config.to_dict()}
+        summary = {"model": type(self.model).name, "config": self.config.to_dict(),
+                   "training_info": _jsonable(self.info)}
         if result is not None:
             summary.update(result.summary())
         evaluations = [{**e, "val_error": _finite_or_none(e["val_error"])}
                        for e in self.evaluations]
         write_logs(Path(self.config.log), self.history, evaluations, summary)
+
+
+def _dtype(setting: str, data_dtype: torch.dtype):
+    if setting == "float32":
+        return torch.float32
+    if setting == "float64":
+        return torch.float64
+    return torch.float64 if data_dtype in (torch.float64, torch.complex128) else None
+
+
+def _why_dtype(config) -> str:
+    return ("float64 data" if config.dtype == "auto" else "`dtype` setting")
+
+
+def _check_match(model, data) -> None:
+    """The model's state shape, kind and step against the data's, each named when wrong."""
+    if tuple(model.state_shape) != data.state_shape:
+        raise ValueError(f"`model` has state_shape {tuple(model.state_shape)}, the data "
+                         f"{data.path!r} hold states of shape {data.state_shape}")
+    if model.complex_state != data.dtype.is_complex:
+        kind = "complex" if data.dtype.is_complex else "real"
+        raise ValueError(f"`model` takes {'complex' if model.complex_state else 'real'} "
+                         f"states, the data {data.path!r} are {kind} ({data.dtype})")
+    if model.dt is not None and not math.isclose(model.dt, data.dt, rel_tol=1e-9):
+        raise ValueError(f"the model's `dt` = {model.dt:g} differs from the data's step "
+                         f"frame_step·dt_save = {data.dt:g}; set `frame_step` to match")
+
+
+def _polish_plan(model, config, data, linear) -> dict:
+    """Which second-order finish runs, on how many windows, and why."""
+    method, steps = config.polish_method, config.polish_steps
+    k = config.unroll
+    n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    per_window = k * math.prod(data.state_shape) * (2 if data.dtype.is_complex else 1)
+    windows = min(config.polish_windows, len(data.train))
+    plan = {"method": method, "unroll": k, "windows": windows, "params": n_params}
+    if linear == "resnet":
+        return {"method": "lstsq", "reason": "linear in its parameters: one-step least "
+                "squares is exact", "params": n_params}
+    if linear == "node":
+        plan["unroll"] = 1
+        per_window //= k
+    if method == "none" or steps == 0:
+        return {"method": "none", "reason": "switched off (`polish_steps` = 0 or "
+                "`polish_method` = 'none')"}
+    if method != "auto":
+        plan["reason"] = "`polish_method` setting"
+        return plan
+    if data.dtype.is_complex or model.complex_state:
+        return {"method": "none", "reason": "auto: complex states (no automatic polish)"}
+    vmappable = type(model)._functional_step is not LearnedStepper._functional_step or \
+        not getattr(model, "method", None)
+    if not vmappable:
+        plan.update(method="lbfgs", reason="auto: the step cannot be vmapped (adaptive "
+                    "solver): L-BFGS with strong-Wolfe line search")
+        return plan
+    dense_windows = int(DENSE_FLOPS // max(1, per_window * n_params**2))
+    if n_params <= MAX_PARAMS and dense_windows >= min(windows, 256):
+        plan.update(method="lm", windows=min(windows, dense_windows),
+                    reason=f"auto: {n_params} parameters: dense Levenberg–Marquardt")
+    else:
+        plan.update(method="gn", reason=f"auto: {n_params} parameters: matrix-free "
+                    "Gauss–Newton–CG (Jacobian-vector products)")
+    return plan
+
+
+def _jsonable(value):
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return str(value)
 
 
 def _plain(value):
