@@ -88,6 +88,53 @@ def remove_stale_temporaries(path) -> list[Path]:
     return removed
 
 
+def lock_path(path) -> Path:
+    """The lock file of writes to ``path``: ``.NAME.lock`` beside it."""
+    path = Path(path)
+    return path.with_name(f".{path.name}.lock")
+
+
+@contextlib.contextmanager
+def exclusive_lock(path, what: str = "a write"):
+    """Hold an exclusive lock on :func:`lock_path` of ``path`` for the block; if another
+    process holds it, raise ``BlockingIOError`` naming the lock file and its holder.
+
+    ``flock`` locks die with their process (even on SIGKILL), so a lock file left behind
+    never blocks a later run. Where ``fcntl`` is missing the block runs unlocked.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield None
+        return
+    lock = lock_path(path)
+    while True:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+            os.close(fd)
+            raise BlockingIOError(
+                errno.EAGAIN, f"another {what} to {str(path)!r} is running (pid {holder} "
+                f"holds the lock file {str(lock)!r}); wait for it to finish or write "
+                "elsewhere") from None
+        try:  # the file may have been removed by the previous holder in between: retry
+            if os.fstat(fd).st_ino == os.stat(lock).st_ino:
+                break
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield lock
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(lock)
+        os.close(fd)
+
+
 def check_free_space(path, nbytes: int, what: str = "the file") -> None:
     """Raise ``OSError(ENOSPC)`` naming ``path`` unless its directory has room for
     ``nbytes`` plus :data:`MARGIN_BYTES`."""
