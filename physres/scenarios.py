@@ -27,7 +27,6 @@ import math
 import os
 import re
 import sys
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -274,14 +273,9 @@ def _jsonable(obj, where: str):
 
 
 def _atomic_write(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    from . import _io
+
+    _io.write_text(path, text)
 
 
 # --- tables -----------------------------------------------------------------------------------
@@ -348,9 +342,18 @@ def pyplot():
 
 
 def savefig(fig, path, dpi: int = 110) -> str:
-    """Lay out, write ``fig`` as PNG at ``path``, close it; returns the file name."""
+    """Lay out, write ``fig`` as PNG at ``path`` (atomically, see :mod:`physres._io`), close
+    it; returns the file name."""
+    import io
+
+    from . import _io
+
     plt = pyplot()
-    fig.tight_layout()
-    fig.savefig(path, dpi=dpi)
-    plt.close(fig)
+    try:
+        fig.tight_layout()
+        buffer = io.BytesIO()
+        fig.savefig(buffer, dpi=dpi, format="png")
+    finally:
+        plt.close(fig)
+    _io.write_bytes(path, buffer.getvalue())
     return Path(path).name

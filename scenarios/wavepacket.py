@@ -4,7 +4,10 @@ reference (``expm_multiply`` on the same discrete H):
 
 * norm vs time on a log axis — euler grows as Σ|c_k|²(1 + Δt²E_k²)^n, backward Euler decays,
   Crank–Nicolson and split-operator stay at 1 to round-off;
-* fidelity |⟨ψ_ref|ψ⟩|², ⟨x⟩(t), probability-density snapshots and cost;
+* fidelity |⟨ψ_ref|ψ⟩|² / (‖ψ_ref‖²‖ψ‖²) (normalised: the shape of the state, in [0, 1];
+  the norm is shown on its own), ⟨x⟩(t), probability-density snapshots and cost; a method
+  whose norm leaves 1 by more than ``NORM_TOLERANCE`` or that diverges is flagged as such in
+  the table and the figures rather than scored as if it were a propagator;
 * in both cases, two learned emulators trained by ``physres.training.fit`` on reference
   trajectories of other packets (another seed, random centres and momenta) at the same dt:
   ``unitary_cayley`` (knows the kinetic energy, learns the potential as a Hermitian correction,
@@ -32,6 +35,7 @@ from physres.scenarios import (
     savefig,
     write_report,
 )
+from physres.validation.metrics import fidelity
 
 SUMMARY = ("wavepacket: euler vs backward_euler vs crank_nicolson vs split_operator vs scipy "
            "expm_multiply, and learned unitary_cayley and resnet emulators — norm, fidelity, "
@@ -60,6 +64,9 @@ FULL = Config(n_grid=256, n_packets=8, dt=0.005, t_end=10.0, n_save=200, n_train
               train_t_end=1.0, cayley_steps=1500, resnet_steps=600, resnet_width=16)
 
 EMULATORS = ("unitary_cayley", "resnet")
+NORM_TOLERANCE = 0.01  # |‖ψ‖² − 1| beyond this: the method is flagged "norm not conserved"
+FLOOR = 1e-16  # round-off: infidelities and norm errors below it are drawn at it
+TOP = 1e6  # top of the norm axis (a diverging norm runs off it rather than being clipped)
 TRAIN_SEED = 1234  # the training packets; the evaluation packets come from seed 7
 
 CASES = {  # k_max: the largest momentum of the training packets
@@ -111,15 +118,21 @@ def _run(out: Path, quick: bool, progress: bool) -> dict:
             psi = r["psi"]
             m = psi.shape[1]
             norm = qs.norm(psi.reshape(-1, cfg.n_grid)).reshape(cfg.n_packets, m)
-            overlap = (ref_t[:, :m].conj() * psi).sum(-1) * qs.dx
-            fid = overlap.abs() ** 2
+            with np.errstate(all="ignore"):  # a diverging run's last frames overflow
+                fid = fidelity(ref_t[:, :m], psi, qs.dx, normalize=True)  # (n_packets, m)
             pos = qs.position(psi.reshape(-1, cfg.n_grid)).reshape(cfg.n_packets, m) / norm
-            res[name] = {"t": t[:m], "norm": norm.numpy(), "fidelity": fid.numpy(),
-                         "x": pos.numpy(), "rho": (psi[0].abs() ** 2).numpy()}
             ok = np.isfinite(norm.numpy()).all()
+            norm_err = float(np.abs(norm.numpy() - 1).max()) if ok else None
+            status = ("diverged" if r.get("diverged") is not None
+                      else "norm not conserved" if norm_err is None or norm_err > NORM_TOLERANCE
+                      else "ok")
+            res[name] = {"t": t[:m], "norm": norm.numpy(), "fidelity": fid,
+                         "x": pos.numpy(), "rho": (psi[0].abs() ** 2).numpy(), "status": status,
+                         "max_norm_err": norm_err, "diverged": r.get("diverged")}
             rows.append({
                 "case": case, "stepper": name, "dt": cfg.dt if name != "reference" else None,
-                "max |norm-1|": float(np.abs(norm.numpy() - 1).max()) if ok else None,
+                "status": status,
+                "max |norm-1|": norm_err,
                 "final fidelity": float(fid[:, -1].min()) if m == len(t) else None,
                 "max |<x>-<x>_ref|": float(np.abs(pos.numpy() - res["reference"]["x"][:, :m])
                                            .max()) if ok and name != "reference" else None,
@@ -173,19 +186,31 @@ def _train_emulators(qs, case, sigma, k_max, cfg, out, progress):
             "resnet": (resnet, fit_for_steps(resnet, data, cfg.resnet_steps, lr=3e-3, **kw))}
 
 
+def _label(r, name) -> str:
+    """The legend entry: a method that is not a propagator here says so."""
+    if r["status"] == "diverged":
+        return f"{name} (diverged at t = {r['diverged']:.3g})"
+    if r["status"] == "norm not conserved":
+        err = r["max_norm_err"]
+        return f"{name} (norm not conserved" + (f": |Δ| up to {err:.1e})" if err else ")")
+    return name
+
+
 def _plot_norm(res, case, path):
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(7.0, 4.4))
     for name, r in res.items():
         dev = np.abs(np.median(r["norm"], axis=0) - 1)
-        dev = np.where(np.isfinite(dev), dev, 1e3)
-        ax.semilogy(r["t"], np.clip(dev, 1e-17, 1e3), lw=1.3, label=name, **_style(res, name))
+        # a diverging run's curve ends once it is far above the axis (or non-finite)
+        dev = np.where(np.isfinite(dev) & (dev < 1e3 * TOP), np.maximum(dev, FLOOR), np.nan)
+        ax.semilogy(r["t"], dev, lw=1.3, label=_label(r, name), **_style(res, name))
+    ax.set_ylim(FLOOR / 3, TOP)
     ax.set_xlabel("time t (a.u.)")
     ax.set_ylabel(r"median $|\,\|\psi(t)\|^2 - 1\,|$")
-    ax.set_ylim(1e-17, 1e3)
-    ax.set_title(f"Norm, {case} (clipped to [1e-17, 1e3])")
+    ax.set_title(f"Norm, {case} (below {FLOOR:g}: round-off, drawn at it; curves leaving "
+                 f"the top pass {TOP:g})", fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=9)
+    ax.legend(fontsize=8)
     return savefig(fig, path)
 
 
@@ -195,23 +220,39 @@ def _style(res, name) -> dict:
 
 
 def _plot_obs(res, case, path):
+    """Left: normalised infidelity (in [0, 1]); a method flagged for its norm is dotted and
+    says so, a diverged one ends where it diverged. Right: ⟨x⟩ of packet 0."""
     plt = pyplot()
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(11.0, 4.2))
     for name, r in res.items():
         if name == "reference":
             a2.plot(r["t"], r["x"][0], "k--", lw=1.4, label=name)
             continue
-        a1.semilogy(r["t"], np.maximum(1 - np.median(r["fidelity"], axis=0), 1e-17), lw=1.2,
-                    label=name, **_style(res, name))
-        a2.plot(r["t"], np.clip(r["x"][0], -100, 100), lw=1.0, label=name, **_style(res, name))
+        style = _style(res, name)
+        if r["status"] != "ok":
+            style["ls"] = ":"
+        with np.errstate(invalid="ignore"):
+            infidelity = 1 - np.median(r["fidelity"], axis=0)  # in [0, 1] up to round-off
+        infidelity = np.where(np.isfinite(infidelity), np.maximum(infidelity, FLOOR), np.nan)
+        a1.semilogy(r["t"], infidelity, lw=1.2, label=_label(r, name), **style)
+        x = r["x"][0]
+        a2.plot(r["t"], np.where(np.isfinite(x), x, np.nan), lw=1.0, label=_label(r, name),
+                **style)
+    a1.set_ylim(FLOOR / 3, 3.0)
     a1.set_xlabel("time t (a.u.)")
-    a1.set_ylabel(r"median infidelity $1 - |\langle\psi_{ref}|\psi\rangle|^2$")
+    a1.set_ylabel(r"median infidelity $1 - |\langle\psi_{ref}|\psi\rangle|^2"
+                  r"/\|\psi_{ref}\|^2\|\psi\|^2$")
+    a1.set_title(f"dotted: norm not conserved (|Δ| > {NORM_TOLERANCE:g}), shape only",
+                 fontsize=9)
     a1.grid(True, which="both", alpha=0.3)
-    a1.legend(fontsize=8)
+    a1.legend(fontsize=7)
+    lo, hi = res["reference"]["x"].min(), res["reference"]["x"].max()
+    a2.set_ylim(lo - 0.5 * (hi - lo) - 1, hi + 0.5 * (hi - lo) + 1)
     a2.set_xlabel("time t (a.u.)")
     a2.set_ylabel(r"$\langle x\rangle$ (a.u.), packet 0")
-    a2.legend(fontsize=8)
-    fig.suptitle(f"Fidelity and position, {case}")
+    a2.set_title("axis: the reference's range ± 50 %", fontsize=9)
+    a2.legend(fontsize=7)
+    fig.suptitle(f"Fidelity (normalised) and position, {case}; floor {FLOOR:g} = round-off")
     return savefig(fig, path)
 
 
@@ -227,12 +268,12 @@ def _plot_density(res, x, case, path):
                 style = _style(res, name)
                 if name == "reference":
                     style["ls"] = "--"
-                ax.plot(x, r["rho"][i], lw=1.0, label=name, **style)
+                ax.plot(x, r["rho"][i], lw=1.0, label=_label(r, name), **style)
         ax.set_title(f"t = {res['reference']['t'][i]:.2f}")
         ax.set_xlabel("x (a.u.)")
     axes[0].set_ylabel(r"$|\psi(x)|^2$")
     axes[0].set_ylim(0, 1.5 * float(res["reference"]["rho"].max()))  # a blown-up model clipped
-    axes[0].legend(fontsize=8)
+    axes[0].legend(fontsize=7)
     fig.suptitle(f"Probability density, packet 0, {case} "
                  "(euler omitted: unstable; axis clipped at 1.5× the reference peak)")
     return savefig(fig, path)
@@ -244,7 +285,11 @@ def _markdown(r, cfg) -> str:
         "# Wavepacket: the residual step and unitary steps on the Schrödinger equation", "",
         f"Run at {size} in {r['wall_s']:.0f} s. Grid: {cfg.n_grid} points, fd3 kinetic, "
         f"Dirichlet box; {cfg.n_packets} Gaussian packets per case; dt = {cfg.dt:g} up to "
-        f"t = {cfg.t_end:g}. Reference: scipy `expm_multiply` on the same discrete H.", "",
+        f"t = {cfg.t_end:g}. Reference: scipy `expm_multiply` on the same discrete H. "
+        "Fidelity is normalised, |⟨ψ_ref|ψ⟩|²/(‖ψ_ref‖²‖ψ‖²) in [0, 1] (the smallest over the "
+        "packets at the final time); the norm error is its own column. `status` flags a "
+        f"method that diverged or whose norm left 1 by more than {NORM_TOLERANCE:g}: it is not "
+        "a propagator at this dt, and its fidelity only compares shapes.", "",
         markdown_table(r["summary"]), "",
         *_emulator_text(r, cfg), "",
         *[f"![{f}]({f})" for f in r["figures"]], ""])

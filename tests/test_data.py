@@ -273,16 +273,21 @@ def test_killed_generation_leaves_no_file(tmp_path):
             "t_end=50.0, progress=False)")
     proc = subprocess.Popen([sys.executable, "-c", code])
     try:
-        deadline = time.monotonic() + 120
-        while not any(p.name.endswith(".tmp") for p in tmp_path.iterdir()):
-            assert proc.poll() is None, "generation ended before it could be killed"
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        _wait_for(tmp_path / ".killed.h5.lock", proc)  # the run holds its lock: it is writing
         time.sleep(0.5)  # well into the run
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
     assert not dest.exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def _wait_for(path, proc, timeout=120.0):
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert proc.poll() is None, "generation ended before it could be killed"
+        assert time.monotonic() < deadline, f"{path.name} never appeared"
+        time.sleep(0.05)
 
 
 def test_generate_bad_input(tmp_path):

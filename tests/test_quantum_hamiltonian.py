@@ -203,3 +203,25 @@ def test_bad_parameters_are_named(kw, match):
 def test_bad_eigenstate_count():
     with pytest.raises(ValueError, match="`k`"):
         ho(n=16).eigenstates(20)
+
+
+def test_eigenstates_give_the_full_basis_of_a_small_grid():
+    """k = n on a small grid: the whole orthonormal eigenbasis (dense eigh), checked against
+    the fd3 particle-in-a-box energies (2/h²)·sin²(jπ/(2(n+1))) of the discrete Laplacian and
+    the periodic spectral plane-wave energies k²/2."""
+    for kinetic in ("fd3", "spectral"):
+        qs = physres.systems.get("schrodinger_1d", n=24, x_min=-3.0, x_max=3.0,
+                                 potential="free", kinetic=kinetic)
+        n, dx = qs.grid.size, qs.dx
+        energies, states = qs.eigenstates(n)
+        assert energies.shape == (n,) and states.shape == (n, n)
+        gram = (states.conj() @ states.T).real.numpy() * dx
+        np.testing.assert_allclose(gram, np.eye(n), atol=1e-12)
+        if kinetic == "fd3":  # Dirichlet box
+            j = np.arange(1, n + 1)
+            exact = 2 / dx**2 * np.sin(j * np.pi / (2 * (n + 1))) ** 2  # T = −∂²/2 (ħ = m = 1)
+        else:  # periodic plane waves k²/2, k = 2π·fftfreq (each ±k pair degenerate)
+            exact = np.sort(0.5 * (2 * np.pi * np.fft.fftfreq(n, d=dx)) ** 2)
+        np.testing.assert_allclose(energies.numpy(), exact, rtol=1e-10, atol=1e-10)
+        with pytest.raises(ValueError, match=r"`k` must be an int in \[1, 24\]"):
+            qs.eigenstates(n + 1)

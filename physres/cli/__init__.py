@@ -4,16 +4,25 @@ defines ``add_parser(subparsers)``; the parser it adds sets ``func(args) -> int`
 from __future__ import annotations
 
 import argparse
+import dis
+import errno
 import importlib
 import pkgutil
 import sys
+from pathlib import Path
 
 from .._version import __version__
 from ..errors import PhysresError
 
-# Errors a user can cause with bad input: reported in one line, no traceback.
-USER_ERRORS = (PhysresError, ValueError, TypeError, KeyError, FileNotFoundError,
-               FileExistsError, PermissionError, IsADirectoryError, NotADirectoryError, OSError)
+# Errors a user can cause, reported in one line without a traceback: physres's own error
+# types; ValueError / TypeError / LookupError / OSError raised by a `raise` statement in
+# physres or a scenario (its input checks); and OSErrors of the operating system about a
+# path (missing, not writable, disk full). Anything else is a bug and keeps its traceback.
+USER_ERRORS = (PhysresError, ValueError, TypeError, LookupError, OSError)
+PATH_ERRNOS = frozenset({errno.ENOENT, errno.EACCES, errno.EPERM, errno.EEXIST, errno.EISDIR,
+                         errno.ENOTDIR, errno.ENOSPC, errno.EDQUOT, errno.EROFS,
+                         errno.ENAMETOOLONG, errno.EFBIG, errno.ENOTEMPTY, errno.EBUSY})
+_RAISE = dis.opmap["RAISE_VARARGS"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,12 +48,54 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
-        print("physres: interrupted", file=sys.stderr)
+        hint = getattr(args, "interrupt_hint", None)
+        print("physres: interrupted" + (f"; {hint}" if hint else ""), file=sys.stderr)
         return 130
     except USER_ERRORS as exc:
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        print(f"physres {args.command}: error: {message}", file=sys.stderr)
+        if not is_user_error(exc):
+            raise
+        print(f"physres {args.command}: error: {error_line(exc)}", file=sys.stderr)
         return 2
+
+
+def is_user_error(exc: BaseException) -> bool:
+    """Whether ``exc`` is bad input or a bad path (one line) rather than a bug (traceback)."""
+    if isinstance(exc, PhysresError):
+        return True
+    if isinstance(exc, OSError) and exc.errno in PATH_ERRNOS:
+        return True
+    return isinstance(exc, USER_ERRORS) and _raised_by_physres(exc)
+
+
+def _raised_by_physres(exc: BaseException) -> bool:
+    """True when the innermost frame of ``exc`` is a ``raise`` statement in physres or in a
+    scenario file: an input check, not an error deep inside a library or a Python bug."""
+    tb = exc.__traceback__
+    if tb is None:
+        return False
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    code = tb.tb_frame.f_code
+    if tb.tb_lasti < 0 or code.co_code[tb.tb_lasti] != _RAISE:
+        return False
+    file = Path(code.co_filename).resolve()
+    roots = [Path(__file__).resolve().parent.parent]
+    from .. import scenarios
+
+    roots += scenarios.scenario_dirs()
+    return any(file.is_relative_to(root) for root in roots)
+
+
+def error_line(exc: BaseException) -> str:
+    """The one line printed for a user error."""
+    if isinstance(exc, OSError) and exc.strerror:
+        text = exc.strerror
+        if exc.filename is not None and str(exc.filename) not in text:
+            text += f": {str(exc.filename)!r}"
+    else:
+        text = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
+    text = text.strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def parse_params(pairs: list[str] | None) -> dict:

@@ -10,8 +10,10 @@ import numpy as np
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
         "info", help="summarise a trajectory file (system, parameters, shapes, time grid, cost)",
-        description="Check FILE against HDF5 schema v1, read every trajectory once (checksums) "
-                    "and print a summary.")
+        description="Check FILE against HDF5 schema v1 and against its system (rebuilt from "
+                    "the `system` and `system_params` attributes when registered: state "
+                    "shape and dtype), read every trajectory once (checksums) and print a "
+                    "summary.")
     p.add_argument("file", metavar="FILE", help="a .h5 file written by `physres generate`")
     p.add_argument("--no-verify", action="store_true",
                    help="skip reading the states (metadata checks only)")
@@ -22,6 +24,7 @@ def run(args) -> int:
     from .. import data
 
     with data.open(args.file) as f:
+        f.check_system()
         if not args.no_verify:
             f.verify()
         print(summary(f))

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import os
+import signal
+import threading
 from datetime import datetime, timezone
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .. import _checks, reference
+from .. import _checks, _io, reference
 from .._version import __version__
 from .schema import FORMAT, FORMAT_VERSION, split_key
 from .windows import DEFAULT_FRACTIONS, moments, split_indices
@@ -27,7 +31,15 @@ def generate(system, path, n_traj: int = 64, t_end=None, dt_save=None, method=No
     ``atol``). Trajectories are solved by :func:`physres.reference.solve`'s machinery in
     ``workers`` processes or on ``executor`` and streamed to disk as they finish, so memory
     holds a few trajectories, not the file. States are identical byte for byte whatever the
-    parallelism. The file appears at ``path`` only when complete (atomic rename).
+    parallelism. The file appears at ``path`` only when complete (atomic rename); files that
+    fit in memory are built there and written as bytes, so a full disk is a clean ``OSError``
+    (see :mod:`physres.data.writer`).
+
+    Robustness: a second ``generate`` to the same path while one runs is refused (the lock
+    file ``.NAME.lock`` beside it is held); SIGTERM stops the workers and removes the
+    temporary file before exiting; worker processes die with their parent (Linux
+    ``PR_SET_PDEATHSIG``, elsewhere a parent check every second); temporary files left by a
+    killed run are removed by the next run to the same path.
 
     Parameters
     ----------
@@ -58,40 +70,130 @@ def generate(system, path, n_traj: int = 64, t_end=None, dt_save=None, method=No
     x0 = system.sample_initial(n_traj, seed=seed)
     x0, t, method, rtol, atol = reference._check(system, x0, t, method, rtol, atol)
     _checks.positive_int("workers", workers)
+    if executor is not None and workers != 1:
+        raise ValueError(f"pass either `workers` (got {workers}) or `executor`, not both")
 
-    with atomic_h5(path) as f:
-        f.attrs.update({
-            "format": FORMAT, "format_version": FORMAT_VERSION, "system": system.name,
-            "system_params": json.dumps(system.params), "reference_method": method,
-            "rtol": rtol, "atol": atol, "seed": seed, "physres_version": __version__,
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "t_end": float(t[-1]), "dt_save": dt_save,
-        })
-        f.create_dataset("t", data=t)
-        states = create_states(f, n_traj, t.size, system.state_shape, x0.dtype, compression)
-        _write_grid(f, system)
-        stats = {"nfev": np.zeros(n_traj, np.int64), "njev": np.zeros(n_traj, np.int64),
-                 "wall_s": np.zeros(n_traj)}
-        invariants: dict = {}  # name -> dataset, created with the first trajectory
-        bar = tqdm(total=n_traj, desc=f"generate {system.name}", unit="traj",
-                   disable=not progress)
-        with bar:
-            for i, y, info in reference.iter_solve(system, x0, t, method, rtol, atol,
-                                                   workers=workers, executor=executor):
-                states[i] = y
-                for key in stats:
-                    stats[key][i] = info[key]
-                _write_invariants(f, invariants, system, i, y, n_traj)
-                bar.update()
-        for key, value in stats.items():
-            f.create_dataset(f"stats/{key}", data=value)
-        train = split_indices(n_traj, DEFAULT_FRACTIONS, 0)["train"]
-        mean, std = moments(states, train)
-        group = f.create_group(f"normalization/{split_key(DEFAULT_FRACTIONS, 0)}")
-        group.create_dataset("mean", data=mean)
-        group.create_dataset("std", data=std)
-        group.attrs["trajectories"] = train
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(_io.exclusive_lock(path, "`generate`"))
+        stack.enter_context(_terminate_on_sigterm())
+        pool = None
+        if executor is None and workers > 1 and method != "expm":
+            pool = stack.enter_context(_worker_pool(workers))
+        with atomic_h5(path, _estimated_bytes(system, n_traj, t.size)) as f:
+            f.attrs.update({
+                "format": FORMAT, "format_version": FORMAT_VERSION, "system": system.name,
+                "system_params": json.dumps(system.params), "reference_method": method,
+                "rtol": rtol, "atol": atol, "seed": seed, "physres_version": __version__,
+                "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "t_end": float(t[-1]), "dt_save": dt_save,
+            })
+            f.create_dataset("t", data=t)
+            states = create_states(f, n_traj, t.size, system.state_shape, x0.dtype, compression)
+            _write_grid(f, system)
+            stats = {"nfev": np.zeros(n_traj, np.int64), "njev": np.zeros(n_traj, np.int64),
+                     "wall_s": np.zeros(n_traj)}
+            invariants: dict = {}  # name -> dataset, created with the first trajectory
+            bar = tqdm(total=n_traj, desc=f"generate {system.name}", unit="traj",
+                       disable=not progress)
+            with bar:
+                for i, y, info in reference.iter_solve(system, x0, t, method, rtol, atol,
+                                                       executor=pool or executor):
+                    states[i] = y
+                    for key in stats:
+                        stats[key][i] = info[key]
+                    _write_invariants(f, invariants, system, i, y, n_traj)
+                    bar.update()
+            for key, value in stats.items():
+                f.create_dataset(f"stats/{key}", data=value)
+            train = split_indices(n_traj, DEFAULT_FRACTIONS, 0)["train"]
+            mean, std = moments(states, train)
+            group = f.create_group(f"normalization/{split_key(DEFAULT_FRACTIONS, 0)}")
+            group.create_dataset("mean", data=mean)
+            group.create_dataset("std", data=std)
+            group.attrs["trajectories"] = train
     return path
+
+
+def _estimated_bytes(system, n_traj: int, n_t: int) -> int:
+    """Uncompressed size of /states and /invariants (an upper bound of the file's data)."""
+    itemsize = 16 if system.dtype.is_complex else 8
+    frame = int(np.prod(system.state_shape)) * itemsize
+    return n_traj * n_t * (frame + 8 * 4) + 64 * 1024
+
+
+class _Terminated(SystemExit):
+    """Raised by the SIGTERM handler so that every cleanup (temporary file, workers) runs."""
+
+
+@contextlib.contextmanager
+def _terminate_on_sigterm():
+    """In the main thread, turn SIGTERM into :class:`_Terminated` (exit status 143) for the
+    block, when SIGTERM still has its default action; restore it afterwards."""
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        yield
+        return
+
+    def handler(signum, frame):
+        raise _Terminated(128 + signum)
+
+    signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def _die_with_parent(parent: int) -> None:
+    """Worker initializer: one torch thread, and exit when the parent process dies."""
+    torch.set_num_threads(1)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(1, signal.SIGKILL, 0, 0, 0) != 0:  # PR_SET_PDEATHSIG
+            raise OSError(ctypes.get_errno(), "prctl")
+    except (OSError, AttributeError, TypeError):
+        def watch():
+            while True:
+                threading.Event().wait(1.0)
+                if os.getppid() != parent:
+                    os._exit(1)
+
+        threading.Thread(target=watch, daemon=True).start()
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+@contextlib.contextmanager
+def _worker_pool(workers: int):
+    """A process pool whose workers die with this process; on any exception (SIGTERM,
+    Ctrl-C, an error) the workers are terminated at once rather than awaited."""
+    import multiprocessing
+    import sys
+    from concurrent.futures import ProcessPoolExecutor
+
+    method = "fork" if sys.platform == "linux" and sys.version_info < (3, 12) else "forkserver"
+    if method not in multiprocessing.get_all_start_methods():
+        method = "spawn"
+    context = multiprocessing.get_context(method)
+    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_die_with_parent,
+                               initargs=(os.getpid(),))
+    try:
+        yield pool
+    except BaseException:
+        processes = list(getattr(pool, "_processes", {}).values())
+        for process in processes:
+            with contextlib.suppress(Exception):
+                process.terminate()
+        pool.shutdown(wait=False, cancel_futures=True)
+        for process in processes:
+            with contextlib.suppress(Exception):
+                process.join(5)
+        raise
+    pool.shutdown(wait=True)
 
 
 def _time_grid(system, t_end, dt_save) -> np.ndarray:

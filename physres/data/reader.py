@@ -74,6 +74,32 @@ class TrajectoryFile:
 
         return systems.get(self.system_name, **self.system_params)
 
+    def check_system(self):
+        """Rebuild the file's system when its name is registered and check that the stored
+        states have its ``state_shape`` and dtype; return the system (None when the name is
+        not registered here). Raises :class:`FormatError` naming the file on a mismatch or
+        on parameters that do not build the system."""
+        from .. import systems
+
+        if self.system_name not in systems.names():
+            return None
+        try:
+            system = self.make_system()
+        except (TypeError, ValueError) as exc:
+            raise FormatError(f"{self.path}: attribute `system_params` "
+                              f"{json.dumps(self.system_params)} does not build system "
+                              f"{self.system_name!r}: {_first_line(exc)}") from None
+        expected = tuple(system.state_shape)
+        if self.state_shape != expected:
+            raise FormatError(f"{self.path}: /states has state shape {self.state_shape}, but "
+                              f"system {self.system_name!r} with the file's `system_params` "
+                              f"has state_shape {expected}")
+        if self.dtype != system.dtype:
+            raise FormatError(f"{self.path}: /states is {self.states.dtype}, but system "
+                              f"{self.system_name!r} has dtype "
+                              f"{str(system.dtype).removeprefix('torch.')}")
+        return system
+
     def verify(self, progress: bool = False) -> None:
         """Read every trajectory (checking HDF5's Fletcher-32 checksums); raise
         :class:`FormatError` naming the first unreadable one."""

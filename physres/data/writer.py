@@ -1,20 +1,30 @@
-"""Atomic HDF5 writing: build the file under a temporary name in the destination directory,
-``os.replace`` it into place only when complete. An interrupted write (exception, Ctrl-C)
-removes the temporary file; a killed process leaves at most a hidden ``.NAME.*.tmp`` beside
-the destination, never a partial file at it."""
+"""Atomic HDF5 writing that fails cleanly on a full disk.
+
+A file that fits in memory (:func:`in_memory_limit`) is built by HDF5's in-memory ``core``
+driver and written out as bytes by :func:`physres._io.write_bytes` (temporary file in the
+destination directory, fsync, ``os.replace``): HDF5 never writes to the disk itself, so a full
+disk is an ``OSError`` naming the file instead of a crash inside HDF5, and the free space is
+checked against the exact size first. A larger file is written by HDF5 to a temporary file
+after checking the free space against its uncompressed size. Either way the file appears at
+its path only when complete; an interrupted write (exception, Ctrl-C, SIGTERM handled by
+:func:`physres.data.generate`) removes the temporary file, and the hidden
+``.NAME.<pid>.*.tmp`` of a killed process is removed by the next write to the same path.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 from pathlib import Path
 
 import h5py
 import numpy as np
 
+from .. import _io
+
 CHUNK_BYTES = 1 << 20  # a trajectory longer than this is chunked in time (still per trajectory)
 COMPRESSIONS = ("gzip", "lzf", None)
+IN_MEMORY_MAX = 2 << 30  # never build a file over 2 GiB in memory
 
 
 def check_destination(path) -> Path:
@@ -32,28 +42,44 @@ def check_destination(path) -> Path:
     return path
 
 
-@contextlib.contextmanager
-def atomic_h5(path):
-    """Yield an ``h5py.File`` open for writing; on success it becomes ``path`` atomically."""
-    path = check_destination(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
-    os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # the permissions a plain open() would give
-    f = None
+def in_memory_limit() -> int:
+    """Largest file built in memory: a quarter of the available RAM, at most 2 GiB."""
     try:
-        f = h5py.File(tmp, "w")
-        yield f
-        f.close()
-        os.replace(tmp, path)
-    except BaseException:
-        if f is not None:
+        available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        available = 1 << 30
+    return int(min(IN_MEMORY_MAX, available // 4))
+
+
+@contextlib.contextmanager
+def atomic_h5(path, nbytes: int | None = None):
+    """Yield an ``h5py.File`` open for writing; on success it becomes ``path`` atomically.
+
+    ``nbytes``: the expected (uncompressed) size of the data, which decides between the
+    in-memory build (default, and whenever it fits :func:`in_memory_limit`) and a temporary
+    file on disk, whose free space is checked against it first.
+    """
+    path = check_destination(path)
+    if nbytes is None or nbytes <= in_memory_limit():
+        f = h5py.File(f"{path.name}.in-memory", "w", driver="core", backing_store=False)
+        try:
+            yield f
+            f.flush()
+            image = f.id.get_file_image()
+        finally:
             with contextlib.suppress(Exception):
                 f.close()
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+        _io.check_free_space(path, len(image), "the trajectory file")
+        _io.write_bytes(path, image)
+        return
+    _io.check_free_space(path, nbytes, "the trajectory file")
+    with _io.atomic_path(path) as tmp:
+        f = h5py.File(tmp, "w")
+        try:
+            yield f
+        finally:
+            with contextlib.suppress(Exception):
+                f.close()
 
 
 def create_states(f: h5py.File, n_traj: int, n_t: int, state_shape, dtype,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from ..artifacts import atomic_torch_save, payload
+from ..artifacts import _safe_load, atomic_torch_save, payload
 from ..errors import FormatError
 
 FORMAT = "physres-checkpoint"
@@ -14,8 +14,9 @@ FORMAT = "physres-checkpoint"
 
 def save_checkpoint(path, model, optimizer, scheduler, scaler, state: dict,
                     config: dict) -> None:
-    """Write a checkpoint atomically. ``state`` holds plain values (counters, histories,
-    the best weights as a state dict)."""
+    """Write a checkpoint atomically (:func:`physres._io.write_bytes`: normal permissions, a
+    full disk is an ``OSError`` naming the file). ``state`` holds plain values (counters,
+    histories, the best weights as a state dict)."""
     data = {
         "format": FORMAT,
         "model": payload(model),
@@ -34,12 +35,7 @@ def load_checkpoint(path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist; nothing to resume")
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise FormatError(f"{str(path)!r} is not a loadable physres checkpoint: "
-                          f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
-                          ) from None
+    data = _safe_load(path, "checkpoint")
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise FormatError(f"{str(path)!r} is not a physres checkpoint")
     return data

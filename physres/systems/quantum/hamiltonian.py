@@ -23,6 +23,8 @@ from .grid import Grid1D
 from .operators import SpectralOperator
 
 KINETICS = ("fd3", "fd5", "spectral")
+DENSE_EIGEN_MAX = 1024  # grids up to this size may ask eigenstates for their full basis
+SPARSE_K_MAX = 64  # fd grids: below this many states, the sparse shift-invert solver
 _STENCILS = {"fd3": (-2.0, 1.0), "fd5": (-5.0 / 2, 4.0 / 3, -1.0 / 12)}  # ∂² coefficients ·h²
 
 
@@ -142,7 +144,9 @@ class Hamiltonian:
         return defect
 
     def eigenstates(self, k: int, t=0.0, potential=None):
-        """The ``k`` lowest eigenpairs, from ``scipy.sparse.linalg.eigsh``.
+        """The ``k`` lowest eigenpairs: a dense ``numpy.linalg.eigh`` on grids of at most
+        :data:`DENSE_EIGEN_MAX` points (any ``k`` up to ``n``, the full basis), else
+        ``scipy.sparse.linalg.eigsh`` (``k`` up to ``n − 2``).
 
         Returns
         -------
@@ -151,12 +155,16 @@ class Hamiltonian:
             entry positive.
         """
         n = self.grid.n
-        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k < n - 1:
-            raise ValueError(f"`k` must be an int in [1, {n - 2}], got {k!r}")
+        dense = n <= DENSE_EIGEN_MAX
+        k_max = n if dense else n - 2
+        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= k_max:
+            how = ("the grid's n" if dense else
+                   f"n − 2 for the sparse solver used above {DENSE_EIGEN_MAX} points")
+            raise ValueError(f"`k` must be an int in [1, {k_max}] ({how}; n = {n}), got {k!r}")
         v = (self.potential_at(t) if potential is None else potential).numpy()
         if self.kinetic == "spectral":
             op = SpectralOperator(self.grid, self.kinetic_symbol, torch.from_numpy(v), 1.0)
-            if n <= 1024:
+            if dense:
                 M = op.dense().numpy().real
                 w, Q = np.linalg.eigh(0.5 * (M + M.T))
                 w, Q = w[:k], Q[:, :k]
@@ -170,7 +178,13 @@ class Hamiltonian:
             bands = self.kinetic_bands()
             bands[0] += v
             M = BandedOperator(bands, 1.0, periodic=self.grid.boundary == "periodic").matrix()
-            w, Q = spla.eigsh(M.tocsc(), k=k, sigma=float(v.min()) - 1.0, which="LM", tol=1e-14)
+            if dense and k >= min(n - 1, SPARSE_K_MAX):  # eigsh is faster for a few states
+                A = M.toarray().real
+                w, Q = np.linalg.eigh(0.5 * (A + A.T))
+                w, Q = w[:k], Q[:, :k]
+            else:
+                w, Q = spla.eigsh(M.tocsc(), k=k, sigma=float(v.min()) - 1.0, which="LM",
+                                  tol=1e-14)
         order = np.argsort(w)
         w, Q = w[order], Q[:, order]
         Q = Q / np.sqrt((Q**2).sum(0) * self.grid.dx)
