@@ -20,6 +20,7 @@ Terms
 from __future__ import annotations
 
 import torch
+from torch.nn.functional import pad as nn_pad
 
 
 def harmonic(r, k, r0):
@@ -139,3 +140,85 @@ def torsion(x, i, k, phi0):
     force.index_add_(1, torch.cat([i, i + 1, i + 2, i + 3]),
                      torch.cat([w * g0, w * g1, w * g2, w * g3], dim=1))
     return (k * (1.0 - torch.cos(phi - phi0))).sum(-1), force
+
+
+# --- fused forms used by the bead_chain force -----------------------------------------------
+# Coordinates-first layout: positions ``xs`` of shape (3, batch, N) (or (3, batch·N) flat), so
+# per-pair arithmetic broadcasts over the leading axis and sums over it (fast on CPU), and each
+# term takes a handful of ops. Pair terms return ``u`` and ``w = u'(r)/r`` from squared
+# distances; the force on bead ``i`` of pair ``(i, j)`` is ``w·(x_j − x_i)``.
+def backbone(xs, k_bond, r0, k_angle, cos0, span=None, energy=True):
+    """Bonds ``(i, i+1)`` and bending at every inner bead, from the bond vectors
+    ``d_k = x_{k+1} − x_k`` computed once.
+
+    ``xs`` (3, batch, N); ``r0`` (N−1,) and ``cos0`` (N−2,) are the rest lengths and angle
+    cosines; ``span`` selects the shifted FENE bond. Returns the energy (batch,) (``None``
+    unless ``energy``) and the force (3, batch, N): ``G_j − G_{j−1}`` with ``G = ∂U/∂d``.
+    """
+    d = xs[..., 1:] - xs[..., :-1]
+    r2 = (d * d).sum(0)  # (B, N−1)
+    inv = r2.rsqrt()
+    u = None
+    if span is None:  # ∂U/∂d = k(r − r0)/r · d
+        grad = torch.addcmul(torch.as_tensor(float(k_bond), dtype=xs.dtype), r0 * k_bond,
+                             inv, value=-1.0) * d
+        if energy:
+            u = (0.5 * k_bond) * ((r2 * inv - r0) ** 2).sum(-1)
+    else:
+        ub, g = fene(r2 * inv, k_bond, r0, span)
+        grad = (g * inv) * d
+        if energy:
+            u = ub.sum(-1)
+    if k_angle > 0:
+        e = d * inv
+        a, b = e[..., :-1], e[..., 1:]
+        m = (a * b).sum(0)  # −cos θ at the inner beads, (B, N−2)
+        w = (m + cos0) * (-k_angle)  # dU/dcos θ = k(cos θ − cos θ0)
+        # ∂cos θ/∂d_{i−1} = −(b + cos θ·a)/r_{i−1},  ∂cos θ/∂d_i = −(a + cos θ·b)/r_i
+        ga = (w * inv[:, :-1]) * torch.addcmul(b, m, a, value=-1.0)
+        gb = (w * inv[:, 1:]) * torch.addcmul(a, m, b, value=-1.0)
+        grad = grad - nn_pad(ga, (0, 1)) - nn_pad(gb, (1, 0))
+        if energy:
+            u = u + (0.5 * k_angle) * ((m + cos0) ** 2).sum(-1)
+    return u, nn_pad(grad, (0, 1)) - nn_pad(grad, (1, 0))
+
+
+def wca_r2(r2, epsilon, sigma, energy=True):
+    """WCA on squared distances: ``u`` (``None`` unless ``energy``) and ``w = u'(r)/r``, zero
+    beyond ``2^(1/6)σ``."""
+    inside = r2 < 2.0 ** (1.0 / 3.0) * sigma**2
+    inv = r2.reciprocal()
+    s6 = (inv * sigma**2 if sigma != 1.0 else inv) ** 3
+    w = torch.where(inside, (s6 - 0.5) * s6 * inv * (-48.0 * epsilon), 0.0)
+    return (torch.where(inside, (s6 - 1.0) * s6 * (4.0 * epsilon) + epsilon, 0.0) if energy
+            else None), w
+
+
+def go_r2(r2, epsilon, r0_squared, energy=True):
+    """Gō 12-10 on squared distances: ``u`` (``None`` unless ``energy``) and ``w = u'(r)/r``."""
+    inv = r2.reciprocal()
+    s2 = r0_squared * inv
+    s4 = s2 * s2
+    s10 = s4 * s4 * s2
+    w = (1.0 - s2) * s10 * inv * (60.0 * epsilon)
+    return ((5.0 * s2 - 6.0) * s10 * epsilon if energy else None), w
+
+
+def harmonic_r2(r2, k, r0, energy=True):
+    """``½k(r − r0)²`` on squared distances: ``u`` (``None`` unless ``energy``) and
+    ``w = u'(r)/r``."""
+    inv = r2.rsqrt()
+    return ((0.5 * k) * (r2 * inv - r0) ** 2 if energy else None), k - (k * r0) * inv
+
+
+def pair_force(xs, fs, i, j, fn):
+    """Add the pair term ``fn(r²) -> (u, w)`` on flat pairs ``(i, j)`` to ``fs``; return ``u``.
+
+    ``xs`` and ``fs``: positions and the force being accumulated, (3, batch·N).
+    """
+    d = xs[:, j] - xs[:, i]  # (3, P)
+    u, w = fn((d * d).sum(0))
+    f = w * d
+    fs.index_add_(1, i, f)
+    fs.index_add_(1, j, -f)
+    return u

@@ -12,9 +12,11 @@ from ... import _checks
 from ..base import System, register
 from . import observables as obs
 from . import potential as pot
+from .neighbours import VerletList
 from .targets import native_contacts, resolve
 
 MIN_STAPLE_SEPARATION = 3  # |i − j| = 1 is a bond, 2 is held by the bending term
+AUTO_VERLET_BEADS = 24  # pairs="auto": the Verlet list from this many beads on
 
 
 @register("bead_chain")
@@ -54,6 +56,12 @@ class BeadChain(System):
     wca : bool
         WCA repulsion (diameter ``sigma``, depth 1) between non-native pairs, ``|i − j| ≥ 2``.
     initial : ``"coil"`` or ``"extended"``, what :meth:`sample_initial` draws
+    pairs : ``"auto"``, ``"all"`` or ``"verlet"``
+        How the WCA pairs are found: all candidate pairs each call (O(N²), fewest ops for
+        short chains) or a Verlet neighbour list with a ``skin`` (O(N) per force, rebuilt when
+        a bead has moved more than ``skin/2``). ``"auto"``: the list from
+        ``AUTO_VERLET_BEADS`` beads on. Either gives the same energy and force to round-off.
+    skin : float, > 0, the Verlet list's extra reach beyond the WCA cutoff
     """
 
     t_end = 5.0  # gradient flow from a coil: the fast collapse
@@ -68,7 +76,8 @@ class BeadChain(System):
                  k_angle: float = 20.0, k_torsion: float = 0.0, epsilon: float = 1.0,
                  contact_cutoff: float = 1.8, wca: bool = True, sigma: float = 1.0,
                  staple_k: float = 20.0, staple_length: float | None = None,
-                 dynamics: str = "overdamped", initial: str = "coil"):
+                 dynamics: str = "overdamped", initial: str = "coil", pairs: str = "auto",
+                 skin: float = 0.4):
         n_beads = _checks.positive_int("n_beads", n_beads)
         if n_beads < 4:
             raise ValueError(f"`n_beads` must be >= 4, got {n_beads}")
@@ -86,6 +95,8 @@ class BeadChain(System):
         _choice("bond", bond, ("harmonic", "fene"))
         _choice("dynamics", dynamics, ("overdamped", "underdamped"))
         _choice("initial", initial, ("coil", "extended"))
+        _choice("pairs", pairs, ("auto", "all", "verlet"))
+        skin = _checks.positive("skin", skin)
         if not isinstance(wca, bool):
             raise TypeError(f"`wca` must be a bool, got {type(wca).__name__}")
         native = resolve(target, n_beads)
@@ -100,7 +111,7 @@ class BeadChain(System):
             fene_span=float(fene_span), k_angle=float(k_angle), k_torsion=float(k_torsion),
             epsilon=float(epsilon), contact_cutoff=float(contact_cutoff), wca=wca,
             sigma=float(sigma), staple_k=float(staple_k), staple_length=staple_length,
-            dynamics=dynamics, initial=initial,
+            dynamics=dynamics, initial=initial, pairs=pairs, skin=float(skin),
         )
         self.n_beads, self.temperature, self.friction = n_beads, temperature, friction
         self.underdamped = dynamics == "underdamped"
@@ -142,57 +153,124 @@ class BeadChain(System):
         self._staple_i, self._staple_j = s[:, 0], s[:, 1]
         self._staple_k = torch.tensor([k for *_, k, _ in self.staples], dtype=t)
         self._staple_r0 = torch.tensor([r for *_, r in self.staples], dtype=t)
-        none = torch.zeros(0, 2, dtype=torch.long)
-        go = self.contacts if p["epsilon"] > 0 else none
-        wca = torch.stack([self._wca_i, self._wca_j], dim=1) if p["wca"] else none
-        self._c = {  # pair list in the order of the radial terms: bonds, staples, WCA, Gō
-            "pair_i": torch.cat([self._bond_i, self._staple_i, wca[:, 0], go[:, 0]]),
-            "pair_j": torch.cat([self._bond_j, self._staple_j, wca[:, 1], go[:, 1]]),
+        go = self.contacts if p["epsilon"] > 0 else torch.zeros(0, 2, dtype=torch.long)
+        self.pair_method = self._pair_method(p["pairs"])
+        all_pairs = p["wca"] and self.pair_method == "all"
+        wca_i = self._wca_i if all_pairs else self._wca_i[:0]
+        wca_j = self._wca_j if all_pairs else self._wca_j[:0]
+        self._c = {  # fixed pair list in the order of the pair terms: staples, Gō, WCA (all pairs)
+            "pair_i": torch.cat([self._staple_i, go[:, 0], wca_i]),
+            "pair_j": torch.cat([self._staple_j, go[:, 1], wca_j]),
             "bond_r0": self._bond_r0, "staple_k": self._staple_k, "staple_r0": self._staple_r0,
-            "native_distances": self.native_distances, "angle_i": self._angle_i,
+            "go_r0sq": self.native_distances[:len(go)] ** 2, "angle_i": self._angle_i,
             "cos0": self._cos0, "torsion_i": self._torsion_i, "phi0": self._phi0,
         }
+        self._verlet = None
+        if p["wca"] and self.pair_method == "verlet":
+            candidates = torch.zeros(n, n, dtype=torch.bool)
+            candidates[self._wca_i, self._wca_j] = True
+            self._verlet = VerletList(candidates, 2.0 ** (1.0 / 6.0) * p["sigma"], p["skin"])
         self._device = torch.device("cpu")
-        self._radial_terms = self._make_radial_terms()
+        self._flat_key = None
+        self._pair_terms = self._make_pair_terms()
+
+    def _pair_method(self, pairs):
+        if pairs != "auto":
+            return pairs
+        return "verlet" if self.n_beads >= AUTO_VERLET_BEADS else "all"
 
     # --- energy and force ----------------------------------------------------------------
     def energy_force(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Potential energy (batch,) and force ``−∇U`` (batch, n_beads, 3) of positions ``x``
-        of shape (batch, n_beads, 3)."""
+        of shape (batch, n_beads, 3).
+
+        Bonds and bending come from the bond vectors in one pass; staples, Gō contacts and
+        WCA pairs from one gather of a pair list: every candidate WCA pair for short chains,
+        the Verlet neighbour list for long ones (``pairs``); both give the all-pairs sum to
+        round-off.
+        """
+        return self._evaluate(x, True)
+
+    def conservative_force(self, q: torch.Tensor) -> torch.Tensor:
+        """``−∇U`` (batch, n_beads, 3) of positions ``q`` (batch, n_beads, 3), unchecked and
+        without the energy: the force ``baoab`` reads (``dp/dt`` of :meth:`rhs` at p = 0)."""
+        return self._evaluate(q, False)[1]
+
+    def _evaluate(self, x, need_energy):
         p = self.params
         if self._device != x.device:
             self._move(x.device)
-        c = self._c
-        e, f = pot.radial(x, c["pair_i"], c["pair_j"], self._radial_terms)
-        if p["k_angle"] > 0:
-            de, df = pot.bending(x, c["angle_i"], p["k_angle"], c["cos0"])
-            e, f = e + de, f + df
+        c, (b, n) = self._c, x.shape[:2]
+        xs = x.permute(2, 0, 1).contiguous()  # (3, B, N)
+        energy, fs = pot.backbone(xs, p["k_bond"], c["bond_r0"], p["k_angle"], c["cos0"],
+                                  p["fene_span"] if p["bond"] == "fene" else None, need_energy)
+        xs, fs = xs.view(3, b * n), fs.view(3, b * n)
+        i, j, n_fixed = self._pair_list(x, b, n)
+        if len(i):
+            d = xs[:, j] - xs[:, i]  # (3, P)
+            r2 = (d * d).sum(0)
+            fixed = r2[:n_fixed].view(b, -1)
+            us, ws = [], []
+            for start, stop, fn in self._pair_terms:
+                u, w = fn(fixed[:, start:stop], energy=need_energy)
+                us.append(u)
+                ws.append(w)
+            ws = [torch.cat(ws, 1).view(-1)] if len(ws) > 1 else [w.reshape(-1) for w in ws]
+            if self._verlet is not None:
+                u_wca, w = pot.wca_r2(r2[n_fixed:], 1.0, p["sigma"], energy=need_energy)
+                ws.append(w)
+            f = (ws[0] if len(ws) == 1 else torch.cat(ws)) * d  # force on i; −f on j
+            fs.index_add_(1, i, f)
+            fs.index_add_(1, j, -f)
+            if need_energy:
+                if us:
+                    energy = energy + (us[0] if len(us) == 1 else torch.cat(us, 1)).sum(-1)
+                if self._verlet is not None:
+                    energy = energy.index_add(0, self._verlet.chain, u_wca)
+        force = fs.view(3, b, n).permute(1, 2, 0)
         if p["k_torsion"] > 0:
             de, df = pot.torsion(x, c["torsion_i"], p["k_torsion"], c["phi0"])
-            e, f = e + de, f + df
-        return e, f
+            energy, force = energy + de, force + df
+        return energy, force
+
+    def _pair_list(self, x, b, n):
+        """Flat indices ``chain·N + bead`` of the pair list, fixed pairs first (chain-major,
+        in the order of ``_pair_terms``), then the Verlet pairs; and the count of fixed ones."""
+        builds = None
+        if self._verlet is not None:
+            self._verlet.pairs(x)
+            builds = self._verlet.builds
+        key = (b, x.device, builds)
+        if self._flat_key != key:
+            c = self._c
+            offset = n * torch.arange(b, device=x.device).unsqueeze(1)
+            i = (offset + c["pair_i"]).reshape(-1)
+            j = (offset + c["pair_j"]).reshape(-1)
+            n_fixed = len(i)
+            if self._verlet is not None:
+                i, j = torch.cat([i, self._verlet.i]), torch.cat([j, self._verlet.j])
+            self._flat, self._flat_key = (i, j, n_fixed), key
+        return self._flat
 
     def _move(self, device):
         self._c = {k: v.to(device) for k, v in self._c.items()}
         self._device = device
-        self._radial_terms = self._make_radial_terms()
+        self._pair_terms = self._make_pair_terms()
 
-    def _make_radial_terms(self):
-        """``(count, u)`` segments of the pair list: bonds, staples, WCA, Gō contacts."""
+    def _make_pair_terms(self):
+        """``(start, stop, fn)`` segments of the fixed pair list, ``fn(r²) -> (u, u'(r)/r)``."""
         p, c = self.params, self._c
-        if p["bond"] == "harmonic":
-            terms = [(len(c["bond_r0"]), partial(pot.harmonic, k=p["k_bond"], r0=c["bond_r0"]))]
-        else:
-            terms = [(len(c["bond_r0"]), partial(pot.fene, k=p["k_bond"], r0=c["bond_r0"],
-                                                 span=p["fene_span"]))]
-        terms.append((len(c["staple_k"]),
-                      partial(pot.harmonic, k=c["staple_k"], r0=c["staple_r0"])))
-        if p["wca"]:
-            terms.append((len(self._wca_i), partial(pot.wca, epsilon=1.0, sigma=p["sigma"])))
-        if p["epsilon"] > 0:
-            terms.append((len(self.contacts),
-                          partial(pot.go, epsilon=p["epsilon"], r0=c["native_distances"])))
-        return [t for t in terms if t[0]]
+        sizes = [len(c["staple_k"]), len(c["go_r0sq"])]
+        fns = [partial(pot.harmonic_r2, k=c["staple_k"], r0=c["staple_r0"]),
+               partial(pot.go_r2, epsilon=p["epsilon"], r0_squared=c["go_r0sq"])]
+        sizes.append(len(c["pair_i"]) - sum(sizes))
+        fns.append(partial(pot.wca_r2, epsilon=1.0, sigma=p["sigma"]))
+        terms, start = [], 0
+        for size, fn in zip(sizes, fns, strict=True):
+            if size:
+                terms.append((start, start + size, fn))
+            start += size
+        return terms
 
     def positions(self, x: torch.Tensor) -> torch.Tensor:
         """Bead positions (batch, n_beads, 3) of a state (either dynamics)."""

@@ -1,0 +1,63 @@
+"""Verlet neighbour list with a skin (Verlet 1967), batched over chains.
+
+The list holds every candidate pair closer than ``cutoff + skin`` when it was built, as flat
+bead indices ``b·N + i`` into positions viewed as (batch·N, 3), so chains with different
+conformations keep lists of different lengths and a force costs O(pairs within reach) = O(N).
+It is rebuilt when any bead has moved more than ``skin/2`` since the build (then no pair can
+have come from beyond ``cutoff + skin`` to within ``cutoff``), or when the batch shape, dtype
+or device changes. Pairs in the list but beyond ``cutoff`` are the caller's to zero.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+class VerletList:
+    """Pairs of ``candidates`` (a boolean (N, N) mask, upper triangle) within reach.
+
+    Parameters
+    ----------
+    candidates : bool tensor (N, N); only ``i < j`` entries are read
+    cutoff : float, the interaction range
+    skin : float, > 0, the extra reach that lets the list be reused
+    """
+
+    def __init__(self, candidates: torch.Tensor, cutoff: float, skin: float):
+        self.candidates = torch.triu(candidates.to(torch.bool), diagonal=1)
+        self.cutoff, self.skin = float(cutoff), float(skin)
+        self.reach2 = (self.cutoff + self.skin) ** 2 * (1.0 + 1e-12)  # round-off margin
+        self.builds = 0  # how many times the list was (re)built
+        self._ref = None
+        self.i = self.j = self.chain = None
+
+    def pairs(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Flat indices ``(i, j)`` of the listed pairs for positions ``x`` (batch, N, 3)."""
+        x = x.detach()
+        ref = self._ref
+        if (ref is None or ref.shape != x.shape or ref.dtype != x.dtype
+                or ref.device != x.device or self._moved(x, ref)):
+            self._build(x)
+        return self.i, self.j
+
+    def _moved(self, x, ref) -> bool:
+        d = x - ref
+        return bool((d * d).sum(-1).amax() > 0.25 * self.skin**2)
+
+    def _build(self, x):
+        b, n, _ = x.shape
+        mask = self.candidates.to(x.device)
+        found = []
+        chunk = max(1, 2**22 // (n * n))  # bound the (chunk, N, N) distance block
+        for start in range(0, b, chunk):
+            xs = x[start:start + chunk]
+            d2 = torch.cdist(xs, xs, compute_mode="donot_use_mm_for_euclid_dist").square()
+            hit = torch.nonzero((d2 < self.reach2) & mask)
+            hit[:, 0] += start
+            found.append(hit)
+        hit = torch.cat(found)
+        self.chain = hit[:, 0]
+        self.i = hit[:, 0] * n + hit[:, 1]
+        self.j = hit[:, 0] * n + hit[:, 2]
+        self._ref = x.clone()
+        self.builds += 1
