@@ -125,7 +125,7 @@ def field_help(field: dataclasses.Field, doc: str) -> str:
     if isinstance(text, str) and text.strip():
         return " ".join(text.split())
     heading, sections = "TrainConfig", []
-    for line in doc.splitlines():
+    for line in inspect.cleandoc(doc or "").splitlines():
         if line and not line[0].isspace():
             heading = line.strip()
             sections.append((heading, []))
