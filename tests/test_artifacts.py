@@ -243,13 +243,26 @@ def test_training_info_round_trips(tmp_path):
 
 
 def test_files_get_the_permissions_of_a_plain_open(tmp_path):
+    import physres.scenarios
+    import physres.training.checkpoint
+
     mask = os.umask(0o022)
     try:
         path = physres.save(_perturbed("resnet"), tmp_path / "m.pt")
         data = physres.data.generate("harmonic_oscillator", tmp_path / "d.h5", n_traj=2,
                                      t_end=1.0, progress=False)
         report, md = physres.scenarios.write_report(tmp_path / "r", {"a": 1}, "# r\n")
+        from matplotlib.figure import Figure
+
+        figure = tmp_path / physres.scenarios.savefig(Figure(), tmp_path / "f.png")
+        model = _perturbed("resnet")
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+        checkpoint = tmp_path / "m.ckpt"
+        physres.training.checkpoint.save_checkpoint(checkpoint, model, optimizer, scheduler,
+                                                    None, {"step": 0}, {})
     finally:
         os.umask(mask)
-    for p in (path, data, report, md):
+    assert physres.training.checkpoint.load_checkpoint(checkpoint)["state"] == {"step": 0}
+    for p in (path, data, report, md, figure, checkpoint):
         assert stat.S_IMODE(p.stat().st_mode) == 0o644, p
