@@ -189,7 +189,8 @@ def cli(main, argv: list[str] | None = None) -> dict:
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     """The flags every scenario takes (shared by ``cli`` and ``physres run``)."""
     parser.add_argument("--quick", action="store_true",
-                        help="small sizes: finishes within ~3 minutes on 2 CPU cores")
+                        help="small sizes: at most a few minutes of CPU time (one core); "
+                             "wall time grows with the machine's load")
     parser.add_argument("--out", metavar="DIR", default=None,
                         help="output directory (default: runs/NAME)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default=None,

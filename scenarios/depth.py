@@ -280,6 +280,10 @@ def plot_training(training, cfg, path):
         bad = [r["depth"] for r in rows if r["train_rel_mse"] is None]
         if bad:
             ax.plot(bad, [1.0] * len(bad), "x", color="k", ms=9)
+    diverged = [r["depth"] for rows in training["final"].values() for r in rows
+                if r["train_rel_mse"] is None]
+    if diverged:  # one legend entry for the crosses
+        ax.plot([], [], "x", color="k", ms=9, label="diverged (loss non-finite), drawn at 1")
     ax.axhline(1.0, color="0.5", lw=0.8, ls=":", label="predict the mean (rel. MSE = 1)")
     ax.set_xlabel("depth L (blocks)")
     ax.set_ylabel("training MSE / Var(target)")
@@ -341,10 +345,9 @@ def plot_deletion(deletion, depth, path):
 
 
 def _save(fig, path):
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    _plt().close(fig)
-    return Path(path).name
+    from physres.scenarios import savefig
+
+    return savefig(fig, path)  # atomic, normal permissions
 
 
 # --- the story --------------------------------------------------------------------------------

@@ -158,17 +158,32 @@ def _line(name: str) -> str:
     return "--" if name.startswith("reference") else "-." if name in EMULATORS else "-"
 
 
+def _omitted(series) -> dict[str, str]:
+    """Propagators not drawn, with the reason: non-finite or blown-up (|d| > 1) dipoles."""
+    out = {}
+    for name, s in series.items():
+        if not np.isfinite(s["d"]).all():
+            out[name] = "diverged"
+        elif np.abs(s["d"]).max() > 1:
+            out[name] = "|d| > 1: blown up"
+    return out
+
+
+def _omitted_text(omitted) -> str:
+    return ("not drawn: " + ", ".join(f"{n} ({why})" for n, why in omitted.items())
+            if omitted else "every propagator drawn")
+
+
 def _plot_dipole(series, path):
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(8.0, 4.4))
+    omitted = _omitted(series)
     for name, s in series.items():
-        if not np.isfinite(s["d"]).all() or np.abs(s["d"]).max() > 1:
-            continue
-        ax.plot(s["t"], s["d"], lw=1.0, ls=_line(name),
-                label=name)
+        if name not in omitted:
+            ax.plot(s["t"], s["d"], lw=1.0, ls=_line(name), label=name)
     ax.set_xlabel("time t (a.u.)")
     ax.set_ylabel("dipole moment d(t) (a.u.)")
-    ax.set_title("Kicked two-electron atom (euler omitted: it diverges)")
+    ax.set_title(f"Kicked two-electron atom ({_omitted_text(omitted)})", fontsize=10)
     ax.legend(fontsize=8)
     return savefig(fig, path)
 
@@ -176,8 +191,9 @@ def _plot_dipole(series, path):
 def _plot_spectrum(series, cfg, path):
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(8.0, 4.4))
+    omitted = _omitted(series)
     for name, s in series.items():
-        if len(s["t"]) < 16 or not np.isfinite(s["d"]).all() or np.abs(s["d"]).max() > 1:
+        if name in omitted or len(s["t"]) < 16:
             continue
         d = s["d"] - s["d"].mean()
         window = np.hanning(len(d))
@@ -187,8 +203,8 @@ def _plot_spectrum(series, cfg, path):
                     ls=_line(name), label=name)
     ax.set_xlim(0, 3.0)
     ax.set_xlabel("frequency ω (Hartree)")
-    ax.set_ylabel("|d(ω)| (a.u.)")
-    ax.set_title("Dipole spectrum (Hann window)")
+    ax.set_ylabel("|d(ω)| (a.u.; floor 1e-12)")
+    ax.set_title(f"Dipole spectrum (Hann window; {_omitted_text(omitted)})", fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     return savefig(fig, path)

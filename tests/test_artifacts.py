@@ -1,6 +1,8 @@
 """Model files: exact round trips, and refusal of anything that is not a physres model file."""
 
+import os
 import pickle
+import stat
 import zipfile
 
 import pytest
@@ -148,3 +150,119 @@ def test_unregistered_or_unstorable_models_are_refused(tmp_path):
     model.config["net_options"] = {"init": lambda: 0}  # something JSON cannot hold
     with pytest.raises(TypeError, match="cannot be stored in a model file"):
         physres.save(model, tmp_path / "c.pt")
+
+
+# --- every field checked, by name; a broken model is refused ---------------------------------
+def _validate_cli(model_path, tmp_path, capsys):
+    """``physres validate MODEL DATA`` → (exit code, stderr)."""
+    from physres.cli import main
+
+    data = tmp_path / "ho.h5"
+    if not data.exists():
+        physres.data.generate("harmonic_oscillator", data, n_traj=2, t_end=1.0, progress=False)
+    code = main(["validate", str(model_path), str(data), "--no-progress"])
+    return code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("field", "value", "message"), [
+    ("config", "{not json", "field `config` is not valid JSON"),
+    ("config", "5", "field `config` must be a JSON object, got int 5"),
+    ("config", "[" * 10_000 + "]" * 10_000, "field `config` is nested 10000 levels deep"),
+    ("metadata", '{"a": ' * 10_000 + "1" + "}" * 10_000, "field `metadata` is nested"),
+    ("dt", "abc", "field `dt` must be a finite number > 0 or None, got 'abc'"),
+    ("dt", float("nan"), "field `dt` must be a finite number > 0"),
+    ("class", 3, "field `class` must be a model name"),
+    ("training_info", "[1, 2]", "field `training_info` must be a JSON object"),
+    ("state_dict", {"w": "text"}, "field `state_dict` must map names to tensors"),
+])
+def test_malformed_fields_are_refused_by_name(tmp_path, capsys, field, value, message):
+    data = {**physres.artifacts.payload(_perturbed("resnet")), field: value}
+    path = tmp_path / "bad.pt"
+    torch.save(data, path)
+    with pytest.raises(FormatError, match=message.replace("[", r"\[")) as exc:
+        physres.load(path)
+    assert str(path) in str(exc.value)
+    code, err = _validate_cli(path, tmp_path, capsys)
+    assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert str(path) in err and f"`{field}`" in err
+
+
+def test_non_finite_weights_are_refused(tmp_path, capsys):
+    model = _perturbed("resnet")
+    broken = physres.artifacts.payload(model)
+    key = next(iter(broken["state_dict"]))
+    broken["state_dict"][key] = torch.full_like(broken["state_dict"][key], float("nan"))
+    path = tmp_path / "nan.pt"
+    torch.save(broken, path)
+    with pytest.raises(FormatError, match=f"`state_dict` entry '{key}' holds non-finite"):
+        physres.load(path)
+    code, err = _validate_cli(path, tmp_path, capsys)
+    assert code == 2 and "non-finite" in err and str(path) in err and "Traceback" not in err
+    loaded = physres.load(path, check_finite=False)  # for inspection only
+    assert torch.isnan(loaded.state_dict()[key]).all()
+    with torch.no_grad():
+        next(model.parameters()).fill_(float("inf"))
+    with pytest.raises(ValueError, match="hold non-finite values"):
+        physres.save(model, tmp_path / "inf.pt")
+    assert not (tmp_path / "inf.pt").exists()
+
+
+def test_pickle_refusal_does_not_advise_the_unsafe_loader(tmp_path, capsys):
+    evil = physres.artifacts.payload(_perturbed("resnet"))
+    evil["metadata"] = _Payload(tmp_path / "executed")
+    path = tmp_path / "evil.pt"
+    torch.save(evil, path)
+    with pytest.raises(FormatError) as exc:
+        physres.load(path)
+    assert "weights_only" not in str(exc.value) and "which is code, not data" in str(exc.value)
+    code, err = _validate_cli(path, tmp_path, capsys)
+    assert code == 2 and "weights_only" not in err and "nothing in it was executed" in err
+    assert not (tmp_path / "executed").exists()
+
+
+def test_training_info_round_trips(tmp_path):
+    model = _perturbed("resnet")
+    model.training_info = {"unroll": 4, "schedule": "cosine", "polish": {"method": "lm"}}
+    path = physres.save(model, tmp_path / "m.pt")
+    loaded = physres.load(path)
+    assert loaded.training_info == model.training_info
+    x = torch.randn(3, 2)
+    assert torch.equal(loaded(x, 0.0, 0.2), model(x, 0.0, 0.2))  # bit for bit still
+    assert getattr(physres.load(physres.save(_perturbed("resnet"), tmp_path / "n.pt")),
+                   "training_info", None) is None
+    model.training_info = ["not", "a", "dict"]
+    with pytest.raises(TypeError, match="`model.training_info` must be a dict, got list"):
+        physres.save(model, tmp_path / "bad.pt")
+    deep = inner = {}
+    for _ in range(physres.artifacts.MAX_DEPTH + 1):
+        inner["k"] = {}
+        inner = inner["k"]
+    model.training_info = deep
+    with pytest.raises(ValueError, match="`model.training_info` is nested"):
+        physres.save(model, tmp_path / "deep.pt")
+
+
+def test_files_get_the_permissions_of_a_plain_open(tmp_path):
+    import physres.scenarios
+    import physres.training.checkpoint
+
+    mask = os.umask(0o022)
+    try:
+        path = physres.save(_perturbed("resnet"), tmp_path / "m.pt")
+        data = physres.data.generate("harmonic_oscillator", tmp_path / "d.h5", n_traj=2,
+                                     t_end=1.0, progress=False)
+        report, md = physres.scenarios.write_report(tmp_path / "r", {"a": 1}, "# r\n")
+        from matplotlib.figure import Figure
+
+        figure = tmp_path / physres.scenarios.savefig(Figure(), tmp_path / "f.png")
+        model = _perturbed("resnet")
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+        checkpoint = tmp_path / "m.ckpt"
+        physres.training.checkpoint.save_checkpoint(checkpoint, model, optimizer, scheduler,
+                                                    None, {"step": 0}, {})
+    finally:
+        os.umask(mask)
+    assert physres.training.checkpoint.load_checkpoint(checkpoint)["state"] == {"step": 0}
+    for p in (path, data, report, md, figure, checkpoint):
+        assert stat.S_IMODE(p.stat().st_mode) == 0o644, p

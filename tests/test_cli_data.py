@@ -89,3 +89,31 @@ def test_subprocess_generate(tmp_path):
     assert "generate lotka_volterra" in ok.stderr  # the progress bar
     with physres.data.open(out) as f:
         assert f.states.shape == (2, 21, 2)
+
+
+def test_info_refuses_states_that_do_not_fit_the_system(tmp_path, capsys):
+    """A file whose /states disagree with the system its attributes name (rebuilt from
+    `system` and `system_params`): refused by name, with and without --no-verify."""
+    import h5py
+
+    good = tmp_path / "ho.h5"
+    physres.data.generate("harmonic_oscillator", good, n_traj=2, t_end=1.0, progress=False)
+    bad = tmp_path / "bad.h5"
+    shutil.copy(good, bad)
+    with h5py.File(bad, "r+") as f:
+        states = f["states"][()]
+        del f["states"]
+        f["states"] = np.concatenate([states, states[..., :1]], axis=-1)  # (2, n_t, 3)
+    for extra in ([], ["--no-verify"]):
+        assert main(["info", str(bad), *extra]) == 2
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+        assert str(bad) in err and "state shape (3,)" in err and "state_shape (2,)" in err
+    wrong_params = tmp_path / "params.h5"
+    shutil.copy(good, wrong_params)
+    with h5py.File(wrong_params, "r+") as f:
+        f.attrs["system_params"] = '{"omega": -1}'
+    assert main(["info", str(wrong_params)]) == 2
+    err = capsys.readouterr().err
+    assert "`system_params`" in err and str(wrong_params) in err
+    assert main(["info", str(good)]) == 0

@@ -86,3 +86,117 @@ def test_unknown_model_kind_is_an_argparse_error(ho_file, tmp_path, capsys):
         main(["train", str(ho_file), "--model", "gpt", "--out", str(tmp_path / "m.pt")])
     assert exc.value.code == 2
     assert "invalid choice: 'gpt'" in capsys.readouterr().err
+
+
+# --- options generated from TrainConfig; refusals by name -------------------------------------
+def test_options_and_defaults_come_from_trainconfig(capsys):
+    import dataclasses
+
+    from physres.cli import build_parser, train
+
+    parser = build_parser()
+    args = parser.parse_args(["train", "d.h5", "--out", "m.pt"])
+    config = train.train_config(args)
+    defaults = physres.training.TrainConfig()
+    for field in dataclasses.fields(physres.training.TrainConfig):
+        if field.name not in ("checkpoint", "log", "resume", "progress"):
+            assert getattr(config, field.name) == getattr(defaults, field.name), field.name
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for field in train.config_fields():
+        assert train.option(field.name) in text, field.name
+    assert f"(default: {defaults.batch_size})" in text and "(default: cosine)" in text
+    kinds = physres.models.names(physres.models.LearnedStepper)
+    assert "{" + ",".join(kinds) + "}" in text  # model kinds from the registry
+
+
+def test_every_option_has_help():
+    from physres.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    for action in sub.choices["train"]._actions:
+        assert action.help and action.help.strip(), action.dest
+
+
+def test_help_generator_copes_with_fields_without_metadata():
+    import dataclasses
+
+    from physres.cli import train
+
+    @dataclasses.dataclass
+    class Config:
+        """Settings.
+
+        Group
+            ``alpha``: the first setting of the group.
+        """
+
+        alpha: int = 1
+        beta: float = dataclasses.field(default=2.0, metadata={"help": "the second one"})
+        gamma: str = dataclasses.field(default="x", metadata={"resume": True})
+
+    fields = {f.name: f for f in dataclasses.fields(Config)}
+    doc = Config.__doc__
+    assert train.field_help(fields["alpha"], doc) == "Group: alpha: the first setting of the group"
+    assert train.field_help(fields["beta"], doc) == "the second one"
+    assert train.field_help(fields["gamma"], doc) == "Group: gamma"
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--device", "tpu"], "--device must be cpu or cuda (cuda:N), got 'tpu'"),
+    (["--batch-size", "0"], "--batch-size: `batch_size` must be >= 1, got 0"),
+    (["--lr", "-1"], "--lr: `lr` must be finite and > 0"),
+    (["--resume", "--overwrite"], "--resume and --overwrite exclude each other"),
+])
+def test_refusals_name_the_option(ho_file, tmp_path, capsys, args, message):
+    assert main(["train", str(ho_file), "--out", str(tmp_path / "m.pt"), *args,
+                 "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available here")
+def test_cuda_without_cuda_is_one_line(ho_file, tmp_path, capsys):
+    assert main(["train", str(ho_file), "--out", str(tmp_path / "m.pt"), "--device", "cuda",
+                 "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "CUDA is not available" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_existing_checkpoint_is_not_overwritten_without_a_word(ho_file, tmp_path, capsys):
+    out = tmp_path / "m.pt"
+    assert main(["train", str(ho_file), "--out", str(out), *FAST, "--epochs", "1"]) == 0
+    capsys.readouterr()
+    checkpoint = tmp_path / "m.pt.ckpt"
+    before = checkpoint.read_bytes()
+    assert main(["train", str(ho_file), "--out", str(out), *FAST, "--epochs", "1"]) == 2
+    err = capsys.readouterr().err
+    assert str(checkpoint) in err and "--resume" in err and "--overwrite" in err
+    assert checkpoint.read_bytes() == before
+    assert main(["train", str(ho_file), "--out", str(out), *FAST, "--epochs", "1",
+                 "--overwrite"]) == 0
+
+
+def test_interrupt_message_points_at_resume(ho_file, tmp_path, capsys, monkeypatch):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(physres.training, "fit", interrupted)
+    out = tmp_path / "m.pt"
+    assert main(["train", str(ho_file), "--out", str(out), *FAST]) == 130
+    err = capsys.readouterr().err
+    assert "--resume" in err and f"{out}.ckpt" in err
+
+
+def test_a_bug_keeps_its_traceback(ho_file, tmp_path, monkeypatch):
+    """Only physres's own checks and path errors become one-liners: an error from deep inside
+    a library (here a TypeError that no physres check raised) still shows where it came
+    from."""
+    def buggy(*args, **kwargs):
+        return len(5)  # TypeError raised by Python, not by a physres check
+
+    monkeypatch.setattr(physres.training, "fit", buggy)
+    with pytest.raises(TypeError, match="has no len"):
+        main(["train", str(ho_file), "--out", str(tmp_path / "m.pt"), *FAST])

@@ -6,19 +6,17 @@ import json
 import math
 import re
 
+import _scenario_runs
 import pytest
 
-from physres.scenarios import list_scenarios, run_scenario
+from physres.scenarios import list_scenarios
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.fixture(scope="module", params=list_scenarios())
 def run(request, tmp_path_factory):
-    name = request.param
-    out = tmp_path_factory.mktemp(name)
-    report = run_scenario(name, out, quick=True, device="cpu", progress=False)
-    return name, out, report
+    return _scenario_runs.run(request.param, tmp_path_factory)  # once per session, shared
 
 
 def _numbers(obj, where="report"):

@@ -15,10 +15,11 @@ from .._version import __version__
 from ..errors import PhysresError
 
 # Errors a user can cause, reported in one line without a traceback: physres's own error
-# types; ValueError / TypeError / LookupError / OSError raised by a `raise` statement in
-# physres or a scenario (its input checks); and OSErrors of the operating system about a
-# path (missing, not writable, disk full). Anything else is a bug and keeps its traceback.
-USER_ERRORS = (PhysresError, ValueError, TypeError, LookupError, OSError)
+# types; ValueError / TypeError / LookupError / OSError / FloatingPointError raised by a
+# `raise` statement in physres or a scenario (its input checks, "lower `lr`"); and OSErrors
+# of the operating system about a path (missing, not writable, disk full). Anything else is
+# a bug and keeps its traceback.
+USER_ERRORS = (PhysresError, ValueError, TypeError, LookupError, OSError, FloatingPointError)
 PATH_ERRNOS = frozenset({errno.ENOENT, errno.EACCES, errno.EPERM, errno.EEXIST, errno.EISDIR,
                          errno.ENOTDIR, errno.ENOSPC, errno.EDQUOT, errno.EROFS,
                          errno.ENAMETOOLONG, errno.EFBIG, errno.ENOTEMPTY, errno.EBUSY})

@@ -144,9 +144,14 @@ def _terminate_on_sigterm():
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
-def _die_with_parent(parent: int) -> None:
-    """Worker initializer: one torch thread, and exit when the parent process dies."""
+def _die_with_parent(parent: int | None) -> None:
+    """Worker initializer: one torch thread, and exit when the parent process dies.
+
+    ``parent``: the pid that forked this worker (fork start method), or None when it is not
+    known here (forkserver: the server is the parent, and it exits with the main process)."""
     torch.set_num_threads(1)
+    if parent is None:
+        parent = os.getppid()
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     try:
@@ -180,7 +185,7 @@ def _worker_pool(workers: int):
         method = "spawn"
     context = multiprocessing.get_context(method)
     pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_die_with_parent,
-                               initargs=(os.getpid(),))
+                               initargs=(os.getpid() if method != "forkserver" else None,))
     try:
         yield pool
     except BaseException:
