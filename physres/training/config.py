@@ -65,7 +65,7 @@ class TrainConfig:
         "final learning rate of the cosine schedule, as a fraction of lr")})
     grad_clip: float | None = field(default=1.0, metadata={"resume": True, "help": (
         "max gradient norm (None: no clipping)")})
-    unroll: int = field(default=4, metadata={"resume": True, "help": (
+    unroll: int = field(default=2, metadata={"resume": True, "help": (
         "longest unroll K of the K-step loss (1: one-step loss)")})
     curriculum_epochs: int | None = field(default=None, metadata={"resume": True, "help": (
         "epochs over which K ramps from 1 to unroll (default: half the epochs)")})
@@ -102,7 +102,7 @@ class TrainConfig:
         " RMS norm)")})
     patience: int | None = field(default=20, metadata={"help": (
         "validations without improvement before stopping (None: never)")})
-    polish_steps: int = field(default=100, metadata={"resume": True, "help": (
+    polish_steps: int = field(default=30, metadata={"resume": True, "help": (
         "iterations of the second-order finish after AdamW (0: none)")})
     polish_method: str = field(default="auto", metadata={"resume": True, "help": (
         "second-order finish: auto, lstsq, lm (dense Levenberg-Marquardt), gn (matrix-"
