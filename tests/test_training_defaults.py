@@ -30,7 +30,7 @@ def test_float64_data_train_a_float64_model_and_every_choice_is_recorded(ho_file
     model = physres.models.ResNetEmulator(state_shape=(2,), width=8)  # built float32
     assert model.net_dtype == torch.float32
     fit(model, ho_file, quick())
-    assert model.net_dtype == torch.float64 and TrainConfig().dtype == "auto"
+    assert model.net_dtype == torch.float64 and TrainConfig().precision == "auto"
     info = model.training_info
     assert info["dtype"].startswith("float64")
     for key in ("data_path", "normalization", "unroll", "optimiser", "polish", "stopping"):
@@ -38,7 +38,7 @@ def test_float64_data_train_a_float64_model_and_every_choice_is_recorded(ho_file
     assert info["data_path"].startswith("in memory")
     assert info["polish"]["method"] == "none"
     kept = physres.models.ResNetEmulator(state_shape=(2,), width=8)
-    fit(kept, ho_file, quick(dtype="float32"))
+    fit(kept, ho_file, quick(precision="float32"))
     assert kept.net_dtype == torch.float32
 
 
@@ -84,8 +84,8 @@ def test_model_and_data_mismatch_name_the_argument(ho_file):
     with pytest.raises(ValueError, match="model's `dt` = 0.1 differs"):
         fit(physres.models.ResNetEmulator(state_shape=(2,), width=8, dt=0.1), ho_file,
             quick())
-    with pytest.raises(ValueError, match="`dtype` must be one of"):
-        quick(dtype="float16")
+    with pytest.raises(ValueError, match="`precision` must be one of"):
+        quick(precision="float16")
     with pytest.raises(ValueError, match="`polish_method` = 'lstsq' needs a model linear"):
         fit(physres.models.ResNetEmulator(state_shape=(2,), width=8), ho_file,
             quick(polish_method="lstsq"))
@@ -109,13 +109,13 @@ def test_gauss_newton_cg_reaches_the_exact_oscillator_flow(ho_file):
     # the exact step map is linear: a linear_skip MLP represents it, and the matrix-free
     # Gauss–Newton iterations must drive the two-step loss far below AdamW's
     data = TrainingData(ho_file, quick(unroll=2))
-    inputs, targets = data.gather(torch.arange(0, len(data.train), 3))
+    inputs, targets = data.gather(torch.arange(0, len(data.train), 6))
     torch.manual_seed(0)
     model = physres.models.ResNetEmulator(state_shape=(2,), width=8, dtype=torch.float64,
                                           net_options={"linear_skip": True})
     model.set_normalization(data.normalization["mean"], data.normalization["std"])
     before = float(unrolled_loss(model, inputs, targets, 0.25, 2).detach())
-    losses = gn_polish(model, inputs, targets, 0.25, 2, 30, cg_iter=40)
+    losses = gn_polish(model, inputs, targets, 0.25, 2, 20, cg_iter=30)
     after = float(unrolled_loss(model, inputs, targets, 0.25, 2).detach())
     assert after == pytest.approx(losses[-1], rel=1e-9)
     assert after < before * 1e-6
@@ -198,7 +198,7 @@ def test_run_keys_come_from_the_config_metadata():
 
     keys = TrainConfig.resume_keys()
     assert loop._RUN_KEYS == keys
-    assert {"epochs", "lr", "unroll", "dtype", "polish_method"} <= set(keys)
+    assert {"epochs", "lr", "unroll", "precision", "polish_method"} <= set(keys)
     assert not {"device", "progress", "checkpoint", "log"} & set(keys)
     import dataclasses
 

@@ -78,8 +78,9 @@ class TrainConfig:
         "seed of the train/val/test split")})
     normalize: bool = field(default=True, metadata={"resume": True, "help": (
         "normalise states by the training split's mean and std")})
-    dtype: str = field(default="auto", metadata={"resume": True, "help": (
-        "parameter dtype: auto (float64 for float64 data), float32 or float64")})
+    precision: str = field(default="auto", metadata={"resume": True, "help": (
+        "dtype fit trains the model's parameters in: auto (float64 for float64 data, the "
+        "model is cast), float32 or float64")})
     noise: float = field(default=0.0, metadata={"resume": True, "help": (
         "std of Gaussian noise added to each window's start, in units of the data's std")})
     pushforward: bool = field(default=False, metadata={"resume": True, "help": (
@@ -153,8 +154,9 @@ class TrainConfig:
         if self.polish_method not in POLISH_METHODS:
             raise ValueError(f"`polish_method` must be one of {', '.join(POLISH_METHODS)}, "
                              f"got {self.polish_method!r}")
-        if self.dtype not in DTYPES:
-            raise ValueError(f"`dtype` must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+        if self.precision not in DTYPES:
+            raise ValueError(f"`precision` must be one of {', '.join(DTYPES)}, "
+                             f"got {self.precision!r}")
         if self.val_metric not in VAL_METRICS:
             raise ValueError(f"`val_metric` must be one of {', '.join(VAL_METRICS)}, "
                              f"got {self.val_metric!r}")

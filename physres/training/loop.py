@@ -116,7 +116,7 @@ class _Run:
                 "data_path": ("in memory (training trajectories held on the device, "
                               f"{self.data.nbytes / 2**20:.1f} MiB)" if self.data.in_memory
                               else "streamed from HDF5 (WindowDataset)")}
-        dtype = _dtype(config.dtype, self.data.dtype)
+        dtype = _dtype(config.precision, self.data.dtype)
         if dtype is not None and model.net_dtype != dtype:
             model.to(dtype)
         info["dtype"] = f"{str(model.net_dtype).removeprefix('torch.')} ({_why_dtype(config)})"
@@ -472,7 +472,7 @@ def _dtype(setting: str, data_dtype: torch.dtype):
 
 
 def _why_dtype(config) -> str:
-    return ("float64 data" if config.dtype == "auto" else "`dtype` setting")
+    return ("float64 data" if config.precision == "auto" else "`precision` setting")
 
 
 def _site_shared(model) -> bool:
