@@ -9,11 +9,21 @@ throughput, the cost of the scipy reference for the same trajectories, and physr
 coarsest dt (dt/m) whose error is at most the emulator's.
 
     python benchmarks/emulators.py [--quick] [--json benchmarks/results/emulators.json]
+
+``--chaos lorenz63,lorenz96`` runs the chaotic systems instead (see ``_chaos.py``): physres
+ResNet and Neural ODE trained by ``physres.training.fit`` on its defaults, an echo state network
+(reservoirpy, 1000 nodes, ridge) and RK4 on the true field, on the same data and dt; and
+``--defaults`` trains ``model_for(path, "resnet")`` on ``TrainConfig()`` (nothing tuned) for the
+oscillator and the pendulum:
+
+    python benchmarks/emulators.py --chaos lorenz63,lorenz96 --json benchmarks/results/chaos.json
+    python benchmarks/emulators.py --defaults --json benchmarks/results/emulators_defaults.json
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -105,6 +115,35 @@ def run_system(name, models, epochs, polish, workdir):
     return rows
 
 
+def run_defaults(name, models, workdir):
+    """``model_for(path, kind)`` + ``TrainConfig(frame_step=10)``: the no-flag defaults."""
+    system = physres.systems.get(name)
+    path = Path(workdir) / f"{name}.h5"
+    physres.data.generate(system, path, n_traj=64, seed=0, progress=False)
+    dt = 10 * system.dt_save
+    x0 = system.sample_initial(BATCH, seed=12345)
+    t = np.arange(N_STEPS + 1) * dt
+    ref, _ = reference(system, x0, t)
+    rows = []
+    for kind in models:
+        torch.manual_seed(0)
+        model = physres.training.model_for(path, kind)
+        start = time.perf_counter()
+        result = physres.training.fit(model, path, physres.training.TrainConfig(
+            frame_step=10, device="cpu", progress=False))
+        train_s = time.perf_counter() - start
+        with torch.no_grad():
+            pred = physres.rollout(model, x0, dt, N_STEPS)
+        err = error(pred, ref)
+        info = model.training_info
+        rows.append({"system": name, "model": kind, "max_rel_l2": err, "train_s": train_s,
+                     "steps": result.steps, "dtype": info["dtype"],
+                     "polish": info["polish"]["method"],
+                     "goal": 1e-3 if name == "harmonic_oscillator" else 1e-2})
+        print(table([rows[-1]], list(rows[-1])), flush=True)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer epochs (a smoke run)")
@@ -118,8 +157,34 @@ def main() -> None:
                              "node 100; 0: none)")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads (tiny networks run fastest on one)")
+    parser.add_argument("--chaos", default=None,
+                        help="comma-separated chaotic systems (lorenz63, lorenz96)")
+    parser.add_argument("--no-esn", action="store_true", help="skip the echo state network")
+    parser.add_argument("--defaults", action="store_true",
+                        help="train on TrainConfig() defaults (only frame_step=10)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.chaos:
+        import _chaos
+
+        rows = []
+        with tempfile.TemporaryDirectory() as workdir:
+            for name in args.chaos.split(","):
+                rows += _chaos.run(name, Path(workdir), quick=args.quick, esn=not args.no_esn)
+        print()
+        print(_chaos.as_markdown(rows))
+        write_json(args.json, {"benchmark": "emulators_chaos", "quick": args.quick,
+                               "machine": machine(), "load": os.getloadavg(), "rows": rows})
+        return
+    if args.defaults:
+        rows = []
+        with tempfile.TemporaryDirectory() as workdir:
+            for name in args.systems.split(","):
+                rows += run_defaults(name, args.models.split(","), workdir)
+        print(table(rows, list(rows[0])))
+        write_json(args.json, {"benchmark": "emulators_defaults", "machine": machine(),
+                               "load": os.getloadavg(), "rows": rows})
+        return
     epochs = args.epochs or (1 if args.quick else 3)
     polish = args.polish if args.polish is not None or not args.quick else 10
     rows = []

@@ -120,7 +120,8 @@ def check_lorenz(r):
     assert true["W1 mean(x,y,z)"] < 1.0  # same attractor as scipy's
     for name, row in r["steppers"].items():
         assert row["VPT (Lyapunov times)"] >= 0
-        assert row["VPT (Lyapunov times)"] <= true["VPT (Lyapunov times)"] + 1e-9, name
+        # the emulators' one-step errors (least squares / LM in float64) are below rk4's
+        assert row["VPT (Lyapunov times)"] >= 5, name
 
 
 def check_stiff(r):

@@ -67,6 +67,8 @@ class NeuralODE(LearnedStepper):
         return self.net(t, z)
 
     def _step(self, x, t, dt):
+        if self.method in _STAGES and not self.adjoint and not torch.is_grad_enabled():
+            return self._functional_step(x, t, dt)  # inference: same grid, no per-call setup
         import torchdiffeq
 
         z = self.normalize(x)

@@ -65,7 +65,7 @@ class TrainConfig:
         "final learning rate of the cosine schedule, as a fraction of lr")})
     grad_clip: float | None = field(default=1.0, metadata={"resume": True, "help": (
         "max gradient norm (None: no clipping)")})
-    unroll: int = field(default=4, metadata={"resume": True, "help": (
+    unroll: int = field(default=2, metadata={"resume": True, "help": (
         "longest unroll K of the K-step loss (1: one-step loss)")})
     curriculum_epochs: int | None = field(default=None, metadata={"resume": True, "help": (
         "epochs over which K ramps from 1 to unroll (default: half the epochs)")})
@@ -78,8 +78,9 @@ class TrainConfig:
         "seed of the train/val/test split")})
     normalize: bool = field(default=True, metadata={"resume": True, "help": (
         "normalise states by the training split's mean and std")})
-    dtype: str = field(default="auto", metadata={"resume": True, "help": (
-        "parameter dtype: auto (float64 for float64 data), float32 or float64")})
+    precision: str = field(default="auto", metadata={"resume": True, "help": (
+        "dtype fit trains the model's parameters in: auto (float64 for float64 data, the "
+        "model is cast), float32 or float64")})
     noise: float = field(default=0.0, metadata={"resume": True, "help": (
         "std of Gaussian noise added to each window's start, in units of the data's std")})
     pushforward: bool = field(default=False, metadata={"resume": True, "help": (
@@ -102,7 +103,7 @@ class TrainConfig:
         " RMS norm)")})
     patience: int | None = field(default=20, metadata={"help": (
         "validations without improvement before stopping (None: never)")})
-    polish_steps: int = field(default=100, metadata={"resume": True, "help": (
+    polish_steps: int = field(default=30, metadata={"resume": True, "help": (
         "iterations of the second-order finish after AdamW (0: none)")})
     polish_method: str = field(default="auto", metadata={"resume": True, "help": (
         "second-order finish: auto, lstsq, lm (dense Levenberg-Marquardt), gn (matrix-"
@@ -153,8 +154,9 @@ class TrainConfig:
         if self.polish_method not in POLISH_METHODS:
             raise ValueError(f"`polish_method` must be one of {', '.join(POLISH_METHODS)}, "
                              f"got {self.polish_method!r}")
-        if self.dtype not in DTYPES:
-            raise ValueError(f"`dtype` must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+        if self.precision not in DTYPES:
+            raise ValueError(f"`precision` must be one of {', '.join(DTYPES)}, "
+                             f"got {self.precision!r}")
         if self.val_metric not in VAL_METRICS:
             raise ValueError(f"`val_metric` must be one of {', '.join(VAL_METRICS)}, "
                              f"got {self.val_metric!r}")

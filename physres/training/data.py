@@ -104,20 +104,21 @@ class TrainingData:
                             generator=torch.Generator().manual_seed(0))
         return _CheckedBatches(self, loader, batches)
 
-    def pairs(self, chunk: int = 8192):
-        """Every training pair ``(x_n, x_{n+1})`` one model step apart, in chunks, for least
-        squares: (B, *S) each."""
+    def pairs(self, chunk: int = 8192, stride: int = 1):
+        """Training pairs ``(x_n, x_{n+1})`` one model step apart (every ``stride``-th), in
+        chunks, for least squares: (B, *S) each."""
         wpt = self.train.windows_per_trajectory
         n = len(self.train.trajectory_indices)
         if self.in_memory:
             fs = self.frame_step
             x0 = self.states[:, : self.states.shape[1] - fs]
             x1 = self.states[:, fs:]
-            flat0, flat1 = x0.reshape(-1, *self.state_shape), x1.reshape(-1, *self.state_shape)
+            flat0 = x0.reshape(-1, *self.state_shape)[::stride]
+            flat1 = x1.reshape(-1, *self.state_shape)[::stride]
             for i in range(0, flat0.shape[0], chunk):
                 yield flat0[i:i + chunk], flat1[i:i + chunk]
             return
-        order = list(range(n * wpt))
+        order = list(range(0, n * wpt, stride))
         for inputs, targets in self.loader([order[i:i + chunk]
                                             for i in range(0, len(order), chunk)]):
             yield inputs[:, 0], targets[:, 0]

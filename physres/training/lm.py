@@ -141,12 +141,12 @@ def gn_polish(model, inputs: torch.Tensor, targets: torch.Tensor, dt: float, k: 
     """Matrix-free Levenberg–Marquardt (Gauss–Newton–CG) on the K-step residuals.
 
     Each step solves ``(JᵀJ + μI) δ = −Jᵀr`` by ``cg_iter`` conjugate-gradient iterations,
-    with ``Jv`` by forward-mode (``torch.func.linearize``) and ``Jᵀu`` by reverse-mode
+    with ``Jv`` by forward-mode (``torch.func.jvp``) and ``Jᵀu`` by reverse-mode
     (``torch.func.vjp``) products: memory and cost per iteration are a few forward passes, so
     the model size is not limited as in :func:`lm_polish` (Martens 2010, "Deep learning via
     Hessian-free optimization"). Arguments and return value as :func:`lm_polish`.
     """
-    from torch.func import linearize, vjp
+    from torch.func import jvp, vjp
 
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     if targets.shape[1] < k:
@@ -173,8 +173,8 @@ def gn_polish(model, inputs: torch.Tensor, targets: torch.Tensor, dt: float, k: 
     losses: list[float] = []
     for _ in range(steps):
         try:
-            _, jvp_fn = linearize(residual, theta)
             _, vjp_fn = vjp(residual, theta)
+            jvp(residual, (theta,), (torch.zeros_like(theta),))  # forward mode works?
         except RuntimeError as exc:
             raise ValueError(
                 f"`polish_method` = 'gn' needs a step that torch.func can differentiate "
@@ -183,8 +183,8 @@ def gn_polish(model, inputs: torch.Tensor, targets: torch.Tensor, dt: float, k: 
         g = vjp_fn(r)[0].detach()
         accepted = False
         for _ in range(8):
-            step = _cg(lambda v, m=mu, f=jvp_fn, b=vjp_fn: b(f(v))[0].detach() + m * v, -g,
-                       cg_iter)
+            step = _cg(lambda v, m=mu, b=vjp_fn, th=theta:
+                       b(jvp(residual, (th,), (v,))[1])[0].detach() + m * v, -g, cg_iter)
             with torch.no_grad():
                 trial = theta + step
                 r_trial = residual(trial)

@@ -25,6 +25,7 @@ _RUN_KEYS = TrainConfig.resume_keys()
 # Dense Levenberg–Marquardt when a step's normal equations cost at most this many flops
 # (n_residuals · n_params²); beyond it the matrix-free Gauss–Newton–CG.
 DENSE_FLOPS = 4e9
+LSTSQ_ROWS = 500_000  # rows of the least-squares system at most (pairs are strided beyond)
 POSTFIX_EVERY = 25  # optimiser steps between progress-bar loss updates
 
 
@@ -115,14 +116,19 @@ class _Run:
                 "data_path": ("in memory (training trajectories held on the device, "
                               f"{self.data.nbytes / 2**20:.1f} MiB)" if self.data.in_memory
                               else "streamed from HDF5 (WindowDataset)")}
-        dtype = _dtype(config.dtype, self.data.dtype)
+        dtype = _dtype(config.precision, self.data.dtype)
         if dtype is not None and model.net_dtype != dtype:
             model.to(dtype)
         info["dtype"] = f"{str(model.net_dtype).removeprefix('torch.')} ({_why_dtype(config)})"
         if config.normalize:
-            model.set_normalization(self.data.normalization["mean"],
-                                    self.data.normalization["std"])
+            mean, std = self.data.normalization["mean"], self.data.normalization["std"]
             info["normalization"] = "per-component mean and std of the training split"
+            if _site_shared(model):  # one weight vector for every site: one scale for all
+                var = (std**2 + (mean - mean.mean())**2).mean()
+                mean, std = mean.mean().expand_as(mean), var.sqrt().expand_as(std)
+                info["normalization"] = ("mean and std of the training split pooled over "
+                                         "sites (the field shares its weights across sites)")
+            model.set_normalization(mean, std)
         else:
             info["normalization"] = "none"
         model.to(device)
@@ -159,7 +165,7 @@ class _Run:
                                                ctx.world))
         self.total = config.epochs * self.per_epoch
         self.optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr,
-                                           weight_decay=config.weight_decay)
+                                           weight_decay=config.weight_decay, foreach=True)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda step: self._lr_factor(step))
         self.scaler = torch.amp.GradScaler("cuda") if amp else None
@@ -268,7 +274,13 @@ class _Run:
         """Least squares for a polynomial model (exact for the ResNet form, a start for the
         NeuralODE form), then scored like an epoch."""
         s = self.state
-        out = lstsq.solve(self.model, self.data.pairs())
+        d = self.data
+        sites = math.prod(d.state_shape) if _site_shared(self.model) else 1
+        rows = len(d.train.trajectory_indices) * (d.train.n_t - d.frame_step) * sites
+        stride = max(1, math.ceil(rows / LSTSQ_ROWS))
+        chunk = max(1, 65536 // sites)
+        out = lstsq.solve(self.model, d.pairs(chunk, stride))
+        out["stride"] = stride
         s["solved"] = True
         self.info["lstsq"] = out
         self._say(f"fit: least squares over {out['pairs']} pairs, {out['features']} features:"
@@ -460,7 +472,12 @@ def _dtype(setting: str, data_dtype: torch.dtype):
 
 
 def _why_dtype(config) -> str:
-    return ("float64 data" if config.dtype == "auto" else "`dtype` setting")
+    return ("float64 data" if config.precision == "auto" else "`precision` setting")
+
+
+def _site_shared(model) -> bool:
+    """True when the model's network shares one weight vector across sites (a stencil)."""
+    return any(getattr(m, "stencil", None) is not None for m in model.modules())
 
 
 def _check_match(model, data) -> None:
