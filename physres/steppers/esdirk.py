@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from .base import Stepper, register
-from .newton import NewtonOptions, solve_stage
+from .newton import NewtonOptions, _needs_grad, simplified_newton, solve_stage
 
 
 def _grow(tree):
@@ -182,6 +182,12 @@ class ESDIRK(Stepper):
             return cached[2]
         return self.f(t, x)
 
+    def _exact_gradients(self, b) -> bool:
+        """Whether a stage needs the full Newton with implicit-function gradients (autograd
+        on and something to differentiate, a complex state, or a Krylov-sized one)."""
+        return (b.is_complex() or b[0].numel() > self.newton.krylov_above
+                or (torch.is_grad_enabled() and _needs_grad(b, self.field)))
+
     def _step_with_error(self, x, t, dt):
         """One step and its local error estimate, both of the shape of ``x``."""
         per_sample = isinstance(dt, torch.Tensor) and dt.ndim > 0
@@ -205,9 +211,9 @@ class ESDIRK(Stepper):
                 z0 = b
                 for j, w in guess:
                     z0 = z0 + (w * gh) * k[j]
-                z = solve_stage(self.field, tau, gamma_dt, b, jacobian=jacobian,
-                                options=self.newton, method=self.name, counts=self.counts,
-                                z0=z0, lu=lu)
+                solve = solve_stage if self._exact_gradients(b) else simplified_newton
+                z = solve(self.field, tau, gamma_dt, b, jacobian=jacobian, options=self.newton,
+                          method=self.name, counts=self.counts, z0=z0, lu=lu)
             k.append((z - b) / gh)
         err = 0
         for j, w in self._error_weights:
