@@ -148,3 +148,12 @@ def test_linear_structure_and_newton_give_the_same_step():
                                                                                0.0, 0.05)
     torch.testing.assert_close(direct, newton, rtol=1e-12, atol=1e-13)
     torch.testing.assert_close(direct, linear.exact(0.05), rtol=0, atol=1e-8)
+
+
+def test_per_sample_float32_state_stays_float32():
+    field = NonlinearField()
+    dt = torch.tensor([0.05, 0.1], dtype=torch.float64)
+    with torch.no_grad():
+        x1, err = steppers.get("kvaerno5", field)._step_with_error(field.x0.float(),
+                                                                   torch.zeros(2), dt)
+    assert x1.dtype == err.dtype == torch.float32

@@ -191,7 +191,11 @@ class ESDIRK(Stepper):
     def _step_with_error(self, x, t, dt):
         """One step and its local error estimate, both of the shape of ``x``."""
         per_sample = isinstance(dt, torch.Tensor) and dt.ndim > 0
-        h = dt.reshape(-1, *[1] * (x.ndim - 1)).to(x.real.dtype) if per_sample else dt
+        if per_sample:
+            dt = dt.to(x.real.dtype)  # a float32 state stays float32
+            h = dt.reshape(-1, *[1] * (x.ndim - 1))
+        else:
+            h = dt
         gh = self.tableau.gamma * h
         gamma_dt = self.tableau.gamma * dt  # the stage coefficient a (float or (B,))
         operator = None if per_sample else getattr(self.structure, "linear_operator", None)
