@@ -143,7 +143,7 @@ def solve_stage(field, tau, a, b: torch.Tensor, *, jacobian=None, options=Newton
 
 def simplified_newton(field, tau, a, b: torch.Tensor, z0: torch.Tensor, *, lu: dict,
                       jacobian=None, options=NewtonOptions(), method: str = "implicit",
-                      counts=None) -> torch.Tensor:
+                      counts=None, x_jac: torch.Tensor | None = None) -> torch.Tensor:
     """Solve ``z = b + a·f(τ, z)`` by simplified Newton with the factors in ``lu`` (no autograd).
 
     The lean loop of the ESDIRK stages (Hairer & Wanner, *Solving ODEs II*, §IV.8): one field
@@ -152,11 +152,16 @@ def simplified_newton(field, tau, a, b: torch.Tensor, z0: torch.Tensor, *, lu: d
     (from an earlier stage) are refreshed once when Newton contracts slowly or diverges; a
     fresh Jacobian that still fails raises :class:`~physres.errors.ConvergenceError`, on
     which :func:`physres.integrate` retries with a smaller step. Real states of size at most
-    ``options.krylov_above``; ``a`` and ``τ`` floats or (B,) tensors.
+    ``options.krylov_above``; ``a`` and ``τ`` floats or (B,) tensors. The first Jacobian is
+    taken at ``x_jac`` (the step's start, as diffrax does) when given, a refresh at the
+    predictor ``z0``.
     """
     B = b.shape[0]
     b_flat = b.reshape(B, -1)
-    tol = options.tol or (1e-12 if b_flat.dtype == torch.float64 else 1e-5)
+    # Linear contraction leaves up to θ·tol in every stage, and a fifth-order pair reaches 1e-13
+    # global errors: without a tolerance from the caller (integrate passes 1e-3·rtol), solve
+    # to 1e-14.
+    tol = options.tol or (1e-14 if b_flat.dtype == torch.float64 else 1e-6)
     atol = tol if options.atol is None else options.atol
     a_state = _per_sample(a, 2)
     form = _RealForm(b)
@@ -169,10 +174,11 @@ def simplified_newton(field, tau, a, b: torch.Tensor, z0: torch.Tensor, *, lu: d
     start = z0.reshape(B, -1)
     err, it = math.nan, 0
     with torch.no_grad():
-        for _ in range(2):
+        for attempt in range(2):
             factors, fresh = lu.get("factors"), False
             if factors is None:
-                factors = _lu_factor(_dense_jacobian(G, start, a, tau, form, jacobian, counts))
+                at = start if attempt or x_jac is None else x_jac.reshape(B, -1)
+                factors = _lu_factor(_dense_jacobian(G, at, a, tau, form, jacobian, counts))
                 if factors is None:
                     raise ConvergenceError(
                         f"Newton did not converge (singular Jacobian) for the {method} step at "
