@@ -136,8 +136,8 @@ def _solve(stepper, x0, t_span, rtol, atol, t_eval, *, first_step, max_steps, sa
     start = time.perf_counter()
     nfev0 = stepper.nfev
     t_start = torch.full((batch,), t0, dtype=torch.float64, device=x0.device) if per_sample else t0
-    f0 = None
-    if getattr(stepper, "field", None) is not None and (first_step is None or trial.fsal):
+    f0 = None  # f(t0, x0): checks the field's shape, seeds the first step and FSAL
+    if getattr(stepper, "field", None) is not None:
         f0 = _checks.field_value(stepper.field, stepper.f(t_start, x0), x0)
     if first_step is not None:
         h0 = torch.full((batch,), min(_checks.positive("first_step", first_step), span),

@@ -5,7 +5,6 @@ Every function works per sample: ratios and step sizes are float64 tensors of sh
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -21,17 +20,12 @@ def error_ratio(err: torch.Tensor, x_old: torch.Tensor, x_new: torch.Tensor, rto
     contributes zero rather than 0/0.
     """
     scale = torch.maximum(x_old.abs(), x_new.abs()).mul_(rtol).add_(atol)
-    q = err.abs() / scale
+    q = err.abs().div_(scale) if not err.is_complex() else err.abs() / scale
     if atol == 0:
         q = torch.where(err == 0, torch.zeros_like(q), q)
-    return q.square().flatten(1).mean(1).sqrt().to(torch.float64)
-
-
-def step_floor(t: torch.Tensor, direction: float) -> torch.Tensor:
-    """Smallest meaningful step at ``t`` (scipy's ``10·|nextafter(t, ±inf) − t|``): relative
-    to the current time, so a solve from t = 0 to 1e11 starts with steps of 1e-300 if needed."""
-    toward = torch.full_like(t, direction * math.inf)
-    return 10 * (torch.nextafter(t, toward) - t).abs()
+    q = q.flatten(1)
+    norm = torch.linalg.vector_norm(q, dim=1).mul_(q.shape[1] ** -0.5)
+    return norm.to(torch.float64)
 
 
 @dataclass(frozen=True)
@@ -54,10 +48,16 @@ class Controller:
 
     def factors(self, ratio: torch.Tensor, prev: torch.Tensor, accept: torch.Tensor,
                 after_reject: torch.Tensor) -> torch.Tensor:
-        """Multipliers of ``h`` (batch,): PI on acceptance, I on rejection, 1/4 when the
-        trial was non-finite or an implicit solve failed (``ratio = inf``)."""
+        """Multipliers of ``h`` (batch,): PI on acceptance, I on rejection, ``min_factor`` when
+        the trial was non-finite or an implicit solve failed (``ratio = inf``)."""
         k = 1.0 / (self.q + 1)
         r = ratio.clamp(min=1e-10)
+        if self.ki == 1.0 and not self.kp:  # integral control: one power serves both cases
+            base = r.pow(-k).mul_(self.safety)
+            grow = torch.minimum(base, torch.where(after_reject, 1.0, self.max_factor))
+            grow = grow.clamp_(min=self.min_factor)
+            shrink = base.clamp(self.min_factor, 1.0)
+            return torch.where(accept, grow, shrink)
         grow = self.safety * r.pow(-self.ki * k)
         if self.kp:
             grow = grow * prev.pow(self.kp * k)

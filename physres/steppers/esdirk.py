@@ -5,8 +5,10 @@ after another, each ``z_i = b_i + γh·f(t + c_i h, z_i)`` with
 ``b_i = x + h·Σ_{j<i} a_ij k_j``. The diagonal ``γ`` is the same for every stage, so one
 factorisation of ``I − γh·J`` serves all stages and every Newton iteration of a step
 (simplified Newton, as Radau and diffrax do); it is refreshed only when Newton contracts
-slowly. Stage derivatives are taken as ``k_i = (z_i − b_i)/(γh)`` rather than ``f(z_i)``:
-on stiff components ``f`` would amplify the Newton residual by ``‖J‖``.
+slowly, and a stage simplified Newton cannot solve falls back to the full damped Newton of
+:func:`~physres.steppers.newton.solve_stage`. Stage derivatives are taken as
+``k_i = (z_i − b_i)/(γh)`` rather than ``f(z_i)``: on stiff components ``f`` would amplify
+the Newton residual by ``‖J‖``.
 
 Kværnø's pairs (Kværnø, *BIT* 44, 2004) are stiffly accurate (the solution is the last
 stage), so ``R(−∞) = 0``: stiff modes are damped, not reflected as by Crank–Nicolson
@@ -18,6 +20,7 @@ The stage predictors (initial Newton guesses from earlier stages) are diffrax's
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import ClassVar
@@ -25,8 +28,9 @@ from typing import ClassVar
 import numpy as np
 import torch
 
+from ..errors import ConvergenceError
 from .base import Stepper, register
-from .newton import NewtonOptions, solve_stage
+from .newton import NewtonOptions, _needs_grad, simplified_newton, solve_stage
 
 
 def _grow(tree):
@@ -170,6 +174,7 @@ class ESDIRK(Stepper):
         super().__init__(field, state_shape=state_shape)
         self.newton = NewtonOptions(tol=tol, atol=atol, max_iter=max_iter,
                                     krylov_above=krylov_above)
+        self._full_max_iter = max(30, max_iter)
         self._fsal = None  # (x_next, t_next, f(t_next, x_next)) of the last step
 
     def _step(self, x, t, dt):
@@ -182,10 +187,26 @@ class ESDIRK(Stepper):
             return cached[2]
         return self.f(t, x)
 
+    @property
+    def _full_newton(self) -> NewtonOptions:
+        """Options of the fallback full Newton (line search, Jacobian refreshes): the current
+        tolerances (``integrate`` may have set them), more iterations."""
+        return dataclasses.replace(self.newton, max_iter=self._full_max_iter)
+
+    def _exact_gradients(self, b) -> bool:
+        """Whether a stage needs the full Newton with implicit-function gradients (autograd
+        on and something to differentiate, a complex state, or a Krylov-sized one)."""
+        return (b.is_complex() or b[0].numel() > self.newton.krylov_above
+                or (torch.is_grad_enabled() and _needs_grad(b, self.field)))
+
     def _step_with_error(self, x, t, dt):
         """One step and its local error estimate, both of the shape of ``x``."""
         per_sample = isinstance(dt, torch.Tensor) and dt.ndim > 0
-        h = dt.reshape(-1, *[1] * (x.ndim - 1)).to(x.real.dtype) if per_sample else dt
+        if per_sample:
+            dt = dt.to(x.real.dtype)  # a float32 state stays float32
+            h = dt.reshape(-1, *[1] * (x.ndim - 1))
+        else:
+            h = dt
         gh = self.tableau.gamma * h
         gamma_dt = self.tableau.gamma * dt  # the stage coefficient a (float or (B,))
         operator = None if per_sample else getattr(self.structure, "linear_operator", None)
@@ -205,9 +226,18 @@ class ESDIRK(Stepper):
                 z0 = b
                 for j, w in guess:
                     z0 = z0 + (w * gh) * k[j]
-                z = solve_stage(self.field, tau, gamma_dt, b, jacobian=jacobian,
-                                options=self.newton, method=self.name, counts=self.counts,
-                                z0=z0, lu=lu)
+                z = None
+                if not self._exact_gradients(b):
+                    try:
+                        z = simplified_newton(self.field, tau, gamma_dt, b, z0, lu=lu,
+                                              jacobian=jacobian, options=self.newton,
+                                              method=self.name, counts=self.counts, x_jac=x)
+                    except ConvergenceError:
+                        lu.clear()  # strongly nonlinear stage: full damped Newton below
+                if z is None:
+                    z = solve_stage(self.field, tau, gamma_dt, b, jacobian=jacobian,
+                                    options=self._full_newton, method=self.name,
+                                    counts=self.counts, z0=z0, lu=lu)
             k.append((z - b) / gh)
         err = 0
         for j, w in self._error_weights:

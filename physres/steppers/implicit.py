@@ -8,6 +8,12 @@ implicit_midpoint  dt/2 t + dt/2    x                      2z - x
 crank_nicolson     dt/2 t + dt      x + dt/2·f(t, x)       z
 =================  ===  ==========  =====================  ============
 
+Only ``backward_euler`` is L-stable. ``implicit_midpoint`` and ``crank_nicolson`` have
+``R(−∞) = −1``: a stiff mode is not damped but flips sign every step (the reason they conserve
+norms), so on stiff dissipative problems (kinetics, relaxation oscillations) they ring.
+For those, use ``kvaerno5`` (L-stable, order 5, embedded error estimate,
+:mod:`physres.steppers.esdirk`) under :func:`physres.integrate`.
+
 A field whose owner declares ``linear_operator(t)`` gets one direct solve of ``(I - a A) z = b``
 (for ``H ψ`` this is the Cayley form of Crank–Nicolson). Otherwise batched Newton
 (:mod:`physres.steppers.newton`) solves the stage, using ``jacobian(t, x)`` when the owner
@@ -66,6 +72,8 @@ class ImplicitMidpoint(ImplicitStepper):
     """Implicit midpoint: ``x_{n+1} = x_n + dt·f(t + dt/2, (x_n + x_{n+1})/2)``.
 
     Order 2, A-stable, symplectic, and it conserves every quadratic invariant (norm of ψ).
+    Not L-stable (``R(−∞) = −1``): stiff decaying modes oscillate instead of decaying; use
+    ``kvaerno5`` for stiff dissipative problems.
     """
 
     order = 2
@@ -81,7 +89,9 @@ class ImplicitMidpoint(ImplicitStepper):
 class CrankNicolson(ImplicitStepper):
     """Crank–Nicolson (trapezoidal rule): ``x_{n+1} = x_n + dt/2·(f(t, x_n) + f(t+dt, x_{n+1}))``.
 
-    Order 2, A-stable; for ``ψ' = -iHψ/ħ`` it is the unitary Cayley step.
+    Order 2, A-stable; for ``ψ' = -iHψ/ħ`` it is the unitary Cayley step. Not L-stable
+    (``R(−∞) = −1``): stiff decaying modes oscillate instead of decaying; use ``kvaerno5`` for
+    stiff dissipative problems.
     """
 
     order = 2

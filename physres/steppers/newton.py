@@ -141,6 +141,71 @@ def solve_stage(field, tau, a, b: torch.Tensor, *, jacobian=None, options=Newton
     return form.state(z)
 
 
+def simplified_newton(field, tau, a, b: torch.Tensor, z0: torch.Tensor, *, lu: dict,
+                      jacobian=None, options=NewtonOptions(), method: str = "implicit",
+                      counts=None, x_jac: torch.Tensor | None = None) -> torch.Tensor:
+    """Solve ``z = b + a·f(τ, z)`` by simplified Newton with the factors in ``lu`` (no autograd).
+
+    The lean loop of the ESDIRK stages (Hairer & Wanner, *Solving ODEs II*, §IV.8): one field
+    evaluation and one LU solve per iteration, no line search; the contraction rate ``θ`` of
+    successive increments decides convergence early (``θ/(1−θ)·‖Δz‖ ≤ 1``). Stale factors
+    (from an earlier stage) are refreshed once when Newton contracts slowly or diverges; a
+    fresh Jacobian that still fails raises :class:`~physres.errors.ConvergenceError`, on
+    which :func:`physres.integrate` retries with a smaller step. Real states of size at most
+    ``options.krylov_above``; ``a`` and ``τ`` floats or (B,) tensors. The first Jacobian is
+    taken at ``x_jac`` (the step's start, as diffrax does) when given, a refresh at the
+    predictor ``z0``.
+    """
+    B = b.shape[0]
+    b_flat = b.reshape(B, -1)
+    # Linear contraction leaves up to θ·tol in every stage, and a fifth-order pair reaches 1e-13
+    # global errors: without a tolerance from the caller (integrate passes 1e-3·rtol), solve
+    # to 1e-14.
+    tol = options.tol or (1e-14 if b_flat.dtype == torch.float64 else 1e-6)
+    atol = tol if options.atol is None else options.atol
+    a_state = _per_sample(a, 2)
+    form = _RealForm(b)
+
+    def G(z_flat):
+        if counts is not None:
+            counts["nfev"] += 1
+        return z_flat - a_state * field(tau, z_flat.reshape(b.shape)).reshape(B, -1) - b_flat
+
+    start = z0.reshape(B, -1)
+    err, it = math.nan, 0
+    with torch.no_grad():
+        for attempt in range(2):
+            factors, fresh = lu.get("factors"), False
+            if factors is None:
+                at = start if attempt or x_jac is None else x_jac.reshape(B, -1)
+                factors = _lu_factor(_dense_jacobian(G, at, a, tau, form, jacobian, counts))
+                if factors is None:
+                    raise ConvergenceError(
+                        f"Newton did not converge (singular Jacobian) for the {method} step at "
+                        f"t={_first(tau):.6g}; reduce `dt`", residual=math.inf, iterations=0)
+                lu["factors"], fresh = factors, True
+            z, prev = start, None
+            for it in range(1, options.max_iter + 1):  # noqa: B007  (reported on failure)
+                dz = _lu_solve(factors, -G(z))
+                z = z + dz
+                err = float((dz / (atol + tol * z.abs())).pow(2).mean(-1).sqrt().max())
+                if not math.isfinite(err):
+                    break
+                theta = err / prev if prev else 0.0
+                if err <= 1 or (0 < theta < 1 and theta / (1 - theta) * err <= 1):
+                    return z.reshape(b.shape)
+                if theta >= 1 or (theta > 0.5 and not fresh):
+                    break  # diverging, or a stale Jacobian contracting slowly
+                prev = err
+            if fresh:
+                break
+            lu.pop("factors", None)
+    raise ConvergenceError(
+        f"Newton did not converge for the {method} step at t={_first(tau):.6g} after {it} "
+        f"iterations (last scaled increment {err:.3e}); reduce `dt`, use physres.integrate "
+        "for adaptive steps, or raise `max_iter`.", residual=err, iterations=it)
+
+
 def _per_sample(a, ndim: int):
     """A step coefficient as a float, or a (B,) tensor shaped to broadcast over (B, ...)."""
     if isinstance(a, torch.Tensor) and a.ndim > 0:
