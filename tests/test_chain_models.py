@@ -99,3 +99,60 @@ def test_simulate_at_temperature(tmp_path):
         physres.systems.chain.simulate(system, tmp_path / "x.h5", stepper="rk4")
     with pytest.raises(ValueError, match="`dt_save`.*multiple of `dt`"):
         physres.systems.chain.simulate(system, tmp_path / "x.h5", dt=3e-3, dt_save=0.01)
+
+
+def _force_model(**kw):
+    torch.manual_seed(0)
+    options = dict(state_shape=(10, 3), staples=[(1, 8)], width=8, dt=0.1, dtype=torch.float64)
+    m = physres.models.ChainForceEmulator(**{**options, **kw})
+    with torch.no_grad():  # leave the near-identity start so the tests have teeth
+        for p in m.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    return m
+
+
+def test_force_emulator_symmetries_and_centre_of_mass():
+    x = physres.systems.get("bead_chain", n_beads=10).sample_initial(4)
+    rot = torch.from_numpy(Rotation.random(random_state=5).as_matrix())
+    shift = torch.tensor([0.5, 2.0, -1.0])
+    for cutoff in (None, 2.0):
+        m = _force_model(cutoff=cutoff)
+        with torch.no_grad():
+            y = m(x, 0.0, 0.1)
+            assert float((m(x @ rot.T + shift, 0.0, 0.1) - (y @ rot.T + shift)).abs().max()) \
+                < 1e-12
+            assert float((y - x).abs().max()) > 1e-3
+            # equal and opposite pair forces: the centre of mass does not move
+            assert float((y.mean(1) - x.mean(1)).abs().max()) < 1e-13
+
+
+def test_force_emulator_far_pairs_switch_off_at_the_cutoff():
+    # beads 0 and 9 of a straight rod are 9 apart: beyond the cutoff they do not interact,
+    # so moving bead 9 along the rod cannot change bead 0's step (3 sub-steps of chain edges
+    # reach at most 6 beads)
+    x = torch.zeros(1, 10, 3, dtype=torch.float64)
+    x[0, :, 0] = torch.arange(10.0)
+    y = x.clone()
+    y[0, 9, 0] += 0.3
+    m = _force_model(cutoff=2.5, substeps=3, use_staples=False)
+    with torch.no_grad():
+        assert torch.equal(m(x, 0.0, 0.1)[0, 0], m(y, 0.0, 0.1)[0, 0])
+    staple = _force_model(cutoff=2.5, substeps=3, staples=[(0, 9)])
+    with torch.no_grad():
+        assert float((staple(x, 0.0, 0.1)[0, 0] - staple(y, 0.0, 0.1)[0, 0]).abs().max()) > 1e-9
+
+
+def test_force_emulator_save_load_and_bad_arguments(tmp_path):
+    m = _force_model(temperature=0.3, seed=2).eval()
+    x = physres.systems.get("bead_chain", n_beads=10).sample_initial(2)
+    a = m(x, 0.0, 0.1)
+    m.reseed()
+    assert torch.equal(a, m(x, 0.0, 0.1))
+    physres.save(m, tmp_path / "m.pt")
+    loaded = physres.load(tmp_path / "m.pt")
+    loaded.reseed()
+    assert torch.equal(loaded(x, 0.0, 0.1), a)
+    with pytest.raises(ValueError, match=r"`state_shape` must be \(n_beads, 3\)"):
+        physres.models.ChainForceEmulator(state_shape=(10, 2))
+    with pytest.raises(ValueError, match="`substeps`"):
+        physres.models.ChainForceEmulator(state_shape=(10, 3), substeps=0)

@@ -19,7 +19,7 @@ from .base import (
     names,
     register,
 )
-from .chain import ChainGraphEmulator
+from .chain import ChainForceEmulator, ChainGraphEmulator
 from .fields import MLP, PeriodicConv1d, build_net
 from .hybrid import HybridStepper
 from .implicit import ImplicitResNet
@@ -30,6 +30,7 @@ from .resnet import ResNetEmulator
 
 __all__ = [
     "MLP",
+    "ChainForceEmulator",
     "ChainGraphEmulator",
     "REGISTRY",
     "Configurable",

@@ -33,9 +33,15 @@ def _mlp(n_in, width, n_out, act=nn.SiLU):
 
 
 class _EGNNBlock(nn.Module):
-    def __init__(self, width: int):
+    def __init__(self, width: int, n_radial: int, r_max: float):
         super().__init__()
-        self.edge = nn.Sequential(_mlp(2 * width + 1 + len(EDGE_TYPES), width, width), nn.SiLU())
+        self.n_radial = n_radial
+        if n_radial:  # Gaussian radial basis on [0.5, r_max] (Schütt et al. 2017, SchNet)
+            self.register_buffer("centres", torch.linspace(0.5, r_max, n_radial),
+                                 persistent=False)
+            self.gamma = (n_radial / (r_max - 0.5)) ** 2
+        n_in = 2 * width + 1 + n_radial + len(EDGE_TYPES)
+        self.edge = nn.Sequential(_mlp(n_in, width, width), nn.SiLU())
         self.coord = _mlp(width, width, 1)
         self.node = _mlp(2 * width, width, width)
         with torch.no_grad():  # start near the identity step
@@ -46,8 +52,11 @@ class _EGNNBlock(nn.Module):
         d = x[:, dst] - x[:, src]  # (B, E, 3): x_i − x_j for edge j → i
         r = torch.linalg.vector_norm(d, dim=-1, keepdim=True)
         b = x.shape[0]
-        feats = torch.cat([h[:, dst], h[:, src], r, types.expand(b, -1, -1)], dim=-1)
-        m = self.edge(feats)  # (B, E, W)
+        parts = [h[:, dst], h[:, src], r]
+        if self.n_radial:
+            parts.append(torch.exp(-self.gamma * (r - self.centres.to(r.dtype)) ** 2))
+        parts.append(types.expand(b, -1, -1))
+        m = self.edge(torch.cat(parts, dim=-1))  # (B, E, W)
         dx = torch.zeros_like(x).index_add_(1, dst, d / (r + 1.0) * self.coord(m))
         agg = torch.zeros_like(h).index_add_(1, dst, m)
         return x + dx, h + self.node(torch.cat([h, agg], dim=-1))
@@ -65,6 +74,8 @@ class ChainGraphEmulator(LearnedStepper):
     use_staples : bool, include the staple edges
     cutoff : float, optional, also connect all pairs closer than this (recomputed each block)
     width : int, node and message features; depth : int, residual (EGNN) blocks per step
+    n_radial : int, Gaussian radial-basis features of each edge length on [0.5, ``r_max``]
+        (0: the length alone); ``r_max`` defaults to ``cutoff`` (else 3)
     temperature, friction : Euler–Maruyama noise added in evaluation mode (0: deterministic)
     seed : int, seed of that noise
     dt : float, the training step (the model steps only at this dt)
@@ -75,6 +86,7 @@ class ChainGraphEmulator(LearnedStepper):
 
     def __init__(self, state_shape, *, staples=(), use_staples: bool = True,
                  cutoff: float | None = None, width: int = 32, depth: int = 3,
+                 n_radial: int = 0, r_max: float | None = None,
                  temperature: float = 0.0, friction: float = 1.0, seed: int = 0,
                  dt: float | None = None, dtype: torch.dtype = torch.float32):
         shape = state_shape_arg(state_shape)
@@ -104,7 +116,12 @@ class ChainGraphEmulator(LearnedStepper):
         types = nn.functional.one_hot(torch.cat([kinds, kinds]), len(EDGE_TYPES))
         self.register_buffer("types", types.to(dtype).unsqueeze(0), persistent=False)
         self.embed = nn.Embedding(n, width, dtype=dtype)
-        self.blocks = nn.ModuleList(_EGNNBlock(width) for _ in range(depth)).to(dtype)
+        n_radial = _checks.positive_int("n_radial", n_radial, allow_zero=True)
+        r_max = _checks.positive("r_max", r_max if r_max is not None else (cutoff or 3.0))
+        if n_radial and r_max <= 0.5:
+            raise ValueError(f"`r_max` must be > 0.5 (the first radial centre), got {r_max:g}")
+        self.blocks = nn.ModuleList(_EGNNBlock(width, n_radial, r_max)
+                                    for _ in range(depth)).to(dtype)
 
     def _edges(self, x):
         if self.cutoff is None:
@@ -127,6 +144,124 @@ class ChainGraphEmulator(LearnedStepper):
         for block in self.blocks:
             self.nfev += 1
             y, h = block(y, h, *self._edges(y))
+        out = y.to(x.dtype)
+        if self.temperature > 0 and not self.training:
+            scale = math.sqrt(2.0 * self.temperature * float(dt) / self.friction)
+            out = out + scale * self._noise(out)
+        return out
+
+    def _noise(self, like):
+        if self._generator is None or self._generator.device != like.device:
+            self._generator = torch.Generator(device=like.device).manual_seed(self.seed)
+        return torch.randn(like.shape, generator=self._generator, dtype=like.dtype,
+                           device=like.device)
+
+    def reseed(self, seed: int | None = None) -> None:
+        """Restart the noise stream (from ``seed`` or the constructor's)."""
+        if seed is not None:
+            self.seed = _checks.positive_int("seed", seed, allow_zero=True)
+        self._generator = None
+
+
+@register("chain_force")
+class ChainForceEmulator(LearnedStepper):
+    """Learned drift of a bead chain (state (n_beads, 3)): pair forces on the bead graph,
+    integrated in ``substeps`` explicit Euler sub-steps per step.
+
+    Each sub-step moves every bead along its edges (bonds ``|i − j| = 1``, next neighbours
+    ``|i − j| = 2``, staples, and with ``cutoff`` every other pair ``|i − j| ≥ 3``):
+
+        x_i ← x_i + (1/K) Σ_j (x_j − x_i) · φ(r_ij, type_ij, e_i, e_j) · s(r_ij)
+
+    with ``K = substeps``, ``e_i`` a learned embedding of bead i, and ``s`` a smooth envelope
+    ``½(1 + cos(π r/cutoff))`` that switches the far pairs off at the cutoff (1 on the chain
+    and staple edges). ``φ`` is symmetric in ``(i, j)``, so the forces are equal and opposite:
+    the centre of mass is kept exactly, the step is rotation equivariant and translation
+    invariant. It is the structure of the true field (a sum of radial pair forces: bonds,
+    bending seen through the next-neighbour distance, staples, Gō contacts, WCA), so the network
+    learns per-pair force laws rather than a whole flow map. ``use_staples=False`` drops the
+    staple edges (a staple's partners then interact only as far pairs, within ``cutoff``).
+    With ``temperature > 0`` evaluation adds Euler–Maruyama noise ``sqrt(2kT·dt/γ)·ξ``.
+
+    Parameters
+    ----------
+    state_shape : ``(n_beads, 3)``
+    staples : sequence of ``(i, j)`` (or ``(i, j, k, r0)``)
+    use_staples : bool
+    cutoff : float, optional, range of the far pairs (None: chain and staple edges only)
+    width : int, embedding and hidden width; n_radial : int, Gaussian radial features of the
+        edge length on [0.5, ``cutoff`` or 3]
+    substeps : int, Euler sub-steps per step
+    temperature, friction, seed : evaluation-mode noise (0: deterministic)
+    dt : float, the training step; dtype : parameter dtype
+    """
+
+    fixed_dt = True
+
+    def __init__(self, state_shape, *, staples=(), use_staples: bool = True,
+                 cutoff: float | None = 2.5, width: int = 32, n_radial: int = 16,
+                 substeps: int = 4, temperature: float = 0.0, friction: float = 1.0,
+                 seed: int = 0, dt: float | None = None, dtype: torch.dtype = torch.float32):
+        shape = state_shape_arg(state_shape)
+        if len(shape) != 2 or shape[1] != 3:
+            raise ValueError(f"`state_shape` must be (n_beads, 3), got {shape}")
+        super().__init__(shape, dt=dt)
+        n = shape[0]
+        self.use_staples = bool(use_staples)
+        self.cutoff = None if cutoff is None else _checks.positive("cutoff", cutoff)
+        self.substeps = _checks.positive_int("substeps", substeps)
+        self.temperature = _checks.positive("temperature", temperature, allow_zero=True)
+        self.friction = _checks.positive("friction", friction)
+        self.seed = _checks.positive_int("seed", seed, allow_zero=True)
+        self._generator = None
+        width = _checks.positive_int("width", width)
+        n_radial = _checks.positive_int("n_radial", n_radial)
+        dtype = real_dtype_arg(dtype)
+        pairs = {(i, i + 1): 0 for i in range(n - 1)} | {(i, i + 2): 1 for i in range(n - 2)}
+        if self.cutoff is not None:
+            pairs |= {(i, j): 3 for i in range(n) for j in range(i + 3, n)}
+        for s in staples if use_staples else ():
+            i, j = sorted((int(s[0]), int(s[1])))
+            if i < 0 or j >= n or j - i < 1:
+                raise ValueError(f"`staples` entry {tuple(s)!r} is out of range for {n} beads")
+            pairs[(i, j)] = 2
+        ij = torch.tensor(list(pairs), dtype=torch.long)
+        kinds = torch.tensor(list(pairs.values()), dtype=torch.long)
+        self.register_buffer("src", ij[:, 0].clone(), persistent=False)
+        self.register_buffer("dst", ij[:, 1].clone(), persistent=False)
+        self.register_buffer("far", (kinds == 3).to(dtype), persistent=False)
+        self.register_buffer("types", nn.functional.one_hot(kinds, len(EDGE_TYPES)).to(dtype),
+                             persistent=False)
+        r_max = self.cutoff or 3.0
+        self.register_buffer("centres", torch.linspace(0.5, r_max, n_radial, dtype=dtype),
+                             persistent=False)
+        self.gamma = (n_radial / (r_max - 0.5)) ** 2 if r_max > 0.5 else 1.0
+        self.embed = nn.Embedding(n, width, dtype=dtype)
+        self.pair = nn.Linear(2 * width + len(EDGE_TYPES), width, dtype=dtype)
+        self.radial = nn.Linear(n_radial + 1, width, bias=False, dtype=dtype)
+        self.head = nn.Sequential(nn.SiLU(), nn.Linear(width, width, dtype=dtype), nn.SiLU(),
+                                  nn.Linear(width, 1, dtype=dtype))
+        with torch.no_grad():  # start near the identity step
+            self.head[-1].weight.mul_(1e-2)
+            self.head[-1].bias.zero_()
+
+    def _step(self, x, t, dt):
+        self.check_step_size(dt)
+        y = x.to(self.net_dtype)
+        e = self.embed.weight
+        ei, ej = e[self.src], e[self.dst]
+        static = self.pair(torch.cat([ei + ej, ei * ej, self.types], dim=-1))  # (E, W)
+        for _ in range(self.substeps):
+            self.nfev += 1
+            d = y[:, self.dst] - y[:, self.src]  # (B, E, 3): x_j − x_i
+            r = torch.linalg.vector_norm(d, dim=-1, keepdim=True)
+            rbf = torch.exp(-self.gamma * (r - self.centres) ** 2)
+            phi = self.head(static + self.radial(torch.cat([rbf, r], dim=-1)))  # (B, E, 1)
+            if self.cutoff is not None:
+                env = 0.5 * (1.0 + torch.cos(torch.pi * (r / self.cutoff).clamp(max=1.0)))
+                phi = phi * (1.0 + self.far.unsqueeze(-1) * (env - 1.0))
+            f = phi * d / self.substeps
+            y = y + torch.zeros_like(y).index_add_(1, self.src, f).index_add_(1, self.dst, -f)
         out = y.to(x.dtype)
         if self.temperature > 0 and not self.training:
             scale = math.sqrt(2.0 * self.temperature * float(dt) / self.friction)

@@ -41,8 +41,7 @@ class VerletList:
         return self.i, self.j
 
     def _moved(self, x, ref) -> bool:
-        d = x - ref
-        return bool((d * d).sum(-1).amax() > 0.25 * self.skin**2)
+        return bool(torch.linalg.vector_norm(x - ref, dim=-1).amax() > 0.5 * self.skin)
 
     def _build(self, x):
         b, n, _ = x.shape

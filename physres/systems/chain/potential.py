@@ -20,7 +20,6 @@ Terms
 from __future__ import annotations
 
 import torch
-from torch.nn.functional import pad as nn_pad
 
 
 def harmonic(r, k, r0):
@@ -160,27 +159,23 @@ def backbone(xs, k_bond, r0, k_angle, cos0, span=None, energy=True):
     inv = r2.rsqrt()
     u = None
     if span is None:  # ∂U/∂d = k(r − r0)/r · d
-        grad = torch.addcmul(torch.as_tensor(float(k_bond), dtype=xs.dtype), r0 * k_bond,
-                             inv, value=-1.0) * d
-        if energy:
-            u = (0.5 * k_bond) * ((r2 * inv - r0) ** 2).sum(-1)
+        grad = (k_bond - (k_bond * r0) * inv) * d
+        u = (0.5 * k_bond) * ((r2 * inv - r0) ** 2).sum(-1) if energy else None
     else:
         ub, g = fene(r2 * inv, k_bond, r0, span)
         grad = (g * inv) * d
-        if energy:
-            u = ub.sum(-1)
+        u = ub.sum(-1) if energy else None
     if k_angle > 0:
         e = d * inv
         a, b = e[..., :-1], e[..., 1:]
         m = (a * b).sum(0)  # −cos θ at the inner beads, (B, N−2)
         w = (m + cos0) * (-k_angle)  # dU/dcos θ = k(cos θ − cos θ0)
         # ∂cos θ/∂d_{i−1} = −(b + cos θ·a)/r_{i−1},  ∂cos θ/∂d_i = −(a + cos θ·b)/r_i
-        ga = (w * inv[:, :-1]) * torch.addcmul(b, m, a, value=-1.0)
-        gb = (w * inv[:, 1:]) * torch.addcmul(a, m, b, value=-1.0)
-        grad = grad - nn_pad(ga, (0, 1)) - nn_pad(gb, (1, 0))
+        grad[..., :-1] -= (w * inv[:, :-1]) * torch.addcmul(b, m, a, value=-1.0)
+        grad[..., 1:] -= (w * inv[:, 1:]) * torch.addcmul(a, m, b, value=-1.0)
         if energy:
             u = u + (0.5 * k_angle) * ((m + cos0) ** 2).sum(-1)
-    return u, nn_pad(grad, (0, 1)) - nn_pad(grad, (1, 0))
+    return u, torch.cat([grad[..., :1], grad[..., 1:] - grad[..., :-1], -grad[..., -1:]], -1)
 
 
 def wca_r2(r2, epsilon, sigma, energy=True):

@@ -16,7 +16,7 @@ from .neighbours import VerletList
 from .targets import native_contacts, resolve
 
 MIN_STAPLE_SEPARATION = 3  # |i − j| = 1 is a bond, 2 is held by the bending term
-AUTO_VERLET_BEADS = 24  # pairs="auto": the Verlet list from this many beads on
+AUTO_VERLET_BEADS = 16  # pairs="auto": the Verlet list from this many beads on
 
 
 @register("bead_chain")
