@@ -82,9 +82,74 @@ class Grid1D:
 
 
 def _dst1(x: torch.Tensor) -> torch.Tensor:
-    """Type-I DST ``S_k = Σ_j x_j sin(π(k+1)(j+1)/(n+1))`` through an FFT of the odd extension."""
+    """Type-I DST ``S_k = Σ_j x_j sin(π(k+1)(j+1)/(n+1))`` along the last axis.
+
+    Through an FFT of the odd extension (length ``2n + 2``) when ``n + 1`` has no prime factor
+    above 13 (FFT libraries are fast there); otherwise (e.g. n = 2048: 2n + 2 = 4098 = 2·3·683)
+    by Bluestein's chirp-z algorithm on FFTs of a 7-smooth length ``M ≥ 2n − 1``, which avoids
+    the slow-length cliff.
+    Differentiable; real input gives a complex result with zero imaginary part.
+    """
     n = x.shape[-1]
     x = x.to(torch.promote_types(x.dtype, torch.complex64))
-    zero = torch.zeros(*x.shape[:-1], 1, dtype=x.dtype, device=x.device)
-    y = torch.cat([zero, x, zero, -x.flip(-1)], dim=-1)  # (..., 2n + 2)
-    return 0.5j * torch.fft.fft(y, dim=-1)[..., 1:n + 1]
+    if _largest_prime_factor(n + 1) <= 13:
+        zero = torch.zeros(*x.shape[:-1], 1, dtype=x.dtype, device=x.device)
+        y = torch.cat([zero, x, zero, -x.flip(-1)], dim=-1)  # (..., 2n + 2)
+        return 0.5j * torch.fft.fft(y, dim=-1)[..., 1:n + 1]
+    chirp, kernel, m = _bluestein_plan(n, x.dtype, x.device)
+    # E(z)_k = Σ_j z_j e^{iπ(j+1)(k+1)/(n+1)} for z = x and z = conj(x); S = (E(x) − conj E(x̄))/2i
+    buf = x.new_zeros((2, *x.shape[:-1], m))  # one zero-padded buffer for both transforms
+    buf[0, ..., :n] = x * chirp
+    buf[1, ..., :n] = x.conj() * chirp
+    conv = torch.fft.ifft(torch.fft.fft(buf, dim=-1) * kernel, dim=-1)[..., :n] * chirp
+    return -0.5j * (conv[0] - conv[1].conj())
+
+
+def _largest_prime_factor(n: int) -> int:
+    p, largest = 2, 1
+    while p * p <= n:
+        while n % p == 0:
+            n, largest = n // p, p
+        p += 1
+    return max(largest, n) if n > 1 else largest
+
+
+def _fast_len(n: int) -> int:
+    """The smallest 2·3·5·7-smooth integer >= n."""
+    best = 1 << max(n - 1, 0).bit_length()
+    p7 = 1
+    while p7 < best:
+        p5 = p7
+        while p5 < best:
+            p3 = p5
+            while p3 < best:
+                p2 = p3
+                while p2 < n:
+                    p2 *= 2
+                best = min(best, p2)
+                p3 *= 3
+            p5 *= 5
+        p7 *= 7
+    return best
+
+
+_PLANS: dict = {}
+
+
+def _bluestein_plan(n: int, dtype, device):
+    """Chirp ``w_j = e^{iπ(j+1)²/(2(n+1))}`` (n,) and the FFT (length ``m``) of the kernel
+    ``conj(w)`` at offsets ``−(n−1) … n−1``, cached per (n, dtype, device)."""
+    key = (n, dtype, device)
+    if key not in _PLANS:
+        m = _fast_len(2 * n - 1)
+        four_n1 = 4 * (n + 1)
+        j = np.arange(1, n + 1, dtype=np.int64)
+        chirp = np.exp(1j * np.pi * ((j * j) % four_n1) / (2 * (n + 1)))  # (n,)
+        d = np.arange(n, dtype=np.int64)
+        inv = np.exp(-1j * np.pi * ((d * d) % four_n1) / (2 * (n + 1)))  # conj chirp at offset d
+        b = np.zeros(m, dtype=np.complex128)
+        b[:n] = inv
+        b[m - n + 1:] = inv[1:][::-1]  # negative offsets wrap around
+        _PLANS[key] = (torch.from_numpy(chirp).to(dtype=dtype, device=device),
+                       torch.fft.fft(torch.from_numpy(b)).to(dtype=dtype, device=device), m)
+    return _PLANS[key]
