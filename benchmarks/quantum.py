@@ -13,8 +13,12 @@
    ``physres.training.fit`` on reference trajectories of random packets and rolled out 1000
    steps from 16 held-out packets: ``unitary_cayley`` (target: |norm − 1| < 1e-6 and fidelity
    > 0.99) beside the unconstrained conv1d ``resnet`` and Crank–Nicolson on the exact H.
+5. (part ``split_cost``) One split-operator step vs one explicit Euler step on a Dirichlet grid
+   (fd3, harmonic trap, batch 16) at n = 128 … 8192, including sizes where 2n + 2 is a slow FFT
+   length (n = 2048: 4098 = 2·3·683) and the sine transform goes through Bluestein's algorithm.
+   Target: ≤ 2.5 Euler steps at every n.
 
-    python benchmarks/quantum.py [--quick] [--out benchmarks/results/quantum.json]
+    python benchmarks/quantum.py [--quick] [--parts ...] [--out benchmarks/results/quantum.json]
 
 Torch runs on one thread (the machine is shared); prints ratios and writes JSON. No timing is
 asserted anywhere.
@@ -45,6 +49,17 @@ def _median_time(fn, repeat: int, number: int) -> float:
             fn()
         times.append((time.perf_counter() - start) / number)
     return float(np.median(times))
+
+
+def _best_time(fn, repeat: int, number: int) -> float:
+    fn()
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.perf_counter()
+        for _ in range(number):
+            fn()
+        best = min(best, (time.perf_counter() - start) / number)
+    return best
 
 
 def bench_step_cost(repeat: int) -> dict:
@@ -196,7 +211,33 @@ def bench_emulators(n_grid: int, steps: int, resnet_steps: int, workdir: Path) -
     return out
 
 
-PARTS = ("step_cost", "vs_expm_multiply", "euler_instability", "emulators")
+def bench_split_cost(sizes, batch: int, repeat: int) -> dict:
+    from physres.systems.quantum.grid import _DIRECT_MAX_PRIME, _largest_prime_factor
+
+    rows = []
+    for n in sizes:
+        qs = physres.systems.get("schrodinger_1d", n=n, x_min=-20.0, x_max=20.0, kinetic="fd3",
+                                 boundary="dirichlet")
+        x = qs.sample_initial(batch)
+        euler = physres.steppers.get("euler", qs.rhs)
+        split = physres.steppers.get("split_operator", qs.rhs)
+        number = max(1, 4096 // n)
+        te, ts = [], []
+        for _ in range(repeat):  # interleaved; the best of many, robust to a loaded machine
+            te.append(_best_time(lambda s=euler, x=x: s._step(x, 0.0, 1e-3), 5, number))
+            ts.append(_best_time(lambda s=split, x=x: s._step(x, 0.0, 1e-3), 5, number))
+        te, ts = min(te), min(ts)
+        path = ("fft(2n+2)" if _largest_prime_factor(n + 1) <= _DIRECT_MAX_PRIME
+                else "bluestein")
+        rows.append({"n": n, "largest_prime_factor_of_n_plus_1": _largest_prime_factor(n + 1),
+                     "dst": path, "euler_ms": te * 1e3, "split_ms": ts * 1e3, "ratio": ts / te})
+        print(f"split_operator / euler, Dirichlet n={n:5d} (n+1 lpf "
+              f"{_largest_prime_factor(n + 1):5d}, {path:9s}): euler {te * 1e3:8.3f} ms, "
+              f"split {ts * 1e3:8.3f} ms, ratio {ts / te:5.2f} (target <= 2.5)", flush=True)
+    return {"batch": batch, "rows": rows, "worst_ratio": max(r["ratio"] for r in rows)}
+
+
+PARTS = ("step_cost", "vs_expm_multiply", "euler_instability", "emulators", "split_cost")
 
 
 def main():
@@ -219,6 +260,9 @@ def main():
             256 if args.quick else 512, 16 if args.quick else 64, (1e-1, 1e-2, 1e-3, 1e-4))
     if "euler_instability" in parts:
         results["euler_instability"] = bench_euler_instability()
+    if "split_cost" in parts:
+        sizes = (128, 255, 256, 511, 512, 1023, 1024, 2047, 2048, 4095, 4096, 8191, 8192)
+        results["split_cost"] = bench_split_cost(sizes, 16, 3 if args.quick else 5)
     if "emulators" in parts:
         with tempfile.TemporaryDirectory() as workdir:
             results["emulators"] = bench_emulators(256, 400 if args.quick else 1500,

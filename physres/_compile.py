@@ -166,7 +166,12 @@ def _key(stepper, x, length, saves, dt, options):
             tuple(sorted((options or {}).items())))
 
 
-def get_chunk(stepper, step, x, length, saves, dt, options, *, warn: bool):
+def has_entries() -> bool:
+    """Whether any chunk has been compiled in this process (cheap; imports nothing)."""
+    return bool(_CACHE)
+
+
+def get_chunk(stepper, step, x, length, saves, dt, options):
     """The cached compiled chunk for this signature, compiling it on first use; None when this
     signature failed before (eager fallback)."""
     key = _key(stepper, x, length, saves, dt, options)

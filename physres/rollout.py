@@ -118,22 +118,19 @@ class _Run:
         k = _chunk_length(k, self.save_every)
         self.report["chunk"] = k
         self.options = options
-        if not forced and not self._auto_allowed():
-            self.eager(self.n_steps)
-            return
         if forced and not _compile.available():
-            self.options = options
             self._fallback(RuntimeError("torch.compile is not available here"), k, (), forced)
             self.eager(self.n_steps)
             return
         # Warm-up: eager steps up to the first multiple of k (at least one: it fills any
         # per-dt caches of the stepper, so the graph sees them settled), timed for "auto".
-        first = min(self.n_steps, max(k, 1))
+        first = min(self.n_steps, k)
         start = time.perf_counter()
         self.eager(1)
         mid = time.perf_counter()
         self.eager(first)
-        per_step = (time.perf_counter() - mid) / max(first - 1, 1) if first > 1 else mid - start
+        per_step = (time.perf_counter() - mid) / (first - 1) if first > 1 else mid - start
+        allowed = None  # "auto": checked only once a compile could pay
         while self.n < self.n_steps:
             length = min(k, self.n_steps - self.n)
             if self.save_every > k:  # end chunks on save points
@@ -143,13 +140,17 @@ class _Run:
                 break
             saves = tuple(i for i in range(1, length + 1)
                           if (self.n + i) % self.save_every == 0)
-            ready = _compile.cached(self.stepper, self.x, length, saves, self.dt, options)
-            if not (forced or ready or per_step * (self.n_steps - self.n)
-                    >= _compile.AUTO_MIN_SECONDS):
-                self.eager(self.n_steps)
-                break
+            if not forced:
+                pays = per_step * (self.n_steps - self.n) >= _compile.AUTO_MIN_SECONDS
+                if allowed is None and (pays or _compile.has_entries()):
+                    allowed = self._auto_allowed()
+                ready = bool(allowed) and _compile.cached(self.stepper, self.x, length, saves,
+                                                          self.dt, options)
+                if not (allowed and (pays or ready)):
+                    self.eager(self.n_steps)
+                    break
             entry = _compile.get_chunk(self.stepper, self.step, self.x, length, saves,
-                                       self.dt, options, warn=forced)
+                                       self.dt, options)
             if entry is None or not self._compiled_chunk(entry, length, saves, forced):
                 self.eager(self.n_steps)
                 break

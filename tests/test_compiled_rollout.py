@@ -73,16 +73,23 @@ def test_no_recompile_on_second_call_and_compile_time_reported():
     from torch._dynamo.utils import counters
 
     x0, dt, n = _problem()
-    step = physres.steppers.get("heun", _decay)
-    physres.rollout(step, x0, dt, n, compile=True, chunk=4)
+    step = physres.steppers.get("euler", _decay)
+    physres.rollout(step, x0, dt, n, compile=True, chunk=2)
     first = dict(_compile.last_run)
     graphs = counters["stats"]["unique_graphs"]
-    again = physres.rollout(step, x0 + 0.1, dt, n, compile=True, chunk=4)
+    again = physres.rollout(step, x0 + 0.1, dt, n, compile=True, chunk=2)
     assert counters["stats"]["unique_graphs"] == graphs  # no new graph, no recompile
     assert first["compile_s"] > 0 and _compile.last_run["compile_s"] == 0.0
     assert _compile.last_run["compiled_steps"] == first["compiled_steps"] > 0
-    torch.testing.assert_close(again, physres.rollout(step, x0 + 0.1, dt, n, compile=False),
-                               rtol=1e-13, atol=1e-14)
+    eager = physres.rollout(step, x0 + 0.1, dt, n, compile=False)
+    torch.testing.assert_close(again, eager, rtol=1e-13, atol=1e-14)
+    # "auto" reuses the compiled chunk (no compile cost left) and stays eager otherwise
+    auto = physres.rollout(step, x0 + 0.1, dt, n, chunk=2)
+    assert _compile.last_run["compiled"] and _compile.last_run["compile_s"] == 0.0
+    torch.testing.assert_close(auto, eager, rtol=1e-13, atol=1e-14)
+    physres.rollout(step, x0, dt, n, chunk=3)  # a new signature, a short run: not compiled
+    assert not _compile.last_run["compiled"]
+    assert counters["stats"]["unique_graphs"] == graphs
 
 
 def test_uncompilable_stepper_falls_back():
@@ -112,7 +119,7 @@ def test_compile_argument_checked():
 
 
 def test_compiled_step_counts_and_gradients():
-    step = physres.steppers.get("rk4", _decay)
+    step = physres.steppers.get("heun", _decay)
     fast = _compile.compiled_step(step)
     x = torch.tensor([[0.2, -1.0]], dtype=torch.float64, requires_grad=True)
     y = fast(fast(x, 0.0, 0.1), 0.1, 0.1)
@@ -121,7 +128,7 @@ def test_compiled_step_counts_and_gradients():
     (g,) = torch.autograd.grad(y.sum(), x)
     (g_ref,) = torch.autograd.grad(ref.sum(), x)
     torch.testing.assert_close(g, g_ref, rtol=1e-12, atol=1e-13)
-    assert step.nfev == 16
+    assert step.nfev == 8
 
 
 def test_import_does_not_load_scipy_integrate():

@@ -85,14 +85,14 @@ def _dst1(x: torch.Tensor) -> torch.Tensor:
     """Type-I DST ``S_k = Σ_j x_j sin(π(k+1)(j+1)/(n+1))`` along the last axis.
 
     Through an FFT of the odd extension (length ``2n + 2``) when ``n + 1`` has no prime factor
-    above 13 (FFT libraries are fast there); otherwise (e.g. n = 2048: 2n + 2 = 4098 = 2·3·683)
+    above ``_DIRECT_MAX_PRIME``; otherwise (e.g. n = 2048: 2n + 2 = 4098 = 2·3·683)
     by Bluestein's chirp-z algorithm on FFTs of a 7-smooth length ``M ≥ 2n − 1``, which avoids
     the slow-length cliff.
     Differentiable; real input gives a complex result with zero imaginary part.
     """
     n = x.shape[-1]
     x = x.to(torch.promote_types(x.dtype, torch.complex64))
-    if _largest_prime_factor(n + 1) <= 13:
+    if _largest_prime_factor(n + 1) <= _DIRECT_MAX_PRIME:
         zero = torch.zeros(*x.shape[:-1], 1, dtype=x.dtype, device=x.device)
         y = torch.cat([zero, x, zero, -x.flip(-1)], dim=-1)  # (..., 2n + 2)
         return 0.5j * torch.fft.fft(y, dim=-1)[..., 1:n + 1]
@@ -103,6 +103,9 @@ def _dst1(x: torch.Tensor) -> torch.Tensor:
     buf[1, ..., :n] = x.conj() * chirp
     conv = torch.fft.ifft(torch.fft.fft(buf, dim=-1) * kernel, dim=-1)[..., :n] * chirp
     return -0.5j * (conv[0] - conv[1].conj())
+
+
+_DIRECT_MAX_PRIME = 100  # above it, a radix-p FFT pass costs more than Bluestein's 4 FFTs
 
 
 def _largest_prime_factor(n: int) -> int:
