@@ -17,6 +17,8 @@
    (fd3, harmonic trap, batch 16) at n = 128 … 8192, including sizes where 2n + 2 is a slow FFT
    length (n = 2048: 4098 = 2·3·683) and the sine transform goes through Bluestein's algorithm.
    Target: ≤ 2.5 Euler steps at every n.
+6. (part ``cn_row``) The crank_nicolson row of 2. at 8192 steps (N = 512, 64 trajectories)
+   against ``expm_multiply``, interleaved.
 
     python benchmarks/quantum.py [--quick] [--parts ...] [--out benchmarks/results/quantum.json]
 
@@ -137,6 +139,45 @@ def bench_vs_expm_multiply(n_grid: int, batch: int, targets) -> dict:
     return out
 
 
+def bench_cn_row(n_grid: int, batch: int, n_steps: int, repeat: int) -> dict:
+    """The crank_nicolson row at a fixed step count (part ``cn_row``): its error and time per
+    trajectory against ``expm_multiply`` on one vector and on the whole batch, interleaved."""
+    qs = physres.systems.get("schrodinger_1d", n=n_grid, x_min=-15.0, x_max=15.0,
+                             kinetic="fd3")
+    x = qs.sample_initial(batch, seed=1)
+    t_end = 2 * math.pi
+    op = qs.linear_operator(0.0)
+    exact = op.expm_apply(t_end, x)
+    A = op.sparse()
+    B = x.numpy().T.copy()
+    step = physres.steppers.get("crank_nicolson", qs.rhs)
+    t_cn, t_batched, t_single = [], [], []
+    for _ in range(repeat):  # interleaved
+        start = time.perf_counter()
+        y = physres.rollout(step, x, t_end / n_steps, n_steps, save_every=n_steps,
+                            compile=False)[:, -1]
+        t_cn.append((time.perf_counter() - start) / batch)
+        start = time.perf_counter()
+        expm_multiply(A * t_end, B)
+        t_batched.append((time.perf_counter() - start) / batch)
+        start = time.perf_counter()
+        for j in range(4):
+            expm_multiply(A * t_end, B[:, j])
+        t_single.append((time.perf_counter() - start) / 4)
+    err = _rel_err(y, exact)
+    out = {"n_grid": n_grid, "batch": batch, "n_steps": n_steps, "error": err,
+           "crank_nicolson_s_per_traj": min(t_cn),
+           "expm_multiply_batched_s_per_traj": min(t_batched),
+           "expm_multiply_single_s_per_traj": min(t_single)}
+    out["cn_over_batched"] = out["crank_nicolson_s_per_traj"] / out[
+        "expm_multiply_batched_s_per_traj"]
+    print(f"crank_nicolson n={n_grid} batch {batch}: {n_steps} steps, error {err:.1e}, "
+          f"{min(t_cn) * 1e3:.2f} ms/traj; expm_multiply {min(t_single) * 1e3:.2f} ms/traj "
+          f"per vector, {min(t_batched) * 1e3:.2f} ms/traj batched; crank_nicolson / batched "
+          f"= {out['cn_over_batched']:.2f}")
+    return out
+
+
 def bench_euler_instability() -> dict:
     qs = physres.systems.get("schrodinger_1d", n=128, x_min=-10.0, x_max=10.0)
     x = qs.sample_initial(1, seed=2)
@@ -237,7 +278,8 @@ def bench_split_cost(sizes, batch: int, repeat: int) -> dict:
     return {"batch": batch, "rows": rows, "worst_ratio": max(r["ratio"] for r in rows)}
 
 
-PARTS = ("step_cost", "vs_expm_multiply", "euler_instability", "emulators", "split_cost")
+PARTS = ("step_cost", "vs_expm_multiply", "euler_instability", "emulators", "split_cost",
+         "cn_row")
 
 
 def main():
@@ -263,6 +305,8 @@ def main():
     if "split_cost" in parts:
         sizes = (128, 255, 256, 511, 512, 1023, 1024, 2047, 2048, 4095, 4096, 8191, 8192)
         results["split_cost"] = bench_split_cost(sizes, 16, 3 if args.quick else 5)
+    if "cn_row" in parts:
+        results["cn_row"] = bench_cn_row(512, 64, 8192, 2 if args.quick else 3)
     if "emulators" in parts:
         with tempfile.TemporaryDirectory() as workdir:
             results["emulators"] = bench_emulators(256, 400 if args.quick else 1500,

@@ -37,7 +37,7 @@ __all__ = ["CompileFallbackWarning", "available", "clear_cache", "compiled_step"
 log = logging.getLogger(__name__)
 
 DEFAULT_CHUNK = 32  # steps per compiled graph (compile time grows with it; see docs/benchmarks.md)
-AUTO_MIN_SECONDS = 30.0  # compile="auto" compiles when the eager run would take at least this
+AUTO_MIN_SECONDS = 60.0  # compile="auto" compiles when the eager run would take at least this
 MAX_ENTRIES = 64  # compiled chunks kept (least recently used dropped)
 
 stats = {"compiles": 0, "compile_s": 0.0, "fallbacks": 0, "compiled_chunks": 0}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import threading
 
 import numpy as np
 import torch
@@ -82,14 +83,66 @@ class Grid1D:
 
 
 def _dst1(x: torch.Tensor) -> torch.Tensor:
-    """Type-I DST ``S_k = Σ_j x_j sin(π(k+1)(j+1)/(n+1))`` along the last axis.
+    """Type-I DST ``S_k = Σ_j x_j sin(π(k+1)(j+1)/(n+1))`` along the last axis (complex result).
 
-    Through an FFT of the odd extension (length ``2n + 2``) when ``n + 1`` has no prime factor
-    above ``_DIRECT_MAX_PRIME``; otherwise (e.g. n = 2048: 2n + 2 = 4098 = 2·3·683)
-    by Bluestein's chirp-z algorithm on FFTs of a 7-smooth length ``M ≥ 2n − 1``, which avoids
-    the slow-length cliff.
-    Differentiable; real input gives a complex result with zero imaginary part.
+    On the CPU: scipy's pocketfft real-to-real DST-I when ``n + 1`` has no prime factor above
+    ``_DIRECT_MAX_PRIME``, else Bluestein's chirp-z algorithm on pocketfft FFTs of a 7-smooth
+    length ``M ≥ 2n − 1`` (e.g. n = 2048, where 2n + 2 = 4098 = 2·3·683 is a slow FFT length).
+    Elsewhere: torch FFTs (of the odd extension, or Bluestein). Differentiable: ``S`` is real
+    symmetric, so the backward pass is the same transform.
     """
+    if x.device.type == "cpu":
+        return _DST1.apply(x)
+    return _dst1_torch(x)
+
+
+class _DST1(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.real = not x.is_complex()
+        a = x.detach().resolve_conj().resolve_neg().numpy()
+        return torch.from_numpy(_dst1_numpy(a.astype(np.result_type(a.dtype, np.complex64))))
+
+    @staticmethod
+    def backward(ctx, grad):
+        g = _DST1.apply(grad)
+        return g.real if ctx.real else g
+
+
+def _dst1_numpy(a: np.ndarray) -> np.ndarray:
+    import scipy.fft as sfft
+
+    n = a.shape[-1]
+    if _largest_prime_factor(n + 1) <= _DIRECT_MAX_PRIME:
+        return 0.5 * sfft.dst(a, type=1, axis=-1, workers=1)  # scipy's DST-I is twice ours
+    chirp, kernel, m = _bluestein_plan_numpy(n, a.dtype)
+    # few, reused temporaries: on a busy machine fresh megabyte arrays cost more than the FFTs
+    buf = _workspace((2, *a.shape[:-1], m), a.dtype)
+    np.multiply(a, chirp, out=buf[0, ..., :n])
+    np.multiply(a.conj(), chirp, out=buf[1, ..., :n])
+    buf[..., n:] = 0
+    f = sfft.fft(buf, axis=-1, workers=1, overwrite_x=True)
+    f *= kernel
+    conv = sfft.ifft(f, axis=-1, workers=1, overwrite_x=True)[..., :n]
+    out = np.multiply(conv[0], chirp)
+    out -= np.conj(conv[1] * chirp)
+    out *= -0.5j
+    return out
+
+
+_LOCAL = threading.local()
+
+
+def _workspace(shape, dtype) -> np.ndarray:
+    """A per-thread scratch array of ``shape`` (reused across calls of the same shape)."""
+    key = (shape, np.dtype(dtype).str)
+    cache = getattr(_LOCAL, "buffers", None)
+    if cache is None or key not in cache:
+        _LOCAL.buffers = {key: np.zeros(shape, dtype=dtype)}  # keep only the latest shape
+    return _LOCAL.buffers[key]
+
+
+def _dst1_torch(x: torch.Tensor) -> torch.Tensor:
     n = x.shape[-1]
     x = x.to(torch.promote_types(x.dtype, torch.complex64))
     if _largest_prime_factor(n + 1) <= _DIRECT_MAX_PRIME:
@@ -98,10 +151,8 @@ def _dst1(x: torch.Tensor) -> torch.Tensor:
         return 0.5j * torch.fft.fft(y, dim=-1)[..., 1:n + 1]
     chirp, kernel, m = _bluestein_plan(n, x.dtype, x.device)
     # E(z)_k = Σ_j z_j e^{iπ(j+1)(k+1)/(n+1)} for z = x and z = conj(x); S = (E(x) − conj E(x̄))/2i
-    buf = x.new_zeros((2, *x.shape[:-1], m))  # one zero-padded buffer for both transforms
-    buf[0, ..., :n] = x * chirp
-    buf[1, ..., :n] = x.conj() * chirp
-    conv = torch.fft.ifft(torch.fft.fft(buf, dim=-1) * kernel, dim=-1)[..., :n] * chirp
+    both = torch.stack([x, x.conj()]) * chirp
+    conv = torch.fft.ifft(torch.fft.fft(both, m, dim=-1) * kernel, dim=-1)[..., :n] * chirp
     return -0.5j * (conv[0] - conv[1].conj())
 
 
@@ -137,6 +188,14 @@ def _fast_len(n: int) -> int:
 
 
 _PLANS: dict = {}
+
+
+def _bluestein_plan_numpy(n: int, dtype):
+    key = (n, np.dtype(dtype).str, "numpy")
+    if key not in _PLANS:
+        chirp, kernel, m = _bluestein_plan(n, torch.complex128, torch.device("cpu"))
+        _PLANS[key] = (chirp.numpy().astype(dtype), kernel.numpy().astype(dtype), m)
+    return _PLANS[key]
 
 
 def _bluestein_plan(n: int, dtype, device):
