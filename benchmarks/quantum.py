@@ -13,8 +13,14 @@
    ``physres.training.fit`` on reference trajectories of random packets and rolled out 1000
    steps from 16 held-out packets: ``unitary_cayley`` (target: |norm − 1| < 1e-6 and fidelity
    > 0.99) beside the unconstrained conv1d ``resnet`` and Crank–Nicolson on the exact H.
+5. (part ``split_cost``) One split-operator step vs one explicit Euler step on a Dirichlet grid
+   (fd3, harmonic trap, batch 16) at n = 128 … 8192, including sizes where 2n + 2 is a slow FFT
+   length (n = 2048: 4098 = 2·3·683) and the sine transform goes through Bluestein's algorithm.
+   Target: ≤ 2.5 Euler steps at every n.
+6. (part ``cn_row``) The crank_nicolson row of 2. at 8192 steps (N = 512, 64 trajectories)
+   against ``expm_multiply``, interleaved.
 
-    python benchmarks/quantum.py [--quick] [--out benchmarks/results/quantum.json]
+    python benchmarks/quantum.py [--quick] [--parts ...] [--out benchmarks/results/quantum.json]
 
 Torch runs on one thread (the machine is shared); prints ratios and writes JSON. No timing is
 asserted anywhere.
@@ -45,6 +51,17 @@ def _median_time(fn, repeat: int, number: int) -> float:
             fn()
         times.append((time.perf_counter() - start) / number)
     return float(np.median(times))
+
+
+def _best_time(fn, repeat: int, number: int) -> float:
+    fn()
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.perf_counter()
+        for _ in range(number):
+            fn()
+        best = min(best, (time.perf_counter() - start) / number)
+    return best
 
 
 def bench_step_cost(repeat: int) -> dict:
@@ -122,6 +139,45 @@ def bench_vs_expm_multiply(n_grid: int, batch: int, targets) -> dict:
     return out
 
 
+def bench_cn_row(n_grid: int, batch: int, n_steps: int, repeat: int) -> dict:
+    """The crank_nicolson row at a fixed step count (part ``cn_row``): its error and time per
+    trajectory against ``expm_multiply`` on one vector and on the whole batch, interleaved."""
+    qs = physres.systems.get("schrodinger_1d", n=n_grid, x_min=-15.0, x_max=15.0,
+                             kinetic="fd3")
+    x = qs.sample_initial(batch, seed=1)
+    t_end = 2 * math.pi
+    op = qs.linear_operator(0.0)
+    exact = op.expm_apply(t_end, x)
+    A = op.sparse()
+    B = x.numpy().T.copy()
+    step = physres.steppers.get("crank_nicolson", qs.rhs)
+    t_cn, t_batched, t_single = [], [], []
+    for _ in range(repeat):  # interleaved
+        start = time.perf_counter()
+        y = physres.rollout(step, x, t_end / n_steps, n_steps, save_every=n_steps,
+                            compile=False)[:, -1]
+        t_cn.append((time.perf_counter() - start) / batch)
+        start = time.perf_counter()
+        expm_multiply(A * t_end, B)
+        t_batched.append((time.perf_counter() - start) / batch)
+        start = time.perf_counter()
+        for j in range(4):
+            expm_multiply(A * t_end, B[:, j])
+        t_single.append((time.perf_counter() - start) / 4)
+    err = _rel_err(y, exact)
+    out = {"n_grid": n_grid, "batch": batch, "n_steps": n_steps, "error": err,
+           "crank_nicolson_s_per_traj": min(t_cn),
+           "expm_multiply_batched_s_per_traj": min(t_batched),
+           "expm_multiply_single_s_per_traj": min(t_single)}
+    out["cn_over_batched"] = out["crank_nicolson_s_per_traj"] / out[
+        "expm_multiply_batched_s_per_traj"]
+    print(f"crank_nicolson n={n_grid} batch {batch}: {n_steps} steps, error {err:.1e}, "
+          f"{min(t_cn) * 1e3:.2f} ms/traj; expm_multiply {min(t_single) * 1e3:.2f} ms/traj "
+          f"per vector, {min(t_batched) * 1e3:.2f} ms/traj batched; crank_nicolson / batched "
+          f"= {out['cn_over_batched']:.2f}")
+    return out
+
+
 def bench_euler_instability() -> dict:
     qs = physres.systems.get("schrodinger_1d", n=128, x_min=-10.0, x_max=10.0)
     x = qs.sample_initial(1, seed=2)
@@ -196,7 +252,34 @@ def bench_emulators(n_grid: int, steps: int, resnet_steps: int, workdir: Path) -
     return out
 
 
-PARTS = ("step_cost", "vs_expm_multiply", "euler_instability", "emulators")
+def bench_split_cost(sizes, batch: int, repeat: int) -> dict:
+    from physres.systems.quantum.grid import _DIRECT_MAX_PRIME, _largest_prime_factor
+
+    rows = []
+    for n in sizes:
+        qs = physres.systems.get("schrodinger_1d", n=n, x_min=-20.0, x_max=20.0, kinetic="fd3",
+                                 boundary="dirichlet")
+        x = qs.sample_initial(batch)
+        euler = physres.steppers.get("euler", qs.rhs)
+        split = physres.steppers.get("split_operator", qs.rhs)
+        number = max(1, 4096 // n)
+        te, ts = [], []
+        for _ in range(repeat):  # interleaved; the best of many, robust to a loaded machine
+            te.append(_best_time(lambda s=euler, x=x: s._step(x, 0.0, 1e-3), 5, number))
+            ts.append(_best_time(lambda s=split, x=x: s._step(x, 0.0, 1e-3), 5, number))
+        te, ts = min(te), min(ts)
+        path = ("fft(2n+2)" if _largest_prime_factor(n + 1) <= _DIRECT_MAX_PRIME
+                else "bluestein")
+        rows.append({"n": n, "largest_prime_factor_of_n_plus_1": _largest_prime_factor(n + 1),
+                     "dst": path, "euler_ms": te * 1e3, "split_ms": ts * 1e3, "ratio": ts / te})
+        print(f"split_operator / euler, Dirichlet n={n:5d} (n+1 lpf "
+              f"{_largest_prime_factor(n + 1):5d}, {path:9s}): euler {te * 1e3:8.3f} ms, "
+              f"split {ts * 1e3:8.3f} ms, ratio {ts / te:5.2f} (target <= 2.5)", flush=True)
+    return {"batch": batch, "rows": rows, "worst_ratio": max(r["ratio"] for r in rows)}
+
+
+PARTS = ("step_cost", "vs_expm_multiply", "euler_instability", "emulators", "split_cost",
+         "cn_row")
 
 
 def main():
@@ -219,6 +302,11 @@ def main():
             256 if args.quick else 512, 16 if args.quick else 64, (1e-1, 1e-2, 1e-3, 1e-4))
     if "euler_instability" in parts:
         results["euler_instability"] = bench_euler_instability()
+    if "split_cost" in parts:
+        sizes = (128, 255, 256, 511, 512, 1023, 1024, 2047, 2048, 4095, 4096, 8191, 8192)
+        results["split_cost"] = bench_split_cost(sizes, 16, 3 if args.quick else 5)
+    if "cn_row" in parts:
+        results["cn_row"] = bench_cn_row(512, 64, 8192, 2 if args.quick else 3)
     if "emulators" in parts:
         with tempfile.TemporaryDirectory() as workdir:
             results["emulators"] = bench_emulators(256, 400 if args.quick else 1500,

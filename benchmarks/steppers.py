@@ -1,26 +1,40 @@
-"""Stepper library vs torchdiffeq and scipy, side by side in one process.
+"""Stepper library vs torchdiffeq, torchode, diffrax and scipy, side by side in one process.
 
-1. Lorenz-63, batch 256, 1000 RK4 steps: physres ``rollout`` vs torchdiffeq's fixed-grid
-   ``rk4`` vs a scipy ``solve_ivp`` (RK45) loop at matching error. Goal: physres ≤ 0.8×
-   torchdiffeq's time.
+1. Lorenz-63, 1000 RK4 steps (dt = 0.002), batch 1, 256 and 4096: physres ``rollout`` eager and
+   compiled (``compile=True``; compile time excluded and reported) vs torchdiffeq's fixed-grid
+   ``rk4``, torchode (RK4 tableau, fixed step), a hand-written torch RK4 loop and diffrax
+   (``jax.jit`` + ``vmap``, RK4 tableau, constant step; compile time excluded and reported), all
+   on one thread, timed in interleaved rounds (best of the rounds), errors against DOP853 at
+   rtol 1e-13. Targets: physres/diffrax ≤ 1.0 at batch 256 and ≤ 3 at batch 1; physres ≤ 0.6×
+   torchdiffeq. At batch 256, also a scipy ``solve_ivp`` (RK45) loop at matching error.
 2. Robertson, batch 1024, to t = 1e5: physres implicit steppers under ``integrate`` vs scipy
    ``BDF``/``Radau`` per-trajectory loops at equal final error. Goal: ≥ 10× faster than scipy.
 
-    python benchmarks/steppers.py [--quick] [--json benchmarks/results/steppers.json]
+    python benchmarks/steppers.py [--quick] [--parts lorenz,robertson] [--chunk 50]
+                                  [--json benchmarks/results/steppers.json]
+
+A peer that is not installed is skipped with a message.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import time
 
-import numpy as np
-import torch
-from _common import best_time, machine, table, write_json
-from scipy.integrate import solve_ivp
-from torchdiffeq import odeint
+# one thread for XLA too, set before jax is imported anywhere
+os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false "
+                      "intra_op_parallelism_threads=1")
 
-import physres
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from _common import best_time, machine, table, write_json  # noqa: E402
+from scipy.integrate import solve_ivp  # noqa: E402
+from torchdiffeq import odeint  # noqa: E402
+
+import physres  # noqa: E402
+from physres import _compile  # noqa: E402
 
 
 def _max_rel_error(x: np.ndarray, ref: np.ndarray) -> float:
@@ -49,39 +63,184 @@ def _calibrate_scipy(system, x0, t_end, method, target_error, reference, atol_ra
     return float(rtol), err
 
 
-def lorenz(quick: bool) -> list[dict]:
+RK4_C, RK4_B = (0.0, 0.5, 0.5, 1.0), (1 / 6, 1 / 3, 1 / 3, 1 / 6)
+
+
+def _hand_rk4(f, x, dt, n_steps):
+    """The RK4 loop one would write by hand in torch."""
+    t = 0.0
+    for _ in range(n_steps):
+        k1 = f(t, x)
+        k2 = f(t + dt / 2, x + dt / 2 * k1)
+        k3 = f(t + dt / 2, x + dt / 2 * k2)
+        k4 = f(t + dt, x + dt * k3)
+        x = x + dt / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
+        t += dt
+    return x
+
+
+def _torchode_solver(system, dt):
+    try:
+        import torchode as to
+        from torchode.single_step_methods.runge_kutta import ButcherTableau, ExplicitRungeKutta
+    except ImportError as err:
+        return None, f"torchode not installed ({err})"
+    tableau = ButcherTableau.from_lists(c=list(RK4_C), a=[[], [0.5], [0.0, 0.5], [0.0, 0.0, 1.0]],
+                                        b=list(RK4_B), b_low_order=[1.0, 0.0, 0.0, 0.0])
+    from torchode.interpolation import ThirdOrderPolynomialInterpolation
+
+    class RK4(ExplicitRungeKutta):
+        def convergence_order(self):
+            return 4
+
+        def build_interpolation(self, data):
+            return ThirdOrderPolynomialInterpolation.from_k(data.t0, data.dt, data.y0,
+                                                            data.y1, data.k)
+
+    solver = to.AutoDiffAdjoint(RK4(to.ODETerm(system.rhs), tableau), to.FixedStepController())
+
+    def run(x0, t_end):
+        batch = x0.shape[0]
+        problem = to.InitialValueProblem(
+            y0=x0, t_start=torch.zeros(batch, dtype=x0.dtype),
+            t_end=torch.full((batch,), t_end, dtype=x0.dtype))
+        sol = solver.solve(problem, dt0=torch.full((batch,), dt, dtype=x0.dtype))
+        return sol.ys[:, -1]
+
+    return run, None
+
+
+def _diffrax_solver(system, dt, n_steps):
+    try:
+        import diffrax
+        import jax
+        import jax.numpy as jnp
+    except ImportError as err:
+        return None, f"diffrax/jax not installed ({err})"
+    jax.config.update("jax_enable_x64", True)
+    sigma, rho, beta = system.sigma, system.rho, system.beta
+
+    class RK4(diffrax.AbstractERK):
+        tableau = diffrax.ButcherTableau(
+            c=np.array(RK4_C[1:]), b_sol=np.array(RK4_B), b_error=np.zeros(4),
+            a_lower=(np.array([0.5]), np.array([0.0, 0.5]), np.array([0.0, 0.0, 1.0])))
+        interpolation_cls = diffrax.ThirdOrderHermitePolynomialInterpolation.from_k
+
+        def order(self, terms):
+            return 4
+
+    def rhs(t, y, args):
+        a, b, c = y[0], y[1], y[2]
+        return jnp.stack([sigma * (b - a), a * (rho - c) - b, a * b - beta * c])
+
+    term = diffrax.ODETerm(rhs)
+
+    def one(y0):
+        sol = diffrax.diffeqsolve(term, RK4(), t0=0.0, t1=n_steps * dt, dt0=dt, y0=y0,
+                                  stepsize_controller=diffrax.ConstantStepSize(),
+                                  saveat=diffrax.SaveAt(t1=True), max_steps=n_steps + 1)
+        return sol.ys[-1]
+
+    fn = jax.jit(jax.vmap(one))
+
+    def run(x0):
+        return fn(x0).block_until_ready()
+
+    return (fn, run), None
+
+
+def _torch_methods(system, x0, dt, n_steps, chunk, tode) -> dict:
+    """name -> callable returning the final states (batch, 3)."""
+    step = physres.steppers.get("rk4", system.rhs)
+    grid = torch.tensor([0.0, n_steps * dt], dtype=torch.float64)
+    methods = {
+        "physres rk4 eager": lambda: physres.rollout(step, x0, dt, n_steps, save_every=n_steps,
+                                                     compile=False)[:, -1],
+        "physres rk4 compiled": lambda: physres.rollout(step, x0, dt, n_steps,
+                                                        save_every=n_steps, compile=True,
+                                                        chunk=chunk)[:, -1],
+        "torchdiffeq rk4 (3/8 rule)": lambda: odeint(system.rhs, x0, grid, method="rk4",
+                                                     options={"step_size": dt})[-1],
+        "hand-written torch loop": lambda: _hand_rk4(system.rhs, x0, dt, n_steps),
+    }
+    if tode is not None:
+        methods["torchode RK4 (fixed step)"] = lambda: tode(x0, n_steps * dt)
+    return methods
+
+
+def lorenz(quick: bool, chunk: int) -> dict:
+    system = physres.systems.get("lorenz63")
+    n_steps, dt = 1000, 0.002
+    t_end = n_steps * dt
+    rounds = 3 if quick else 5
+    tode, tode_skip = _torchode_solver(system, dt)
+    dfx, dfx_skip = _diffrax_solver(system, dt, n_steps)
+    for skip in (tode_skip, dfx_skip):
+        if skip:
+            print(f"skipped: {skip}")
+    results = {}
+    for batch in (1, 256, 4096):
+        x0 = system.sample_initial(batch, seed=0)
+        n_ref = min(batch, 16)
+        reference = physres.reference.solve(system, x0[:n_ref], np.array([0.0, t_end]),
+                                            method="DOP853", rtol=1e-13, atol=1e-13)[:, -1]
+        methods = _torch_methods(system, x0, dt, n_steps, chunk, tode)
+        compile_s = {}
+        with torch.no_grad():
+            start = time.perf_counter()
+            methods["physres rk4 compiled"]()  # compiles (timed apart)
+            compile_s["physres rk4 compiled"] = _compile.last_run["compile_s"]
+            print(f"batch {batch}: physres compile {compile_s['physres rk4 compiled']:.1f} s "
+                  f"(first call {time.perf_counter() - start:.1f} s), chunk "
+                  f"{_compile.last_run['chunk']}", flush=True)
+        if dfx is not None:
+            fn, run = dfx
+            xj = x0.numpy()
+            start = time.perf_counter()
+            fn.lower(xj).compile()
+            run(xj)
+            compile_s["diffrax RK4 (jit + vmap)"] = time.perf_counter() - start
+            methods["diffrax RK4 (jit + vmap)"] = lambda run=run, xj=xj: np.asarray(run(xj))
+        best = dict.fromkeys(methods, float("inf"))
+        outs = {}
+        with torch.no_grad():
+            for _ in range(rounds):  # interleaved: load changes hit every method alike
+                for name, fn_ in methods.items():
+                    start = time.perf_counter()
+                    outs[name] = fn_()
+                    best[name] = min(best[name], time.perf_counter() - start)
+        rows = []
+        t_phys = best["physres rk4 compiled"]
+        for name in methods:
+            out = np.asarray(outs[name])[:n_ref]
+            rows.append({"method": name, "wall_s": best[name],
+                         "physres compiled / this": t_phys / best[name],
+                         "max_rel_error": _max_rel_error(out, reference),
+                         "compile_s": compile_s.get(name, "")})
+        results[batch] = rows
+    return results
+
+
+def lorenz_scipy(quick: bool) -> dict:
+    """The batch-256 scipy RK45 loop at physres's error (the earlier comparison)."""
     system = physres.systems.get("lorenz63")
     batch, n_steps, dt = 256, 1000, 0.002
     t_end = n_steps * dt
     x0 = system.sample_initial(batch, seed=0)
-    n_ref = 16 if quick else 64  # trajectories checked against the tight reference
-    reference = physres.reference.solve(system, x0[:n_ref], np.array([0.0, t_end]),
+    reference = physres.reference.solve(system, x0[:8], np.array([0.0, t_end]),
                                         method="DOP853", rtol=1e-13, atol=1e-13)[:, -1]
     step = physres.steppers.get("rk4", system.rhs)
     with torch.no_grad():
         t_phys, traj = best_time(lambda: physres.rollout(step, x0, dt, n_steps,
-                                                         save_every=n_steps))
-        grid = torch.tensor([0.0, t_end], dtype=torch.float64)
-        t_tde, tde = best_time(lambda: odeint(system.rhs, x0, grid, method="rk4",
-                                              options={"step_size": dt}))
-    err_phys = _max_rel_error(traj[:n_ref, -1].numpy(), reference)
-    err_tde = _max_rel_error(tde[-1, :n_ref].numpy(), reference)
-    rtol, _ = _calibrate_scipy(system, x0[:8].numpy(), t_end, "RK45", err_phys, reference[:8],
-                               1e-3)
+                                                         save_every=n_steps, compile=False))
+    err_phys = _max_rel_error(traj[:8, -1].numpy(), reference)
+    rtol, _ = _calibrate_scipy(system, x0[:8].numpy(), t_end, "RK45", err_phys, reference, 1e-3)
     n_scipy = 32 if quick else batch
     start = time.perf_counter()
     xs = _scipy_loop(system, x0[:n_scipy].numpy(), t_end, "RK45", rtol, rtol * 1e-3)
     t_scipy = (time.perf_counter() - start) * batch / n_scipy
-    err_scipy = _max_rel_error(xs[: min(n_ref, n_scipy)], reference[: min(n_ref, n_scipy)])
-    return [
-        {"method": "physres rk4 (rollout)", "wall_s": t_phys, "vs physres": 1.0,
-         "max_rel_error": err_phys},
-        {"method": "torchdiffeq rk4 (fixed grid)", "wall_s": t_tde, "vs physres": t_tde / t_phys,
-         "max_rel_error": err_tde},
-        {"method": f"scipy RK45 loop (rtol={rtol:.0e})"
-                   + ("" if n_scipy == batch else f", x{batch // n_scipy} extrapolated"),
-         "wall_s": t_scipy, "vs physres": t_scipy / t_phys, "max_rel_error": err_scipy},
-    ]
+    return {"rtol": rtol, "wall_s": t_scipy, "physres_eager_s": t_phys,
+            "max_rel_error": _max_rel_error(xs[:8], reference), "extrapolated": n_scipy != batch}
 
 
 def robertson(quick: bool) -> list[dict]:
@@ -123,24 +282,53 @@ def robertson(quick: bool) -> list[dict]:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer scipy trajectories")
+    parser.add_argument("--quick", action="store_true", help="fewer rounds and trajectories")
+    parser.add_argument("--parts", default="lorenz,robertson")
+    parser.add_argument("--chunk", type=int, default=50, help="steps per compiled graph")
     parser.add_argument("--json", default="benchmarks/results/steppers.json")
     args = parser.parse_args()
+    torch.set_num_threads(1)
+    parts = args.parts.split(",")
     info = machine()
     print("machine:", ", ".join(f"{k}={v}" for k, v in info.items()))
-    lor = lorenz(args.quick)
-    print("\nLorenz-63, batch 256, 1000 RK4 steps (dt = 0.002)")
-    print(table(lor, ["method", "wall_s", "vs physres", "max_rel_error"]))
-    ratio = lor[0]["wall_s"] / lor[1]["wall_s"]
-    print(f"physres / torchdiffeq time: {ratio:.2f} (goal <= 0.8)")
-    rob = robertson(args.quick)
-    print("\nRobertson, batch 1024, t in [0, 1e5], equal final error")
-    print(table(rob, ["method", "wall_s", "vs physres CN", "max_rel_error", "steps"]))
-    speedup = min(r["wall_s"] for r in rob if "scipy" in r["method"]) / rob[0]["wall_s"]
-    print(f"fastest scipy loop / physres crank_nicolson: {speedup:.1f}x (goal >= 10x)")
-    write_json(args.json, {"machine": info, "lorenz": lor, "robertson": rob,
-                           "lorenz_ratio_vs_torchdiffeq": ratio,
-                           "robertson_speedup_vs_scipy": speedup})
+    payload = {"machine": info, "command": "python benchmarks/steppers.py "
+               + " ".join(a for a in os.sys.argv[1:])}
+    if "lorenz" in parts:
+        lor = lorenz(args.quick, args.chunk)
+        summary = {}
+        for batch, rows in lor.items():
+            print(f"\nLorenz-63, batch {batch}, 1000 RK4 steps (dt = 0.002), one thread")
+            print(table(rows, ["method", "wall_s", "physres compiled / this", "max_rel_error",
+                               "compile_s"]))
+            by = {r["method"]: r["wall_s"] for r in rows}
+            comp = by["physres rk4 compiled"]
+            s = {"physres_compiled_over_eager": comp / by["physres rk4 eager"],
+                 "physres_over_torchdiffeq": comp / by["torchdiffeq rk4 (3/8 rule)"]}
+            if "diffrax RK4 (jit + vmap)" in by:
+                s["physres_over_diffrax"] = comp / by["diffrax RK4 (jit + vmap)"]
+            summary[batch] = s
+            print(", ".join(f"{k} {v:.3g}" for k, v in s.items()))
+        print("targets: physres/diffrax <= 1.0 (batch 256), <= 3 (batch 1); "
+              "physres/torchdiffeq <= 0.6")
+        payload["lorenz"] = {str(b): rows for b, rows in lor.items()}
+        payload["lorenz_summary"] = {str(b): s for b, s in summary.items()}
+        if not args.quick:
+            sc = lorenz_scipy(args.quick)
+            print(f"\nscipy RK45 loop at physres's error (rtol {sc['rtol']:.0e}), batch 256: "
+                  f"{sc['wall_s']:.2f} s vs physres eager {sc['physres_eager_s']:.3f} s")
+            payload["lorenz_scipy"] = sc
+    if "robertson" in parts:
+        rob = robertson(args.quick)
+        print("\nRobertson, batch 1024, t in [0, 1e5], equal final error")
+        print(table(rob, ["method", "wall_s", "vs physres CN", "max_rel_error", "steps"]))
+        speedup = min(r["wall_s"] for r in rob if "scipy" in r["method"]) / rob[0]["wall_s"]
+        print(f"fastest scipy loop / physres crank_nicolson: {speedup:.1f}x (goal >= 10x)")
+        payload["robertson"] = rob
+        payload["robertson_speedup_vs_scipy"] = speedup
+    if os.path.exists(args.json):  # a run of some parts keeps the others' last figures
+        with open(args.json) as f:
+            payload = {**json.load(f), **payload}
+    write_json(args.json, payload)
 
 
 if __name__ == "__main__":

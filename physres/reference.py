@@ -22,8 +22,6 @@ from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
 
 import numpy as np
 import torch
-from scipy.integrate import solve_ivp
-from scipy.sparse.linalg import expm_multiply
 from tqdm.auto import tqdm
 
 from . import _checks
@@ -172,6 +170,8 @@ def _check(system, x0, t_eval, method, rtol, atol):
 
 def _solve_one(index, y0, system, t_eval, method, rtol, atol):
     """One trajectory with ``solve_ivp``: ``(states (n_t, *state_shape), stats)``."""
+    from scipy.integrate import solve_ivp  # here, not at import: scipy.integrate is heavy
+
     shape = (t_eval.size, *system.state_shape)
     fun, jac = system.numpy_rhs, None
     if method in IMPLICIT_METHODS and system.jacobian is not None and not np.iscomplexobj(y0):
@@ -213,6 +213,8 @@ class _RealView:
 
 def _expm(system, x0: np.ndarray, t_eval: np.ndarray) -> tuple[np.ndarray, float]:
     """All trajectories at once: ``x(t) = exp((t - t0) A) x0`` with ``expm_multiply``."""
+    from scipy.sparse.linalg import expm_multiply
+
     op = system.linear_operator(t_eval[0])
     if op is None or getattr(op, "time_dependent", False):
         raise ValueError(f"`method` 'expm' needs a time-independent linear_operator; "

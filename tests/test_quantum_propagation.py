@@ -240,3 +240,29 @@ def test_generate_stores_the_grid(tmp_path):
         assert np.allclose(f.states[0, -1], physres.rollout(
             physres.steppers.get("exponential", rebuilt.rhs),
             torch.from_numpy(f.states[0, :1]), 0.1, 2)[0, -1].numpy(), atol=1e-10)
+
+
+@pytest.mark.parametrize("n", [10, 100, 2047, 2048])
+def test_sine_transform_equals_the_sine_basis_at_awkward_n(n):
+    # n + 1 = 11, 2048: one FFT of the odd extension; n + 1 = 101, 2049 = 3·683: Bluestein
+    from physres.systems.quantum.grid import Grid1D, _dst1
+
+    j = np.arange(1, n + 1)
+    S = np.sin(np.pi * ((np.outer(j, j)) % (2 * (n + 1))) / (n + 1))  # S_kj = sin(πkj/(n+1))
+    gen = torch.Generator().manual_seed(n)
+    x = torch.randn(3, n, dtype=torch.complex128, generator=gen)
+    expected = torch.from_numpy(x.numpy() @ S.T)
+    scale = float(x.abs().max()) * n
+    assert float((_dst1(x) - expected).abs().max()) <= 1e-14 * scale
+    real = _dst1(x.real)
+    expected_real = torch.from_numpy(x.real.numpy() @ S.T)
+    assert float((real - expected_real).abs().max()) <= 1e-14 * scale  # real in: real out
+    grid = Grid1D(n, 0.0, 1.0, boundary="dirichlet")
+    assert float((grid.inverse(grid.forward(x)) - x).abs().max()) <= 1e-13
+
+
+def test_sine_transform_is_differentiable_on_the_bluestein_path():
+    from physres.systems.quantum.grid import _dst1
+
+    x = torch.randn(2, 100, dtype=torch.complex128, requires_grad=True)  # n + 1 = 101
+    assert torch.autograd.gradcheck(_dst1, (x,))

@@ -1,0 +1,242 @@
+"""Compiled fixed-step chunks: ``k`` steps of a stepper unrolled into one ``torch.compile`` graph.
+
+A Python loop of steps pays the interpreter and the ATen dispatcher for every operation of every
+step; unrolling a chunk of steps into one graph lets inductor fuse them (on CPU a chunk of RK4
+steps on a small state becomes one C++ kernel). Each chunk also returns ``isfinite`` of every
+state it produced as one boolean tensor, so a driver checks finiteness once per chunk instead of
+syncing with the host after every step.
+
+Compiled chunks are cached per (stepper, state shape, dtype, device, chunk length, saved
+positions, dt, grad mode); every cache entry owns its own code object, so its dynamo cache holds
+exactly one graph and a second call with the same signature never recompiles (calls after the
+first run under ``torch.compiler.set_stance("fail_on_recompile")``: a signature that would need a
+recompile falls back to eager instead). Anything that fails to compile — a Newton solve, Python
+control flow on tensor values — falls back to eager.
+
+Field-evaluation counters (``stepper.counts``) are swapped for scratch dicts around each
+compiled call and added back afterwards, so ``nfev`` stays exact and its changing value is no
+guard on the graph.
+
+``stats`` (process totals) and ``last_run`` (the latest :func:`physres.rollout`) report compile
+time separately from run time.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import time
+import types
+import warnings
+
+import torch
+
+__all__ = ["CompileFallbackWarning", "available", "clear_cache", "compiled_step", "last_run",
+           "stats"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CHUNK = 32  # steps per compiled graph (compile time grows with it; see docs/benchmarks.md)
+AUTO_MIN_SECONDS = 60.0  # compile="auto" compiles when the eager run would take at least this
+MAX_ENTRIES = 64  # compiled chunks kept (least recently used dropped)
+
+stats = {"compiles": 0, "compile_s": 0.0, "fallbacks": 0, "compiled_chunks": 0}
+last_run: dict = {}
+
+_CACHE: collections.OrderedDict = collections.OrderedDict()
+_FAILED = object()
+
+
+class CompileFallbackWarning(RuntimeWarning):
+    """``compile=True`` was asked for but the run fell back to eager steps."""
+
+
+def available() -> bool:
+    """Whether ``torch.compile`` can run here (dynamo supported on this Python and platform)."""
+    try:
+        import torch._dynamo
+
+        return bool(torch._dynamo.is_dynamo_supported())
+    except Exception:  # noqa: BLE001 - any import/platform problem means "not available"
+        return False
+
+
+def clear_cache() -> None:
+    """Drop every cached compiled chunk (and its references to steppers)."""
+    _CACHE.clear()
+
+
+def _options(device: torch.device, options: dict | None) -> dict:
+    opts = {"fullgraph": True, "dynamic": False}
+    if device.type == "cuda":  # CUDA graphs: one launch per chunk
+        opts["mode"] = "reduce-overhead"
+    opts.update(options or {})
+    return opts
+
+
+def _count_dicts(stepper) -> list:
+    """Objects whose ``counts`` dict (nfev/njev) is mutated by a step."""
+    mods = stepper.modules() if isinstance(stepper, torch.nn.Module) else [stepper]
+    return [m for m in mods if isinstance(getattr(m, "__dict__", {}).get("counts"), dict)]
+
+
+class _Swap:
+    """Replace each owner's ``counts`` by a zeroed scratch dict; add the scratch back on exit."""
+
+    def __init__(self, owners):
+        self.owners = owners
+        self.scratch = [dict.fromkeys(o.counts, 0) for o in owners]
+
+    def __enter__(self):
+        self.real = []
+        for o, s in zip(self.owners, self.scratch, strict=True):
+            for key in s:
+                s[key] = 0
+            self.real.append(o.counts)
+            o.counts = s
+        return self
+
+    def __exit__(self, *exc):
+        for o, s, real in zip(self.owners, self.scratch, self.real, strict=True):
+            o.counts = real
+            for key, v in s.items():
+                real[key] = real.get(key, 0) + v
+        return False
+
+
+def _fresh_code(fn, label: str):
+    """``fn`` with its own code object, so dynamo keeps a separate cache for it."""
+    code = fn.__code__.replace(co_name=label)
+    return types.FunctionType(code, fn.__globals__, label, fn.__defaults__, fn.__closure__)
+
+
+def _chunk_function(step, length: int, saves: tuple[int, ...], dt: float):
+    save_set = frozenset(saves)
+
+    def chunk(x, times):
+        kept, ok = [], None
+        for i in range(length):
+            x = step(x, times[i], dt)
+            finite = torch.isfinite(x).all()
+            ok = finite if ok is None else ok & finite
+            if i + 1 in save_set:
+                kept.append(x)
+        return x, kept, ok
+
+    return chunk
+
+
+class _Chunk:
+    """One compiled chunk: ``(x, times) -> (x_last, [saved states], all_finite)``."""
+
+    def __init__(self, stepper, step, length, saves, dt, device, options):
+        self.owner = stepper
+        self.length, self.saves = length, saves
+        self.swap = _Swap(_count_dicts(stepper))
+        fn = _fresh_code(_chunk_function(step, length, saves, dt), f"physres_chunk_{id(self)}")
+        self.fn = torch.compile(fn, **_options(device, options))
+        self.cuda = device.type == "cuda"
+        self.compiled = False
+        self.compile_s = 0.0
+
+    def __call__(self, x, times):
+        with self.swap:
+            if not self.compiled:
+                start = time.perf_counter()
+                with warnings.catch_warnings():  # torch's own deprecations while compiling
+                    warnings.simplefilter("ignore", DeprecationWarning)
+                    out = self.fn(x, times)
+                self.compile_s = time.perf_counter() - start
+                self.compiled = True
+                stats["compiles"] += 1
+                stats["compile_s"] += self.compile_s
+            else:
+                with torch.compiler.set_stance("fail_on_recompile"):
+                    out = self.fn(x, times)
+        stats["compiled_chunks"] += 1
+        if self.cuda:  # CUDA-graph outputs are overwritten by the next replay
+            x, kept, ok = out
+            out = (x.clone(), [k.clone() for k in kept], ok.clone())
+        return out
+
+
+def _key(stepper, x, length, saves, dt, options):
+    return (id(stepper), type(stepper), tuple(x.shape), x.dtype, x.device, length, saves,
+            float(dt), torch.is_grad_enabled(), x.requires_grad,
+            tuple(sorted((options or {}).items())))
+
+
+def has_entries() -> bool:
+    """Whether any chunk has been compiled in this process (cheap; imports nothing)."""
+    return bool(_CACHE)
+
+
+def get_chunk(stepper, step, x, length, saves, dt, options):
+    """The cached compiled chunk for this signature, compiling it on first use; None when this
+    signature failed before (eager fallback)."""
+    key = _key(stepper, x, length, saves, dt, options)
+    entry = _CACHE.get(key)
+    if entry is not None and entry is not _FAILED and entry.owner is not stepper:
+        entry = None  # an id reused by a new object
+    if entry is None:
+        entry = _Chunk(stepper, step, length, saves, dt, x.device, options)
+        _CACHE[key] = entry
+        while len(_CACHE) > MAX_ENTRIES:
+            _CACHE.popitem(last=False)
+    _CACHE.move_to_end(key)
+    return None if entry is _FAILED else entry
+
+
+def cached(stepper, x, length, saves, dt, options) -> bool:
+    """Whether a compiled chunk for this signature is ready (no compile cost left)."""
+    entry = _CACHE.get(_key(stepper, x, length, saves, dt, options))
+    return entry is not None and entry is not _FAILED and entry.compiled
+
+
+def mark_failed(stepper, x, length, saves, dt, options, err: BaseException, *,
+                warn: bool) -> None:
+    _CACHE[_key(stepper, x, length, saves, dt, options)] = _FAILED
+    stats["fallbacks"] += 1
+    name = getattr(stepper, "name", "") or type(stepper).__name__
+    msg = (f"compiled rollout of `{name}` fell back to eager steps: "
+           f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}")
+    if warn:
+        warnings.warn(msg, CompileFallbackWarning, stacklevel=4)
+    else:
+        log.debug(msg)
+
+
+def compiled_step(step_fn, *, options: dict | None = None):
+    """A compiled ``(x, t, dt) -> x_next`` for loops written outside :func:`physres.rollout`
+    (e.g. an unrolled training loss).
+
+    ``step_fn`` is a Stepper (its unchecked ``_step`` is compiled) or any callable
+    ``(x, t, dt) -> x_next``. ``t`` is passed into the graph as a 0-d float64 tensor, so a new
+    time is no recompile; a new ``dt`` or state shape is (``dt`` is a graph constant). Graph
+    breaks are allowed (``fullgraph=False``) unless ``options`` says otherwise; autograd works
+    through the compiled step. Field-evaluation counters stay exact.
+
+    >>> step = compiled_step(physres.steppers.get("rk4", lambda t, x: -x))
+    >>> y = step(torch.ones(4, 2), 0.0, 0.1)
+    """
+    owner = step_fn
+    fn = step_fn._step if hasattr(step_fn, "check_call") else step_fn
+    if not callable(fn):
+        raise TypeError(f"`step_fn` must be callable as (x, t, dt), got {type(step_fn).__name__}")
+
+    def one_step(x, t, dt):
+        return fn(x, t, dt)
+
+    opts = {"fullgraph": False, "dynamic": False, **(options or {})}
+    compiled = torch.compile(_fresh_code(one_step, f"physres_step_{id(owner)}"), **opts)
+    swap = _Swap(_count_dicts(owner))
+
+    def call(x, t, dt):
+        if not isinstance(t, torch.Tensor):
+            t = torch.tensor(float(t), dtype=torch.float64, device=x.device)
+        with swap, warnings.catch_warnings():  # torch's own deprecations while compiling
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return compiled(x, t, float(dt))
+
+    call.__doc__ = f"Compiled step of {owner!r}."
+    return call
