@@ -24,8 +24,10 @@ from .fields import MLP, PeriodicConv1d, build_net
 from .hybrid import HybridStepper
 from .implicit import ImplicitResNet
 from .node import NeuralODE
+from .projection import ProjectedEmulator
 from .quantum import UnitaryCayleyEmulator
 from .resnet import ResNetEmulator
+from .symplectic import SymplecticEmulator
 
 __all__ = [
     "MLP",
@@ -44,4 +46,6 @@ __all__ = [
     "get",
     "names",
     "register",
+    "SymplecticEmulator",
+    "ProjectedEmulator",
 ]
