@@ -335,7 +335,7 @@ def plot_structure(structure, path):
 
 def _markdown(r, cfg: Config) -> str:
     size = ("`--quick` size (CPU, minutes)" if r["quick"] else
-            "full size (meant for a GPU; `--quick` runs a reduced version on a CPU)")
+            "full size (minutes on a CPU)")
     s = r["steppers"]
     return "\n".join([
         "# Oscillator: known and learned steppers over long times",

@@ -334,7 +334,7 @@ def plot_learned(learned, path):
 
 def _markdown(r, cfg: Config) -> str:
     size = ("`--quick` size (CPU, minutes)" if r["quick"] else
-            "full size (meant for a GPU; `--quick` runs a reduced version on a CPU)")
+            "full size (minutes on a CPU)")
     v, b = r["van_der_pol"], r["robertson"]
     lines = [
         "# Stiff: explicit stability limits vs implicit steps",
