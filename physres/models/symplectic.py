@@ -7,7 +7,8 @@ networks", Neural Networks 132):
 * gradient modules ``p ← p + ∇V(q)``, ``q ← q + ∇T(p)`` with one-hidden-layer potentials
   ``V(q) = c·Σᵢ aᵢ S(Kᵢ·u + bᵢ)``, ``u = (q − μ_q)/σ_q``, ``S' = tanh``, so
   ``∇V(q) = c·σ_q⁻¹ ⊙ Kᵀ(a ⊙ tanh(K u + b))``;
-* linear modules ``p ← p + c·σ_q⁻¹ ⊙ S u`` and ``q ← q + c·σ_p⁻¹ ⊙ S u`` with ``S`` symmetric.
+* linear modules ``p ← p + c·σ_q⁻¹ ⊙ S u`` and ``q ← q + c·σ_p⁻¹ ⊙ S u`` with ``S`` symmetric
+  (the gradient of ``c·uᵀSu/2``; here added to the gradient module of the same shear).
 
 A shear ``(q, p) ↦ (q, p + ∇V(q))`` has the Jacobian ``[[I, 0], [∇²V, I]]`` with a symmetric
 lower block, so ``JᵀΩJ = Ω`` for any parameters; compositions are symplectic. Because each
@@ -39,8 +40,9 @@ class SymplecticEmulator(LearnedStepper):
 
     The flattened state splits in halves, positions ``q`` then momenta ``p`` (as for
     :class:`~physres.steppers.Leapfrog`): ``(batch, 2)`` for one degree of freedom. One block
-    is ``[linear p-shear, linear q-shear,] gradient p-shear, gradient q-shear``; the step
-    applies ``depth`` blocks. Parameters start so that the step is the identity plus a small
+    is a p-shear then a q-shear, each by the gradient of its own potential (the
+    one-hidden-layer term plus, with ``linear``, the quadratic ``uᵀSu/2``); the step applies
+    ``depth`` blocks. Parameters start so that the step is the identity plus a small
     gradient shear. The arithmetic runs in the state's dtype (parameters are cast to it).
 
     Parameters
