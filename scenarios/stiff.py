@@ -9,7 +9,8 @@ Two stiff systems, Van der Pol at μ = 1000 (relaxation oscillations) and Robert
 2. implicit steppers (backward_euler, crank_nicolson) at step sizes thousands of times larger,
    scored against scipy's Radau at rtol 1e-10;
 3. learned steppers at a large dt on Robertson: an implicit ResNet (a learned field advanced by
-   backward Euler) and an explicit ResNet emulator (a learned step map).
+   backward Euler), an explicit ResNet emulator (a learned step map) and the same ResNet with
+   each step projected onto the conserved total mass y1 + y2 + y3 (exact to round-off).
 
 Run: ``physres run stiff --quick`` or ``python scenarios/stiff.py --quick``.
 """
@@ -33,9 +34,10 @@ from physres.scenarios import (
     savefig,
     write_report,
 )
+from physres.validation import relative_l2
 
 SUMMARY = ("stiff systems (Van der Pol mu=1000, Robertson): explicit stability limits vs "
-           "implicit steps at large dt; implicit vs explicit ResNet emulators")
+           "implicit steps at large dt; implicit, explicit and mass-projected ResNet emulators")
 R_BOUNDARY = {"euler": 2.0, "rk4": 2.785293563}  # |R(z)| = 1 on the negative real axis
 
 
@@ -47,17 +49,18 @@ class Config:
     probe_steps: int
     n_traj: int  # Robertson training trajectories
     learned_dt: float
-    resnet_steps: int
+    epochs: int  # the explicit and mass-projected ResNets: fit with its defaults
     implicit_steps: int
     width: int
 
 
 QUICK = Config(vdp_t_end=3000.0, vdp_rtols=(1e-3,), rob_dts=(1.0, 0.1),
-               probe_steps=1000, n_traj=16, learned_dt=1.0, resnet_steps=300,
+               probe_steps=1000, n_traj=16, learned_dt=1.0, epochs=16,
                implicit_steps=150, width=32)
 FULL = Config(vdp_t_end=3000.0, vdp_rtols=(1e-2, 1e-3, 1e-4, 1e-5),
-              rob_dts=(1.0, 0.5, 0.2, 0.1, 0.05), probe_steps=5000, n_traj=256, learned_dt=1.0,
-              resnet_steps=20_000, implicit_steps=5000, width=64)
+              rob_dts=(1.0, 0.5, 0.2, 0.1, 0.05), probe_steps=5000, n_traj=64, learned_dt=1.0,
+              epochs=30, implicit_steps=1000, width=32)
+MASS = [1.0, 1.0, 1.0]  # Robertson's linear invariant: total mass y1 + y2 + y3
 EXPLICIT, IMPLICIT = ("euler", "rk4"), ("backward_euler", "crank_nicolson")
 
 
@@ -203,8 +206,10 @@ def adaptive_runs(system, x0, ref, t_ref, rtols, progress) -> dict:
 
 
 def learned_study(system, out, cfg, device, progress) -> dict:
-    """Train an explicit ResNet emulator and an implicit ResNet at ``learned_dt`` on Robertson
-    reference data, then roll both out on held-out initial states."""
+    """Train an explicit ResNet emulator, the same ResNet projected onto the conserved mass and
+    an implicit ResNet at ``learned_dt`` on Robertson reference data, then roll them out on
+    held-out initial states. The two explicit ResNets are trained by ``fit`` with its defaults
+    (``epochs`` and ``frame_step`` chosen); the implicit one for ``implicit_steps`` steps."""
     data = physres.data.generate(system, out / "robertson.h5", n_traj=cfg.n_traj,
                                  progress=progress)
     with physres.data.open(data) as f:
@@ -213,29 +218,50 @@ def learned_study(system, out, cfg, device, progress) -> dict:
         ref = np.stack([f.states[i, ::frame_step] for i in test])  # (n_test, n_t, 3)
     x0 = torch.from_numpy(ref[:, 0].copy())
     n_steps = ref.shape[1] - 1
+    net = dict(width=cfg.width)
     models = {  # built after seeding, so the initial weights do not depend on what ran before
-        "resnet emulator (explicit)": (physres.models.ResNetEmulator, cfg.resnet_steps),
-        "implicit resnet": (physres.models.ImplicitResNet, cfg.implicit_steps),
+        "resnet emulator (explicit)": (
+            "resnet.pt", lambda: physres.models.ResNetEmulator(state_shape=(3,), **net,
+                                                               dt=cfg.learned_dt)),
+        "resnet emulator (mass-projected)": (
+            "projected.pt", lambda: physres.models.ProjectedEmulator(
+                state_shape=(3,), invariants=MASS, model="resnet", model_options=net,
+                dt=cfg.learned_dt)),
+        "implicit resnet": (
+            "implicit.pt", lambda: physres.models.ImplicitResNet(state_shape=(3,), **net,
+                                                                 dt=cfg.learned_dt)),
     }
     result = {"dt": cfg.learned_dt, "n_steps": n_steps, "steppers": {}, "curves": {}}
     scale = np.abs(ref).max(axis=(0, 1))
     t = np.arange(n_steps + 1) * cfg.learned_dt
-    for name, (cls, steps) in models.items():
+    mass0 = ref[:, :1].sum(axis=2)  # (n_test, 1)
+    for name, (file, build) in models.items():
         torch.manual_seed(0)
-        model = cls(state_shape=(3,), width=cfg.width, dt=cfg.learned_dt)
-        fit = fit_for_steps(model, data, steps, frame_step=frame_step, device=device,
-                            progress=progress)
+        model = build()
+        if "implicit" in name:
+            fit = fit_for_steps(model, data, cfg.implicit_steps, frame_step=frame_step,
+                                device=device, progress=progress)
+        else:
+            config = physres.training.TrainConfig(epochs=cfg.epochs, frame_step=frame_step,
+                                                  device=device, progress=progress)
+            fit = physres.training.fit(model, data, config)
         model = model.to("cpu").eval()
-        physres.save(model, out / ("implicit.pt" if "implicit" in name else "resnet.pt"))
+        physres.save(model, out / file)
         with torch.no_grad():
             pred = physres.rollout(model, x0, dt=cfg.learned_dt, n_steps=n_steps).double()
-        err = np.sqrt(np.mean(((pred.numpy() - ref) / scale) ** 2, axis=2))  # (n_test, n_t)
+        x = pred.numpy()
+        err = np.sqrt(np.mean(((x - ref) / scale) ** 2, axis=2))  # (n_test, n_t)
+        rel = relative_l2(x, ref)  # (n_test, n_steps)
+        mass = np.abs(x.sum(axis=2) - mass0)  # (n_test, n_t)
         result["steppers"][name] = {"train_steps": fit.steps, "train_wall_s": fit.wall_s,
                                     "final_error": float(np.median(err[:, -1])),
-                                    "max_error": float(err.max())}
+                                    "max_error": float(err.max()),
+                                    "max_rel_l2": float(rel.max()),
+                                    "max_mass_drift": float(mass.max())}
         result["curves"][name] = {"t": t.tolist(), "error": np.median(err, 0).tolist(),
-                                  "y1": pred[0, :, 0].tolist()}
+                                  "y1": x[0, :, 0].tolist(), "mass_drift": mass.max(0).tolist()}
     result["reference_y1"] = ref[0, :, 0].tolist()
+    result["reference_mass_drift"] = float(np.abs(ref.sum(axis=2) - mass0).max())
     return result
 
 
@@ -282,12 +308,13 @@ def plot_error_vs_dt(studies, path):
 
 def plot_learned(learned, path):
     plt = pyplot()
-    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig, (ax, ax2, ax3) = plt.subplots(1, 3, figsize=(15, 4.2))
     t = np.asarray(next(iter(learned["curves"].values()))["t"])
     ax.plot(t, learned["reference_y1"], "k", lw=2, label="reference (Radau)")
     for name, c in learned["curves"].items():
         ax.plot(t, c["y1"], "o-", ms=3, lw=1, label=name)
         ax2.semilogy(t[1:], np.maximum(c["error"][1:], 1e-16), lw=1.2, label=name)
+        ax3.semilogy(t[1:], np.maximum(c["mass_drift"][1:], 1e-18), lw=1.2, label=name)
     ax.set_xlabel("time t")
     ax.set_ylabel("y1 (concentration)")
     ax.set_title(f"Robertson, learned steppers at dt = {learned['dt']:g} (held-out state)")
@@ -297,12 +324,17 @@ def plot_learned(learned, path):
     ax2.set_title("Error of the learned steppers")
     ax2.grid(True, which="both", alpha=0.3)
     ax2.legend(fontsize=8)
+    ax3.set_xlabel("time t")
+    ax3.set_ylabel("max over states of |Σy(t) − Σy(0)|  (0 drawn at 1e-18)")
+    ax3.set_title("Mass drift")
+    ax3.grid(True, which="both", alpha=0.3)
+    ax3.legend(fontsize=8)
     return savefig(fig, path)
 
 
 def _markdown(r, cfg: Config) -> str:
     size = ("`--quick` size (CPU, minutes)" if r["quick"] else
-            "full size (meant for a GPU; `--quick` runs a reduced version on a CPU)")
+            "full size (minutes on a CPU)")
     v, b = r["van_der_pol"], r["robertson"]
     lines = [
         "# Stiff: explicit stability limits vs implicit steps",
@@ -355,9 +387,17 @@ def _markdown(r, cfg: Config) -> str:
         f"## Learned steppers at dt = {cfg.learned_dt:g} on Robertson",
         "",
         f"Trained on {cfg.n_traj} Radau trajectories (dt_save 0.1, frame step "
-        f"{int(round(cfg.learned_dt / 0.1))}): the explicit ResNet emulator learns the step map "
-        f"({cfg.resnet_steps} steps), the implicit ResNet a field advanced by backward Euler "
-        f"with a Newton solve in the forward pass ({cfg.implicit_steps} steps).",
+        f"{int(round(cfg.learned_dt / 0.1))}): the explicit ResNet emulator learns the step map, "
+        "and the mass-projected one is the same ResNet with each step's output moved onto "
+        "y1 + y2 + y3 = its input's (the smallest move in the normalised metric, "
+        "`physres.models.ProjectedEmulator(invariants=[1, 1, 1])`); both trained by "
+        f"`physres.training.fit` with its defaults for {cfg.epochs} epochs. The implicit "
+        "ResNet learns a field advanced by backward Euler with a Newton solve in the forward "
+        f"pass ({cfg.implicit_steps} steps). `final_error` and `max_error`: relative RMS error "
+        "with each component divided by its largest magnitude (so the ~1e-5 y2 counts as much "
+        "as y1); `max_rel_l2`: the largest ‖x̂ − x‖/‖x‖ over the steps and states; "
+        "`max_mass_drift`: the largest |Σy(t) − Σy(0)| (the Radau reference's own: "
+        f"{r['learned']['reference_mass_drift']:.1e}).",
         "",
         markdown_table([{"model": k, **s} for k, s in r["learned"]["steppers"].items()]),
         "",

@@ -303,3 +303,27 @@ def test_registry_lists_models_and_fields():
     assert {"mlp", "conv1d"} <= set(physres.models.names(physres.models.LearnedField))
     model = physres.models.get("node", state_shape=(2,), width=4)
     assert isinstance(model, NeuralODE) and model.config["width"] == 4
+
+
+def test_symplectic_emulator_fits_the_exact_flow_and_keeps_its_area():
+    torch.manual_seed(0)
+    model = physres.models.SymplecticEmulator(state_shape=(2,), width=16, dt=DT)
+    losses = train(model)
+    assert losses[-1] < losses[0] / 100, (losses[0], losses[-1])
+    x0, _ = ho_pairs(16, seed=7)
+    with torch.no_grad():
+        traj = physres.rollout(model, x0, DT, 10)
+        exact = torch.stack([exact_flow(x0, DT * n) for n in range(11)], dim=1)
+    assert (traj - exact).norm() / exact.norm() < 0.05
+    jac = torch.autograd.functional.jacobian(lambda y: model(y[None], 0.0, DT)[0], x0[0])
+    assert float(torch.linalg.det(jac)) == pytest.approx(1.0, abs=1e-12)  # area, 1 dof
+
+
+def test_projected_resnet_keeps_a_linear_invariant_of_the_oscillator_data():
+    # any linear invariant may be imposed: every step keeps q + p, whatever the network
+    model = physres.models.ProjectedEmulator(state_shape=(2,), invariants=[1.0, 1.0],
+                                             model_options={"width": 8}, dt=DT)
+    model.set_normalization(torch.zeros(2), torch.full((2,), 0.6))
+    x = torch.randn(4, 2, dtype=torch.float64)
+    out = model(x, 0.0, DT)
+    torch.testing.assert_close(out.sum(1), x.sum(1), rtol=0, atol=1e-14)

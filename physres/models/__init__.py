@@ -25,8 +25,10 @@ from .hybrid import HybridStepper
 from .implicit import ImplicitResNet
 from .node import NeuralODE
 from .polynomial import PolynomialField
+from .projection import ProjectedEmulator
 from .quantum import UnitaryCayleyEmulator
 from .resnet import ResNetEmulator
+from .symplectic import SymplecticEmulator
 
 __all__ = [
     "MLP",
@@ -47,4 +49,6 @@ __all__ = [
     "get",
     "names",
     "register",
+    "SymplecticEmulator",
+    "ProjectedEmulator",
 ]
