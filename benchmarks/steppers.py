@@ -149,7 +149,7 @@ def _diffrax_solver(system, dt, n_steps):
     return (fn, run), None
 
 
-def _torch_methods(system, x0, dt, n_steps, chunk, tode) -> dict:
+def _torch_methods(system, x0, dt, n_steps, chunk, tode, cpp_wrapper=False) -> dict:
     """name -> callable returning the final states (batch, 3)."""
     step = physres.steppers.get("rk4", system.rhs)
     grid = torch.tensor([0.0, n_steps * dt], dtype=torch.float64)
@@ -165,10 +165,14 @@ def _torch_methods(system, x0, dt, n_steps, chunk, tode) -> dict:
     }
     if tode is not None:
         methods["torchode RK4 (fixed step)"] = lambda: tode(x0, n_steps * dt)
+    if cpp_wrapper:  # inductor's C++ wrapper: no Python between the kernels of a chunk
+        opts = {"options": {"cpp_wrapper": True}}
+        methods["physres rk4 compiled (cpp_wrapper)"] = lambda: physres.rollout(
+            step, x0, dt, n_steps, save_every=n_steps, compile=opts, chunk=chunk)[:, -1]
     return methods
 
 
-def lorenz(quick: bool, chunk: int) -> dict:
+def lorenz(quick: bool, chunk: int, batches=(1, 256, 4096), cpp_wrapper=False) -> dict:
     system = physres.systems.get("lorenz63")
     n_steps, dt = 1000, 0.002
     t_end = n_steps * dt
@@ -179,17 +183,18 @@ def lorenz(quick: bool, chunk: int) -> dict:
         if skip:
             print(f"skipped: {skip}")
     results = {}
-    for batch in (1, 256, 4096):
+    for batch in batches:
         x0 = system.sample_initial(batch, seed=0)
         n_ref = min(batch, 16)
         reference = physres.reference.solve(system, x0[:n_ref], np.array([0.0, t_end]),
                                             method="DOP853", rtol=1e-13, atol=1e-13)[:, -1]
-        methods = _torch_methods(system, x0, dt, n_steps, chunk, tode)
+        methods = _torch_methods(system, x0, dt, n_steps, chunk, tode, cpp_wrapper)
         compile_s = {}
         with torch.no_grad():
             start = time.perf_counter()
-            methods["physres rk4 compiled"]()  # compiles (timed apart)
-            compile_s["physres rk4 compiled"] = _compile.last_run["compile_s"]
+            for name in [m for m in methods if "compiled" in m]:
+                methods[name]()  # compiles (timed apart)
+                compile_s[name] = _compile.last_run["compile_s"]
             print(f"batch {batch}: physres compile {compile_s['physres rk4 compiled']:.1f} s "
                   f"(first call {time.perf_counter() - start:.1f} s), chunk "
                   f"{_compile.last_run['chunk']}", flush=True)
@@ -285,6 +290,9 @@ def main():
     parser.add_argument("--quick", action="store_true", help="fewer rounds and trajectories")
     parser.add_argument("--parts", default="lorenz,robertson")
     parser.add_argument("--chunk", type=int, default=50, help="steps per compiled graph")
+    parser.add_argument("--batches", default="1,256,4096")
+    parser.add_argument("--cpp-wrapper", action="store_true",
+                        help="also time compiled chunks with inductor's C++ wrapper")
     parser.add_argument("--json", default="benchmarks/results/steppers.json")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -294,7 +302,8 @@ def main():
     payload = {"machine": info, "command": "python benchmarks/steppers.py "
                + " ".join(a for a in os.sys.argv[1:])}
     if "lorenz" in parts:
-        lor = lorenz(args.quick, args.chunk)
+        lor = lorenz(args.quick, args.chunk, tuple(int(b) for b in args.batches.split(",")),
+                     args.cpp_wrapper)
         summary = {}
         for batch, rows in lor.items():
             print(f"\nLorenz-63, batch {batch}, 1000 RK4 steps (dt = 0.002), one thread")

@@ -163,7 +163,7 @@ class _Chunk:
 def _key(stepper, x, length, saves, dt, options):
     return (id(stepper), type(stepper), tuple(x.shape), x.dtype, x.device, length, saves,
             float(dt), torch.is_grad_enabled(), x.requires_grad,
-            tuple(sorted((options or {}).items())))
+            repr(sorted((options or {}).items())))
 
 
 def has_entries() -> bool:
