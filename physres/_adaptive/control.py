@@ -17,8 +17,10 @@ def error_ratio(err: torch.Tensor, x_old: torch.Tensor, x_new: torch.Tensor, rto
     """Per-sample ``‖err / (atol + rtol·max(|x_old|, |x_new|))‖_RMS``, shape (batch,).
 
     A component whose error and scale are both zero (``atol = 0`` on a zero component)
-    contributes zero rather than 0/0.
+    contributes zero rather than 0/0. Step-size control is not differentiated (as in diffrax
+    and torchode): gradients flow through the accepted steps, not through the choice of h.
     """
+    err, x_old, x_new = err.detach(), x_old.detach(), x_new.detach()
     scale = torch.maximum(x_old.abs(), x_new.abs()).mul_(rtol).add_(atol)
     q = err.abs().div_(scale) if not err.is_complex() else err.abs() / scale
     if atol == 0:
