@@ -149,7 +149,7 @@ def _solve(stepper, x0, t_span, rtol, atol, t_eval, *, first_step, max_steps, sa
     if not trial.fsal:
         f0 = None
     bar = _progress(span, progress, getattr(stepper, "name", ""))
-    restore = _loosen_newton(stepper, 1e-3 * rtol)
+    restore = _loosen_newton(stepper, 1e-3 * rtol, 1e-3 * atol)
     common = dict(rtol=rtol, atol=atol, max_steps=max_steps, throw=throw, stepper=stepper)
     try:
         if per_sample:
@@ -191,15 +191,19 @@ def _global_error(stepper, x0, t_span, sol, rtol, atol, first_step, max_steps, s
             "global_error_nfev": ref.stats["nfev"]}
 
 
-def _loosen_newton(stepper, tol: float):
-    """Solve implicit stages to ``tol`` (scipy's Radau ties its Newton tolerance to ``rtol``
-    likewise) unless the user set the stepper's own ``tol``; returns a function that restores."""
+def _loosen_newton(stepper, tol: float, atol: float):
+    """Solve implicit stages to ``tol`` relative and ``atol`` absolute (scipy's Radau ties its
+    Newton tolerance to ``rtol`` likewise) unless the user set the stepper's own ``tol`` or
+    ``atol``; returns a function that restores."""
     options = getattr(stepper, "newton", None)
     if options is None or options.tol is not None:
         return lambda: None
     import dataclasses
 
-    stepper.newton = dataclasses.replace(options, tol=max(tol, 1e-13))
+    changes = {"tol": max(tol, 1e-13)}
+    if getattr(options, "atol", "absent") is None:
+        changes["atol"] = atol if atol > 0 else None
+    stepper.newton = dataclasses.replace(options, **changes)
 
     def restore():
         stepper.newton = options

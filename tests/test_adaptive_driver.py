@@ -201,3 +201,15 @@ def test_progress_and_nonlinear_reference():
                             atol=1e-12, progress=False)
     assert sol.t.tolist() == [0.0, 1.0]
     torch.testing.assert_close(sol.x[:, -1], field.reference(1.0), rtol=1e-8, atol=1e-9)
+
+
+@pytest.mark.parametrize("per_sample", [True, False])
+def test_gradients_flow_through_the_accepted_steps(per_sample):
+    """For x' = A x, d(sum x(T))/dx0 = expm(A T)^T 1; the control itself is not differentiated."""
+    problem = LinearProblem()
+    x0 = problem.x0.clone().requires_grad_(True)
+    sol = physres.integrate(steppers.get("dopri5", problem.rhs), x0, (0.0, 2.0), rtol=1e-9,
+                            atol=1e-11, t_eval=[0.0, 2.0], per_sample=per_sample)
+    (grad,) = torch.autograd.grad(sol.x[:, -1].sum(), x0)
+    exact = torch.linalg.matrix_exp(2.0 * problem.A).T @ torch.ones(3, dtype=torch.float64)
+    torch.testing.assert_close(grad, exact.expand(2, 3), rtol=1e-7, atol=1e-9)

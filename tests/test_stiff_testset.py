@@ -65,14 +65,18 @@ def test_backward_euler_starts_stiff_van_der_pol():
 
 @pytest.mark.slow
 def test_kvaerno5_through_two_relaxation_periods_of_van_der_pol_mu_1e6():
+    # Compared on the slow branches (t = 1.2e6, 2e6): near a jump the state is too sensitive
+    # to the phase for any reference (Radau at rtol 1e-8 and 1e-10 disagree at t = 3e6).
     system = physres.systems.get("van_der_pol", mu=1e6)
     x0 = torch.tensor([[2.0, 0.0]], dtype=torch.float64)
     step = physres.steppers.get("kvaerno5", system.rhs, atol=1e-9)
     with torch.no_grad():
-        sol = physres.integrate(step, x0, (0.0, 3e6), rtol=1e-6, atol=1e-6, t_eval=[3e6])
-    ref = solve_ivp(system.numpy_rhs, (0.0, 3e6), [2.0, 0.0], method="Radau", rtol=1e-10,
-                    atol=1e-10, jac=system.numpy_jacobian).y[:, -1]
-    assert abs(float(sol.x[0, -1, 0]) - ref[0]) < 1e-3 * abs(ref[0])
+        sol = physres.integrate(step, x0, (0.0, 3e6), rtol=1e-6, atol=1e-6,
+                                t_eval=[1.2e6, 2e6, 3e6])
+    ref = solve_ivp(system.numpy_rhs, (0.0, 2e6), [2.0, 0.0], method="Radau", rtol=1e-8,
+                    atol=1e-8, jac=system.numpy_jacobian, t_eval=[1.2e6, 2e6]).y[0]
+    np.testing.assert_allclose(sol.x[0, :2, 0].numpy(), ref, rtol=1e-4)
+    assert abs(float(sol.x[0, -1, 0])) < 2.1
 
 
 @pytest.mark.slow

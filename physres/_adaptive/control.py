@@ -17,8 +17,10 @@ def error_ratio(err: torch.Tensor, x_old: torch.Tensor, x_new: torch.Tensor, rto
     """Per-sample ``‖err / (atol + rtol·max(|x_old|, |x_new|))‖_RMS``, shape (batch,).
 
     A component whose error and scale are both zero (``atol = 0`` on a zero component)
-    contributes zero rather than 0/0.
+    contributes zero rather than 0/0. Step-size control is not differentiated (as in diffrax
+    and torchode): gradients flow through the accepted steps, not through the choice of h.
     """
+    err, x_old, x_new = err.detach(), x_old.detach(), x_new.detach()
     scale = torch.maximum(x_old.abs(), x_new.abs()).mul_(rtol).add_(atol)
     q = err.abs().div_(scale) if not err.is_complex() else err.abs() / scale
     if atol == 0:
@@ -137,8 +139,8 @@ def failure(status: int, *, t: float, h: float, t1: float, stepper, max_steps: i
 
     where = f"sample {sample}: " if sample is not None else ""
     explicit = bool(getattr(stepper, "explicit", False))
-    stiff_hint = ("use an implicit stepper ('backward_euler', 'crank_nicolson') if the problem "
-                  "is stiff" if explicit else
+    stiff_hint = ("use the L-stable implicit pair 'kvaerno5' if the problem is stiff"
+                  if explicit else
                   "check the field for a singularity near this t (finite-time blow-up), give "
                   "its owner an analytic `jacobian(t, x)`")
     if status == Status.MAX_STEPS:
