@@ -139,7 +139,7 @@ def failure(status: int, *, t: float, h: float, t1: float, stepper, max_steps: i
 
     where = f"sample {sample}: " if sample is not None else ""
     explicit = bool(getattr(stepper, "explicit", False))
-    stiff_hint = ("use the L-stable implicit pair 'kvaerno5' if the problem is stiff"
+    stiff_hint = ("use an L-stable implicit stepper ('kvaerno5') if the problem is stiff"
                   if explicit else
                   "check the field for a singularity near this t (finite-time blow-up), give "
                   "its owner an analytic `jacobian(t, x)`")
