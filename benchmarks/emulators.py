@@ -160,6 +160,8 @@ def main() -> None:
     parser.add_argument("--chaos", default=None,
                         help="comma-separated chaotic systems (lorenz63, lorenz96)")
     parser.add_argument("--no-esn", action="store_true", help="skip the echo state network")
+    parser.add_argument("--esn-only", action="store_true",
+                        help="chaos: only RK4 and the echo state network")
     parser.add_argument("--defaults", action="store_true",
                         help="train on TrainConfig() defaults (only frame_step=10)")
     args = parser.parse_args()
@@ -170,7 +172,8 @@ def main() -> None:
         rows = []
         with tempfile.TemporaryDirectory() as workdir:
             for name in args.chaos.split(","):
-                rows += _chaos.run(name, Path(workdir), quick=args.quick, esn=not args.no_esn)
+                rows += _chaos.run(name, Path(workdir), quick=args.quick, esn=not args.no_esn,
+                                   physres_models=not args.esn_only)
         print()
         print(_chaos.as_markdown(rows))
         write_json(args.json, {"benchmark": "emulators_chaos", "quick": args.quick,

@@ -31,16 +31,24 @@ class TrainConfig:
     Validation and early stopping
         Every ``val_every`` epochs, roll the model out over up to ``val_trajectories``
         validation trajectories for ``val_steps`` steps (default: their whole length) and
-        score the relative L2 error; stop after ``patience`` evaluations without improvement
+        score them (``val_metric``); stop after ``patience`` evaluations without improvement
         (None: never) and restore the best weights.
+    Precision and data
+        ``precision``: ``"auto"`` casts the model to float64 for float64 data; ``in_memory``:
+        gather batches from the training trajectories held on the device (None: when they
+        take at most 1 GiB), else stream them from HDF5. ``noise`` (start-state noise, in data
+        stds) and ``pushforward`` (gradient through the last unrolled step only) for long
+        horizons. ``val_metric``: ``"clipped"`` (per-step error capped at ``val_threshold``,
+        chaos-aware) or ``"full"`` (whole-rollout relative error).
     Polish
-        ``polish_steps`` iterations of a full-batch second-order method after the AdamW
-        epochs, on the K-step loss (K = ``unroll``) over up to ``polish_windows`` training
-        windows; the validation error decides whether the polished weights are kept. Single
-        process only. ``polish_method``: ``"lbfgs"`` (strong Wolfe line search, up to
-        ``polish_iter`` inner iterations per step) or ``"lm"`` (Levenberg–Marquardt on the
-        per-sample residuals: far more accurate for small models, up to
-        :data:`physres.training.lm.MAX_PARAMS` parameters; ``polish_iter`` unused).
+        ``polish_steps`` iterations of a full-batch second-order finish after the AdamW
+        epochs, on the K-step loss over up to ``polish_windows`` training windows; the
+        validation score decides whether the polished weights are kept. ``polish_method``:
+        ``"auto"`` (least squares for models linear in their parameters, dense
+        Levenberg–Marquardt for small ones, matrix-free Gauss–Newton–CG beyond, L-BFGS when
+        the step cannot be differentiated by ``torch.func``), or any of ``"lstsq"``, ``"lm"``,
+        ``"gn"`` (``polish_iter`` CG iterations per step), ``"lbfgs"`` (``polish_iter`` inner
+        iterations), ``"none"``. Every choice is recorded in ``model.training_info``.
     Runtime
         ``seed``; ``device`` (default: cuda if available); ``amp`` (mixed precision: None =
         on CUDA only; refused on CPU); ``checkpoint`` path written every ``checkpoint_every``
