@@ -6,6 +6,7 @@
 >>> study.orders, study.largest_stable_dt
 """
 
+from ._compare_figures import plot_stability_regions
 from .compare import Comparison, compare_steppers, fit_order
 from .lyapunov import lyapunov_exponent
 from .metrics import (
@@ -28,6 +29,7 @@ __all__ = [
     "invariant_drift",
     "lyapunov_exponent",
     "nrmse",
+    "plot_stability_regions",
     "relative_l2",
     "valid_prediction_time",
     "validate",
