@@ -133,19 +133,60 @@ def _describe(spec) -> str:
         if set(spec) == {"*"}:
             return f"object of {_describe(spec['*'])}"
         return "object" if spec else "empty object"
-    return "number (null when not finite)" if spec == NUMBER else spec
+    return spec
+
+
+MEANING = {
+    "kind": "`\"comparison\"` or `\"validation\"`: which schema applies",
+    "schema_version": "version of this layout (changes when a field changes meaning)",
+    "params": "the system's parameters", "system_params": "the system's parameters",
+    "t_end": "final time of every run", "n_traj": "initial states (trajectories) used",
+    "reference": "what the errors are measured against",
+    "dts": "step sizes, decreasing, each dividing `t_end`",
+    "steppers": "stepper name → its record (`StepperResult.to_dict()`)",
+    "steppers.*.nominal_order": "the stepper's order as declared",
+    "steppers.*.fitted_order": "slope of log(error) vs log(dt); null with < 2 usable points",
+    "steppers.*.fit_dt_range": "[dt_min, dt_max] of the points fitted, or null",
+    "steppers.*.errors": "per dt: relative L2 error at `t_end`, worst trajectory (null: failed)",
+    "steppers.*.wall_s": "per dt: stepping wall time (s)",
+    "steppers.*.nfev": "per dt: field evaluations",
+    "steppers.*.status": "per dt: `ok`, `diverged` or `solver failed`",
+    "steppers.*.invariant_drift": "invariant → per dt: max drift over time and trajectories",
+    "steppers.*.stability": "the largest-stable-dt search, or {} when not run",
+    "steppers.*.stability.largest_stable_dt": "0: unstable at every dt tried; null: stable at "
+                                              "every dt tried",
+    "steppers.*.stability.searched": "[dt_lo, dt_hi] scanned",
+    "stepper": "the stepper's name", "data": "the reference file",
+    "trajectories": "indices of the trajectories scored", "dt": "the stepper's step size",
+    "t": "times of the scored frames", "nrmse_scale": "the reference's standard deviation",
+    "relative_l2.per_step_mean": "per frame, mean over trajectories (null after a failure)",
+    "valid_prediction_time.per_trajectory": "time until nRMSE first exceeds the threshold",
+    "valid_prediction_time.horizon": "the longest VPT possible (the scored span)",
+    "valid_prediction_time.lyapunov_exponent": "given by the caller",
+    "invariant_drift": "invariant → drift of the stepper (and of the reference)",
+    "invariant_drift.*.relative": "drift relative to |I_0| (false: absolute, I_0 = 0)",
+    "cost.steps": "steps along each trajectory",
+    "cost.reference": "the file's `/stats`, summed over the trajectories used",
+    "cost.speedup_vs_reference": "reference wall time / the stepper's",
+    "failure": "the first failed rollout, or null",
+    "failure.time": "time of the failing step",
+}
 
 
 def field_table(schema, prefix: str = "") -> list[dict]:
-    """Rows ``{"field", "type"}`` of every field of ``schema`` (``a.b``; ``*`` for any key;
-    ``[]`` for list items), for the documentation."""
+    """Rows ``{"field", "type", "meaning"}`` of every field of ``schema`` (``a.b``; ``*`` for
+    any key), for the documentation."""
     rows = []
     for key, spec in schema.items():
         name = f"{prefix}.{key.rstrip('?')}" if prefix else key.rstrip("?")
         optional = " (optional)" if key.endswith("?") else ""
         objects = [s for s in (spec if isinstance(spec, tuple) else (spec,))
                    if isinstance(s, dict) and s]
-        rows.append({"field": f"`{name}`", "type": _describe(spec) + optional})
+        if key != "*" or objects:
+            rows.append({"field": f"`{name}`", "type": _describe(spec) + optional,
+                         "meaning": MEANING.get(name, "")})
         for sub in objects:
+            if set(sub) == {"*"} and not isinstance(sub["*"], dict):
+                continue  # "object of X" says it all
             rows += field_table(sub, name)
     return rows
