@@ -49,3 +49,13 @@ def stability_function(name, z) -> np.ndarray:
         y1 = cls(eq.rhs)(y0, 0.0, 1.0)
     return y1.reshape(z.shape).numpy()
 
+
+def plot_stability_regions(names, path, *, extent=(-5.0, 3.0, -4.0, 4.0), resolution=401):
+    """Draw ``|R(z)| ≤ 1`` for each stepper in ``names`` to a PNG at ``path``; returns the path.
+
+    The drawing lives with the other figures in :mod:`physres.validation` (this name stays
+    for the documented API); see :func:`physres.validation.plot_stability_regions`.
+    """
+    from ..validation import plot_stability_regions as draw  # at call time: figures sit above
+
+    return draw(names, path, extent=extent, resolution=resolution)

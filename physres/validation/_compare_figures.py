@@ -126,8 +126,7 @@ def plot_stability_regions(names, path, *, extent=(-5.0, 3.0, -4.0, 4.0), resolu
     _region_axes(ax, r"Re($\lambda\,\Delta t$)", r"Im($\lambda\,\Delta t$)",
                  r"Stability regions $|R(\lambda\Delta t)| \leq 1$ (shaded), measured")
     ax.legend(loc="upper left", fontsize=9)
-    save_figure(fig, path)
-    return path
+    return save_figure(fig, path)
 
 
 def _region(ax, name, color, label, extent, resolution, alpha, lw):
