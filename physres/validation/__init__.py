@@ -7,7 +7,7 @@
 """
 
 from ._compare_figures import plot_stability_regions
-from .compare import Comparison, compare_steppers, fit_order
+from .compare import Comparison, RunResult, StepperResult, compare_steppers, fit_order
 from .lyapunov import lyapunov_exponent
 from .metrics import (
     fidelity,
@@ -23,6 +23,8 @@ from .validate import validate
 __all__ = [
     "Comparison",
     "Report",
+    "RunResult",
+    "StepperResult",
     "compare_steppers",
     "fidelity",
     "fit_order",
