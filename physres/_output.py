@@ -149,7 +149,8 @@ def markdown_table(rows) -> str:
 
 
 # ---- figures --------------------------------------------------------------------------------
-_FIGURE_KEYS = ("figsize", "dpi", "facecolor", "edgecolor", "linewidth", "frameon", "layout")
+_FIGURE_KEYS = ("figsize", "dpi", "facecolor", "edgecolor", "linewidth", "frameon", "layout",
+                "constrained_layout", "tight_layout")
 
 
 def subplots(nrows: int = 1, ncols: int = 1, *, squeeze: bool = True, **kwargs):
