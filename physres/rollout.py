@@ -3,18 +3,65 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import torch
 
 from . import _checks, _compile
-from .errors import DivergenceError
+from .errors import ConvergenceError, DivergenceError
 
 COMPILE_MODES = ("auto", True, False)
+ON_DIVERGENCE = ("raise", "return")
+
+
+@dataclass
+class Rollout:
+    """What ``rollout(..., full_output=True)`` returns.
+
+    trajectory : Tensor (batch, n_saved, *state_shape), the saved states (up to the last
+        finite one when the run failed)
+    final : Tensor (batch, *state_shape), the state after the last completed step
+    steps : steps completed (``n_steps`` unless the run failed)
+    wall_s : wall time of the stepping, observer calls excluded
+    observer_s : wall time spent in the observer
+    failure : the DivergenceError or ConvergenceError that stopped the run, or None
+    compile : the compile report of the run (as ``physres._compile.last_run``)
+    """
+
+    trajectory: torch.Tensor
+    final: torch.Tensor
+    steps: int
+    dt: float
+    t0: float
+    wall_s: float
+    observer_s: float = 0.0
+    failure: Exception | None = None
+    compile: dict = field(default_factory=dict)
+
+    @property
+    def status(self) -> str:
+        """``"ok"``, ``"diverged"`` (a non-finite state) or ``"solver failed"`` (an implicit
+        solve did not converge)."""
+        if self.failure is None:
+            return "ok"
+        return "diverged" if isinstance(self.failure, DivergenceError) else "solver failed"
+
+    @property
+    def failed_step(self) -> int | None:
+        """The step (1-based) that failed, or None."""
+        return None if self.failure is None else self.steps + 1
+
+    @property
+    def t_final(self) -> float:
+        """Time of :attr:`final`."""
+        return self.t0 + self.steps * self.dt
 
 
 def rollout(stepper, x0: torch.Tensor, dt: float, n_steps: int, t0: float = 0.0,
             save_every: int = 1, progress: bool = False, compile="auto",
-            chunk: int | None = None) -> torch.Tensor:
+            chunk: int | None = None, *, observer: Callable | None = None,
+            on_divergence: str = "raise", full_output: bool = False):
     """Apply ``stepper`` ``n_steps`` times from ``x0``.
 
     Parameters
@@ -41,10 +88,21 @@ def rollout(stepper, x0: torch.Tensor, dt: float, n_steps: int, t0: float = 0.0,
     chunk : int, optional
         Steps per compiled graph (default ``_compile.DEFAULT_CHUNK``, adjusted to
         ``save_every``).
+    observer : callable ``(n, t, x)``, optional
+        Called for every saved state, in order: the initial one (``n = 0``) and each state
+        after step ``n`` at time ``t = t0 + n·dt`` that is kept. A compiled run calls it after
+        each chunk for the states that chunk kept. Its time is not counted in ``wall_s``.
+    on_divergence : ``"raise"`` or ``"return"``
+        ``"return"``: a non-finite state (DivergenceError) or a failed implicit solve
+        (ConvergenceError) ends the run early instead of raising; the result holds the states
+        saved before it (and, with ``full_output``, the failure).
+    full_output : bool
+        Return a :class:`Rollout` (trajectory, final state, steps done, wall time, failure)
+        instead of the trajectory alone.
 
     Returns
     -------
-    Tensor, shape (batch, n_steps // save_every + 1, *state_shape)
+    Tensor, shape (batch, n_steps // save_every + 1, *state_shape), or a :class:`Rollout`
 
     Raises
     ------
@@ -65,28 +123,47 @@ def rollout(stepper, x0: torch.Tensor, dt: float, n_steps: int, t0: float = 0.0,
                          f"options, got {compile!r}")
     if chunk is not None:
         chunk = _checks.positive_int("chunk", chunk)
+    if on_divergence not in ON_DIVERGENCE:
+        raise ValueError(f"`on_divergence` must be 'raise' or 'return', got {on_divergence!r}")
+    if observer is not None and not callable(observer):
+        raise TypeError(f"`observer` must be a callable (n, t, x), got "
+                        f"{type(observer).__name__}")
     step = _checks.step_function(stepper, x0, dt)
-    run = _Run(stepper, step, x0, dt, n_steps, float(t0), save_every, progress)
+    run = _Run(stepper, step, x0, dt, n_steps, float(t0), save_every, progress, observer)
     start = time.perf_counter()
+    failure = None
     try:
+        run.observe(0, x0)
         if compile is False or n_steps < 2:
             run.eager(n_steps)
         else:
             run.chunked(chunk or _compile.DEFAULT_CHUNK, options, forced=compile is True)
+    except (DivergenceError, ConvergenceError) as err:
+        if on_divergence == "raise":
+            raise
+        failure = err
     finally:
         run.bar.close()
+        wall = time.perf_counter() - start - run.observer_s
         _compile.last_run.clear()
-        _compile.last_run.update(run.report, wall_s=time.perf_counter() - start)
-    return torch.stack(run.saved, dim=1)
+        _compile.last_run.update(run.report, wall_s=wall)
+    trajectory = torch.stack(run.saved, dim=1)
+    if not full_output:
+        return trajectory
+    return Rollout(trajectory=trajectory, final=run.x, steps=run.n, dt=dt, t0=float(t0),
+                   wall_s=wall, observer_s=run.observer_s, failure=failure,
+                   compile=dict(_compile.last_run))
 
 
 class _Run:
     """State of one rollout: the current step ``n``, the state and the saved states."""
 
-    def __init__(self, stepper, step, x0, dt, n_steps, t0, save_every, progress):
+    def __init__(self, stepper, step, x0, dt, n_steps, t0, save_every, progress,
+                 observer=None):
         self.stepper, self.step, self.x, self.dt = stepper, step, x0, dt
         self.n_steps, self.t0, self.save_every = n_steps, t0, save_every
         self.n, self.saved = 0, [x0]
+        self.observer, self.observer_s = observer, 0.0
         label = getattr(stepper, "name", "") or type(stepper).__name__
         self.bar = _progress(n_steps, progress, label)
         self.report = {"compiled": False, "chunk": None, "compile_s": 0.0, "compiled_steps": 0,
@@ -96,23 +173,31 @@ class _Run:
         """``t`` at the start of step ``n`` (1-based), exactly as the eager loop computes it."""
         return self.t0 + (n - 1) * self.dt
 
+    def observe(self, n: int, x) -> None:
+        """Hand a saved state to the observer (timed apart from the stepping)."""
+        if self.observer is not None:
+            start = time.perf_counter()
+            self.observer(n, self.t0 + n * self.dt, x)
+            self.observer_s += time.perf_counter() - start
+
     def eager(self, until: int) -> None:
         """Eager steps up to step ``until``, raising DivergenceError at the first non-finite
-        state."""
-        x, dt = self.x, self.dt
+        state. ``self.x`` and ``self.n`` follow every completed step."""
+        dt = self.dt
         for n in range(self.n + 1, until + 1):
-            x = self.step(x, self.time(n), dt)
+            x = self.step(self.x, self.time(n), dt)
             if not bool(torch.isfinite(x).all()):
                 raise DivergenceError(
                     f"rollout diverged: non-finite state at step {n} (t = {self.t0 + n * dt:.6g}) "
                     f"with dt = {dt:g}; reduce `dt` or use a more stable stepper",
                     step=n, time=self.t0 + n * dt, trajectory=torch.stack(self.saved, dim=1),
                 )
+            self.x, self.n = x, n
+            self.report["eager_steps"] += 1
             if n % self.save_every == 0:
                 self.saved.append(x)
+                self.observe(n, x)
             self.bar.update()
-        self.report["eager_steps"] += max(until - self.n, 0)
-        self.x, self.n = x, max(self.n, until)
 
     def chunked(self, k: int, options, forced: bool) -> None:
         k = _chunk_length(k, self.save_every)
@@ -185,6 +270,8 @@ class _Run:
             self.eager(self.n + length)
             return True
         self.saved.extend(kept)
+        for i, state in zip(saves, kept, strict=True):
+            self.observe(self.n + i, state)
         self.x, self.n = x, self.n + length
         self.report["compiled"] = True
         self.report["compiled_steps"] += length

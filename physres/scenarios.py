@@ -22,17 +22,16 @@ import argparse
 import ast
 import contextlib
 import importlib.util
-import json
 import math
 import os
 import re
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 
-import numpy as np
 import torch
 
+from . import _output
 from ._checks import default_device
 
 ENV_VAR = "PHYSRES_SCENARIOS"
@@ -234,7 +233,7 @@ def fit_for_steps(model, data, steps: int, *, unroll: int = 1, frame_step: int =
     return physres.training.fit(model, data, config)
 
 
-# --- reports ----------------------------------------------------------------------------------
+# --- reports, tables and figures: thin users of physres._output ---------------------------------
 def write_report(out, report: Mapping, markdown: str) -> tuple[Path, Path]:
     """Write ``report.json`` and ``report.md`` under ``out``, each atomically.
 
@@ -245,116 +244,32 @@ def write_report(out, report: Mapping, markdown: str) -> tuple[Path, Path]:
         raise TypeError(f"`markdown` must be a str, got {type(markdown).__name__}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(_jsonable(report, "report"), indent=2, allow_nan=False)
+    text = _output.dumps(report, nonfinite="raise", where="report")
     json_path, md_path = out / "report.json", out / "report.md"
-    _atomic_write(json_path, text + "\n")
-    _atomic_write(md_path, markdown if markdown.endswith("\n") else markdown + "\n")
+    _output.write_text(json_path, text)
+    _output.write_text(md_path, markdown)
     return json_path, md_path
-
-
-def _jsonable(obj, where: str):
-    if isinstance(obj, torch.Tensor):
-        obj = obj.detach().cpu().numpy()
-    if isinstance(obj, np.ndarray):
-        obj = obj.tolist()
-    elif isinstance(obj, np.generic):
-        obj = obj.item()
-    if isinstance(obj, Mapping):
-        return {str(k): _jsonable(v, f"{where}[{k!r}]") for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v, f"{where}[{i}]") for i, v in enumerate(obj)]
-    if isinstance(obj, float) and not math.isfinite(obj):
-        raise ValueError(f"`report`: {where} is {obj}; reports hold finite numbers "
-                         "(use None for a value that is not available)")
-    if isinstance(obj, Path):
-        return str(obj)
-    if obj is None or isinstance(obj, (bool, int, float, str)):
-        return obj
-    raise TypeError(f"`report`: {where} has type {type(obj).__name__}, which is not JSON-able")
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    from . import _io
-
-    _io.write_text(path, text)
-
-
-# --- tables -----------------------------------------------------------------------------------
-def _cell(v) -> str:
-    if isinstance(v, bool) or v is None:
-        return "—" if v is None else str(v)
-    if isinstance(v, (float, np.floating)):
-        return f"{v:.4g}"
-    return str(v)
-
-
-def _rows(rows) -> tuple[list[str], list[list[str]]]:
-    rows = list(rows)
-    if not rows:
-        return [], []
-    if isinstance(rows[0], Mapping):
-        header: list[str] = []
-        for r in rows:
-            header += [str(k) for k in r if str(k) not in header]
-        rows = [{str(k): v for k, v in r.items()} for r in rows]
-        return header, [[_cell(r.get(h)) for h in header] for r in rows]
-    if isinstance(rows[0], Sequence) and not isinstance(rows[0], str):
-        return [str(h) for h in rows[0]], [[_cell(v) for v in r] for r in rows[1:]]
-    raise TypeError(f"`rows` must be dicts or sequences (first one the header), "
-                    f"got {type(rows[0]).__name__}")
 
 
 def summary_table(rows) -> str:
     """A plain aligned text table from a list of dicts (keys → columns) or of sequences
     (the first one is the header). Floats are shown with 4 significant digits."""
-    header, body = _rows(rows)
-    if not header:
-        return "(no rows)"
-    widths = [max(len(r[i]) if i < len(r) else 0 for r in [header, *body])
-              for i in range(len(header))]
-
-    def line(cells):
-        return "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
-
-    return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, body)])
+    return _output.text_table(rows)
 
 
 def markdown_table(rows) -> str:
     """The same rows as a Markdown (GitHub) table, for ``report.md``."""
-    header, body = _rows(rows)
-    if not header:
-        return ""
-    header = [h.replace("|", "\\|") for h in header]
-    body = [[c.replace("|", "\\|") for c in r] for r in body]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(r) + " |" for r in body]
-    return "\n".join(lines)
+    return _output.markdown_table(rows)
 
 
-# --- figures ----------------------------------------------------------------------------------
 def pyplot():
-    """``matplotlib.pyplot`` on the non-interactive Agg backend (figures go to files)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    """A pyplot-like namespace (``subplots``, ``figure``, ``close``, ``rcParams``) that builds
+    bare ``matplotlib.figure.Figure`` objects: no backend switch, no global figure state."""
+    return _output.PyplotLike()
 
 
 def savefig(fig, path, dpi: int = 110) -> str:
-    """Lay out, write ``fig`` as PNG at ``path`` (atomically, see :mod:`physres._io`), close
-    it; returns the file name."""
-    import io
-
-    from . import _io
-
-    plt = pyplot()
-    try:
-        fig.tight_layout()
-        buffer = io.BytesIO()
-        fig.savefig(buffer, dpi=dpi, format="png")
-    finally:
-        plt.close(fig)
-    _io.write_bytes(path, buffer.getvalue())
+    """Lay out, write ``fig`` as PNG at ``path`` (atomically, see :mod:`physres._io`);
+    returns the file name."""
+    _output.save_figure(fig, path, dpi=dpi)
     return Path(path).name

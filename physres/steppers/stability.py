@@ -51,32 +51,11 @@ def stability_function(name, z) -> np.ndarray:
 
 
 def plot_stability_regions(names, path, *, extent=(-5.0, 3.0, -4.0, 4.0), resolution=401):
-    """Draw ``|R(z)| ≤ 1`` for each stepper in ``names`` to a PNG at ``path``; returns the path."""
-    import matplotlib
+    """Draw ``|R(z)| ≤ 1`` for each stepper in ``names`` to a PNG at ``path``; returns the path.
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    The drawing lives with the other figures in :mod:`physres.validation` (this name stays
+    for the documented API); see :func:`physres.validation.plot_stability_regions`.
+    """
+    from ..validation import plot_stability_regions as draw  # at call time: figures sit above
 
-    x0, x1, y0, y1 = extent
-    X, Y = np.meshgrid(np.linspace(x0, x1, resolution), np.linspace(y0, y1, resolution))
-    Z = X + 1j * Y
-    fig, ax = plt.subplots(figsize=(6.4, 5.6))
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    handles = []
-    for i, name in enumerate(names):
-        R = np.abs(stability_function(name, Z))
-        color = colors[i % len(colors)]
-        ax.contourf(X, Y, (R <= 1.0).astype(float), levels=[0.5, 1.5], colors=[color], alpha=0.18)
-        ax.contour(X, Y, R, levels=[1.0], colors=[color], linewidths=1.6)
-        handles.append(plt.Line2D([], [], color=color, lw=2, label=REGISTRY.resolve(name).name))
-    ax.axhline(0, color="0.6", lw=0.6)
-    ax.axvline(0, color="0.6", lw=0.6)
-    ax.set_xlabel(r"Re($\lambda\,\Delta t$)")
-    ax.set_ylabel(r"Im($\lambda\,\Delta t$)")
-    ax.set_title(r"Stability regions $|R(\lambda\Delta t)| \leq 1$ (shaded), measured")
-    ax.set_aspect("equal")
-    ax.legend(handles=handles, loc="upper left", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return draw(names, path, extent=extent, resolution=resolution)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import tempfile
 from pathlib import Path
+
+from .._io import write_text
 
 COLUMNS = ("step", "epoch", "unroll", "lr", "loss", "val_error")
 
@@ -23,22 +23,11 @@ def write_logs(prefix, history: list[dict], evaluations: list[dict], summary: di
     for row in history:
         writer.writerow([row["step"], row["epoch"], row["unroll"], f"{row['lr']:.6e}",
                          f"{row['loss']:.9e}", _fmt(scored.get(row["step"]))])
-    _atomic_text(prefix.with_name(prefix.name + ".csv"), buf.getvalue())
+    write_text(prefix.with_name(prefix.name + ".csv"), buf.getvalue())
     doc = {**summary, "evaluations": evaluations, "history": history}
-    _atomic_text(prefix.with_name(prefix.name + ".json"), json.dumps(doc, indent=1))
+    write_text(prefix.with_name(prefix.name + ".json"), json.dumps(doc, indent=1))
 
 
 def _fmt(value) -> str:
     return "" if value is None else f"{value:.6e}"
 
-
-def _atomic_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise

@@ -6,7 +6,8 @@
 >>> study.orders, study.largest_stable_dt
 """
 
-from .compare import Comparison, compare_steppers, fit_order
+from ._compare_figures import plot_stability_regions
+from .compare import Comparison, RunResult, StepperResult, compare_steppers, fit_order
 from .lyapunov import lyapunov_exponent
 from .metrics import (
     fidelity,
@@ -22,12 +23,15 @@ from .validate import validate
 __all__ = [
     "Comparison",
     "Report",
+    "RunResult",
+    "StepperResult",
     "compare_steppers",
     "fidelity",
     "fit_order",
     "invariant_drift",
     "lyapunov_exponent",
     "nrmse",
+    "plot_stability_regions",
     "relative_l2",
     "valid_prediction_time",
     "validate",

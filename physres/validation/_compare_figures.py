@@ -6,12 +6,12 @@ from __future__ import annotations
 import numpy as np
 
 from .. import steppers as _steppers
+from .._output import save_figure, subplots
 from . import _stability
-from .report import close, figure
 
 
 def error_vs_dt(c, path):
-    fig, axes = figure(figsize=(8.2, 4.6))
+    fig, axes = subplots(squeeze=False, figsize=(8.2, 4.6))
     ax = axes[0, 0]
     for i, n in enumerate(c.names):
         color = f"C{i}"
@@ -29,11 +29,11 @@ def error_vs_dt(c, path):
     ax.set_ylabel(f"relative L2 error at t = {c.t_end:g}")
     ax.set_title(f"{c.system}: error vs step size (dashed: fitted slope)")
     _log_axes(ax)
-    return close(fig, path)
+    return save_figure(fig, path)
 
 
 def work_precision(c, path):
-    fig, axes = figure(figsize=(8.2, 4.6))
+    fig, axes = subplots(squeeze=False, figsize=(8.2, 4.6))
     ax = axes[0, 0]
     for i, n in enumerate(c.names):
         err = np.where(np.isfinite(c.errors[n]), c.errors[n], np.nan)
@@ -42,13 +42,13 @@ def work_precision(c, path):
     ax.set_ylabel(f"relative L2 error at t = {c.t_end:g}")
     ax.set_title(f"{c.system}: work–precision ({c.n_traj} trajectories per run)")
     _log_axes(ax)
-    return close(fig, path)
+    return save_figure(fig, path)
 
 
 def drift(c, path):
     j = c.drift_index
     invariants = sorted({k for n in c.names for k in c.drift[n]})
-    fig, axes = figure(1, len(invariants), figsize=(8.2 * len(invariants), 4.6))
+    fig, axes = subplots(1, len(invariants), figsize=(8.2 * len(invariants), 4.6), squeeze=False)
     for ax, inv in zip(axes[0], invariants, strict=True):
         for i, n in enumerate(c.names):
             t, series = c.series[n][j]
@@ -59,11 +59,11 @@ def drift(c, path):
         ax.set_ylabel(f"|Δ{inv}| / |{inv}(0)| (worst trajectory)")
         ax.set_title(f"{c.system}: {inv} drift at Δt = {c.dts[j]:.3g}")
         _log_axes(ax)
-    return close(fig, path)
+    return save_figure(fig, path)
 
 
 def amplification(c, path):
-    fig, axes = figure(figsize=(8.2, 4.6))
+    fig, axes = subplots(squeeze=False, figsize=(8.2, 4.6))
     ax = axes[0, 0]
     linear = True
     for i, n in enumerate(c.names):
@@ -91,39 +91,61 @@ def amplification(c, path):
     ax.grid(True, which="major", alpha=0.3)
     ax.legend(fontsize=8, title="largest stable Δt", title_fontsize=8,
               loc="center left", bbox_to_anchor=(1.01, 0.5))
-    return close(fig, path)
+    return save_figure(fig, path)
 
 
 def regions(c, path):
     """Measured regions |R(z)| ≤ 1 with the system's spectrum scaled by each stepper's
     largest stable dt (linear fields): those points sit on the region's boundary."""
     names = [n for n in c.names if has_region(n)]
-    fig, axes = figure(figsize=(8.2, 5.6))
+    fig, axes = subplots(figsize=(8.2, 5.6), squeeze=False)
     ax = axes[0, 0]
-    X, Y = np.meshgrid(np.linspace(-5, 3, 321), np.linspace(-4, 4, 321))
-    Z = X + 1j * Y
     for name in names:
         i = c.names.index(name)
-        R = np.abs(_steppers.stability_function(name, Z))
-        ax.contourf(X, Y, (R <= 1).astype(float), levels=[0.5, 1.5], colors=[f"C{i}"],
-                    alpha=0.12)
-        ax.contour(X, Y, R, levels=[1.0], colors=[f"C{i}"], linewidths=1.5)
-        ax.plot([], [], color=f"C{i}", lw=2, label=name)
+        _region(ax, name, f"C{i}", name, (-5, 3, -4, 4), 321, alpha=0.12, lw=1.5)
         dt = c.stability.get(name, {}).get("largest_stable_dt", 0.0)
         if c.spectrum is not None and 0 < dt < np.inf:
             z = c.spectrum * dt
             ax.plot(z.real, z.imag, "o", color=f"C{i}", mfc="none", ms=7,
                     label=f"λ·Δt* for {name} (Δt* = {dt:.4g})")
-    ax.axhline(0, color="0.6", lw=0.6)
-    ax.axvline(0, color="0.6", lw=0.6)
     ax.set_xlim(-5, 3)
     ax.set_ylim(-4, 4)
-    ax.set_aspect("equal")
-    ax.set_xlabel("Re(λ Δt) (dimensionless)")
-    ax.set_ylabel("Im(λ Δt) (dimensionless)")
-    ax.set_title("Stability regions |R(λΔt)| ≤ 1 (shaded), measured on y' = λy")
+    _region_axes(ax, "Re(λ Δt) (dimensionless)", "Im(λ Δt) (dimensionless)",
+                 "Stability regions |R(λΔt)| ≤ 1 (shaded), measured on y' = λy")
     ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
-    return close(fig, path)
+    return save_figure(fig, path)
+
+
+def plot_stability_regions(names, path, *, extent=(-5.0, 3.0, -4.0, 4.0), resolution=401):
+    """Draw ``|R(z)| ≤ 1`` (measured, :func:`physres.steppers.stability_function`) for each
+    stepper in ``names`` to a PNG at ``path``; returns the path."""
+    fig, ax = subplots(figsize=(6.4, 5.6))
+    for i, name in enumerate(names):
+        _region(ax, name, f"C{i}", _steppers.REGISTRY.resolve(name).name, extent, resolution,
+                alpha=0.18, lw=1.6)
+    _region_axes(ax, r"Re($\lambda\,\Delta t$)", r"Im($\lambda\,\Delta t$)",
+                 r"Stability regions $|R(\lambda\Delta t)| \leq 1$ (shaded), measured")
+    ax.legend(loc="upper left", fontsize=9)
+    return save_figure(fig, path)
+
+
+def _region(ax, name, color, label, extent, resolution, alpha, lw):
+    """Shade ``|R(z)| ≤ 1`` of stepper ``name`` over ``extent`` = (x0, x1, y0, y1)."""
+    x0, x1, y0, y1 = extent
+    X, Y = np.meshgrid(np.linspace(x0, x1, resolution), np.linspace(y0, y1, resolution))
+    R = np.abs(_steppers.stability_function(name, X + 1j * Y))
+    ax.contourf(X, Y, (R <= 1).astype(float), levels=[0.5, 1.5], colors=[color], alpha=alpha)
+    ax.contour(X, Y, R, levels=[1.0], colors=[color], linewidths=lw)
+    ax.plot([], [], color=color, lw=2, label=label)
+
+
+def _region_axes(ax, xlabel, ylabel, title):
+    ax.axhline(0, color="0.6", lw=0.6)
+    ax.axvline(0, color="0.6", lw=0.6)
+    ax.set_aspect("equal")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
 
 
 def _log_axes(ax):

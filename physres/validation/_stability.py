@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from ..errors import ConvergenceError
+from ..rollout import rollout
 
 TOL_LINEAR = 1e-10  # excess log-growth per step attributed to round-off
 MAX_DENSE = 1024  # largest state (real size) for the dense one-step map
@@ -99,18 +100,23 @@ def largest_stable_dt(stepper, system, x0, *, A=None, scale=1.0, steps=1000, gro
         bound = growth * scale
 
         def probe(dt):
-            x, top = x0, float(x0.abs().reshape(x0.shape[0], -1).norm(dim=1).max())
-            with torch.no_grad():
-                for i in range(steps):
-                    try:
-                        x = stepper._step(x, i * dt, dt)
-                    except ConvergenceError:
-                        return False, math.inf
-                    size = float(x.abs().reshape(x.shape[0], -1).norm(dim=1).max())
-                    if not math.isfinite(size) or size > bound:
-                        return False, math.inf
-                    top = max(top, size)
-            return True, top / scale
+            top = [0.0]
+
+            def watch(n, t, x):  # the largest norm so far; stop at the bound
+                size = float(x.abs().reshape(x.shape[0], -1).norm(dim=1).max())
+                if size > bound:
+                    raise _Unbounded
+                top[0] = max(top[0], size)
+
+            try:
+                with torch.no_grad():
+                    out = rollout(stepper, x0, dt, steps, compile=False, observer=watch,
+                                  on_divergence="return", full_output=True)
+            except _Unbounded:
+                return False, math.inf
+            if out.failure is not None:  # non-finite, or an implicit solve failed
+                return False, math.inf
+            return True, top[0] / scale
 
         criterion = (f"nonlinear field: stable when {steps} steps stay finite, implicit solves "
                      f"converge and the norm stays below {growth:g}× the reference's largest "
@@ -148,6 +154,10 @@ def largest_stable_dt(stepper, system, x0, *, A=None, scale=1.0, steps=1000, gro
     return {"largest_stable_dt": float(result), "status": status, "criterion": criterion,
             "searched": (float(grid[0]), float(grid[-1])), "measure": measure,
             "linear": A is not None, "probes": sorted(probes)}
+
+
+class _Unbounded(Exception):
+    """Raised by the probe's observer when the norm passes the bound."""
 
 
 def _jacobian_radius(system, x0) -> float:

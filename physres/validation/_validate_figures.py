@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from .report import close, figure
+from .._output import save_figure, subplots
 
 
 def error_vs_time(path, m, name):
-    fig, axes = figure(figsize=(7.4, 4.6))
+    fig, axes = subplots(squeeze=False, figsize=(7.4, 4.6))
     ax = axes[0, 0]
     t = np.asarray(m["t"])
     rel = np.asarray(m["relative_l2"]["per_step_mean"], float)
@@ -22,7 +22,7 @@ def error_vs_time(path, m, name):
     ax.set_title(f"{name} on {m['system']}: error vs time")
     ax.grid(True, which="major", alpha=0.3)
     ax.legend(fontsize=8)
-    return close(fig, path)
+    return save_figure(fig, path)
 
 
 def overlay(path, run, f, name):
@@ -31,7 +31,7 @@ def overlay(path, run, f, name):
     if n_comp <= 4:
         labels = {2: ["q", "p"], 3: ["x", "y", "z"]}.get(n_comp,
                                                          [f"x[{i}]" for i in range(n_comp)])
-        fig, axes = figure(n_comp, 1, figsize=(7.4, 2.3 * n_comp), sharex=True)
+        fig, axes = subplots(n_comp, 1, figsize=(7.4, 2.3 * n_comp), sharex=True, squeeze=False)
         for c in range(n_comp):
             ax = axes[c, 0]
             for i in range(len(pred)):
@@ -48,14 +48,14 @@ def overlay(path, run, f, name):
         axes[0, 0].legend(fontsize=7, ncol=2, loc="upper right")
         axes[0, 0].set_title(f"{name} (dashed) over the reference (thick) on {f.system_name}")
         axes[-1, 0].set_xlabel("time t (system time units)")
-        return close(fig, path)
+        return save_figure(fig, path)
     # grid states: snapshots of the first trajectory along the grid
     x = next(iter(f.grid.values()), None)
     flat_r = ref[0].reshape(ref.shape[1], -1)
     flat_p = pred[0].reshape(pred.shape[1], -1)
     x = np.asarray(x) if x is not None and np.size(x) == flat_r.shape[1] else \
         np.arange(flat_r.shape[1])
-    fig, axes = figure(figsize=(7.4, 4.6))
+    fig, axes = subplots(squeeze=False, figsize=(7.4, 4.6))
     ax = axes[0, 0]
     value = (lambda a: np.abs(a) ** 2) if np.iscomplexobj(flat_r) else (lambda a: a)
     for k, j in enumerate(np.linspace(0, flat_r.shape[0] - 1, 3).astype(int)):
@@ -68,12 +68,12 @@ def overlay(path, run, f, name):
     ax.set_title(f"{name} (dashed) over the reference (thick), trajectory {run.idx[0]}")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=7)
-    return close(fig, path)
+    return save_figure(fig, path)
 
 
 def drift(path, run, name):
     names = list(run.drift)
-    fig, axes = figure(1, len(names), figsize=(7.4 * len(names), 4.6))
+    fig, axes = subplots(1, len(names), figsize=(7.4 * len(names), 4.6), squeeze=False)
     for ax, inv in zip(axes[0], names, strict=True):
         d = np.abs(np.concatenate(run.drift[inv]))
         worst = np.where(np.isnan(d), -np.inf, d).max(0)  # frames after a failure stay blank
@@ -87,4 +87,4 @@ def drift(path, run, name):
         ax.set_title(f"{inv} drift over {d.shape[0]} trajectories")
         ax.grid(True, which="major", alpha=0.3)
         ax.legend(fontsize=8)
-    return close(fig, path)
+    return save_figure(fig, path)

@@ -8,29 +8,123 @@ regression) and the largest stable step size found by search (see :mod:`._stabil
 
 from __future__ import annotations
 
-import time
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
-from .. import _checks
+from .. import _checks, _output
 from .. import steppers as _steppers
 from .. import systems as _systems
-from ..errors import ConvergenceError
+from ..rollout import rollout
 from . import _compare_figures as F
 from . import _stability
-from .report import Report, finite_or_none
+from .report import Report
+from .schema import SCHEMA_VERSION
 
 FIT_MAX_ERROR = 0.1  # above this the error is not in the asymptotic regime
 FIT_ROUNDOFF = 1000 * np.finfo(np.float64).eps  # per step: below n·this the error is round-off
 N_SAVED = 200  # invariants are recorded at about this many times per run
 REPEAT_BELOW_S = 0.2  # runs shorter than this are timed three times (the minimum is kept)
+COMPILE = False  # each run is timed as the eager loop (compiling would time the compiler)
+
+
+@dataclass
+class RunResult:
+    """One stepper at one step size.
+
+    dt, n_steps : the step size and the steps asked for
+    status : ``"ok"``, ``"diverged"`` (a non-finite state) or ``"solver failed"`` (an implicit
+        solve did not converge); see :class:`physres.rollout.Rollout`
+    error : relative L2 error at ``t_end``, worst trajectory (inf unless ``status == "ok"``)
+    wall_s : stepping time (best of three for runs under ``REPEAT_BELOW_S``)
+    nfev : field evaluations
+    failed_time : time of the failing step, or None
+    t : (k,) times at which the invariants were recorded
+    drift : invariant → (batch, k) relative drift ``(I_t − I_0)/|I_0|`` (absolute for
+        ``I_0 = 0``) along the run
+    """
+
+    dt: float
+    n_steps: int
+    status: str
+    error: float
+    wall_s: float
+    nfev: int
+    failed_time: float | None = None
+    t: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    drift: dict = field(default_factory=dict)
+
+    def max_drift(self, name: str) -> float:
+        """Largest ``|drift|`` of invariant ``name`` over time and trajectories (inf when the
+        run failed)."""
+        return float(np.abs(self.drift[name]).max()) if self.status == "ok" else math.inf
+
+    def to_dict(self) -> dict:
+        return {"dt": self.dt, "n_steps": self.n_steps, "status": self.status,
+                "error": self.error, "wall_s": self.wall_s, "nfev": self.nfev,
+                "failed_time": self.failed_time}
+
+
+@dataclass
+class StepperResult:
+    """Everything measured for one stepper: its runs (one per dt), the fitted order and the
+    stability search."""
+
+    name: str
+    nominal_order: float
+    runs: list = field(default_factory=list)  # RunResult per dt, in the order of ``dts``
+    fitted_order: float = math.nan
+    fit_dt_range: tuple | None = None
+    stability: dict | None = None
+
+    @property
+    def errors(self) -> np.ndarray:
+        return np.array([r.error for r in self.runs], dtype=float)
+
+    @property
+    def wall_s(self) -> np.ndarray:
+        return np.array([r.wall_s for r in self.runs], dtype=float)
+
+    @property
+    def nfev(self) -> np.ndarray:
+        return np.array([r.nfev for r in self.runs], dtype=float)
+
+    @property
+    def status(self) -> list:
+        return [r.status for r in self.runs]
+
+    @property
+    def drift(self) -> dict:
+        """invariant → (n_dt,) max drift at each dt (inf where the run failed)."""
+        names = list(self.runs[0].drift) if self.runs else []
+        return {k: np.array([r.max_drift(k) for r in self.runs]) for k in names}
+
+    @property
+    def series(self) -> dict:
+        """dt index → (t (k,), {invariant: (batch, k) relative drift})."""
+        return {j: (r.t, r.drift) for j, r in enumerate(self.runs)}
+
+    def to_dict(self) -> dict:
+        """The stepper's entry of ``report.json`` (see docs/validation.md)."""
+        return {
+            "nominal_order": self.nominal_order,
+            "fitted_order": self.fitted_order,
+            "fit_dt_range": self.fit_dt_range,
+            "errors": self.errors, "wall_s": self.wall_s, "nfev": self.nfev,
+            "status": self.status,
+            "invariant_drift": self.drift,
+            "stability": {k: v for k, v in (self.stability or {}).items() if k != "probes"},
+        }
 
 
 @dataclass
 class Comparison:
-    """Result of :func:`compare_steppers`. Arrays are indexed like ``dts``.
+    """Result of :func:`compare_steppers`: one :class:`StepperResult` per stepper in
+    ``results`` (name → result, in the order of ``names``). Arrays are indexed like ``dts``.
+
+    The per-quantity views (name → value) read the records:
 
     errors : name → (n_dt,) relative L2 error at ``t_end``, worst trajectory (inf: diverged)
     wall_s, nfev : name → (n_dt,) cost of each run
@@ -51,16 +145,24 @@ class Comparison:
     t_end: float
     n_traj: int
     reference: str
-    errors: dict = field(default_factory=dict)
-    wall_s: dict = field(default_factory=dict)
-    nfev: dict = field(default_factory=dict)
-    orders: dict = field(default_factory=dict)
-    fit_dts: dict = field(default_factory=dict)
-    drift: dict = field(default_factory=dict)
-    series: dict = field(default_factory=dict)
-    stability: dict = field(default_factory=dict)
-    nominal_orders: dict = field(default_factory=dict)
+    results: dict = field(default_factory=dict)
     spectrum: np.ndarray | None = None  # eigenvalues of A for a linear field
+
+    def _view(self, attr) -> dict:
+        return {n: getattr(r, attr) for n, r in self.results.items()}
+
+    errors = property(lambda self: self._view("errors"))
+    wall_s = property(lambda self: self._view("wall_s"))
+    nfev = property(lambda self: self._view("nfev"))
+    orders = property(lambda self: self._view("fitted_order"))
+    fit_dts = property(lambda self: self._view("fit_dt_range"))
+    drift = property(lambda self: self._view("drift"))
+    series = property(lambda self: self._view("series"))
+    nominal_orders = property(lambda self: self._view("nominal_order"))
+
+    @property
+    def stability(self) -> dict:
+        return {n: r.stability for n, r in self.results.items() if r.stability is not None}
 
     # ---- summaries ------------------------------------------------------------------------
     @property
@@ -73,20 +175,19 @@ class Comparison:
         ok = np.all([np.isfinite(self.errors[n]) for n in self.names], axis=0)
         return int(np.argmax(np.where(ok, self.dts, -np.inf))) if ok.any() else 0
 
-    @property
-    def metrics(self) -> dict:
-        return finite_or_none({
+    def to_dict(self) -> dict:
+        """``report.json`` of the comparison (the schema is in docs/validation.md); floats
+        that are not finite are ``None``."""
+        return _output.jsonable({
+            "kind": "comparison", "schema_version": SCHEMA_VERSION,
             "system": self.system, "params": self.params, "t_end": self.t_end,
             "n_traj": self.n_traj, "reference": self.reference, "dts": self.dts,
-            "steppers": {n: {
-                "nominal_order": self.nominal_orders[n],
-                "fitted_order": self.orders[n],
-                "fit_dt_range": self.fit_dts[n],
-                "errors": self.errors[n], "wall_s": self.wall_s[n], "nfev": self.nfev[n],
-                "invariant_drift": self.drift[n],
-                "stability": {k: v for k, v in self.stability.get(n, {}).items() if k != "probes"},
-            } for n in self.names},
+            "steppers": {n: self.results[n].to_dict() for n in self.names},
         })
+
+    @property
+    def metrics(self) -> dict:
+        return self.to_dict()
 
     def summary(self) -> list[dict]:
         rows = []
@@ -209,37 +310,19 @@ def compare_steppers(system, names, dts=None, t_end=None, *, params=None, n_traj
     bar = tqdm(total=len(names) * len(dts), disable=not progress, desc="compare", unit="run")
     for name in names:
         stepper = _steppers.get(name, system.rhs)
-        result.nominal_orders[name] = stepper.order
-        err, wall, nfev, drift, series = [], [], [], {}, {}
-        for j, dt in enumerate(dts):
+        rec = StepperResult(name=name, nominal_order=stepper.order)
+        for dt in dts:
             bar.set_postfix_str(f"{name} dt={dt:.3g}")
-            run = _run(stepper, system, x0, dt, t_end)
-            e = _final_error(run["final"], ref_final)
-            err.append(e)
-            if np.isfinite(e) and run["wall_s"] < REPEAT_BELOW_S:  # short runs: best of 3
-                run["wall_s"] = min(run["wall_s"], *(_time_only(stepper, x0, dt, t_end)
-                                                     for _ in range(2)))
-            wall.append(run["wall_s"])
-            nfev.append(run["nfev"])
-            series[j] = (run["t"], run["drift"])
-            for inv, d in run["drift"].items():
-                drift.setdefault(inv, np.full(len(dts), np.nan))[j] = (
-                    np.abs(d).max() if np.isfinite(e) else np.inf)
+            rec.runs.append(_run(stepper, system, x0, dt, t_end, ref_final))
             bar.update()
-        result.errors[name] = np.array(err)
-        result.wall_s[name] = np.array(wall)
-        result.nfev[name] = np.array(nfev, dtype=float)
-        result.drift[name] = drift
-        result.series[name] = series
-        if stepper.order >= _steppers.EXACT_ORDER:  # errors are round-off: no order to fit
-            result.orders[name], result.fit_dts[name] = float("nan"), None
-        else:
-            result.orders[name], result.fit_dts[name] = fit_order(dts, result.errors[name],
-                                                                  np.round(t_end / dts))
+        if stepper.order < _steppers.EXACT_ORDER:  # exact steppers: round-off, no order
+            rec.fitted_order, rec.fit_dt_range = fit_order(dts, rec.errors,
+                                                           np.round(t_end / dts))
         if stability:
             bar.set_postfix_str(f"{name} stability search")
-            result.stability[name] = _stability.largest_stable_dt(
+            rec.stability = _stability.largest_stable_dt(
                 stepper, system, x0, A=A, scale=ref_scale, steps=stability_steps, growth=growth)
+        result.results[name] = rec
     bar.close()
     return result
 
@@ -324,47 +407,40 @@ def _scale(*xs) -> float:
     return max(float(x.abs().reshape(x.shape[0], -1).norm(dim=1).max()) for x in xs)
 
 
-def _run(stepper, system, x0, dt, t_end):
-    """One fixed-step run: final state, cost, and invariant drift along the way."""
+def _run(stepper, system, x0, dt, t_end, ref_final) -> RunResult:
+    """One fixed-step run through :func:`physres.rollout`: final error, cost, and the
+    invariants' drift recorded by the observer at about ``N_SAVED`` times."""
     n = max(1, int(round(t_end / dt)))
     stride = max(1, n // N_SAVED)
-    stepper.nfev = 0
-    stepper.check_call(x0, dt)
     inv0 = {k: v.detach() for k, v in system.invariants(x0).items()}
-    times, values = [0.0], {k: [torch.zeros_like(v)] for k, v in inv0.items()}
-    x, wall, final = x0, 0.0, None
-    with torch.no_grad():
-        for i in range(1, n + 1):
-            start = time.perf_counter()
-            try:
-                x = stepper._step(x, (i - 1) * dt, dt)
-            except ConvergenceError:
-                break
-            wall += time.perf_counter() - start
-            if not bool(torch.isfinite(x).all()):
-                break
-            if i % stride == 0 or i == n:
-                times.append(i * dt)
-                for k, v in system.invariants(x).items():
-                    scale = inv0[k].abs()
-                    scale = torch.where(scale > 0, scale, torch.ones_like(scale))
-                    values[k].append(((v - inv0[k]) / scale).real)
-        else:
-            final = x
+    scale = {k: torch.where(v.abs() > 0, v.abs(), torch.ones_like(v.abs())) for k, v in
+             inv0.items()}
+    times, values = [], {k: [] for k in inv0}
+
+    def record(i, t, x):
+        times.append(i * dt)
+        for k, v in system.invariants(x).items():
+            values[k].append(((v - inv0[k]) / scale[k]).real)
+
+    def run(observer, save_every):
+        stepper.nfev = 0
+        with torch.no_grad():
+            return rollout(stepper, x0, dt, n, save_every=save_every, compile=COMPILE,
+                           observer=observer, on_divergence="return", full_output=True)
+
+    out = run(record, stride)
+    nfev = stepper.nfev
+    ok = out.failure is None
+    if ok and n % stride:  # the final state is recorded too
+        record(n, out.t_final, out.final)
+    error = _final_error(out.final, ref_final) if ok else math.inf
+    wall = out.wall_s
+    if math.isfinite(error) and wall < REPEAT_BELOW_S:  # short runs: best of three
+        wall = min(wall, *(run(None, n).wall_s for _ in range(2)))
     drift = {k: torch.stack(v, 1).cpu().numpy() for k, v in values.items()}
-    return {"final": final, "wall_s": wall, "nfev": stepper.nfev, "t": np.array(times),
-            "drift": drift}
-
-
-def _time_only(stepper, x0, dt, t_end) -> float:
-    """Wall time of the stepping alone (no invariants), for repeated timings."""
-    n = max(1, int(round(t_end / dt)))
-    x = x0
-    with torch.no_grad():
-        start = time.perf_counter()
-        for i in range(n):
-            x = stepper._step(x, i * dt, dt)
-        return time.perf_counter() - start
+    return RunResult(dt=float(dt), n_steps=n, status=out.status, error=error, wall_s=wall,
+                     nfev=int(nfev), failed_time=None if ok else out.t0 + (out.steps + 1) * dt,
+                     t=np.array(times), drift=drift)
 
 
 def _final_error(final, ref) -> float:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
+from .. import _output
 
 
 @dataclass
@@ -34,20 +33,16 @@ class Report:
     figures: dict[str, tuple[str, Callable[[Path], object]]] = field(default_factory=dict)
 
     def __post_init__(self):
-        self.metrics = finite_or_none(self.metrics)
+        self.metrics = _output.jsonable(self.metrics, where="metrics")
 
     def table(self) -> str:
         """The summary rows as a plain text table (what the CLI prints)."""
-        from ..scenarios import summary_table
-
-        return summary_table(self.summary)
+        return _output.text_table(self.summary)
 
     def markdown(self) -> str:
-        from ..scenarios import markdown_table
-
         parts = [f"# {self.title}", ""]
         if self.summary:
-            parts += [markdown_table(self.summary), ""]
+            parts += [_output.markdown_table(self.summary), ""]
         if self.text:
             parts += [self.text.strip(), ""]
         if self.figures:
@@ -59,61 +54,15 @@ class Report:
     def save(self, out) -> Path:
         """Write ``report.json``, ``report.md`` and the PNG figures under ``out`` (created).
 
-        The JSON and Markdown files are written atomically. Returns ``out`` as a Path.
+        Every file is written atomically (:mod:`physres._output`). Returns ``out`` as a Path.
         """
-        from ..scenarios import write_report
-
         out = Path(out)
         if out.exists() and not out.is_dir():
             raise NotADirectoryError(f"`out` must be a directory, got the file {out}")
         out.mkdir(parents=True, exist_ok=True)
         for name, (_, draw) in self.figures.items():
             draw(out / name)
-        write_report(out, self.metrics, self.markdown())
+        _output.write_json(out / "report.json", self.metrics, nonfinite="raise",
+                           where="metrics")
+        _output.write_text(out / "report.md", self.markdown())
         return out
-
-
-def finite_or_none(obj):
-    """A JSON-able copy of ``obj``: numpy/torch → Python, non-finite floats → ``None``."""
-    try:
-        import torch
-
-        if isinstance(obj, torch.Tensor):
-            obj = obj.detach().cpu().numpy()
-    except ImportError:  # pragma: no cover
-        pass
-    if isinstance(obj, np.ndarray):
-        obj = obj.tolist()
-    elif isinstance(obj, np.generic):
-        obj = obj.item()
-    if isinstance(obj, dict):
-        return {str(k): finite_or_none(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [finite_or_none(v) for v in obj]
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, complex):
-        return finite_or_none([obj.real, obj.imag])
-    if isinstance(obj, Path):
-        return str(obj)
-    return obj
-
-
-def figure(nrows: int = 1, ncols: int = 1, **kwargs):
-    """A matplotlib figure on the non-interactive Agg backend."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    kwargs.setdefault("figsize", (6.4 * ncols, 4.4 * nrows))
-    return plt.subplots(nrows, ncols, squeeze=False, **kwargs)
-
-
-def close(fig, path) -> Path:
-    import matplotlib.pyplot as plt
-
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return Path(path)

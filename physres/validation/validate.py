@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import math
-import time
 
 import numpy as np
 import torch
 
 from .. import _checks
-from ..errors import ConvergenceError
+from ..rollout import rollout
 from . import _validate_figures as F
 from . import metrics as M
 from .report import Report
+from .schema import SCHEMA_VERSION
 
 N_OVERLAY = 3  # trajectories kept for the overlay figure
+COMPILE = False  # the eager loop: its wall time is the stepper's cost, not the compiler's
 
 
 def validate(stepper, path, out=None, *, n_traj: int | None = None, split: str | None = None,
@@ -229,24 +230,22 @@ class _Run:
 
 
 def _rollout(stepper, x, t0, dt, per_frame, n_frames, bar):
-    """Steps ``per_frame`` times per saved frame; returns (B, n_done + 1, *state), wall, failure."""
-    saved, wall, fail = [x], 0.0, None
+    """Steps ``per_frame`` times per saved frame through :func:`physres.rollout`; returns
+    (B, n_done + 1, *state), the stepping wall time and the failure (text) or None."""
+    def advance(n, t, state):
+        if n:
+            bar.update(per_frame * state.shape[0])
+
     with torch.no_grad():
-        for i in range(n_frames):
-            start = time.perf_counter()
-            try:
-                for j in range(per_frame):
-                    x = stepper._step(x, t0 + (i * per_frame + j) * dt, dt)
-            except ConvergenceError as exc:
-                fail = f"implicit solve failed: {str(exc).splitlines()[0]}"
-                break
-            wall += time.perf_counter() - start
-            bar.update(per_frame * x.shape[0])
-            if not bool(torch.isfinite(x).all()):
-                fail = "non-finite state (diverged)"
-                break
-            saved.append(x)
-    return torch.stack(saved, 1), wall, fail
+        out = rollout(stepper, x, dt, n_frames * per_frame, t0=t0, save_every=per_frame,
+                      compile=COMPILE, observer=advance, on_divergence="return",
+                      full_output=True)
+    fail = None
+    if out.status == "solver failed":
+        fail = f"implicit solve failed: {str(out.failure).splitlines()[0]}"
+    elif out.status == "diverged":
+        fail = "non-finite state (diverged)"
+    return out.trajectory, out.wall_s, fail
 
 
 def _pad(pred: np.ndarray, n: int) -> np.ndarray:
@@ -266,6 +265,7 @@ def _summarise(run, f, stepper, threshold, lyap) -> dict:
     t_scored = run.t[1:]
     vpt = M.valid_prediction_time(nrmse, t_scored, threshold=threshold, t0=float(run.t[0]))
     m = {
+        "kind": "validation", "schema_version": SCHEMA_VERSION,
         "stepper": getattr(stepper, "name", "") or type(stepper).__name__,
         "system": f.system_name, "system_params": f.system_params, "data": str(f.path),
         "n_traj": run.n_traj, "trajectories": run.idx.tolist(), "dt": run.dt,
