@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_CHUNK = 32  # steps per compiled graph (compile time grows with it; see docs/benchmarks.md)
 AUTO_MIN_SECONDS = 60.0  # compile="auto" compiles when the eager run would take at least this
+# raised from inside dynamo while it traces a field (not by user code); harmless
+_DYNAMO_GRAD_WARNING = "The .grad attribute of a Tensor that is not a leaf"
 MAX_ENTRIES = 64  # compiled chunks kept (least recently used dropped)
 
 stats = {"compiles": 0, "compile_s": 0.0, "fallbacks": 0, "compiled_chunks": 0}
@@ -145,6 +147,7 @@ class _Chunk:
                 start = time.perf_counter()
                 with warnings.catch_warnings():  # torch's own deprecations while compiling
                     warnings.simplefilter("ignore", DeprecationWarning)
+                    warnings.filterwarnings("ignore", _DYNAMO_GRAD_WARNING)
                     out = self.fn(x, times)
                 self.compile_s = time.perf_counter() - start
                 self.compiled = True
@@ -228,7 +231,10 @@ def compiled_step(step_fn, *, options: dict | None = None):
         return fn(x, t, dt)
 
     opts = {"fullgraph": False, "dynamic": False, **(options or {})}
-    compiled = torch.compile(_fresh_code(one_step, f"physres_step_{id(owner)}"), **opts)
+    with warnings.catch_warnings():  # torch's own deprecations while importing inductor
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.filterwarnings("ignore", _DYNAMO_GRAD_WARNING)
+        compiled = torch.compile(_fresh_code(one_step, f"physres_step_{id(owner)}"), **opts)
     swap = _Swap(_count_dicts(owner))
 
     def call(x, t, dt):
@@ -236,6 +242,7 @@ def compiled_step(step_fn, *, options: dict | None = None):
             t = torch.tensor(float(t), dtype=torch.float64, device=x.device)
         with swap, warnings.catch_warnings():  # torch's own deprecations while compiling
             warnings.simplefilter("ignore", DeprecationWarning)
+            warnings.filterwarnings("ignore", _DYNAMO_GRAD_WARNING)
             return compiled(x, t, float(dt))
 
     call.__doc__ = f"Compiled step of {owner!r}."
