@@ -217,8 +217,9 @@ def fit_for_steps(model, data, steps: int, *, unroll: int = 1, frame_step: int =
                   batch_size: int = 128, lr: float = 3e-3, normalize: bool = True, device=None,
                   progress: bool = True):
     """Train ``model`` on ``data`` for about ``steps`` optimiser steps, with the cosine schedule
-    spanning exactly those steps (``physres.training.fit`` counts in epochs). ``normalize``
-    as in :class:`physres.training.TrainConfig`."""
+    spanning exactly those steps (``physres.training.fit`` counts in epochs), and no
+    second-order finish (a budget in optimiser steps means AdamW steps). ``normalize`` as in
+    :class:`physres.training.TrainConfig`."""
     import physres.data
     import physres.training
 
@@ -229,7 +230,7 @@ def fit_for_steps(model, data, steps: int, *, unroll: int = 1, frame_step: int =
     config = physres.training.TrainConfig(
         epochs=epochs, batch_size=batch_size, lr=lr, unroll=unroll, frame_step=frame_step,
         curriculum_epochs=max(1, epochs // 2), patience=None, val_every=epochs,
-        normalize=normalize, device=device, progress=progress)
+        normalize=normalize, device=device, progress=progress, polish_steps=0)
     return physres.training.fit(model, data, config)
 
 
