@@ -150,6 +150,7 @@ class LearnedStepper(Configurable, Stepper):
     general = False  # not built from an arbitrary field f(t, x)
     has_field: ClassVar[bool] = False
     fixed_dt: ClassVar[bool] = False  # True for maps that only step at the trained dt
+    vmappable: ClassVar[bool] = True  # False when a step cannot run under torch.func.vmap
 
     def __init__(self, state_shape, *, complex_state: bool = False, dt: float | None = None):
         shape = state_shape_arg(state_shape)

@@ -38,6 +38,7 @@ class ImplicitResNet(LearnedStepper):
 
     explicit = False
     has_field = True
+    vmappable = False  # its Newton solve syncs with the host: torch.func.vmap cannot trace it
 
     def __init__(self, state_shape, *, complex_state: bool = False, net="mlp", width: int = 64,
                  layers: int = 2, activation: str = "tanh", net_options: dict | None = None,

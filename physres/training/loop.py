@@ -516,11 +516,12 @@ def _polish_plan(model, config, data, linear) -> dict:
         return plan
     if data.dtype.is_complex or model.complex_state:
         return {"method": "none", "reason": "auto: complex states (no automatic polish)"}
-    vmappable = type(model)._functional_step is not LearnedStepper._functional_step or \
-        not getattr(model, "method", None)
+    vmappable = type(model).vmappable and (
+        type(model)._functional_step is not LearnedStepper._functional_step
+        or not getattr(model, "method", None))
     if not vmappable:
         plan.update(method="lbfgs", reason="auto: the step cannot be vmapped (adaptive "
-                    "solver): L-BFGS with strong-Wolfe line search")
+                    "solver or Newton solve): L-BFGS with strong-Wolfe line search")
         return plan
     dense_windows = int(DENSE_FLOPS // max(1, per_window * n_params**2))
     if n_params <= MAX_PARAMS and dense_windows >= min(windows, 256):
