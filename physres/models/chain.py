@@ -62,8 +62,37 @@ class _EGNNBlock(nn.Module):
         return x + dx, h + self.node(torch.cat([h, agg], dim=-1))
 
 
+class _ChainEmulator(LearnedStepper):
+    """What both chain emulators share: at inference with ``temperature > 0``, each step adds
+    overdamped Langevin noise of std √(2·T·dt/γ), drawn from a seeded stream."""
+
+    def _init_noise(self, temperature, friction, seed) -> None:
+        self.temperature = _checks.positive("temperature", temperature, allow_zero=True)
+        self.friction = _checks.positive("friction", friction)
+        self.seed = _checks.positive_int("seed", seed, allow_zero=True)
+        self._generator = None
+
+    def _with_noise(self, out, dt):
+        if self.temperature > 0 and not self.training:
+            scale = math.sqrt(2.0 * self.temperature * float(dt) / self.friction)
+            out = out + scale * self._noise(out)
+        return out
+
+    def _noise(self, like):
+        if self._generator is None or self._generator.device != like.device:
+            self._generator = torch.Generator(device=like.device).manual_seed(self.seed)
+        return torch.randn(like.shape, generator=self._generator, dtype=like.dtype,
+                           device=like.device)
+
+    def reseed(self, seed: int | None = None) -> None:
+        """Restart the noise stream (from ``seed`` or the constructor's)."""
+        if seed is not None:
+            self.seed = _checks.positive_int("seed", seed, allow_zero=True)
+        self._generator = None
+
+
 @register("chain_graph")
-class ChainGraphEmulator(LearnedStepper):
+class ChainGraphEmulator(_ChainEmulator):
     """Learned step of a bead chain (state (n_beads, 3)) by message passing along bonds and
     staples.
 
@@ -96,10 +125,7 @@ class ChainGraphEmulator(LearnedStepper):
         n = shape[0]
         self.use_staples = bool(use_staples)
         self.cutoff = None if cutoff is None else _checks.positive("cutoff", cutoff)
-        self.temperature = _checks.positive("temperature", temperature, allow_zero=True)
-        self.friction = _checks.positive("friction", friction)
-        self.seed = _checks.positive_int("seed", seed, allow_zero=True)
-        self._generator = None
+        self._init_noise(temperature, friction, seed)
         width = _checks.positive_int("width", width)
         depth = _checks.positive_int("depth", depth)
         dtype = real_dtype_arg(dtype)
@@ -144,27 +170,11 @@ class ChainGraphEmulator(LearnedStepper):
         for block in self.blocks:
             self.nfev += 1
             y, h = block(y, h, *self._edges(y))
-        out = y.to(x.dtype)
-        if self.temperature > 0 and not self.training:
-            scale = math.sqrt(2.0 * self.temperature * float(dt) / self.friction)
-            out = out + scale * self._noise(out)
-        return out
-
-    def _noise(self, like):
-        if self._generator is None or self._generator.device != like.device:
-            self._generator = torch.Generator(device=like.device).manual_seed(self.seed)
-        return torch.randn(like.shape, generator=self._generator, dtype=like.dtype,
-                           device=like.device)
-
-    def reseed(self, seed: int | None = None) -> None:
-        """Restart the noise stream (from ``seed`` or the constructor's)."""
-        if seed is not None:
-            self.seed = _checks.positive_int("seed", seed, allow_zero=True)
-        self._generator = None
+        return self._with_noise(y.to(x.dtype), dt)
 
 
 @register("chain_force")
-class ChainForceEmulator(LearnedStepper):
+class ChainForceEmulator(_ChainEmulator):
     """Learned drift of a bead chain (state (n_beads, 3)): pair forces on the bead graph,
     integrated in ``substeps`` explicit Euler sub-steps per step.
 
@@ -210,10 +220,7 @@ class ChainForceEmulator(LearnedStepper):
         self.use_staples = bool(use_staples)
         self.cutoff = None if cutoff is None else _checks.positive("cutoff", cutoff)
         self.substeps = _checks.positive_int("substeps", substeps)
-        self.temperature = _checks.positive("temperature", temperature, allow_zero=True)
-        self.friction = _checks.positive("friction", friction)
-        self.seed = _checks.positive_int("seed", seed, allow_zero=True)
-        self._generator = None
+        self._init_noise(temperature, friction, seed)
         width = _checks.positive_int("width", width)
         n_radial = _checks.positive_int("n_radial", n_radial)
         dtype = real_dtype_arg(dtype)
@@ -262,20 +269,4 @@ class ChainForceEmulator(LearnedStepper):
                 phi = phi * (1.0 + self.far.unsqueeze(-1) * (env - 1.0))
             f = phi * d / self.substeps
             y = y + torch.zeros_like(y).index_add_(1, self.src, f).index_add_(1, self.dst, -f)
-        out = y.to(x.dtype)
-        if self.temperature > 0 and not self.training:
-            scale = math.sqrt(2.0 * self.temperature * float(dt) / self.friction)
-            out = out + scale * self._noise(out)
-        return out
-
-    def _noise(self, like):
-        if self._generator is None or self._generator.device != like.device:
-            self._generator = torch.Generator(device=like.device).manual_seed(self.seed)
-        return torch.randn(like.shape, generator=self._generator, dtype=like.dtype,
-                           device=like.device)
-
-    def reseed(self, seed: int | None = None) -> None:
-        """Restart the noise stream (from ``seed`` or the constructor's)."""
-        if seed is not None:
-            self.seed = _checks.positive_int("seed", seed, allow_zero=True)
-        self._generator = None
+        return self._with_noise(y.to(x.dtype), dt)
