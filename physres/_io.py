@@ -39,18 +39,21 @@ def umask() -> int:
     return mask
 
 
-def destination(path) -> Path:
-    """``path`` as a Path after checking that its directory exists and is writable."""
+def destination(path, name: str | None = None) -> Path:
+    """``path`` as a Path after checking that its directory exists and is writable; ``name``
+    (the argument's name) leads the error messages when given."""
     if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"`path` must be a str or os.PathLike, got {type(path).__name__}")
+        raise TypeError(f"`{name or 'path'}` must be a str or os.PathLike, "
+                        f"got {type(path).__name__}")
     path = Path(path)
+    label = f"`{name}` {str(path)!r}" if name else repr(str(path))
     parent = path.parent if str(path.parent) else Path(".")
     if path.is_dir():
-        raise IsADirectoryError(f"{str(path)!r} is a directory; expected a file name")
+        raise IsADirectoryError(f"{label} is a directory; expected a file name")
     if not parent.is_dir():
-        raise FileNotFoundError(f"{str(path)!r}: directory {str(parent)!r} does not exist")
+        raise FileNotFoundError(f"{label}: directory {str(parent)!r} does not exist")
     if not os.access(parent, os.W_OK | os.X_OK):
-        raise PermissionError(f"{str(path)!r}: directory {str(parent)!r} is not writable")
+        raise PermissionError(f"{label}: directory {str(parent)!r} is not writable")
     return path
 
 

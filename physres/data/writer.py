@@ -29,17 +29,7 @@ IN_MEMORY_MAX = 2 << 30  # never build a file over 2 GiB in memory
 
 def check_destination(path) -> Path:
     """The destination as a Path, after checking its directory exists and is writable."""
-    if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"`path` must be a str or os.PathLike, got {type(path).__name__}")
-    path = Path(path)
-    parent = path.parent if str(path.parent) else Path(".")
-    if path.is_dir():
-        raise IsADirectoryError(f"`path` {str(path)!r} is a directory; expected a file name")
-    if not parent.is_dir():
-        raise FileNotFoundError(f"`path` {str(path)!r}: directory {str(parent)!r} does not exist")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise PermissionError(f"`path` {str(path)!r}: directory {str(parent)!r} is not writable")
-    return path
+    return _io.destination(path, "path")
 
 
 def in_memory_limit() -> int:
