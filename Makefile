@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)
 
-## The main job: the flagship scenario on its built-in defaults (~1 min on 2 CPU cores).
+## The main job: the flagship scenario on its built-in defaults (about 50 s of CPU time).
 demo: $(STAMP)
 	$(BIN)/physres run wavepacket --out runs/demo
 
