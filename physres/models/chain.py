@@ -66,11 +66,33 @@ class _ChainEmulator(LearnedStepper):
     """What both chain emulators share: at inference with ``temperature > 0``, each step adds
     overdamped Langevin noise of std √(2·T·dt/γ), drawn from a seeded stream."""
 
-    def _init_noise(self, temperature, friction, seed) -> None:
+    def __init__(self, state_shape, *, staples, use_staples: bool, cutoff: float | None,
+                 temperature: float, friction: float, seed: int, dt: float | None):
+        shape = state_shape_arg(state_shape)
+        if len(shape) != 2 or shape[1] != 3:
+            raise ValueError(f"`state_shape` must be (n_beads, 3), got {shape}")
+        super().__init__(shape, dt=dt)
+        self.use_staples = bool(use_staples)
+        self.cutoff = None if cutoff is None else _checks.positive("cutoff", cutoff)
         self.temperature = _checks.positive("temperature", temperature, allow_zero=True)
         self.friction = _checks.positive("friction", friction)
         self.seed = _checks.positive_int("seed", seed, allow_zero=True)
         self._generator = None
+
+    def _edge_pairs(self, staples, far: bool):
+        """Edges ``(i, j)`` (i < j) and their kinds: bonds 0, next neighbours 1, staples 2 (when
+        ``use_staples``) and, with ``far``, every other pair 3. Returns (ij (E, 2), kinds (E,))."""
+        n = self.state_shape[0]
+        pairs = {(i, i + 1): 0 for i in range(n - 1)} | {(i, i + 2): 1 for i in range(n - 2)}
+        if far:
+            pairs |= {(i, j): 3 for i in range(n) for j in range(i + 3, n)}
+        for s in staples if self.use_staples else ():
+            i, j = sorted((int(s[0]), int(s[1])))
+            if i < 0 or j >= n or j - i < 1:
+                raise ValueError(f"`staples` entry {tuple(s)!r} is out of range for {n} beads")
+            pairs[(i, j)] = 2
+        return (torch.tensor(list(pairs), dtype=torch.long),
+                torch.tensor(list(pairs.values()), dtype=torch.long))
 
     def _with_noise(self, out, dt):
         if self.temperature > 0 and not self.training:
@@ -118,30 +140,17 @@ class ChainGraphEmulator(_ChainEmulator):
                  n_radial: int = 0, r_max: float | None = None,
                  temperature: float = 0.0, friction: float = 1.0, seed: int = 0,
                  dt: float | None = None, dtype: torch.dtype = torch.float32):
-        shape = state_shape_arg(state_shape)
-        if len(shape) != 2 or shape[1] != 3:
-            raise ValueError(f"`state_shape` must be (n_beads, 3), got {shape}")
-        super().__init__(shape, dt=dt)
-        n = shape[0]
-        self.use_staples = bool(use_staples)
-        self.cutoff = None if cutoff is None else _checks.positive("cutoff", cutoff)
-        self._init_noise(temperature, friction, seed)
+        super().__init__(state_shape, staples=staples, use_staples=use_staples, cutoff=cutoff,
+                         temperature=temperature, friction=friction, seed=seed, dt=dt)
         width = _checks.positive_int("width", width)
         depth = _checks.positive_int("depth", depth)
         dtype = real_dtype_arg(dtype)
-        pairs = {(i, i + 1): 0 for i in range(n - 1)} | {(i, i + 2): 1 for i in range(n - 2)}
-        for s in staples if use_staples else ():
-            i, j = sorted((int(s[0]), int(s[1])))
-            if i < 0 or j >= n or j - i < 1:
-                raise ValueError(f"`staples` entry {tuple(s)!r} is out of range for {n} beads")
-            pairs[(i, j)] = 2
-        ij = torch.tensor(list(pairs), dtype=torch.long)
-        kinds = torch.tensor(list(pairs.values()), dtype=torch.long)
+        ij, kinds = self._edge_pairs(staples, far=False)
         self.register_buffer("src", torch.cat([ij[:, 0], ij[:, 1]]), persistent=False)
         self.register_buffer("dst", torch.cat([ij[:, 1], ij[:, 0]]), persistent=False)
         types = nn.functional.one_hot(torch.cat([kinds, kinds]), len(EDGE_TYPES))
         self.register_buffer("types", types.to(dtype).unsqueeze(0), persistent=False)
-        self.embed = nn.Embedding(n, width, dtype=dtype)
+        self.embed = nn.Embedding(self.state_shape[0], width, dtype=dtype)
         n_radial = _checks.positive_int("n_radial", n_radial, allow_zero=True)
         r_max = _checks.positive("r_max", r_max if r_max is not None else (cutoff or 3.0))
         if n_radial and r_max <= 0.5:
@@ -212,28 +221,13 @@ class ChainForceEmulator(_ChainEmulator):
                  cutoff: float | None = 2.5, width: int = 32, n_radial: int = 16,
                  substeps: int = 4, temperature: float = 0.0, friction: float = 1.0,
                  seed: int = 0, dt: float | None = None, dtype: torch.dtype = torch.float32):
-        shape = state_shape_arg(state_shape)
-        if len(shape) != 2 or shape[1] != 3:
-            raise ValueError(f"`state_shape` must be (n_beads, 3), got {shape}")
-        super().__init__(shape, dt=dt)
-        n = shape[0]
-        self.use_staples = bool(use_staples)
-        self.cutoff = None if cutoff is None else _checks.positive("cutoff", cutoff)
+        super().__init__(state_shape, staples=staples, use_staples=use_staples, cutoff=cutoff,
+                         temperature=temperature, friction=friction, seed=seed, dt=dt)
         self.substeps = _checks.positive_int("substeps", substeps)
-        self._init_noise(temperature, friction, seed)
         width = _checks.positive_int("width", width)
         n_radial = _checks.positive_int("n_radial", n_radial)
         dtype = real_dtype_arg(dtype)
-        pairs = {(i, i + 1): 0 for i in range(n - 1)} | {(i, i + 2): 1 for i in range(n - 2)}
-        if self.cutoff is not None:
-            pairs |= {(i, j): 3 for i in range(n) for j in range(i + 3, n)}
-        for s in staples if use_staples else ():
-            i, j = sorted((int(s[0]), int(s[1])))
-            if i < 0 or j >= n or j - i < 1:
-                raise ValueError(f"`staples` entry {tuple(s)!r} is out of range for {n} beads")
-            pairs[(i, j)] = 2
-        ij = torch.tensor(list(pairs), dtype=torch.long)
-        kinds = torch.tensor(list(pairs.values()), dtype=torch.long)
+        ij, kinds = self._edge_pairs(staples, far=self.cutoff is not None)
         self.register_buffer("src", ij[:, 0].clone(), persistent=False)
         self.register_buffer("dst", ij[:, 1].clone(), persistent=False)
         self.register_buffer("far", (kinds == 3).to(dtype), persistent=False)
@@ -243,7 +237,7 @@ class ChainForceEmulator(_ChainEmulator):
         self.register_buffer("centres", torch.linspace(0.5, r_max, n_radial, dtype=dtype),
                              persistent=False)
         self.gamma = (n_radial / (r_max - 0.5)) ** 2 if r_max > 0.5 else 1.0
-        self.embed = nn.Embedding(n, width, dtype=dtype)
+        self.embed = nn.Embedding(self.state_shape[0], width, dtype=dtype)
         self.pair = nn.Linear(2 * width + len(EDGE_TYPES), width, dtype=dtype)
         self.radial = nn.Linear(n_radial + 1, width, bias=False, dtype=dtype)
         self.head = nn.Sequential(nn.SiLU(), nn.Linear(width, width, dtype=dtype), nn.SiLU(),
