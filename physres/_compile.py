@@ -31,6 +31,8 @@ import warnings
 
 import torch
 
+from .errors import CompileFallbackWarning  # re-exported: issued here
+
 __all__ = ["CompileFallbackWarning", "available", "clear_cache", "compiled_step", "last_run",
            "stats"]
 
@@ -47,10 +49,6 @@ last_run: dict = {}
 
 _CACHE: collections.OrderedDict = collections.OrderedDict()
 _FAILED = object()
-
-
-class CompileFallbackWarning(RuntimeWarning):
-    """``compile=True`` was asked for but the run fell back to eager steps."""
 
 
 def available() -> bool:

@@ -1,4 +1,21 @@
-"""Exceptions raised by physres. Each names what went wrong, where, and what to do."""
+"""Every exception and warning class of physres, in one place.
+
+Each error names what went wrong, where, and what to do; structured attributes (``step``,
+``time``, ``residual``, ``iterations``, ``index``) carry the same facts for code. The classes
+are re-exported where they are raised (``physres.reference.ReferenceSolveError``,
+``physres._compile.CompileFallbackWarning``), so either import works.
+
+==========================  ===========================================================
+``PhysresError``            base class of physres's own errors
+``DivergenceError``         a rollout produced a non-finite state (``step``, ``time``)
+``ConvergenceError``        an implicit solve did not converge (``residual``, ``iterations``)
+``StepSizeError``           the adaptive driver could not continue
+``FormatError``             a file is not what physres expects
+``ReferenceSolveError``     scipy failed on one trajectory of a batch (``index``)
+``CompileFallbackWarning``  ``compile=True`` fell back to eager steps
+``Status``                  outcome codes of :func:`physres.integrate` (not an exception)
+==========================  ===========================================================
+"""
 
 from __future__ import annotations
 
@@ -44,6 +61,21 @@ class StepSizeError(PhysresError, RuntimeError):
 
 class FormatError(PhysresError, ValueError):
     """A file is not what physres expects (wrong format tag, version, shape or dtype)."""
+
+
+class ReferenceSolveError(PhysresError, RuntimeError):
+    """scipy failed on one trajectory; ``index`` is that trajectory's position in the batch."""
+
+    def __init__(self, message: str, index: int):
+        super().__init__(message)
+        self.index = index
+
+    def __reduce__(self):  # survives the trip back from a worker process
+        return type(self), (str(self), self.index)
+
+
+class CompileFallbackWarning(RuntimeWarning):
+    """``compile=True`` was asked for but the run fell back to eager steps."""
 
 
 class Status(enum.IntEnum):

@@ -25,24 +25,13 @@ import torch
 from tqdm.auto import tqdm
 
 from . import _checks
-from .errors import PhysresError
+from .errors import ReferenceSolveError  # re-exported: raised here
 
 IVP_METHODS = ("RK23", "RK45", "DOP853", "Radau", "BDF", "LSODA")
 IMPLICIT_METHODS = ("Radau", "BDF", "LSODA")
 METHODS = (*IVP_METHODS, "expm")
 
 __all__ = ["IVP_METHODS", "METHODS", "ReferenceSolveError", "solve"]
-
-
-class ReferenceSolveError(PhysresError, RuntimeError):
-    """scipy failed on one trajectory; ``index`` is that trajectory's position in the batch."""
-
-    def __init__(self, message: str, index: int):
-        super().__init__(message)
-        self.index = index
-
-    def __reduce__(self):  # survives the trip back from a worker process
-        return type(self), (str(self), self.index)
 
 
 def solve(system, x0, t_eval, method=None, rtol=None, atol=None, workers=1, executor=None,
