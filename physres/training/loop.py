@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 from .. import _checks
+from .._output import jsonable
 from ..models.base import LearnedStepper
 from . import distributed, lstsq
 from .checkpoint import load_checkpoint, save_checkpoint
@@ -52,7 +53,7 @@ class FitResult:
 
     def summary(self) -> dict:
         return {"steps": self.steps, "epochs_run": self.epochs_run, "wall_s": self.wall_s,
-                "best_val_error": _finite_or_none(self.best_val_error),
+                "best_val_error": jsonable(self.best_val_error),
                 "best_epoch": self.best_epoch, "stopped_early": self.stopped_early,
                 "interrupted": self.interrupted, "dt": self.dt,
                 "final_loss": self.history[-1]["loss"] if self.history else None}
@@ -266,7 +267,7 @@ class _Run:
         self.info["result"] = {k: v for k, v in result.summary().items()
                                if k in ("steps", "epochs_run", "wall_s", "best_val_error",
                                         "best_epoch", "stopped_early")}
-        self.model.training_info = _jsonable(self.info)
+        self.model.training_info = jsonable(self.info, where="training_info")
         self._write_logs(result)
         return result
 
@@ -455,10 +456,10 @@ class _Run:
         if not self.config.log or not self.ctx.main:
             return
         summary = {"model": type(self.model).name, "config": self.config.to_dict(),
-                   "training_info": _jsonable(self.info)}
+                   "training_info": jsonable(self.info, where="training_info")}
         if result is not None:
             summary.update(result.summary())
-        evaluations = [{**e, "val_error": _finite_or_none(e["val_error"])}
+        evaluations = [{**e, "val_error": jsonable(e["val_error"])}
                        for e in self.evaluations]
         write_logs(Path(self.config.log), self.history, evaluations, summary)
 
@@ -533,21 +534,5 @@ def _polish_plan(model, config, data, linear) -> dict:
     return plan
 
 
-def _jsonable(value):
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        return value
-    return str(value)
-
-
 def _plain(value):
     return list(value) if isinstance(value, tuple) else value
-
-
-def _finite_or_none(value):
-    return value if value is not None and math.isfinite(value) else None
