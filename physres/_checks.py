@@ -67,13 +67,13 @@ def field_value(field, value, x: torch.Tensor) -> torch.Tensor:
 
 def step_function(stepper, x0: torch.Tensor, dt: float):
     """Validate ``x0`` and ``dt`` once for a run and return the unchecked step: a Stepper's
-    ``_step``, or any other callable ``(x, t, dt) -> x_next`` as it is."""
+    ``step``, or any other callable ``(x, t, dt) -> x_next`` as it is."""
     check = getattr(stepper, "check_call", None)
     if check is None:
         state("x0", x0)
         return stepper
     check(x0, dt)
-    return stepper._step
+    return stepper.step
 
 
 def default_device() -> torch.device:

@@ -211,7 +211,7 @@ def compiled_step(step_fn, *, options: dict | None = None):
     """A compiled ``(x, t, dt) -> x_next`` for loops written outside :func:`physres.rollout`
     (e.g. an unrolled training loss).
 
-    ``step_fn`` is a Stepper (its unchecked ``_step`` is compiled) or any callable
+    ``step_fn`` is a Stepper (its unchecked ``step`` is compiled) or any callable
     ``(x, t, dt) -> x_next``. ``t`` is passed into the graph as a 0-d float64 tensor, so a new
     time is no recompile; a new ``dt`` or state shape is (``dt`` is a graph constant). Graph
     breaks are allowed (``fullgraph=False``) unless ``options`` says otherwise; autograd works
@@ -221,7 +221,7 @@ def compiled_step(step_fn, *, options: dict | None = None):
     >>> y = step(torch.ones(4, 2), 0.0, 0.1)
     """
     owner = step_fn
-    fn = step_fn._step if hasattr(step_fn, "check_call") else step_fn
+    fn = step_fn.step if hasattr(step_fn, "check_call") else step_fn
     if not callable(fn):
         raise TypeError(f"`step_fn` must be callable as (x, t, dt), got {type(step_fn).__name__}")
 

@@ -34,3 +34,16 @@ def test_gradcheck_through_one_step(name):
     step = steppers.get(name, field)
     x0 = x0.clone().requires_grad_(True)
     assert torch.autograd.gradcheck(lambda x: step(x, 0.2, 0.05), (x0,), atol=1e-6)
+
+
+@pytest.mark.parametrize("name", steppers.names())
+def test_public_step_is_the_unchecked_call(name):
+    field, x0 = problem_for(name)
+    checked = steppers.get(name, field)(x0, 0.1, 0.05)
+    step = steppers.get(name, field)
+    step.check_call(x0, 0.05)
+    torch.testing.assert_close(step.step(x0, 0.1, 0.05), checked, rtol=0, atol=0)
+    cls = steppers.REGISTRY.resolve(name)
+    assert cls.step is steppers.Stepper.step and cls.forward is steppers.Stepper.forward
+    with pytest.raises(ValueError, match="`dt`"):
+        step(x0, 0.1, -0.05)  # the call checks; `step` is the raw hook for inner loops

@@ -37,7 +37,7 @@ def flat_jacobian(model, x):
     shape = x.shape
 
     def step(y):
-        return model._step(y.reshape(1, *shape), 0.0, 0.1).reshape(-1)
+        return model.step(y.reshape(1, *shape), 0.0, 0.1).reshape(-1)
 
     return torch.autograd.functional.jacobian(step, x.reshape(-1))
 
@@ -147,7 +147,7 @@ def test_projection_keeps_the_mass_to_round_off_over_a_rollout():
     x0 = robertson_like_states(8)
     with torch.no_grad():
         traj = physres.rollout(model, x0, 1.0, 300)
-        inner = model.model._step(x0, 0.0, 1.0)
+        inner = model.model.step(x0, 0.0, 1.0)
     assert (inner.sum(1) - x0.sum(1)).abs().min() > 1e-3  # the inner ResNet does not keep it
     assert (traj - x0[:, None]).abs().max() > 0.1  # the state moves
     drift = (traj.sum(-1) - x0.sum(-1, keepdim=True)).abs()

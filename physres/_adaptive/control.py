@@ -126,9 +126,9 @@ class Trial:
         if self.embedded:
             x_new, err = s._step_with_error(x, t, dt)
             return x_new, err, None
-        full = s._step(x, t, dt)
-        half = s._step(x, t, dt / 2)
-        fine = s._step(half, t + dt / 2, dt / 2)
+        full = s.step(x, t, dt)
+        half = s.step(x, t, dt / 2)
+        fine = s.step(half, t + dt / 2, dt / 2)
         return fine, (fine - full) / self._denominator, None
 
 

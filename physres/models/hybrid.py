@@ -64,7 +64,7 @@ class HybridStepper(LearnedStepper):
         h = float(dt) / self.coarse_substeps
         xc = x
         for i in range(self.coarse_substeps):
-            xc = self.coarse._step(xc, t + i * h, h)
+            xc = self.coarse.step(xc, t + i * h, h)
         self.nfev += 1
         g = self.net(t, self.to_net(self.normalize(x))).to(x.dtype)
         _, std = self._stats(x)

@@ -99,7 +99,7 @@ class ProjectedEmulator(LearnedStepper):
         return x_new + (lam @ wc).reshape(x_new.shape)
 
     def _step(self, x, t, dt):
-        return self.project(x, self.model._step(x, t, dt))
+        return self.project(x, self.model.step(x, t, dt))
 
     def _functional_step(self, x, t, dt):
         return self.project(x, self.model._functional_step(x, t, dt))

@@ -21,9 +21,11 @@ def field_owner(field):
 class Stepper(nn.Module):
     """Base class of every time-stepper, known physics or learned.
 
-    A stepper maps ``(x, t, dt)`` to ``x_{n+1}``. Calling it checks the input once;
-    :func:`physres.rollout` and :func:`physres.integrate` check once per run and then call
-    ``_step`` directly.
+    A stepper maps ``(x, t, dt)`` to ``x_{n+1}``. Calling it, ``stepper(x, t, dt)``, checks the
+    input and steps; :meth:`step` is the same step without the checks, for inner loops that
+    validated once with :meth:`check_call` (:func:`physres.rollout`, :func:`physres.integrate`,
+    training losses, composite steppers). Code outside the class calls ``step`` or the stepper,
+    never ``_step``: ``_step`` is the hook a subclass implements.
 
     Subclass contract:
 
@@ -33,7 +35,8 @@ class Stepper(nn.Module):
     2. Implement ``_step(x, t, dt)``: ``x`` of shape ``(batch, *state_shape)``, ``t`` and ``dt``
        floats or 0-d tensors; return the next state, same shape and dtype. Evaluate the field
        through ``self.f(t, x)`` so evaluations are counted.
-    3. Do not override ``forward``.
+    3. Do not override ``forward``, ``step`` or ``check_call`` (a subclass may extend
+       ``check_call`` through ``super()`` with checks of its own).
     4. Optional, for error control: a stepper with an embedded error estimate sets
        ``error_order`` (int, order of its embedded lower-order solution) and implements
        ``_step_with_error(x, t, dt) -> (x_next, err)``, ``err`` the local error estimate with
@@ -105,6 +108,15 @@ class Stepper(nn.Module):
 
     def forward(self, x: torch.Tensor, t=0.0, dt=None) -> torch.Tensor:
         self.check_call(x, dt)
+        return self._step(x, t, dt)
+
+    def step(self, x: torch.Tensor, t, dt) -> torch.Tensor:
+        """One step ``x_{n+1}`` without input validation, for inner loops.
+
+        Same arguments, shapes and result as ``stepper(x, t, dt)``, minus the checks of
+        ``x``'s shape and dtype and of ``dt`` (call :meth:`check_call` once before the loop);
+        per-sample steppers (``per_sample = True``) accept ``t``, ``dt`` of shape (batch,).
+        """
         return self._step(x, t, dt)
 
     def check_call(self, x, dt) -> None:

@@ -31,11 +31,11 @@ def unrolled_loss(model, inputs: torch.Tensor, targets: torch.Tensor, dt: float,
     if pushforward:
         with torch.no_grad():
             for _ in range(k - 1):
-                x = model._step(x, 0.0, dt)
-        return ((model._step(x, 0.0, dt) - targets[:, k - 1]) / std).abs().pow(2).mean()
+                x = model.step(x, 0.0, dt)
+        return ((model.step(x, 0.0, dt) - targets[:, k - 1]) / std).abs().pow(2).mean()
     total = x.new_zeros((), dtype=std.dtype)
     for j in range(k):
-        x = model._step(x, 0.0, dt)
+        x = model.step(x, 0.0, dt)
         total = total + ((x - targets[:, j]) / std).abs().pow(2).mean()
     return total / k
 

@@ -80,7 +80,7 @@ def largest_stable_dt(stepper, system, x0, *, A=None, scale=1.0, steps=1000, gro
         def probe(dt):
             try:
                 with torch.no_grad():
-                    M = stepper._step(basis, 0.0, dt).reshape(n, n).T
+                    M = stepper.step(basis, 0.0, dt).reshape(n, n).T
             except ConvergenceError:
                 return False, math.inf
             if not bool(torch.isfinite(M).all()):
