@@ -9,6 +9,8 @@ key                       content
 ``format_version``        ``1``
 ``class``                 registered model name (:mod:`physres.models` registry)
 ``config``                JSON of the constructor's keyword arguments
+``config_version``        the class's ``config_version`` (absent in older files: 1); on
+                          load ``cls.upgrade_config`` maps older arguments to today's
 ``dt``                    the step the model was trained for (or None)
 ``normalization``         ``{"mean", "std"}`` tensors of shape ``state_shape``
 ``state_dict``            parameters and buffers
@@ -114,6 +116,7 @@ def payload(model, metadata: dict | None = None, check_finite: bool = False) -> 
         "format_version": FORMAT_VERSION,
         "class": name,
         "config": json.dumps(encode_config(model.config)),
+        "config_version": type(model).config_version,
         "dt": model.dt,
         "normalization": normalization,
         "state_dict": state,
@@ -236,6 +239,10 @@ def check_payload(data: dict, path) -> None:
     _json_field(path, "metadata", data.get("metadata", "{}"))
     if data.get("training_info") is not None:
         _json_field(path, "training_info", data["training_info"])
+    version = data.get("config_version", 1)
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise FormatError(f"{str(path)!r}: field `config_version` must be an int ≥ 1, got "
+                          f"{_short(version)}")
     dt = data["dt"]
     if dt is not None and (isinstance(dt, bool) or not isinstance(dt, (int, float))
                            or not math.isfinite(dt) or dt <= 0):
@@ -278,7 +285,7 @@ def build_from_payload(data: dict, path) -> torch.nn.Module:
     check_payload(data, path)
     try:
         config = decode_config(_json_field(Path(path), "config", data["config"]))
-        model = cls(**config)
+        model = cls(**cls.upgrade_config(config, data.get("config_version", 1)))
         model.load_state_dict(data["state_dict"], strict=True)
     except (TypeError, ValueError, RuntimeError, KeyError) as exc:
         first = " ".join(str(exc).split())
@@ -310,7 +317,8 @@ def encode_config(value, where: str = "config"):
         name = type(value).name
         if not name or REGISTRY.resolve(name) is not type(value):
             raise TypeError(f"`{where}`: {type(value).__name__} is not registered")
-        return {"$module": name, "config": encode_config(value.config, where)}
+        return {"$module": name, "config": encode_config(value.config, where),
+                "$version": type(value).config_version}
     if isinstance(value, System):
         return {"$system": type(value).name, "params": encode_config(value.params, where)}
     raise TypeError(f"`{where}` of type {type(value).__name__} cannot be stored in a model "
@@ -331,7 +339,9 @@ def decode_config(value):
                 raise FormatError(f"unknown dtype {value['$dtype']!r} in a model file")
             return dtype
         if "$module" in value:
-            return REGISTRY.resolve(value["$module"])(**decode_config(value["config"]))
+            cls = REGISTRY.resolve(value["$module"])
+            return cls(**cls.upgrade_config(decode_config(value["config"]),
+                                            value.get("$version", 1)))
         if "$system" in value:
             return systems.get(value["$system"], **decode_config(value["params"]))
         return {k: decode_config(v) for k, v in value.items()}

@@ -13,7 +13,7 @@ from physres.errors import FormatError
 
 MODELS = {
     "resnet": dict(state_shape=(2,), depth=3, width=8, learn_scale=True, alpha=0.5, dt=0.2),
-    "node": dict(state_shape=(2,), width=8, method="rk4", step_size=0.05, adjoint=True),
+    "node": dict(state_shape=(2,), width=8, method="rk38", step_size=0.05, adjoint=True),
     "implicit": dict(state_shape=(2,), width=8, dtype=torch.float64),
     "hybrid": dict(state_shape=(2,), system="pendulum", system_params={"omega": 1.3},
                    coarse="heun", width=8, dt=0.2),

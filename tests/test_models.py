@@ -183,17 +183,90 @@ def test_neural_ode_adjoint_and_direct_gradients_match():
     assert grads[0].abs().max() > 0
 
 
-@pytest.mark.parametrize("method,step_size", [("rk4", None), ("rk4", 0.2), ("midpoint", 0.15),
-                                              ("euler", 0.3)])
-def test_neural_ode_functional_step_is_the_torchdiffeq_step_and_vmaps(method, step_size):
+@pytest.mark.parametrize("method,step_size", [("rk38", None), ("rk38", 0.2),
+                                              ("midpoint", 0.15), ("euler", 0.3)])
+def test_neural_ode_fixed_grid_steps_are_torchdiffeqs_and_vmap(method, step_size):
     torch.manual_seed(4)
     model = NeuralODE(state_shape=(2,), width=8, method=method, step_size=step_size,
                       dtype=torch.float64)
     x = torch.randn(5, 2, dtype=torch.float64)
-    torch.testing.assert_close(model._functional_step(x, 0.3, 0.5), model(x, 0.3, 0.5),
-                               rtol=0, atol=1e-15)
+    td = {"rk38": "rk4"}.get(method, method)  # torchdiffeq's fixed-grid "rk4" is the 3/8 rule
+    options = None if step_size is None else {"step_size": step_size}
+    with torch.no_grad():
+        ref = torchdiffeq.odeint(model.rhs, x, torch.tensor([0.3, 0.8], dtype=torch.float64),
+                                 method=td, options=options)[-1]
+    torch.testing.assert_close(model(x, 0.3, 0.5), ref, rtol=0, atol=1e-15)
+    torch.testing.assert_close(model._functional_step(x, 0.3, 0.5), ref, rtol=0, atol=1e-15)
     per_sample = torch.func.vmap(lambda xi: model._functional_step(xi[None], 0.3, 0.5)[0])
-    torch.testing.assert_close(per_sample(x), model(x, 0.3, 0.5), rtol=0, atol=1e-15)
+    torch.testing.assert_close(per_sample(x), ref, rtol=0, atol=1e-15)
+
+
+def _classical_rk4(f, x, t, h):
+    k1 = f(t, x)
+    k2 = f(t + h / 2, x + h / 2 * k1)
+    k3 = f(t + h / 2, x + h / 2 * k2)
+    k4 = f(t + h, x + h * k3)
+    return x + h / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
+
+
+def _three_eighths(f, x, t, h):
+    k1 = f(t, x)
+    k2 = f(t + h / 3, x + h / 3 * k1)
+    k3 = f(t + 2 * h / 3, x + h * (k2 - k1 / 3))
+    k4 = f(t + h, x + h * (k1 - k2 + k3))
+    return x + h / 8 * (k1 + 3 * k2 + 3 * k3 + k4)
+
+
+@pytest.mark.parametrize("step_size", [None, 0.25])
+def test_neural_ode_rk4_is_classical_rk4_and_rk38_the_three_eighths_rule(step_size):
+    torch.manual_seed(5)
+    kw = dict(state_shape=(2,), width=16, step_size=step_size, dtype=torch.float64,
+              net_options={"init_scale": 3.0})
+    rk4 = NeuralODE(method="rk4", **kw)
+    rk38 = NeuralODE(method="rk38", **kw)
+    rk38.load_state_dict(rk4.state_dict())
+    for m in (rk4, rk38):
+        m.set_normalization(torch.tensor([0.2, -0.1]), torch.tensor([1.5, 0.5]))
+    x = torch.randn(6, 2, dtype=torch.float64)
+    f = rk4.rhs  # the known field, in physical units
+    n = 1 if step_size is None else 4  # substeps of step_size in dt = 1
+    h = 1.0 / n
+    classical, three_eighths, stepper = x, x, physres.steppers.get("rk4", f)
+    with torch.no_grad():
+        for i in range(n):
+            t = 0.3 + i * h
+            classical = _classical_rk4(f, classical, t, h)
+            three_eighths = _three_eighths(f, three_eighths, t, h)
+        by_stepper = x
+        for i in range(n):
+            by_stepper = stepper(by_stepper, 0.3 + i * h, h)
+        out4, out38 = rk4(x, 0.3, 1.0), rk38(x, 0.3, 1.0)
+    torch.testing.assert_close(out4, by_stepper, rtol=1e-13, atol=1e-14)
+    torch.testing.assert_close(out4, classical, rtol=1e-13, atol=1e-14)
+    torch.testing.assert_close(out38, three_eighths, rtol=1e-13, atol=1e-14)
+    assert (out4 - out38).abs().max() > 1e-8  # two different order-4 methods
+    with pytest.raises(ValueError, match="no classical fixed-grid RK4; use method='rk38'"):
+        NeuralODE(state_shape=(2,), method="rk4", adjoint=True)
+
+
+def test_neural_ode_files_from_before_rk38_load_their_rk4_as_rk38(tmp_path):
+    torch.manual_seed(6)
+    model = NeuralODE(state_shape=(2,), width=8, method="rk38", step_size=0.25,
+                      dtype=torch.float64)
+    path = physres.save(model, tmp_path / "new.pt")
+    old = torch.load(path, weights_only=True)
+    assert old["config_version"] == 2
+    old["config"] = old["config"].replace('"method": "rk38"', '"method": "rk4"')
+    del old["config_version"]  # how files were written before "rk38" existed
+    torch.save(old, tmp_path / "old.pt")
+    with pytest.warns(UserWarning, match="loaded as 'rk38'"):
+        legacy = physres.load(tmp_path / "old.pt")
+    assert legacy.method == "rk38" and legacy.config["method"] == "rk38"
+    x = torch.randn(4, 2, dtype=torch.float64)
+    with torch.no_grad():
+        torch.testing.assert_close(legacy(x, 0.0, 0.5), model(x, 0.0, 0.5), rtol=0, atol=0)
+    fresh = NeuralODE(state_shape=(2,), width=8, method="rk4", dtype=torch.float64)
+    assert physres.load(physres.save(fresh, tmp_path / "rk4.pt")).method == "rk4"  # no warning
 
 
 def test_learned_field_runs_under_scipy_and_odeint_like_the_rollout(tmp_path):
@@ -283,7 +356,7 @@ def test_bad_model_arguments(kwargs, match):
 
 
 def test_bad_neural_ode_arguments():
-    with pytest.raises(ValueError, match="`method` must be a torchdiffeq method"):
+    with pytest.raises(ValueError, match="`method` must be one of .*rk38.*got 'rk45'"):
         NeuralODE(state_shape=(2,), method="rk45")
     with pytest.raises(ValueError, match="`step_size` applies to fixed-grid methods"):
         NeuralODE(state_shape=(2,), method="dopri5", step_size=0.1)

@@ -83,7 +83,8 @@ def add_parser(subparsers) -> None:
     m.add_argument("--linear-skip", action="store_true",
                    help="mlp: add a learned linear map of the input (exact for linear dynamics)")
     m.add_argument("--method", default="rk4",
-                   help="node: torchdiffeq method (rk4 fixed grid; dopri5 adaptive)")
+                   help="node: rk4 (classical) or rk38 (3/8 rule) on a fixed grid, or a "
+                        "torchdiffeq method such as dopri5 (adaptive)")
     m.add_argument("--step-size", type=float, default=None,
                    help="node: internal step of fixed-grid methods (none: dt)")
     m.add_argument("--rtol", type=float, default=1e-6, help="node: adaptive tolerance")

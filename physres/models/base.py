@@ -34,11 +34,20 @@ class Configurable(nn.Module):
 
     name: ClassVar[str] = ""
     config: dict
+    # model files record it; raise it when an argument changes meaning, and map older
+    # configs in upgrade_config
+    config_version: ClassVar[int] = 1
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         if "__init__" in cls.__dict__:
             cls.__init__ = _recording(cls.__init__)
+
+    @classmethod
+    def upgrade_config(cls, config: dict, version: int) -> dict:
+        """Constructor arguments read from a file written at ``config_version`` ``version``,
+        translated to this version's meaning (the default: unchanged)."""
+        return config
 
 
 def _recording(init):

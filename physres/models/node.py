@@ -3,20 +3,31 @@
 One step solves ``dz/dt = f_θ(t, z)`` from ``t`` to ``t + dt`` in normalised coordinates
 ``z = (x − μ)/σ``; the physical field is ``σ·f_θ(t, (x − μ)/σ)`` (:meth:`rhs`). The state is
 integrated in its own dtype; only the field is evaluated in the network's dtype.
+
+Method names mean what they mean everywhere in physres: ``"rk4"`` is the classical Runge–Kutta
+method (physres's ``rk4`` stepper), ``"rk38"`` Kutta's 3/8 rule (torchdiffeq's fixed-grid
+``"rk4"``). The fixed-grid ``euler``, ``midpoint``, ``rk4`` and ``rk38`` are stepped here
+(physres's tableaus; the 3/8 rule in torchdiffeq's operation order), every other method by
+torchdiffeq. Model files written before ``"rk38"`` existed stored the 3/8 rule as ``"rk4"``;
+they load as ``"rk38"`` (:meth:`NeuralODE.upgrade_config`), with a warning saying so.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
 from torch import nn
 
 from .. import _checks
+from .. import steppers as _steppers
 from .base import LearnedStepper, real_dtype_arg, register
 from .fields import build_net
 
-_FIXED_GRID = ("euler", "midpoint", "rk4", "explicit_adams", "implicit_adams", "heun3")
+# physres name -> torchdiffeq name, where the two differ ("rk4" has no torchdiffeq name)
+_TORCHDIFFEQ_NAMES = {"rk38": "rk4"}
+_FIXED_GRID = ("euler", "midpoint", "rk4", "rk38", "explicit_adams", "implicit_adams", "heun3")
 
 
 @register("node")
@@ -29,7 +40,9 @@ class NeuralODE(LearnedStepper):
     complex_state : bool
     net : str or LearnedField, the field network (``"mlp"``, ``"conv1d"``, ...)
     width, layers, activation, net_options : the field network's settings
-    method : torchdiffeq method, e.g. ``"dopri5"`` (adaptive) or ``"rk4"`` (fixed grid)
+    method : ``"rk4"`` (classical RK4, fixed grid), ``"rk38"`` (3/8 rule, fixed grid),
+        ``"euler"``, ``"midpoint"``, or any other torchdiffeq method, e.g. ``"dopri5"``
+        (adaptive). With ``adjoint=True`` the method must be torchdiffeq's (not ``"rk4"``).
     rtol, atol : tolerances of adaptive methods
     step_size : float, optional; internal step of fixed-grid methods (default: one step of dt)
     adjoint : bool, gradients by the adjoint method (memory O(1) in the number of steps)
@@ -38,6 +51,7 @@ class NeuralODE(LearnedStepper):
     """
 
     has_field = True
+    config_version = 2  # 2: "rk4" is classical RK4; in version 1 files it meant the 3/8 rule
 
     def __init__(self, state_shape, *, complex_state: bool = False, net="mlp", width: int = 64,
                  layers: int = 2, activation: str = "tanh", net_options: dict | None = None,
@@ -47,9 +61,14 @@ class NeuralODE(LearnedStepper):
         super().__init__(state_shape, complex_state=complex_state, dt=dt)
         from torchdiffeq._impl.odeint import SOLVERS
 
-        if method not in SOLVERS:
-            raise ValueError(f"`method` must be a torchdiffeq method "
-                             f"({', '.join(sorted(SOLVERS))}), got {method!r}")
+        valid = sorted({*_STAGES, *(m for m in SOLVERS if m not in _TORCHDIFFEQ_NAMES.values())})
+        if method not in valid:
+            raise ValueError(f"`method` must be one of {', '.join(valid)} (rk4: classical "
+                             f"Runge–Kutta; rk38: the 3/8 rule), got {method!r}")
+        if adjoint and method == "rk4":
+            raise ValueError("`adjoint=True` integrates with torchdiffeq, which has no classical "
+                             "fixed-grid RK4; use method='rk38' (the 3/8 rule, also order 4), "
+                             "an adaptive method such as 'dopri5', or adjoint=False")
         self.method = method
         self.rtol = _checks.positive("rtol", rtol)
         self.atol = _checks.positive("atol", atol)
@@ -62,19 +81,33 @@ class NeuralODE(LearnedStepper):
         self.net = build_net(net, self.state_shape, self.complex_state, real_dtype_arg(dtype),
                              **options)
         self._func = _CountingField(self)
+        if method in _STAGES and method != "rk38":  # physres's tableau (not a submodule)
+            self.__dict__["_tableau_step"] = _steppers.get(method, self._func)
 
     def _field(self, t, z):
         return self.net(t, z)
 
+    @classmethod
+    def upgrade_config(cls, config: dict, version: int) -> dict:
+        """Version 1 files (before ``"rk38"``) stored torchdiffeq's 3/8 rule as ``"rk4"``."""
+        if version < 2 and config.get("method") == "rk4":
+            warnings.warn("this model file predates method 'rk38': its method 'rk4' was "
+                          "torchdiffeq's 3/8 rule and is loaded as 'rk38' (in physres 'rk4' is "
+                          "classical RK4); save it again to record the new name", UserWarning,
+                          stacklevel=4)
+            config = {**config, "method": "rk38"}
+        return config
+
     def _step(self, x, t, dt):
-        if self.method in _STAGES and not self.adjoint and not torch.is_grad_enabled():
-            return self._functional_step(x, t, dt)  # inference: same grid, no per-call setup
+        if self.method in _STAGES and not self.adjoint:
+            return self._functional_step(x, t, dt)
         import torchdiffeq
 
         z = self.normalize(x)
         real = torch.view_as_real(z) if z.is_complex() else z  # torchdiffeq on real tensors
         tt = torch.tensor([float(t), float(t) + float(dt)], dtype=real.dtype, device=real.device)
-        kwargs = dict(rtol=self.rtol, atol=self.atol, method=self.method)
+        kwargs = dict(rtol=self.rtol, atol=self.atol,
+                      method=_TORCHDIFFEQ_NAMES.get(self.method, self.method))
         if self.step_size is not None:
             kwargs["options"] = {"step_size": self.step_size}
         if self.adjoint:
@@ -88,9 +121,11 @@ class NeuralODE(LearnedStepper):
         return self.denormalize(z1)
 
     def _functional_step(self, x, t, dt):
-        """:meth:`_step` for the fixed-grid ``euler``, ``midpoint`` and ``rk4`` (3/8 rule)
-        methods, stage by stage on torchdiffeq's time grid but without its in-place solution
-        buffer, so ``torch.func.vmap`` can batch per-sample Jacobians through it."""
+        """:meth:`_step` in out-of-place operations (``torch.func.vmap`` batches per-sample
+        Jacobians through it). The fixed-grid methods step on torchdiffeq's time grid (steps of
+        ``step_size``, the last one cut at ``t + dt``): ``euler``, ``midpoint`` and ``rk4`` by
+        physres's tableau steppers, ``rk38`` stage by stage as torchdiffeq does it; the
+        adjoint and other methods go through torchdiffeq."""
         if self.method not in _STAGES:
             return self._step(x, t, dt)
         z = self.normalize(x)
@@ -99,24 +134,20 @@ class NeuralODE(LearnedStepper):
         h = float(dt) if self.step_size is None else self.step_size
         grid = [t0 + i * h for i in range(max(2, math.ceil((t1 - t0) / h + 1)))]
         grid[-1] = t1
+        tableau = self.__dict__.get("_tableau_step")
         for a, b in zip(grid[:-1], grid[1:], strict=True):
-            y = y + _STAGES[self.method](self._func, a, b - a, y)
+            if tableau is not None:
+                y = tableau.step(y, a, b - a)
+            else:
+                y = y + _rk38(self._func, a, b - a, y)
         z1 = torch.view_as_complex(y.contiguous()) if z.is_complex() else y
         return self.denormalize(z1)
 
 
-def _euler(f, t, h, y):
-    return h * f(t, y)
-
-
-def _midpoint(f, t, h, y):
-    return h * f(t + h / 2, y + f(t, y) * (h / 2))
-
-
 # Written out in torchdiffeq's own operation order (not via physres.steppers.tableau), so the
-# functional step matches torchdiffeq's to the last bit or two; a generic tableau loop rounds
+# "rk38" step matches torchdiffeq's "rk4" to the last bit or two; a generic tableau loop rounds
 # differently.
-def _rk4(f, t, h, y):  # torchdiffeq's "rk4": the 3/8 rule
+def _rk38(f, t, h, y):  # Kutta's 3/8 rule: torchdiffeq's fixed-grid "rk4"
     k1 = f(t, y)
     k2 = f(t + h / 3, y + h * k1 / 3)
     k3 = f(t + 2 * h / 3, y + h * (k2 - k1 / 3))
@@ -124,7 +155,7 @@ def _rk4(f, t, h, y):  # torchdiffeq's "rk4": the 3/8 rule
     return (k1 + 3 * (k2 + k3) + k4) * h * 0.125
 
 
-_STAGES = {"euler": _euler, "midpoint": _midpoint, "rk4": _rk4}
+_STAGES = ("euler", "midpoint", "rk4", "rk38")  # the fixed-grid methods stepped here
 
 
 class _CountingField(nn.Module):
