@@ -1,5 +1,6 @@
 """Chain-graph emulator: symmetry, staple edges, artifacts, and that it learns."""
 
+import h5py
 import numpy as np
 import pytest
 import torch
@@ -70,8 +71,8 @@ def test_bad_arguments():
 def test_learns_a_chain_flow_from_hdf5(tmp_path):
     system = physres.systems.get("bead_chain", n_beads=8, target=None,
                                  staples=[(0, 7, 10.0, 1.0)])
-    path = physres.systems.chain.simulate(system, tmp_path / "flow.h5", n_traj=10, t_end=0.4,
-                                          dt=2e-3, dt_save=0.02, stepper="rk4", progress=False)
+    path = physres.data.generate(system, tmp_path / "flow.h5", n_traj=10, t_end=0.4,
+                                 dt=2e-3, dt_save=0.02, stepper="rk4", progress=False)
     with physres.data.open(path) as f:
         assert f.attrs["reference_method"] == "rk4" and f.states.shape == (10, 21, 8, 3)
         states = torch.from_numpy(np.asarray(f.states[:]))
@@ -84,21 +85,68 @@ def test_learns_a_chain_flow_from_hdf5(tmp_path):
     assert result.losses[-1] < 0.5 * result.losses[0]
 
 
-def test_simulate_at_temperature(tmp_path):
+def test_langevin_files_are_written_by_data_generate(tmp_path):
     system = physres.systems.get("bead_chain", n_beads=8, temperature=0.5)
-    path = physres.systems.chain.simulate(system, tmp_path / "hot.h5", n_traj=3, t_end=0.1,
-                                          dt=1e-3, dt_save=0.01, seed=1, progress=False)
-    again = physres.systems.chain.simulate(system, tmp_path / "hot2.h5", n_traj=3, t_end=0.1,
-                                           dt=1e-3, dt_save=0.01, seed=1, progress=False)
+    path = physres.data.generate(system, tmp_path / "hot.h5", n_traj=3, t_end=0.1,
+                                 dt=1e-3, dt_save=0.01, seed=1, progress=False)
+    again = physres.data.generate(system, tmp_path / "hot2.h5", n_traj=3, t_end=0.1,
+                                  dt=1e-3, dt_save=0.01, seed=1, progress=False)
+    run = physres.systems.chain.trajectories(system, 3, t_end=0.1, dt=1e-3, dt_save=0.01,
+                                             seed=1, progress=False)
     with physres.data.open(path) as f, physres.data.open(again) as g:
         assert np.array_equal(f.states[:], g.states[:])  # seeded
-        assert f.attrs["reference_method"] == "euler_maruyama"
+        assert np.array_equal(f.states[:], run.states.numpy())  # the simulator's arrays
+        np.testing.assert_array_equal(f.t, run.t)
+        assert f.attrs["reference_method"] == "euler_maruyama" and f.attrs["dt"] == 1e-3
+        assert f.attrs["rtol"] == 0 and f.attrs["atol"] == 0 and f.attrs["seed"] == 1
         assert set(f.invariants) == {"energy", "rg", "end_to_end", "q", "rmsd"}
+        energy = system.invariants(run.states[1])["energy"].numpy()
+        np.testing.assert_allclose(f.invariants["energy"][1], energy, rtol=1e-13)
+        assert f.stats["nfev"][0] == run.nfev == 100  # one evaluation per Euler–Maruyama step
         assert f.make_system().params == system.params
     with pytest.raises(ValueError, match="`stepper` 'rk4' is deterministic"):
-        physres.systems.chain.simulate(system, tmp_path / "x.h5", stepper="rk4")
+        physres.data.generate(system, tmp_path / "x.h5", stepper="rk4")
     with pytest.raises(ValueError, match="`dt_save`.*multiple of `dt`"):
-        physres.systems.chain.simulate(system, tmp_path / "x.h5", dt=3e-3, dt_save=0.01)
+        physres.data.generate(system, tmp_path / "x.h5", dt=3e-3, dt_save=0.01)
+    with pytest.raises(ValueError, match="`method` apply to scipy references"):
+        physres.data.generate(system, tmp_path / "x.h5", method="RK45")
+    with pytest.raises(ValueError, match="available for bead_chain systems"):
+        physres.data.generate("harmonic_oscillator", tmp_path / "x.h5", stepper="rk4")
+    assert not (tmp_path / "x.h5").exists()
+
+
+def test_chain_files_have_the_layout_of_scipy_files(tmp_path):
+    """Fixed-step and scipy references of the same gradient flow: one writer, one layout, and
+    states that agree to the fixed step's accuracy."""
+    system = physres.systems.get("bead_chain", n_beads=6, target=None,
+                                 staples=[(0, 5, 10.0, 1.0)])
+    kw = dict(n_traj=2, t_end=0.2, dt_save=0.02, seed=4, progress=False)
+    fixed = physres.data.generate(system, tmp_path / "rk4.h5", dt=1e-4, stepper="rk4", **kw)
+    scipy = physres.data.generate(system, tmp_path / "scipy.h5", method="DOP853", rtol=1e-11,
+                                  atol=1e-12, **kw)
+    with physres.data.open(fixed) as f, physres.data.open(scipy) as g:
+        with h5py.File(f.path) as a, h5py.File(g.path) as b:
+            assert set(a.attrs) == set(b.attrs) | {"dt"}
+
+            def names(h):
+                out = set()
+                h.visit(out.add)
+                return out
+
+            assert names(a) == names(b)
+        np.testing.assert_allclose(f.states[:], g.states[:], rtol=0, atol=1e-9)
+
+
+def test_cli_generates_a_langevin_file(tmp_path):
+    from physres.cli import main
+
+    out = tmp_path / "hot.h5"
+    code = main(["generate", "bead_chain", "--out", str(out), "--n-traj", "2", "--t-end",
+                 "0.05", "--dt-save", "0.01", "--dt", "0.001", "--param", "n_beads=6",
+                 "--param", "temperature=0.3", "--no-progress"])
+    assert code == 0
+    with physres.data.open(out) as f:
+        assert f.attrs["reference_method"] == "euler_maruyama" and f.states.shape == (2, 6, 6, 3)
 
 
 def _force_model(**kw):

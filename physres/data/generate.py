@@ -1,4 +1,10 @@
-"""Generate a trajectory file: sample initial states, solve with scipy, write schema v1."""
+"""Generate a trajectory file: sample initial states, solve them, write schema v1.
+
+Deterministic systems are solved by scipy (:mod:`physres.reference`); a bead chain at
+temperature (or any bead chain given a fixed-step ``stepper`` or ``dt``) is run by the chain's
+fixed-step simulator (:func:`physres.systems.chain.trajectories`). Both are written here, by
+one writer.
+"""
 
 from __future__ import annotations
 
@@ -23,17 +29,25 @@ from .writer import atomic_h5, check_destination, create_states
 
 def generate(system, path, n_traj: int = 64, t_end=None, dt_save=None, method=None, rtol=None,
              atol=None, workers: int = 1, seed: int = 0, executor=None, progress: bool = True,
-             compression: str | None = "gzip"):
+             compression: str | None = "gzip", *, dt=None, stepper=None, x0=None):
     """Write ``n_traj`` reference trajectories of ``system`` to ``path`` (HDF5 schema v1).
 
-    Initial states are ``system.sample_initial(n_traj, seed)``; times ``0, dt_save, …`` up to
-    ``t_end`` (defaults from the system's class attributes, as are ``method``, ``rtol``,
-    ``atol``). Trajectories are solved by :func:`physres.reference.solve`'s machinery in
-    ``workers`` processes or on ``executor`` and streamed to disk as they finish, so memory
-    holds a few trajectories, not the file. States are identical byte for byte whatever the
-    parallelism. The file appears at ``path`` only when complete (atomic rename); files that
-    fit in memory are built there and written as bytes, so a full disk is a clean ``OSError``
-    (see :mod:`physres.data.writer`).
+    Initial states are ``system.sample_initial(n_traj, seed)`` (or ``x0``); times
+    ``0, dt_save, …`` up to ``t_end`` (defaults from the system's class attributes, as are
+    ``method``, ``rtol``, ``atol``). Trajectories are solved by
+    :func:`physres.reference.solve`'s machinery in ``workers`` processes or on ``executor``
+    and streamed to disk as they finish, so memory holds a few trajectories, not the file.
+    States are identical byte for byte whatever the parallelism. The file appears at ``path``
+    only when complete (atomic rename); files that fit in memory are built there and written
+    as bytes, so a full disk is a clean ``OSError`` (see :mod:`physres.data.writer`).
+
+    Fixed-step references (bead chains): when the system is stochastic (a ``bead_chain`` at
+    ``temperature > 0``) or ``stepper`` or ``dt`` is given, the trajectories come from
+    :func:`physres.systems.chain.trajectories` — a seeded Langevin run (``euler_maruyama``,
+    or ``baoab`` when underdamped) or a deterministic stepper such as ``"rk4"`` on the
+    gradient flow, with step ``dt`` (default 1e-3; ``dt_save`` a multiple of it). The file
+    records the stepper as ``reference_method``, ``rtol = atol = 0`` and the ``dt``
+    attribute; ``method``, ``rtol``, ``atol``, ``workers`` and ``executor`` do not apply.
 
     Robustness: a second ``generate`` to the same path while one runs is refused (the lock
     file ``.NAME.lock`` beside it is held); SIGTERM stops the workers and removes the
@@ -48,12 +62,16 @@ def generate(system, path, n_traj: int = 64, t_end=None, dt_save=None, method=No
     path : str or Path
         Destination; an existing file is replaced (only once the new one is complete).
     compression : "gzip", "lzf" or None
+    dt, stepper : the fixed-step reference (bead chains), see above
+    x0 : Tensor, shape (n_traj, *state_shape), optional
+        Initial states instead of ``system.sample_initial(n_traj, seed)``.
 
     Returns
     -------
     pathlib.Path, the written file.
     """
     from ..systems import System, get
+    from ..systems.chain import BeadChain
 
     if isinstance(system, str):
         system = get(system)
@@ -64,10 +82,31 @@ def generate(system, path, n_traj: int = 64, t_end=None, dt_save=None, method=No
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
         raise TypeError(f"`seed` must be an int, got {type(seed).__name__}")
     seed = int(seed)
+    fixed_step = stepper is not None or dt is not None or \
+        (isinstance(system, BeadChain) and system.temperature > 0)
+    if fixed_step:
+        if not isinstance(system, BeadChain):
+            raise ValueError(f"`stepper` and `dt` give a fixed-step reference, which is "
+                             f"available for bead_chain systems; {system.name!r} is solved by "
+                             "scipy (pass `method`, `rtol`, `atol` instead)")
+        given = [name for name, value in (("method", method), ("rtol", rtol), ("atol", atol),
+                                          ("executor", executor)) if value is not None]
+        if workers != 1:
+            given.append("workers")
+        if given:
+            raise ValueError(f"{', '.join(f'`{g}`' for g in given)} apply to scipy references"
+                             f"; the fixed-step reference of {system.name!r} (temperature "
+                             f"{system.temperature:g}) takes `stepper` and `dt`")
+        path = check_destination(path)
+        return _write_fixed_step(system, path, n_traj, t_end, dt_save, dt, stepper, seed, x0,
+                                 progress, compression)
     t = _time_grid(system, t_end, dt_save)
     dt_save = float(t[1] - t[0])
     path = check_destination(path)
-    x0 = system.sample_initial(n_traj, seed=seed)
+    if x0 is None:
+        x0 = system.sample_initial(n_traj, seed=seed)
+    elif len(x0) != n_traj:
+        raise ValueError(f"`x0` holds {len(x0)} initial states but `n_traj` is {n_traj}")
     x0, t, method, rtol, atol = reference._check(system, x0, t, method, rtol, atol)
     _checks.positive_int("workers", workers)
     if executor is not None and workers != 1:
@@ -80,14 +119,7 @@ def generate(system, path, n_traj: int = 64, t_end=None, dt_save=None, method=No
         if executor is None and workers > 1 and method != "expm":
             pool = stack.enter_context(_worker_pool(workers))
         with atomic_h5(path, _estimated_bytes(system, n_traj, t.size)) as f:
-            f.attrs.update({
-                "format": FORMAT, "format_version": FORMAT_VERSION, "system": system.name,
-                "system_params": json.dumps(system.params), "reference_method": method,
-                "rtol": rtol, "atol": atol, "seed": seed, "physres_version": __version__,
-                "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                "t_end": float(t[-1]), "dt_save": dt_save,
-            })
-            f.create_dataset("t", data=t)
+            _write_attrs(f, system, t, method, rtol, atol, seed)
             states = create_states(f, n_traj, t.size, system.state_shape, x0.dtype, compression)
             _write_grid(f, system)
             stats = {"nfev": np.zeros(n_traj, np.int64), "njev": np.zeros(n_traj, np.int64),
@@ -103,15 +135,60 @@ def generate(system, path, n_traj: int = 64, t_end=None, dt_save=None, method=No
                         stats[key][i] = info[key]
                     _write_invariants(f, invariants, system, i, y, n_traj)
                     bar.update()
-            for key, value in stats.items():
-                f.create_dataset(f"stats/{key}", data=value)
-            train = split_indices(n_traj, DEFAULT_FRACTIONS, 0)["train"]
-            mean, std = moments(states, train)
-            group = f.create_group(f"normalization/{split_key(DEFAULT_FRACTIONS, 0)}")
-            group.create_dataset("mean", data=mean)
-            group.create_dataset("std", data=std)
-            group.attrs["trajectories"] = train
+            _write_stats_and_normalization(f, stats, states, n_traj)
     return path
+
+
+def _write_fixed_step(system, path, n_traj, t_end, dt_save, dt, stepper, seed, x0, progress,
+                      compression):
+    """The fixed-step reference of a bead chain (see :func:`generate`), same layout."""
+    from ..systems.chain import trajectories
+
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(_io.exclusive_lock(path, "`generate`"))
+        stack.enter_context(_terminate_on_sigterm())
+        run = trajectories(system, n_traj, t_end=t_end, dt_save=dt_save, stepper=stepper,
+                           seed=seed, x0=x0, progress=progress,
+                           **({} if dt is None else {"dt": dt}))
+        x = run.states.detach().cpu().numpy()  # (n_traj, n_t, *state_shape)
+        with atomic_h5(path, _estimated_bytes(system, n_traj, run.t.size)) as f:
+            _write_attrs(f, system, run.t, run.stepper, 0.0, 0.0, seed, dt=run.dt)
+            states = create_states(f, n_traj, run.t.size, system.state_shape, x.dtype,
+                                   compression)
+            states[...] = x
+            _write_grid(f, system)
+            invariants: dict = {}
+            for i in range(n_traj):
+                _write_invariants(f, invariants, system, i, x[i], n_traj)
+            stats = {"nfev": np.full(n_traj, run.nfev, np.int64),  # batched: each saw all
+                     "njev": np.zeros(n_traj, np.int64),
+                     "wall_s": np.full(n_traj, run.wall_s / n_traj)}
+            _write_stats_and_normalization(f, stats, states, n_traj)
+    return path
+
+
+def _write_attrs(f, system, t, method, rtol, atol, seed, **extra) -> None:
+    """The root attributes of schema v1, and ``/t``."""
+    f.attrs.update({
+        "format": FORMAT, "format_version": FORMAT_VERSION, "system": system.name,
+        "system_params": json.dumps(system.params), "reference_method": method,
+        "rtol": rtol, "atol": atol, "seed": seed, "physres_version": __version__,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "t_end": float(t[-1]), "dt_save": float(t[1] - t[0]), **extra,
+    })
+    f.create_dataset("t", data=t)
+
+
+def _write_stats_and_normalization(f, stats, states, n_traj) -> None:
+    """``/stats/<name>`` and the training split's normalisation."""
+    for key, value in stats.items():
+        f.create_dataset(f"stats/{key}", data=value)
+    train = split_indices(n_traj, DEFAULT_FRACTIONS, 0)["train"]
+    mean, std = moments(states, train)
+    group = f.create_group(f"normalization/{split_key(DEFAULT_FRACTIONS, 0)}")
+    group.create_dataset("mean", data=mean)
+    group.create_dataset("std", data=std)
+    group.attrs["trajectories"] = train
 
 
 def _estimated_bytes(system, n_traj: int, n_t: int) -> int:

@@ -13,13 +13,14 @@ from .observables import (
     kabsch_rmsd,
     radius_of_gyration,
 )
-from .simulate import simulate
+from .simulate import Trajectories, trajectories
 from .system import MIN_STAPLE_SEPARATION, BeadChain
 from .targets import hairpin, helix, native_contacts
 
 __all__ = [
     "MIN_STAPLE_SEPARATION",
     "BeadChain",
+    "Trajectories",
     "contact_map",
     "distances",
     "end_to_end",
@@ -30,5 +31,5 @@ __all__ = [
     "native_contacts",
     "potential",
     "radius_of_gyration",
-    "simulate",
+    "trajectories",
 ]
