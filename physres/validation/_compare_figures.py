@@ -1,5 +1,5 @@
 """Figures of :class:`physres.validation.Comparison`: error vs dt, work–precision, drift,
-the stability search and the stability regions."""
+the stability search and the stability regions (drawn by :mod:`physres.steppers.stability`)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,11 @@ import numpy as np
 
 from .. import steppers as _steppers
 from .._output import save_figure, subplots
+from ..steppers.stability import (
+    draw_region,
+    plot_stability_regions,  # noqa: F401  (physres.validation's)
+    region_axes,
+)
 from . import _stability
 
 
@@ -102,7 +107,7 @@ def regions(c, path):
     ax = axes[0, 0]
     for name in names:
         i = c.names.index(name)
-        _region(ax, name, f"C{i}", name, (-5, 3, -4, 4), 321, alpha=0.12, lw=1.5)
+        draw_region(ax, name, f"C{i}", name, (-5, 3, -4, 4), 321, alpha=0.12, lw=1.5)
         dt = c.stability.get(name, {}).get("largest_stable_dt", 0.0)
         if c.spectrum is not None and 0 < dt < np.inf:
             z = c.spectrum * dt
@@ -110,42 +115,10 @@ def regions(c, path):
                     label=f"λ·Δt* for {name} (Δt* = {dt:.4g})")
     ax.set_xlim(-5, 3)
     ax.set_ylim(-4, 4)
-    _region_axes(ax, "Re(λ Δt) (dimensionless)", "Im(λ Δt) (dimensionless)",
-                 "Stability regions |R(λΔt)| ≤ 1 (shaded), measured on y' = λy")
+    region_axes(ax, "Re(λ Δt) (dimensionless)", "Im(λ Δt) (dimensionless)",
+                "Stability regions |R(λΔt)| ≤ 1 (shaded), measured on y' = λy")
     ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
     return save_figure(fig, path)
-
-
-def plot_stability_regions(names, path, *, extent=(-5.0, 3.0, -4.0, 4.0), resolution=401):
-    """Draw ``|R(z)| ≤ 1`` (measured, :func:`physres.steppers.stability_function`) for each
-    stepper in ``names`` to a PNG at ``path``; returns the path."""
-    fig, ax = subplots(figsize=(6.4, 5.6))
-    for i, name in enumerate(names):
-        _region(ax, name, f"C{i}", _steppers.REGISTRY.resolve(name).name, extent, resolution,
-                alpha=0.18, lw=1.6)
-    _region_axes(ax, r"Re($\lambda\,\Delta t$)", r"Im($\lambda\,\Delta t$)",
-                 r"Stability regions $|R(\lambda\Delta t)| \leq 1$ (shaded), measured")
-    ax.legend(loc="upper left", fontsize=9)
-    return save_figure(fig, path)
-
-
-def _region(ax, name, color, label, extent, resolution, alpha, lw):
-    """Shade ``|R(z)| ≤ 1`` of stepper ``name`` over ``extent`` = (x0, x1, y0, y1)."""
-    x0, x1, y0, y1 = extent
-    X, Y = np.meshgrid(np.linspace(x0, x1, resolution), np.linspace(y0, y1, resolution))
-    R = np.abs(_steppers.stability_function(name, X + 1j * Y))
-    ax.contourf(X, Y, (R <= 1).astype(float), levels=[0.5, 1.5], colors=[color], alpha=alpha)
-    ax.contour(X, Y, R, levels=[1.0], colors=[color], linewidths=lw)
-    ax.plot([], [], color=color, lw=2, label=label)
-
-
-def _region_axes(ax, xlabel, ylabel, title):
-    ax.axhline(0, color="0.6", lw=0.6)
-    ax.axvline(0, color="0.6", lw=0.6)
-    ax.set_aspect("equal")
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
 
 
 def _log_axes(ax):
