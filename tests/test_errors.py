@@ -1,4 +1,8 @@
-"""Every exception and warning class of physres lives in physres.errors; old homes re-export."""
+"""Every exception and warning class of physres lives in physres.errors; old homes re-export.
+
+Private control-flow exceptions of one module, never part of the API (``_Terminated``: SIGTERM
+as an exit that runs every cleanup; ``_Unbounded``: a stability probe's early stop), stay with
+that module."""
 
 import importlib
 import inspect
