@@ -245,6 +245,10 @@ def test_neural_ode_rk4_is_classical_rk4_and_rk38_the_three_eighths_rule(step_si
     torch.testing.assert_close(out4, classical, rtol=1e-13, atol=1e-14)
     torch.testing.assert_close(out38, three_eighths, rtol=1e-13, atol=1e-14)
     assert (out4 - out38).abs().max() > 1e-8  # two different order-4 methods
+    fresh = NeuralODE(method="rk4", **kw)  # vmappable from its first call (LM polish)
+    fresh.load_state_dict(rk4.state_dict())
+    per_sample = torch.func.vmap(lambda xi: fresh._functional_step(xi[None], 0.3, 1.0)[0])
+    torch.testing.assert_close(per_sample(x), out4, rtol=0, atol=1e-15)
     with pytest.raises(ValueError, match="no classical fixed-grid RK4; use method='rk38'"):
         NeuralODE(state_shape=(2,), method="rk4", adjoint=True)
 
