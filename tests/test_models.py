@@ -271,6 +271,10 @@ def test_neural_ode_files_from_before_rk38_load_their_rk4_as_rk38(tmp_path):
         torch.testing.assert_close(legacy(x, 0.0, 0.5), model(x, 0.0, 0.5), rtol=0, atol=0)
     fresh = NeuralODE(state_shape=(2,), width=8, method="rk4", dtype=torch.float64)
     assert physres.load(physres.save(fresh, tmp_path / "rk4.pt")).method == "rk4"  # no warning
+    old["config_version"] = 0
+    torch.save(old, tmp_path / "bad.pt")
+    with pytest.raises(physres.FormatError, match="`config_version` must be an int ≥ 1, got 0"):
+        physres.load(tmp_path / "bad.pt")
 
 
 def test_learned_field_runs_under_scipy_and_odeint_like_the_rollout(tmp_path):

@@ -35,8 +35,8 @@ class Stepper(nn.Module):
     2. Implement ``_step(x, t, dt)``: ``x`` of shape ``(batch, *state_shape)``, ``t`` and ``dt``
        floats or 0-d tensors; return the next state, same shape and dtype. Evaluate the field
        through ``self.f(t, x)`` so evaluations are counted.
-    3. Do not override ``forward``, ``step`` or ``check_call`` (a subclass may extend
-       ``check_call`` through ``super()`` with checks of its own).
+    3. Do not override ``forward`` or ``step``. ``check_call`` may be extended with checks of
+       the subclass's own (calling ``super().check_call(x, dt)`` first).
     4. Optional, for error control: a stepper with an embedded error estimate sets
        ``error_order`` (int, order of its embedded lower-order solution) and implements
        ``_step_with_error(x, t, dt) -> (x_next, err)``, ``err`` the local error estimate with
