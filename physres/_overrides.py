@@ -51,17 +51,24 @@ def override(base, values: Mapping, *, where: str = "--config"):
         raise TypeError(f"`base` must be a dataclass instance, got {type(base).__name__}")
     if not isinstance(values, Mapping):
         raise TypeError(f"`values` must be a mapping, got {type(values).__name__}")
-    fields = {f.name: f for f in dataclasses.fields(base) if f.init}
-    changes = {}
-    for key, value in values.items():
-        if key not in fields:
-            raise ValueError(f"{where}: unknown key {key!r} for {type(base).__name__}; valid "
-                             f"keys: {', '.join(fields)}")
-        changes[key] = _coerce(getattr(base, key), value, f"{where}: `{key}`")
+    fields = [f.name for f in dataclasses.fields(base) if f.init]
+    check_keys(values, fields, type(base).__name__, where)
+    changes = {key: coerce(getattr(base, key), value, f"{where}: `{key}`")
+               for key, value in values.items()}
     return dataclasses.replace(base, **changes)
 
 
-def _coerce(current, value, where: str):
+def check_keys(values: Mapping, valid, what: str, where: str) -> None:
+    """``ValueError`` naming the first key of ``values`` not in ``valid``, listing the valid
+    ones."""
+    valid = list(valid)
+    for key in values:
+        if key not in valid:
+            raise ValueError(f"{where}: unknown key {key!r} for {what}; valid keys: "
+                             f"{', '.join(valid)}")
+
+
+def coerce(current, value, where: str):
     """``value`` as the kind of ``current`` (see :func:`override`)."""
     if isinstance(value, Mapping):
         raise ValueError(f"{where} must be a value, got a table {dict(value)!r}")
@@ -71,7 +78,7 @@ def _coerce(current, value, where: str):
         if not isinstance(value, (list, tuple)):
             raise ValueError(f"{where} must be an array like {list(current)!r}, got {value!r}")
         if current:
-            return tuple(_coerce(current[0], v, where) for v in value)
+            return tuple(coerce(current[0], v, where) for v in value)
         return tuple(value)
     if isinstance(current, bool):
         ok = isinstance(value, bool)
