@@ -2,9 +2,11 @@
 report header, report.json / report.md, figures, the device record)."""
 
 import json
+import re
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -296,3 +298,18 @@ def test_summary_table_aligns_columns():
     assert _output.markdown_table([{"a": 1}]) == "| a |\n|---|\n| 1 |"
     with pytest.raises(TypeError, match="`rows`"):
         _output.text_table([1, 2])
+
+
+def test_the_documented_example_scenario_runs(tmp_path, monkeypatch):
+    # docs/scenarios.md shows a whole scenario file: it runs as written and its claim holds
+    text = (Path(__file__).resolve().parents[1] / "docs" / "scenarios.md").read_text()
+    code = re.search(r"```python\n(\"\"\"Decay.*?)```", text, re.S).group(1)
+    (tmp_path / "decay.py").write_text(code)
+    monkeypatch.setenv(runner.ENV_VAR, str(tmp_path))
+    report = runner.run_scenario("decay", tmp_path / "o", quick=True, device="cpu",
+                                 progress=False)
+    errors = [row["error"] for row in report["summary"]]
+    # euler on y' = -y is first order: halving dt halves the error at t = 2, up to O(dt)
+    assert all(1.8 < a / b < 2.2 for a, b in zip(errors, errors[1:], strict=False))
+    assert report["figures"] == ["decay_error.png"] and report["placement"]["devices"] == ["cpu"]
+    assert (tmp_path / "o" / "report.md").read_text().startswith("# Decay")
