@@ -69,10 +69,10 @@ def test_wheel_lists_the_shipped_scenarios(installed, tmp_path):
                             env=_env(), cwd=tmp_path, timeout=300)
     assert listed.returncode == 0, listed.stderr
     assert {line.split()[0] for line in listed.stdout.splitlines()} == SHIPPED
-    where = subprocess.run([str(venv / "bin" / "python"), "-c",
-                            "import physres.runner as r; print(r.shipped_dir())"],
-                           capture_output=True, text=True, env=_env(), cwd=tmp_path)
-    assert Path(where.stdout.strip()) == purelib / "physres" / "scenarios"
+    # listed from the installed copy: no PYTHONPATH, no checkout in sight
+    shipped = purelib / "physres" / "scenarios"
+    assert {p.stem for p in shipped.glob("*.py")} == SHIPPED | {"__init__"}
+    assert not (purelib / "scenarios").exists()  # no top-level package named "scenarios"
 
 
 @pytest.mark.slow  # about 20 s idle, 90 s on a loaded machine: mostly importing torch
@@ -95,3 +95,32 @@ def test_wheel_runs_a_shipped_scenario(installed, tmp_path):
     assert report["config_overrides"]["steps"] == 5 and report["device"] == "cpu"
     assert {f.name for f in out.glob("*.png")} == set(report["figures"]) and report["figures"]
     assert (out / "report.md").read_text().startswith("# Depth")
+
+
+@pytest.mark.slow  # an editable install of a copy of the checkout, like `make install`
+def test_editable_install_runs_the_checkout_scenarios(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        shutil.copy(ROOT / name, src / name)
+    for name in ("physres", "scenarios"):
+        shutil.copytree(ROOT / name, src / name, ignore=shutil.ignore_patterns("__pycache__"))
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True,
+                   timeout=120)
+    python = venv / "bin" / "python"
+    purelib = subprocess.run([str(python), "-c", "import sysconfig; "
+                              "print(sysconfig.get_paths()['purelib'])"], check=True,
+                             capture_output=True, text=True).stdout.strip()
+    Path(purelib, "_physres_deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    subprocess.run([sys.executable, "-m", "pip", "-q", "--python", str(python), "install",
+                    "--no-deps", "--no-build-isolation", "-e", str(src)], check=True,
+                   env=_env(), capture_output=True, timeout=300)
+    code = ("import physres.runner as r, physres.scenarios as s; "
+            "print(r.shipped_dir()); print(s.__file__); print(' '.join(r.list_scenarios()))")
+    done = subprocess.run([str(python), "-c", code], capture_output=True, text=True,
+                          env=_env(), cwd=tmp_path, timeout=300)
+    assert done.returncode == 0, done.stderr
+    shipped, package, names = done.stdout.strip().splitlines()
+    assert Path(shipped) == src / "scenarios" and Path(package) == src / "scenarios/__init__.py"
+    assert set(names.split()) == SHIPPED
