@@ -32,8 +32,8 @@ import torch
 from scipy.stats import wasserstein_distance
 
 import physres
-from physres.scenarios import fit_for_steps
 from physres.systems.chain import radius_of_gyration, simulate
+from physres.training import fit_for_steps
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import machine, table, write_json  # noqa: E402

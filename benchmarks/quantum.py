@@ -197,7 +197,7 @@ def bench_euler_instability() -> dict:
 
 def bench_emulators(n_grid: int, steps: int, resnet_steps: int, workdir: Path) -> dict:
     """Unitary Cayley vs unconstrained ResNet emulators of the harmonic trap (see 4. above)."""
-    from physres.scenarios import fit_for_steps
+    from physres.training import fit_for_steps
 
     dt, n_roll, sigma = 0.005, 1000, 0.7071067811865476
     spec = dict(n=n_grid, kinetic="fd3", x_min=-20.0, x_max=20.0)

@@ -19,7 +19,7 @@ Run: ``physres run chain_fold --quick`` or ``python scenarios/chain_fold.py --qu
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -27,14 +27,8 @@ import torch
 from scipy.stats import wasserstein_distance
 
 import physres
-from physres.scenarios import (
-    cpu_threads,
-    fit_for_steps,
-    markdown_table,
-    pyplot,
-    savefig,
-    write_report,
-)
+from physres import runner
+from physres._output import markdown_table
 from physres.systems.chain import radius_of_gyration, simulate
 
 SUMMARY = ("bead-chain folding with a long-range staple: Langevin folding, Rg fluctuations, and "
@@ -95,7 +89,7 @@ def fold(cfg: Config, stapled: bool, progress: bool) -> dict:
             "first": traj[:, 0], "wall_s": wall}
 
 
-def train(kind: str, cfg: Config, data: Path, device: str, progress: bool):
+def train(kind: str, cfg: Config, data: Path, ctx: runner.Context):
     torch.manual_seed(0)
     shape = (cfg.n_beads, 3)
     if kind == "mlp_resnet":
@@ -105,16 +99,15 @@ def train(kind: str, cfg: Config, data: Path, device: str, progress: bool):
             state_shape=shape, staples=[cfg.staple], use_staples=kind == "graph_staples",
             cutoff=cfg.cutoff, substeps=cfg.substeps, width=cfg.width)
     t0 = time.perf_counter()
-    fit_for_steps(model, data, cfg.train_steps, unroll=cfg.unroll, batch_size=64, lr=cfg.lr,
-                  device=device, progress=progress)
+    ctx.fit(model, data, cfg.train_steps, unroll=cfg.unroll, batch_size=64, lr=cfg.lr)
     return model.to("cpu").eval(), time.perf_counter() - t0
 
 
-def emulate(cfg: Config, out: Path, device: str, progress: bool) -> tuple[dict, dict]:
+def emulate(cfg: Config, ctx: runner.Context) -> tuple[dict, dict]:
     system = chain(cfg, True, initial="coil")
-    data = out / "chain_flow.h5"
+    data = ctx.path("chain_flow.h5")
     simulate(system, data, n_traj=cfg.n_traj, t_end=cfg.t_flow, dt=cfg.dt_save / 20,
-             dt_save=cfg.dt_save, stepper="rk4", seed=3, progress=progress)
+             dt_save=cfg.dt_save, stepper="rk4", seed=3, progress=ctx.progress)
     test = system.sample_initial(cfg.n_test, seed=99)
     n_steps = round(cfg.t_flow / cfg.dt_save)
     rk4 = physres.steppers.get("rk4", system.rhs)
@@ -127,8 +120,8 @@ def emulate(cfg: Config, out: Path, device: str, progress: bool) -> tuple[dict, 
     rows, curves = [], {"reference": system.folding(ref)["q"].mean(0).numpy()}
     ref_rg = radius_of_gyration(ref[:, n_steps // 2:]).reshape(-1).numpy()
     for kind in ("graph_staples", "graph_no_staples", "mlp_resnet"):
-        model, wall = train(kind, cfg, data, device, progress)
-        physres.save(model, out / f"{kind}.pt")
+        model, wall = train(kind, cfg, data, ctx)
+        physres.save(model, ctx.path(f"{kind}.pt"))
         with torch.no_grad():
             pred = physres.rollout(model, test, cfg.dt_save, n_steps)
             speedup = _speedup(reference, lambda m=model: physres.rollout(m, test, cfg.dt_save,
@@ -163,10 +156,8 @@ def _speedup(reference, emulator, repeat: int = 3) -> float:
     return best["reference"] / max(best["emulator"], 1e-9)
 
 
-def figures(out: Path, runs: dict, curves: dict, cfg: Config) -> list[str]:
-    plt = pyplot()
-    names = []
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+def figures(ctx: runner.Context, runs: dict, curves: dict, cfg: Config) -> None:
+    fig, axes = ctx.subplots(1, 2, figsize=(10, 3.8))
     for label, run in runs.items():
         for ax, key in zip(axes, ("q", "rmsd"), strict=True):
             lo, mid, hi = np.percentile(run[key], [25, 50, 75], axis=0)
@@ -177,9 +168,9 @@ def figures(out: Path, runs: dict, curves: dict, cfg: Config) -> list[str]:
     axes[1].set(xlabel="time (γσ²/ε)", ylabel="RMSD to native (σ)", title="Kabsch RMSD")
     for ax in axes:
         ax.legend()
-    names.append(savefig(fig, out / "folding_q_rmsd.png"))
+    ctx.save_figure(fig, "folding_q_rmsd.png")
 
-    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    fig, ax = ctx.subplots(figsize=(5.5, 3.8))
     bins = np.linspace(min(r["rg"].min() for r in runs.values()),
                        max(r["rg"].max() for r in runs.values()), 40)
     for label, run in runs.items():
@@ -187,18 +178,18 @@ def figures(out: Path, runs: dict, curves: dict, cfg: Config) -> list[str]:
     ax.set(xlabel="radius of gyration Rg (σ)", ylabel="probability density",
            title="Rg in the second half of the runs")
     ax.legend()
-    names.append(savefig(fig, out / "rg_histograms.png"))
+    ctx.save_figure(fig, "rg_histograms.png")
 
-    fig, axes = plt.subplots(1, 3, figsize=(12, 4))
+    fig, axes = ctx.subplots(1, 3, figsize=(12, 4))
     for ax, (label, run) in zip(axes, [("extended start", runs["stapled"]["first"]),
                                        ("stapled, end", runs["stapled"]["last"]),
                                        ("unstapled, end", runs["unstapled"]["last"])], strict=True):
         _snapshot(ax, run[0].numpy(), cfg.staple if "unstapled" not in label else None)
         ax.set_title(label)
-    names.append(savefig(fig, out / "snapshots.png"))
+    ctx.save_figure(fig, "snapshots.png")
 
     system = runs["stapled"]["system"]
-    fig, axes = plt.subplots(1, 3, figsize=(10, 4.4), gridspec_kw={"width_ratios": [1, 1, 0.05]})
+    fig, axes = ctx.subplots(1, 3, figsize=(10, 4.4), gridspec_kw={"width_ratios": [1, 1, 0.05]})
     for ax, (label, run) in zip(axes[:2], runs.items(), strict=True):
         cmap = physres.systems.chain.contact_map(run["last"], cutoff=1.2 * 1.8).mean(0).numpy()
         im = ax.imshow(cmap, vmin=0, vmax=1, cmap="viridis", origin="lower")
@@ -207,17 +198,16 @@ def figures(out: Path, runs: dict, curves: dict, cfg: Config) -> list[str]:
         ax.set(xlabel="bead j", ylabel="bead i", title=f"contact probability, {label}")
         ax.legend(loc="upper left", fontsize=7)
     fig.colorbar(im, cax=axes[2], label="contact probability")
-    names.append(savefig(fig, out / "contact_map.png"))
+    ctx.save_figure(fig, "contact_map.png")
 
-    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    fig, ax = ctx.subplots(figsize=(5.5, 3.8))
     for key, q in curves.items():
         if key != "t":
             ax.plot(curves["t"], q, label=key, lw=2.5 if key == "reference" else 1.2)
     ax.set(xlabel="time (γσ²/ε)", ylabel="mean Q",
            title="gradient flow of the stapled chain: emulators")
     ax.legend()
-    names.append(savefig(fig, out / "emulators_q.png"))
-    return names
+    ctx.save_figure(fig, "emulators_q.png")
 
 
 def _snapshot(ax, x: np.ndarray, staple):
@@ -234,15 +224,10 @@ def _snapshot(ax, x: np.ndarray, staple):
     ax.figure.colorbar(sc, ax=ax, label="bead index", shrink=0.7)
 
 
-def main(out, quick: bool = False, device: str | None = None, progress: bool = True) -> dict:
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    cfg = QUICK if quick else FULL
-    device = device or str(physres._checks.default_device())
-    with cpu_threads(device, 1):
-        runs = {"stapled": fold(cfg, True, progress), "unstapled": fold(cfg, False, progress)}
-        emulators, curves = emulate(cfg, out, device, progress)
-    figs = figures(out, runs, curves, cfg)
+def run(cfg: Config, ctx: runner.Context):
+    runs = {"stapled": fold(cfg, True, ctx.progress), "unstapled": fold(cfg, False, ctx.progress)}
+    emulators, curves = emulate(cfg, ctx)
+    figures(ctx, runs, curves, cfg)
     folding = {label: {"final_q": float(r["q"][:, -1].mean()),
                        "final_rmsd": float(r["rmsd"][:, -1].mean()),
                        "rg_mean": float(r["rg"].mean()), "rg_std": float(r["rg"].std()),
@@ -252,9 +237,8 @@ def main(out, quick: bool = False, device: str | None = None, progress: bool = T
     summary += [{"case": r["emulator"], "rollout_rel_l2": r["rollout_rel_l2"],
                  "rg_w1": r["rg_w1"], "rg_w1_rel": r["rg_w1_rel"], "final_q": r["final_q"],
                  "speedup_vs_rk4": r["speedup_vs_rk4"]} for r in emulators["rows"]]
-    report = {"scenario": "chain_fold", "quick": quick, "config": asdict(cfg),
-              "folding": folding, "emulators": emulators, "figures": figs, "summary": summary}
-    size = "quick (CPU, under a minute)" if quick else "default (CPU, a few minutes)"
+    report = {"folding": folding, "emulators": emulators, "summary": summary}
+    size = "quick (CPU, under a minute)" if ctx.quick else "default (CPU, a few minutes)"
     md = [f"# Chain folding with staples ({size})", "",
           f"{cfg.n_beads}-bead Gō hairpin, staple {cfg.staple}, kT = {cfg.temperature}; "
           f"{cfg.n_fold} Euler–Maruyama runs per variant from extended states (dt = "
@@ -275,11 +259,8 @@ def main(out, quick: bool = False, device: str | None = None, progress: bool = T
           + f". Without staple edges the rollout error is "
           f"{emulators['staple_error_ratio']:.1f}× larger.", "",
           "![emulators](emulators_q.png)"]
-    write_report(out, report, "\n".join(md))
-    return report
+    return report, "\n".join(md)
 
 
 if __name__ == "__main__":
-    from physres.scenarios import cli
-
-    cli(main)
+    runner.script(__file__)

@@ -15,18 +15,17 @@ Run: ``physres run depth --quick`` or ``python scenarios/depth.py --quick``.
 from __future__ import annotations
 
 import math
-import time
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
 
+import matplotlib
 import numpy as np
 import torch
 from scipy.integrate import solve_ivp
 from torchdiffeq import odeint
-from tqdm.auto import tqdm
 
+from physres import runner
+from physres._output import markdown_table
 from physres.depth import DeepNet, Stack, alpha_for, first_layer_grad_norm, tanh_block
-from physres.scenarios import cpu_threads, markdown_table, write_report
 
 SUMMARY = ("plain vs residual networks as depth grows: gradients at init, loss after a fixed "
            "budget, the Neural ODE limit, deleting blocks")
@@ -102,16 +101,16 @@ def _mse(net, x, y, **kw) -> float:
         return float(torch.mean((net(x, **kw) - y) ** 2))
 
 
-def train(net, data, *, steps, batch, lr, seed, device, bar=None) -> list[float]:
-    """Adam on mini-batches of the training pairs (float32); returns the loss of every step.
-    Stops early (returning what it has) if the loss becomes non-finite."""
+def train(net, data, *, steps, batch, lr, seed, ctx, bar=None) -> list[float]:
+    """Adam on mini-batches of the training pairs (float32) on the run's device; returns the
+    loss of every step. Stops early (returning what it has) if the loss becomes non-finite."""
     gen = torch.Generator().manual_seed(seed)
-    x = data["x_train"].to(device, torch.float32)
-    y = data["y_train"].to(device, torch.float32)
+    x = ctx.tensor(data["x_train"], torch.float32)
+    y = ctx.tensor(data["y_train"], torch.float32)
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     losses = []
     for _ in range(steps):
-        idx = torch.randint(0, len(x), (batch,), generator=gen).to(device)
+        idx = torch.randint(0, len(x), (batch,), generator=gen).to(x.device)
         loss = torch.mean((net(x[idx]) - y[idx]) ** 2)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -125,10 +124,10 @@ def train(net, data, *, steps, batch, lr, seed, device, bar=None) -> list[float]
 
 
 # --- the four studies -------------------------------------------------------------------------
-def gradient_study(cfg: Config, data) -> dict:
+def gradient_study(cfg: Config, data, ctx) -> dict:
     """First- and last-layer gradient norms at initialisation (float64, geometric mean over
     seeds) for each variant and depth."""
-    x, y = data["x_test"][:256], data["y_test"][:256]
+    x, y = ctx.tensor(data["x_test"][:256]), ctx.tensor(data["y_test"][:256])
     result = {}
     for label, residual, rule, beta in VARIANTS + GRAD_ONLY:
         rows = []
@@ -136,8 +135,9 @@ def gradient_study(cfg: Config, data) -> dict:
             firsts, lasts = [], []
             for seed in range(cfg.seeds):
                 torch.manual_seed(seed)
-                net = DeepNet(2, cfg.width, depth, residual=residual, alpha=alpha_for(rule, depth),
-                              beta=beta, dtype=torch.float64)
+                net = ctx.model(DeepNet(2, cfg.width, depth, residual=residual,
+                                        alpha=alpha_for(rule, depth), beta=beta,
+                                        dtype=torch.float64))
                 first, last = first_layer_grad_norm(net, x, y)
                 firsts.append(first)
                 lasts.append(last)
@@ -147,11 +147,11 @@ def gradient_study(cfg: Config, data) -> dict:
     return result
 
 
-def training_study(cfg: Config, data, device, bar) -> dict:
+def training_study(cfg: Config, data, ctx, bar) -> dict:
     """Train/test MSE relative to the targets' variance after ``cfg.steps`` Adam steps."""
     var = float(data["y_train"].var(0).mean())
-    x_tr, y_tr = (data[k].to(device, torch.float32) for k in ("x_train", "y_train"))
-    x_te, y_te = (data[k].to(device, torch.float32) for k in ("x_test", "y_test"))
+    x_tr, y_tr = (ctx.tensor(data[k], torch.float32) for k in ("x_train", "y_train"))
+    x_te, y_te = (ctx.tensor(data[k], torch.float32) for k in ("x_test", "y_test"))
     result, curves = {}, {}
     for label, residual, rule, beta in VARIANTS:
         rows = []
@@ -159,10 +159,10 @@ def training_study(cfg: Config, data, device, bar) -> dict:
             train_rel, test_rel, diverged = [], [], 0
             for seed in range(cfg.train_seeds):
                 torch.manual_seed(seed)
-                net = DeepNet(2, cfg.width, depth, residual=residual,
-                              alpha=alpha_for(rule, depth), beta=beta).to(device)
+                net = ctx.model(DeepNet(2, cfg.width, depth, residual=residual,
+                                        alpha=alpha_for(rule, depth), beta=beta))
                 losses = train(net, data, steps=cfg.steps, batch=cfg.batch, lr=cfg.lr, seed=seed,
-                               device=device, bar=bar)
+                               ctx=ctx, bar=bar)
                 if bar is not None:
                     bar.update(cfg.steps - len(losses))
                 tr, te = _mse(net, x_tr, y_tr) / var, _mse(net, x_te, y_te) / var
@@ -181,20 +181,20 @@ def training_study(cfg: Config, data, device, bar) -> dict:
     return {"final": result, "curves_deepest": curves, "target_variance": var}
 
 
-def ode_limit_study(cfg: Config, data, device, bar) -> dict:
+def ode_limit_study(cfg: Config, data, ctx, bar) -> dict:
     """Train a weight-tied ResNet (α = T/L, L = ``tied_depth``) on the flow map, then evaluate
     the same block at many depths against the Neural ODE flow of that block."""
     torch.manual_seed(0)
     T = cfg.horizon
-    field = tanh_block(2, cfg.tied_hidden).to(device)
-    stack = Stack(field, depth=cfg.tied_depth, alpha=T / cfg.tied_depth).to(device)
+    field = ctx.model(tanh_block(2, cfg.tied_hidden))
+    stack = ctx.model(Stack(field, depth=cfg.tied_depth, alpha=T / cfg.tied_depth))
     losses = train(stack, data, steps=cfg.tied_steps, batch=cfg.batch, lr=cfg.lr, seed=0,
-                   device=device, bar=bar)
-    field = field.to(torch.float64)
-    x, y = data["x_test"][:512].to(device), data["y_test"][:512].to(device)
+                   ctx=ctx, bar=bar)
+    field = ctx.model(field.to(torch.float64))
+    x, y = ctx.tensor(data["x_test"][:512]), ctx.tensor(data["y_test"][:512])
     with torch.no_grad():
-        node = odeint(lambda t, h: field(h), x, torch.tensor([0.0, T], dtype=torch.float64,
-                      device=device), method="dopri5", rtol=1e-12, atol=1e-13)[-1]
+        node = odeint(lambda t, h: field(h), x, ctx.tensor([0.0, T], torch.float64),
+                      method="dopri5", rtol=1e-12, atol=1e-13)[-1]
         rows = []
         for depth in cfg.ode_depths:
             res = Stack(field, depth=depth, alpha=T / depth)(x)
@@ -209,19 +209,19 @@ def ode_limit_study(cfg: Config, data, device, bar) -> dict:
             "trained_depth": cfg.tied_depth, "final_train_loss": losses[-1]}
 
 
-def deletion_study(cfg: Config, data, device, bar) -> dict:
+def deletion_study(cfg: Config, data, ctx, bar) -> dict:
     """Train each variant at depth ``delete_depth``; delete blocks at test time (identity map)."""
     var = float(data["y_train"].var(0).mean())
-    x, y = (data[k].to(device, torch.float32) for k in ("x_test", "y_test"))
+    x, y = (ctx.tensor(data[k], torch.float32) for k in ("x_test", "y_test"))
     L = cfg.delete_depth
     rng = np.random.default_rng(0)
     result = {}
     for label, residual, rule, beta in VARIANTS:
         torch.manual_seed(0)
-        net = DeepNet(2, cfg.width, L, residual=residual, alpha=alpha_for(rule, L),
-                      beta=beta).to(device)
+        net = ctx.model(DeepNet(2, cfg.width, L, residual=residual, alpha=alpha_for(rule, L),
+                                beta=beta))
         train(net, data, steps=cfg.delete_steps, batch=cfg.batch, lr=cfg.lr, seed=0,
-              device=device, bar=bar)
+              ctx=ctx, bar=bar)
         intact = _mse(net, x, y) / var
         single = [_mse(net, x, y, skip=(i,)) / var for i in range(L)]
         by_k = []
@@ -246,18 +246,8 @@ def _geomean(values) -> float:
 
 
 # --- figures ----------------------------------------------------------------------------------
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def plot_gradients(grads, path):
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+def plot_gradients(ctx, grads):
+    fig, ax = ctx.subplots(figsize=(6.4, 4.4))
     for label, rows in grads.items():
         style = "--" if "β" in label else "-"
         ax.loglog([r["depth"] for r in rows], [r["grad_first"] for r in rows], style, marker="o",
@@ -267,12 +257,11 @@ def plot_gradients(grads, path):
     ax.set_title("Gradient reaching the first layer at initialisation")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
-    return _save(fig, path)
+    return ctx.save_figure(fig, "depth_gradients.png")
 
 
-def plot_training(training, cfg, path):
-    plt = _plt()
-    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
+def plot_training(ctx, training, cfg):
+    fig, (ax, ax2) = ctx.subplots(1, 2, figsize=(11, 4.2))
     for label, rows in training["final"].items():
         ok = [r for r in rows if r["train_rel_mse"] is not None]
         ax.loglog([r["depth"] for r in ok], [r["train_rel_mse"] for r in ok], marker="o",
@@ -297,12 +286,11 @@ def plot_training(training, cfg, path):
     ax2.set_title(f"Training curves at L = {max(cfg.depths)} (seed 0)")
     ax2.grid(True, which="both", alpha=0.3)
     ax2.legend(fontsize=8)
-    return _save(fig, path)
+    return ctx.save_figure(fig, "depth_training.png")
 
 
-def plot_ode_limit(ode, horizon, path):
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+def plot_ode_limit(ctx, ode, horizon):
+    fig, ax = ctx.subplots(figsize=(6.4, 4.4))
     L = np.array([r["depth"] for r in ode["rows"]], dtype=float)
     err = np.array([r["error_vs_node"] for r in ode["rows"]])
     ax.loglog(L, err, "o-", label=f"tied ResNet vs Neural ODE (slope {ode['slope']:.2f})")
@@ -317,13 +305,12 @@ def plot_ode_limit(ode, horizon, path):
     ax.set_title(f"ResNet → Neural ODE flow of the same block (T = {horizon:g})")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
-    return _save(fig, path)
+    return ctx.save_figure(fig, "depth_ode_limit.png")
 
 
-def plot_deletion(deletion, depth, path):
-    plt = _plt()
-    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+def plot_deletion(ctx, deletion, depth):
+    fig, (ax, ax2) = ctx.subplots(1, 2, figsize=(11, 4.2))
+    colors = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
     for color, (label, d) in zip(colors, deletion.items(), strict=False):
         ax.semilogy(np.arange(1, depth + 1), d["single_deleted_rel_mse"], "o-", ms=4,
                     color=color, label=label)
@@ -341,35 +328,23 @@ def plot_deletion(deletion, depth, path):
                  "(dashed: intact network; dotted: predicting the mean)", fontsize=10)
     ax2.set_xlabel("number of blocks deleted (random subsets, geometric mean)")
     ax2.set_title("Deleting several blocks", fontsize=10)
-    return _save(fig, path)
-
-
-def _save(fig, path):
-    from physres.scenarios import savefig
-
-    return savefig(fig, path)  # atomic, normal permissions
+    return ctx.save_figure(fig, "depth_deletion.png")
 
 
 # --- the story --------------------------------------------------------------------------------
-def main(out, quick: bool = False, device: str | None = None, progress: bool = True) -> dict:
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    cfg = QUICK if quick else FULL
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    start = time.perf_counter()
+def run(cfg: Config, ctx: runner.Context):
     total = (len(VARIANTS) * len(cfg.depths) * cfg.train_seeds * cfg.steps + cfg.tied_steps
              + len(VARIANTS) * cfg.delete_steps)
-    with cpu_threads(device), tqdm(total=total, desc="depth: training", unit="step",
-                                      disable=not progress) as bar:
+    with ctx.bar(total, "depth: training") as bar:
         data = make_data(cfg)
-        grads = gradient_study(cfg, data)
-        training = training_study(cfg, data, device, bar)
-        ode = ode_limit_study(cfg, data, device, bar)
-        deletion = deletion_study(cfg, data, device, bar)
-    figures = [plot_gradients(grads, out / "depth_gradients.png"),
-               plot_training(training, cfg, out / "depth_training.png"),
-               plot_ode_limit(ode, cfg.horizon, out / "depth_ode_limit.png"),
-               plot_deletion(deletion, cfg.delete_depth, out / "depth_deletion.png")]
+        grads = gradient_study(cfg, data, ctx)
+        training = training_study(cfg, data, ctx, bar)
+        ode = ode_limit_study(cfg, data, ctx, bar)
+        deletion = deletion_study(cfg, data, ctx, bar)
+    plot_gradients(ctx, grads)
+    plot_training(ctx, training, cfg)
+    plot_ode_limit(ctx, ode, cfg.horizon)
+    plot_deletion(ctx, deletion, cfg.delete_depth)
     deepest = max(cfg.depths)
     summary = []
     for label, _, _, _ in VARIANTS:
@@ -379,31 +354,19 @@ def main(out, quick: bool = False, device: str | None = None, progress: bool = T
                         "train MSE/Var": t["train_rel_mse"], "test MSE/Var": t["test_rel_mse"],
                         f"MSE/Var, 1 of {cfg.delete_depth} blocks deleted":
                             deletion[label]["median_single_deleted"]})
-    report = {
-        "scenario": "depth",
-        "quick": bool(quick),
-        "device": device,
-        "config": asdict(cfg),
-        "gradients_at_init": grads,
-        "training": training,
-        "ode_limit": ode,
-        "deletion": deletion,
-        "figures": figures,
-        "summary": summary,
-        "wall_s": time.perf_counter() - start,
-    }
-    write_report(out, report, _markdown(report, cfg))
-    return report
+    report = {"gradients_at_init": grads, "training": training, "ode_limit": ode,
+              "deletion": deletion, "summary": summary}
+    return report, _markdown(report, cfg, ctx.quick)
 
 
-def _markdown(r, cfg: Config) -> str:
+def _markdown(r, cfg: Config, quick: bool) -> str:
     ode, dele = r["ode_limit"], r["deletion"]
-    size = ("`--quick` size (CPU, minutes)" if r["quick"] else
+    size = ("`--quick` size (CPU, minutes)" if quick else
             "full size (meant for a GPU; `--quick` runs a reduced version on a CPU)")
     lines = [
         "# Depth: plain vs residual networks, measured",
         "",
-        f"Run at {size} on `{r['device']}` in {r['wall_s']:.0f} s. Task: the time-{cfg.horizon:g} "
+        f"Run at {size}. Task: the time-{cfg.horizon:g} "
         "flow map of the pendulum q' = p, p' = −sin q (targets from scipy DOP853, rtol 1e-11), "
         f"{cfg.n_train} training and {cfg.n_test} test states (amplitude 0.2–1.5, uniform "
         f"phase). Networks: `Linear(2, {cfg.width})`, L blocks `g(h) = tanh(W h + b)`, "
@@ -474,6 +437,4 @@ def _pivot(table: dict, key: str, depths) -> list[dict]:
 
 
 if __name__ == "__main__":
-    from physres.scenarios import cli
-
-    cli(main)
+    runner.script(__file__)

@@ -16,21 +16,14 @@ Run: ``physres run kohn_sham --quick`` or ``python scenarios/kohn_sham.py --quic
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 import physres
-from physres.scenarios import (
-    cpu_threads,
-    fit_for_steps,
-    markdown_table,
-    pyplot,
-    savefig,
-    write_report,
-)
+from physres import runner
+from physres._output import markdown_table
 
 SUMMARY = ("kohn_sham: a kicked 1-D two-electron atom (TDDFT, LDA exchange) — dipole moment and "
            "spectrum for euler, split_operator, crank_nicolson_pc, exponential_midpoint, etrs "
@@ -61,15 +54,8 @@ FULL = Config(n_grid=400, x_max=40.0, dt=0.02, t_end=200.0, kick=0.01, dt_save=0
               n_train=16, train_t_end=8.0, emulator_dt=0.05, emulator_steps=2000)
 
 
-def main(out, quick: bool = False, device: str | None = None, progress: bool = True) -> dict:
-    with cpu_threads(device or "cpu"):
-        return _run(Path(out), quick, progress)
-
-
-def _run(out: Path, quick: bool, progress: bool) -> dict:
-    out.mkdir(parents=True, exist_ok=True)
-    cfg = QUICK if quick else FULL
-    start = time.perf_counter()
+def run(cfg: Config, ctx: runner.Context):
+    progress = ctx.progress
     ks = physres.systems.get("kohn_sham_1d", n=cfg.n_grid, x_min=-cfg.x_max, x_max=cfg.x_max)
     t0 = time.perf_counter()
     phi, eps, info = ks.ground_state(progress=progress)
@@ -94,7 +80,7 @@ def _run(out: Path, quick: bool, progress: bool) -> dict:
             traj, diverged = err.trajectory, err.time
         runs[name] = {"psi": traj, "wall_s": time.perf_counter() - t0, "diverged": diverged}
     emu_every = round(cfg.dt_save / cfg.emulator_dt)
-    for name, (model, fit_result) in _train_emulators(ks, cfg, out, progress).items():
+    for name, (model, fit_result) in _train_emulators(ks, cfg, ctx).items():
         t0 = time.perf_counter()
         with torch.no_grad():
             traj = physres.rollout(model, x0, cfg.emulator_dt, round(cfg.t_end / cfg.emulator_dt),
@@ -122,34 +108,32 @@ def _run(out: Path, quick: bool, progress: bool) -> dict:
             "max |norm - 1|": float(np.abs(norm - 1).max()) if finite else None,
             "diverged at t": r["diverged"], "wall_s": r["wall_s"],
             "train_steps": r.get("train_steps"), "train_s": r.get("train_s")})
-    figures = [_plot_dipole(series, out / "kohn_sham_dipole.png"),
-               _plot_spectrum(series, cfg, out / "kohn_sham_spectrum.png")]
-    report = {"scenario": "kohn_sham", "quick": bool(quick), "config": asdict(cfg),
-              "ground_state": {"orbital_energies": eps.tolist(), "energy": float(
+    _plot_dipole(ctx, series)
+    _plot_spectrum(ctx, series, cfg)
+    report = {"ground_state": {"orbital_energies": eps.tolist(), "energy": float(
                   ks.energy(phi[None])), "scf_iterations": info["iterations"],
                   "scf_wall_s": scf_wall},
-              "dipole_amplitude": float(np.abs(d_ref).max()),
-              "figures": figures, "summary": rows, "wall_s": time.perf_counter() - start}
-    write_report(out, report, _markdown(report, cfg))
-    return report
+              "dipole_amplitude": float(np.abs(d_ref).max()), "summary": rows}
+    return report, _markdown(report, cfg, ctx)
 
 
-def _train_emulators(ks, cfg, out, progress):
+def _train_emulators(ks, cfg, ctx):
     """Reference (DOP853) trajectories of ground states kicked by κ ~ U(−TRAIN_KICK,
     TRAIN_KICK) (seed ``TRAIN_SEED``), saved every ``cfg.emulator_dt``; both emulators trained on
-    them by :func:`physres.training.fit` (plain squared one-step error)."""
+    them by :func:`physres.training.fit` (plain squared one-step error) on the run's device,
+    then brought back to the CPU for the rollouts next to the reference."""
     train_system = physres.systems.get("kohn_sham_1d", **{**ks.params, "kick": TRAIN_KICK})
-    data = physres.data.generate(train_system, out / "kohn_sham_train.h5", n_traj=cfg.n_train,
-                                 t_end=cfg.train_t_end, dt_save=cfg.emulator_dt,
-                                 seed=TRAIN_SEED, progress=progress)
+    data = physres.data.generate(train_system, ctx.path("kohn_sham_train.h5"),
+                                 n_traj=cfg.n_train, t_end=cfg.train_t_end,
+                                 dt_save=cfg.emulator_dt, seed=TRAIN_SEED,
+                                 progress=ctx.progress)
     trained = {}
     for name, kernel in EMULATORS.items():
         model = physres.models.UnitaryCayleyEmulator(state_shape=ks.state_shape, system=ks,
                                                      dt=cfg.emulator_dt, density_kernel=kernel)
         # Adam moves the learned potential by ~lr hartree per step; v_Hxc is O(1) hartree
-        trained[name] = (model, fit_for_steps(model, data, cfg.emulator_steps, lr=0.2,
-                                              batch_size=64, normalize=False,
-                                              progress=progress))
+        fit = ctx.fit(model, data, cfg.emulator_steps, lr=0.2, batch_size=64, normalize=False)
+        trained[name] = (model.to("cpu"), fit)
     return trained
 
 
@@ -174,9 +158,8 @@ def _omitted_text(omitted) -> str:
             if omitted else "every propagator drawn")
 
 
-def _plot_dipole(series, path):
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(8.0, 4.4))
+def _plot_dipole(ctx, series):
+    fig, ax = ctx.subplots(figsize=(8.0, 4.4))
     omitted = _omitted(series)
     for name, s in series.items():
         if name not in omitted:
@@ -185,12 +168,11 @@ def _plot_dipole(series, path):
     ax.set_ylabel("dipole moment d(t) (a.u.)")
     ax.set_title(f"Kicked two-electron atom ({_omitted_text(omitted)})", fontsize=10)
     ax.legend(fontsize=8)
-    return savefig(fig, path)
+    return ctx.save_figure(fig, "kohn_sham_dipole.png")
 
 
-def _plot_spectrum(series, cfg, path):
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(8.0, 4.4))
+def _plot_spectrum(ctx, series, cfg):
+    fig, ax = ctx.subplots(figsize=(8.0, 4.4))
     omitted = _omitted(series)
     for name, s in series.items():
         if name in omitted or len(s["t"]) < 16:
@@ -207,16 +189,16 @@ def _plot_spectrum(series, cfg, path):
     ax.set_title(f"Dipole spectrum (Hann window; {_omitted_text(omitted)})", fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
-    return savefig(fig, path)
+    return ctx.save_figure(fig, "kohn_sham_spectrum.png")
 
 
-def _markdown(r, cfg) -> str:
-    size = ("`--quick` size (CPU)" if r["quick"] else
+def _markdown(r, cfg, ctx) -> str:
+    size = ("`--quick` size (CPU)" if ctx.quick else
             "full size (meant for a GPU; `--quick` runs a reduced version on a CPU)")
     g = r["ground_state"]
     return "\n".join([
         "# Kohn–Sham: a kicked two-electron atom", "",
-        f"Run at {size} in {r['wall_s']:.0f} s. `kohn_sham_1d`: 2 electrons, soft-Coulomb "
+        f"Run at {size}. `kohn_sham_1d`: 2 electrons, soft-Coulomb "
         f"nucleus Z = 2, Hartree + LDA exchange, {cfg.n_grid} points on [−{cfg.x_max:g}, "
         f"{cfg.x_max:g}], fd5. Ground state: KS energy {g['energy']:.6f} Ha, orbital energy "
         f"{g['orbital_energies'][0]:.6f} Ha ({g['scf_iterations']} SCF iterations). Kick "
@@ -224,7 +206,7 @@ def _markdown(r, cfg) -> str:
         "(rtol 1e-10) on the same discrete Kohn–Sham Hamiltonian.", "",
         markdown_table(r["summary"]), "",
         *_emulator_text(r, cfg), "",
-        *[f"![{f}]({f})" for f in r["figures"]], ""])
+        *[f"![{f}]({f})" for f in ctx.figures], ""])
 
 
 def _emulator_text(r, cfg) -> list[str]:
@@ -258,6 +240,4 @@ def _emulator_text(r, cfg) -> list[str]:
 
 
 if __name__ == "__main__":
-    from physres.scenarios import cli
-
-    cli(main)
+    runner.script(__file__)

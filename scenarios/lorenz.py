@@ -22,22 +22,15 @@ most of it data generation) or ``physres run lorenz --quick`` (under 2 minutes a
 
 from __future__ import annotations
 
-import time
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 import physres
+from physres import runner
+from physres._output import markdown_table
 from physres.errors import DivergenceError
-from physres.scenarios import (
-    cpu_threads,
-    markdown_table,
-    pyplot,
-    savefig,
-    write_report,
-)
 from physres.validation import lyapunov_exponent, wasserstein1
 
 SUMMARY = ("Lorenz-63 emulators: valid prediction time in Lyapunov times, largest Lyapunov "
@@ -70,20 +63,12 @@ FULL = Config(n_traj=64, t_end=40.0, dt=0.01, resnet_degree=6, node_substeps=4, 
               n_long=8)
 
 
-def main(out, quick: bool = False, device: str | None = None, progress: bool = True) -> dict:
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    with cpu_threads(device):
-        return _run(Path(out), quick, device, progress)
-
-
-def _run(out: Path, quick: bool, device: str, progress: bool) -> dict:
-    out.mkdir(parents=True, exist_ok=True)
-    cfg = QUICK if quick else FULL
-    start = time.perf_counter()
+def run(cfg: Config, ctx: runner.Context):
+    progress = ctx.progress
     system = physres.systems.get("lorenz63")
-    data = physres.data.generate(system, out / "lorenz.h5", n_traj=cfg.n_traj, t_end=cfg.t_end,
+    data = physres.data.generate(system, ctx.path("lorenz.h5"), n_traj=cfg.n_traj, t_end=cfg.t_end,
                                  dt_save=cfg.dt, workers=2, progress=progress)
-    test_file = physres.data.generate(system, out / "lorenz_test.h5", n_traj=cfg.n_test,
+    test_file = physres.data.generate(system, ctx.path("lorenz_test.h5"), n_traj=cfg.n_test,
                                       t_end=cfg.t_test, dt_save=cfg.dt, seed=12345, workers=2,
                                       progress=progress)
 
@@ -98,11 +83,9 @@ def _run(out: Path, quick: bool, device: str, progress: bool) -> dict:
     for label, (kind, options) in builds.items():
         torch.manual_seed(0)
         model = physres.training.model_for(data, kind, **options)
-        config = physres.training.TrainConfig(device=device, progress=progress,
-                                              val_steps=int(round(cfg.horizon / cfg.dt)))
-        result = physres.training.fit(model, data, config)
+        result = ctx.train(model, data, val_steps=int(round(cfg.horizon / cfg.dt)))
         model = model.to("cpu").eval()
-        physres.save(model, out / f"{kind}.pt")
+        physres.save(model, ctx.path(f"{kind}.pt"))
         steppers[label] = model
         training[label] = {"steps": result.steps, "wall_s": result.wall_s,
                            "training_info": model.training_info}
@@ -152,20 +135,16 @@ def _run(out: Path, quick: bool, device: str, progress: bool) -> dict:
                      "W1 mean(x,y,z)": None if w1 is None else float(np.mean(list(w1.values()))),
                      "train s": training.get(name, {}).get("wall_s", 0.0)})
     tl = t_rel * LAMBDA_LITERATURE
-    figures = [plot_trajectories(preds, ref, tl, out / "lorenz_trajectories.png"),
-               plot_error({k: e[:, 1:] for k, e in errors.items()}, tl[1:],
-                          out / "lorenz_error.png"),
-               plot_histograms(longs, ref_long, out / "lorenz_attractor.png")]
+    plot_trajectories(ctx, preds, ref, tl)
+    plot_error(ctx, {k: e[:, 1:] for k, e in errors.items()}, tl[1:])
+    plot_histograms(ctx, longs, ref_long)
     report = {
-        "scenario": "lorenz", "quick": bool(quick), "device": device, "config": asdict(cfg),
         "system": {"name": "lorenz63", **system.params},
         "lambda1_true": lam_true, "lambda1_literature": LAMBDA_LITERATURE,
         "training": training, "steppers": {r["stepper"]: r for r in rows},
-        "figures": figures, "summary": rows, "targets": _targets(rows, quick),
-        "wall_s": time.perf_counter() - start,
+        "summary": rows, "targets": _targets(rows, ctx.quick),
     }
-    write_report(out, report, _markdown(report, cfg))
-    return report
+    return report, _markdown(report, cfg, ctx.quick)
 
 
 def _targets(rows, quick) -> list[dict]:
@@ -193,9 +172,8 @@ def _rollout(stepper, x0, dt, n_steps):
 
 
 # --- figures ----------------------------------------------------------------------------------
-def plot_trajectories(preds, ref, tl, path):
-    plt = pyplot()
-    fig, axes = plt.subplots(3, 1, figsize=(8.5, 6.5), sharex=True)
+def plot_trajectories(ctx, preds, ref, tl):
+    fig, axes = ctx.subplots(3, 1, figsize=(8.5, 6.5), sharex=True)
     for k, (ax, c) in enumerate(zip(axes, "xyz", strict=True)):
         ax.plot(tl, ref[0, :, k], "k", lw=1.6, label="reference (scipy DOP853)")
         for name, p in preds.items():
@@ -205,12 +183,11 @@ def plot_trajectories(preds, ref, tl, path):
     axes[-1].set_xlabel(r"time in Lyapunov times ($\lambda_1 t$)")
     axes[0].legend(fontsize=8, ncol=2, loc="upper right")
     axes[0].set_title("One held-out trajectory: pointwise agreement lasts a few Lyapunov times")
-    return savefig(fig, path)
+    return ctx.save_figure(fig, "lorenz_trajectories.png")
 
 
-def plot_error(errors, tl, path):
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(7.0, 4.4))
+def plot_error(ctx, errors, tl):
+    fig, ax = ctx.subplots(figsize=(7.0, 4.4))
     for name, e in errors.items():
         ax.semilogy(tl, np.median(e, axis=0), lw=1.2, label=name)
     ax.axhline(THRESHOLD, color="k", ls=":", lw=0.9, label=f"VPT threshold {THRESHOLD}")
@@ -219,12 +196,11 @@ def plot_error(errors, tl, path):
     ax.set_title("Error growth on held-out trajectories")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
-    return savefig(fig, path)
+    return ctx.save_figure(fig, "lorenz_error.png")
 
 
-def plot_histograms(longs, attractor_ref, path):
-    plt = pyplot()
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3.8))
+def plot_histograms(ctx, longs, attractor_ref):
+    fig, axes = ctx.subplots(1, 3, figsize=(12, 3.8))
     for k, (ax, c) in enumerate(zip(axes, "xyz", strict=True)):
         bins = np.linspace(attractor_ref[:, k].min(), attractor_ref[:, k].max(), 60)
         ax.hist(attractor_ref[:, k], bins=bins, density=True, color="0.7",
@@ -236,12 +212,12 @@ def plot_histograms(longs, attractor_ref, path):
         ax.set_ylabel("probability density")
     axes[0].legend(fontsize=8)
     fig.suptitle("Attractor statistics over long rollouts", fontsize=11)
-    return savefig(fig, path)
+    return ctx.save_figure(fig, "lorenz_attractor.png")
 
 
-def _markdown(r, cfg: Config) -> str:
+def _markdown(r, cfg: Config, quick: bool) -> str:
     size = ("`--quick` size: fewer and shorter trajectories, λ1 from 5000 steps, attractor "
-            f"statistics over {cfg.long_steps * cfg.dt:g} time units (not 100)" if r["quick"]
+            f"statistics over {cfg.long_steps * cfg.dt:g} time units (not 100)" if quick
             else "default size")
     info = r["training"]["resnet emulator"]["training_info"]
     node_info = r["training"]["neural ode"]["training_info"]
@@ -250,7 +226,7 @@ def _markdown(r, cfg: Config) -> str:
     return "\n".join([
         "# Lorenz: emulators of a chaotic system",
         "",
-        f"Run at {size} on `{r['device']}` in {r['wall_s']:.0f} s. Lorenz-63 (σ = 10, ρ = 28, "
+        f"Run at {size}. Lorenz-63 (σ = 10, ρ = 28, "
         f"β = 8/3); {cfg.n_traj} training trajectories from scipy DOP853 (rtol 1e-10) over "
         f"t ∈ [0, {cfg.t_end:g}], saved every {cfg.dt:g}; {cfg.n_test} held-out trajectories "
         f"(another seed), predictions from t = {cfg.t_start:g}. Both emulators step at dt = "
@@ -289,6 +265,4 @@ def _markdown(r, cfg: Config) -> str:
 
 
 if __name__ == "__main__":
-    from physres.scenarios import cli
-
-    cli(main)
+    runner.script(__file__)

@@ -19,21 +19,15 @@ Run: ``physres run oscillator --quick`` or ``python scenarios/oscillator.py --qu
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
 import physres
-from physres.scenarios import (
-    cpu_threads,
-    fit_for_steps,
-    markdown_table,
-    pyplot,
-    savefig,
-    write_report,
-)
+from physres import runner
+from physres._output import markdown_table
 from physres.validation import invariant_drift, relative_l2
 
 SUMMARY = ("harmonic oscillator: euler vs leapfrog vs rk4 vs ResNet, Neural ODE and symplectic "
@@ -63,7 +57,7 @@ CLASSICAL = ("euler", "leapfrog", "rk4")
 ENVELOPE_WINDOWS = 20  # the energy-error envelope: its max over each of these time windows
 
 
-def train(kind: str, data: Path, cfg: Config, device: str, progress: bool):
+def train(kind: str, data: Path, cfg: Config, ctx: runner.Context):
     """A ResNet emulator (learned step map) or a Neural ODE (learned field, rk4 inside)."""
     torch.manual_seed(0)
     if kind == "resnet":
@@ -75,12 +69,11 @@ def train(kind: str, data: Path, cfg: Config, device: str, progress: bool):
         steps = cfg.node_steps
     with physres.data.open(data) as f:
         frame_step = round(cfg.dt / f.dt_save)
-    result = fit_for_steps(model, data, steps, unroll=cfg.unroll, frame_step=frame_step,
-                           device=device, progress=progress)
+    result = ctx.fit(model, data, steps, unroll=cfg.unroll, frame_step=frame_step)
     return model.to("cpu").eval(), result
 
 
-def train_default(kind: str, data: Path, cfg: Config, device: str, progress: bool):
+def train_default(kind: str, data: Path, cfg: Config, ctx: runner.Context):
     """A symplectic or plain ResNet emulator trained by ``fit`` with its default settings
     (only the length, ``epochs``, and the step, ``frame_step``, are chosen here)."""
     torch.manual_seed(0)
@@ -91,9 +84,7 @@ def train_default(kind: str, data: Path, cfg: Config, device: str, progress: boo
         model = physres.models.ResNetEmulator(state_shape=(2,), width=cfg.width, dt=cfg.dt)
     with physres.data.open(data) as f:
         frame_step = round(cfg.dt / f.dt_save)
-    config = physres.training.TrainConfig(epochs=cfg.epochs, frame_step=frame_step,
-                                          device=device, progress=progress)
-    result = physres.training.fit(model, data, config)
+    result = ctx.train(model, data, epochs=cfg.epochs, frame_step=frame_step)
     return model.to("cpu").eval(), result
 
 
@@ -129,8 +120,8 @@ def long_rollout(model, x0, dt: float, n_steps: int, progress: bool):
         return exc.trajectory.double(), exc.step
 
 
-def structure_study(out: Path, oscillator_data: Path, cfg: Config, device: str,
-                    progress: bool, trained: dict | None = None) -> dict:
+def structure_study(oscillator_data: Path, cfg: Config, ctx: runner.Context,
+                    trained: dict | None = None) -> dict:
     """Symplectic vs plain ResNet emulators, both trained by ``fit``'s defaults, on the
     oscillator and the pendulum: energy error over ``cfg.long_steps`` steps from held-out
     states, its envelope's trend, and the error against the exact solution at t = 10, 100.
@@ -139,8 +130,8 @@ def structure_study(out: Path, oscillator_data: Path, cfg: Config, device: str,
     potential's minimum (0 for the oscillator, −ω² for the pendulum). ``trained`` maps
     ``(system, kind)`` to an already trained ``(model, fit result)``."""
     pendulum = physres.systems.get("pendulum")
-    pendulum_data = physres.data.generate(pendulum, out / "pendulum.h5", n_traj=cfg.n_traj,
-                                          progress=progress)
+    pendulum_data = physres.data.generate(pendulum, ctx.path("pendulum.h5"), n_traj=cfg.n_traj,
+                                          progress=ctx.progress)
     cases = {"oscillator": (physres.systems.get("harmonic_oscillator"), oscillator_data, 0.0),
              "pendulum": (pendulum, pendulum_data, -pendulum.omega**2)}
     t = np.arange(cfg.long_steps + 1) * cfg.dt
@@ -155,10 +146,10 @@ def structure_study(out: Path, oscillator_data: Path, cfg: Config, device: str,
             if (system_name, kind) in (trained or {}):
                 model, fit = trained[system_name, kind]
             else:
-                model, fit = train_default(kind, data, cfg, device, progress)
-                physres.save(model, out / f"{system_name}_{kind}.pt")
+                model, fit = train_default(kind, data, cfg, ctx)
+                physres.save(model, ctx.path(f"{system_name}_{kind}.pt"))
             t0 = time.perf_counter()
-            traj, diverged = long_rollout(model, x0, cfg.dt, cfg.long_steps, progress)
+            traj, diverged = long_rollout(model, x0, cfg.dt, cfg.long_steps, ctx.progress)
             wall = time.perf_counter() - t0
             n = traj.shape[1]
             energy = system.invariants(traj.reshape(-1, 2))["energy"].reshape(cfg.n_test, n)
@@ -187,32 +178,24 @@ def structure_study(out: Path, oscillator_data: Path, cfg: Config, device: str,
     return result
 
 
-def main(out, quick: bool = False, device: str | None = None, progress: bool = True) -> dict:
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    with cpu_threads(device):
-        return _run(Path(out), quick, device, progress)
-
-
-def _run(out: Path, quick: bool, device: str, progress: bool) -> dict:
-    out.mkdir(parents=True, exist_ok=True)
-    cfg = QUICK if quick else FULL
-    start = time.perf_counter()
+def run(cfg: Config, ctx: runner.Context):
+    progress = ctx.progress
     system = physres.systems.get("harmonic_oscillator")
 
     # 1. reference data from scipy (DOP853, rtol 1e-10), then two learned steppers
-    data = physres.data.generate(system, out / "oscillator.h5", n_traj=cfg.n_traj,
+    data = physres.data.generate(system, ctx.path("oscillator.h5"), n_traj=cfg.n_traj,
                                  progress=progress)
     steppers, training = {}, {}
     for name in CLASSICAL:
         steppers[name] = physres.steppers.get(name, system.rhs)
     for kind, label in (("resnet", "resnet emulator"), ("node", "neural ode")):
-        model, result = train(kind, data, cfg, device, progress)
-        physres.save(model, out / f"{kind}.pt")
+        model, result = train(kind, data, cfg, ctx)
+        physres.save(model, ctx.path(f"{kind}.pt"))
         steppers[label] = model
         training[label] = {"steps": result.steps, "wall_s": result.wall_s,
                            "final_loss": result.summary()["final_loss"]}
-    model, symplectic_fit = train_default("symplectic", data, cfg, device, progress)
-    physres.save(model, out / "symplectic.pt")
+    model, symplectic_fit = train_default("symplectic", data, cfg, ctx)
+    physres.save(model, ctx.path("symplectic.pt"))
     steppers["symplectic emulator"] = model
     training["symplectic emulator"] = {"steps": symplectic_fit.steps,
                                        "wall_s": symplectic_fit.wall_s,
@@ -243,28 +226,24 @@ def _run(out: Path, quick: bool, device: str, progress: bool) -> dict:
                      "final |ΔH|/H0": float(np.median(drift[:, -1])),
                      "wall_s": wall})
 
-    structure = structure_study(out, data, cfg, device, progress, trained={
+    structure = structure_study(data, cfg, ctx, trained={
         ("oscillator", "symplectic"): (model, symplectic_fit)})
-    figures = [plot_phase(runs, exact, cfg, out / "oscillator_phase.png"),
-               plot_energy(runs, t.numpy(), out / "oscillator_energy.png"),
-               plot_error(runs, t.numpy()[1:], out / "oscillator_error.png"),
-               plot_structure(structure, out / "oscillator_structure.png")]
+    plot_phase(ctx, runs, exact, cfg)
+    plot_energy(ctx, runs, t.numpy())
+    plot_error(ctx, runs, t.numpy()[1:])
+    plot_structure(ctx, structure)
     report = {
-        "scenario": "oscillator", "quick": bool(quick), "device": device,
-        "config": asdict(cfg), "system": {"name": "harmonic_oscillator", **system.params},
+        "system": {"name": "harmonic_oscillator", **system.params},
         "t_end": float(t[-1]), "energy0_median": float(np.median(energy0)),
         "training": training, "steppers": {r["stepper"]: r for r in rows},
-        "structure": structure, "figures": figures, "summary": rows,
-        "wall_s": time.perf_counter() - start,
+        "structure": structure, "summary": rows,
     }
-    write_report(out, report, _markdown(report, cfg))
-    return report
+    return report, _markdown(report, cfg, ctx.quick)
 
 
 # --- figures ----------------------------------------------------------------------------------
-def plot_phase(runs, exact, cfg, path):
-    plt = pyplot()
-    fig, axes = plt.subplots(1, len(runs), figsize=(3.0 * len(runs), 3.3), sharex=True,
+def plot_phase(ctx, runs, exact, cfg):
+    fig, axes = ctx.subplots(1, len(runs), figsize=(3.0 * len(runs), 3.3), sharex=True,
                              sharey=True)
     lim = 1.8 * np.abs(exact[0]).max()
     for ax, (name, r) in zip(axes, runs.items(), strict=True):
@@ -281,12 +260,11 @@ def plot_phase(runs, exact, cfg, path):
     axes[0].set_ylabel("p")
     fig.suptitle(f"Phase portraits, {cfg.n_steps} steps of dt = {cfg.dt:g} "
                  f"(t = 0 … {cfg.n_steps * cfg.dt:g}; dashed: exact)", fontsize=11)
-    return savefig(fig, path)
+    return ctx.save_figure(fig, "oscillator_phase.png")
 
 
-def plot_energy(runs, t, path):
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(7.0, 4.4))
+def plot_energy(ctx, runs, t):
+    fig, ax = ctx.subplots(figsize=(7.0, 4.4))
     for name, r in runs.items():
         ax.semilogy(t[1:], np.maximum(np.median(r["drift"][:, 1:], axis=0), 1e-17), lw=1.2,
                     label=name)
@@ -295,12 +273,11 @@ def plot_energy(runs, t, path):
     ax.set_title("Energy drift")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=9)
-    return savefig(fig, path)
+    return ctx.save_figure(fig, "oscillator_energy.png")
 
 
-def plot_error(runs, t, path):
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(7.0, 4.4))
+def plot_error(ctx, runs, t):
+    fig, ax = ctx.subplots(figsize=(7.0, 4.4))
     for name, r in runs.items():
         ax.semilogy(t, np.median(r["err"], axis=0), lw=1.2, label=name)
     ax.set_xlabel("time t (units of 1/ω)")
@@ -308,12 +285,11 @@ def plot_error(runs, t, path):
     ax.set_title("Error against the exact solution")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=9)
-    return savefig(fig, path)
+    return ctx.save_figure(fig, "oscillator_error.png")
 
 
-def plot_structure(structure, path):
-    plt = pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.4), sharey=True)
+def plot_structure(ctx, structure):
+    fig, axes = ctx.subplots(1, 2, figsize=(12, 4.4), sharey=True)
     colors = {"symplectic emulator": "C0", "resnet emulator": "C3"}
     for ax, system in zip(axes, ("oscillator", "pendulum"), strict=True):
         for key, c in structure["curves"].items():
@@ -330,17 +306,17 @@ def plot_structure(structure, path):
     axes[0].set_ylabel("max over states of |H(t) − H(0)| / (H(0) − min H)")
     fig.suptitle("Energy error of learned step maps trained by fit's defaults (line: max over "
                  "bins of steps; dots: max over the 20 fit windows)", fontsize=10)
-    return savefig(fig, path)
+    return ctx.save_figure(fig, "oscillator_structure.png")
 
 
-def _markdown(r, cfg: Config) -> str:
-    size = ("`--quick` size (CPU, minutes)" if r["quick"] else
+def _markdown(r, cfg: Config, quick: bool) -> str:
+    size = ("`--quick` size (CPU, minutes)" if quick else
             "full size (minutes on a CPU)")
     s = r["steppers"]
     return "\n".join([
         "# Oscillator: known and learned steppers over long times",
         "",
-        f"Run at {size} on `{r['device']}` in {r['wall_s']:.0f} s. System: harmonic oscillator "
+        f"Run at {size}. System: harmonic oscillator "
         "q' = p, p' = −q (ω = 1, mass 1). Reference data: "
         f"{cfg.n_traj} trajectories from scipy DOP853 (rtol 1e-10) saved every 0.05. Every "
         f"stepper advances the same {cfg.n_test} held-out initial states with dt = {cfg.dt:g} "
@@ -391,6 +367,4 @@ def _markdown(r, cfg: Config) -> str:
 
 
 if __name__ == "__main__":
-    from physres.scenarios import cli
-
-    cli(main)
+    runner.script(__file__)

@@ -18,22 +18,16 @@ Run: ``physres run stiff --quick`` or ``python scenarios/stiff.py --quick``.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
 
+import matplotlib
 import numpy as np
 import torch
 
 import physres
+from physres import runner
+from physres._output import markdown_table
 from physres.errors import ConvergenceError, DivergenceError
-from physres.scenarios import (
-    cpu_threads,
-    fit_for_steps,
-    markdown_table,
-    pyplot,
-    savefig,
-    write_report,
-)
 from physres.validation import relative_l2
 
 SUMMARY = ("stiff systems (Van der Pol mu=1000, Robertson): explicit stability limits vs "
@@ -64,16 +58,8 @@ MASS = [1.0, 1.0, 1.0]  # Robertson's linear invariant: total mass y1 + y2 + y3
 EXPLICIT, IMPLICIT = ("euler", "rk4"), ("backward_euler", "crank_nicolson")
 
 
-def main(out, quick: bool = False, device: str | None = None, progress: bool = True) -> dict:
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    with cpu_threads(device):
-        return _run(Path(out), quick, device, progress)
-
-
-def _run(out: Path, quick: bool, device: str, progress: bool) -> dict:
-    out.mkdir(parents=True, exist_ok=True)
-    cfg = QUICK if quick else FULL
-    start = time.perf_counter()
+def run(cfg: Config, ctx: runner.Context):
+    progress = ctx.progress
     vdp = physres.systems.get("van_der_pol", mu=1000.0)
     rob = physres.systems.get("robertson")
 
@@ -94,13 +80,12 @@ def _run(out: Path, quick: bool, device: str, progress: bool) -> dict:
     rob_runs = implicit_runs(rob, r0, rref, t_rob, cfg.rob_dts, save_dt=1.0, progress=progress)
 
     # --- learned steppers at dt = learned_dt on Robertson ------------------------------------
-    learned = learned_study(rob, out, cfg, device, progress)
+    learned = learned_study(rob, cfg, ctx)
 
-    figures = [plot_vdp(vdp_runs, ref, t_ref, out / "stiff_vdp.png"),
-               plot_error_vs_dt({"Van der Pol μ=1000": (vdp_runs, vdp_limits),
-                                 "Robertson": (rob_runs, rob_limits)},
-                                out / "stiff_error_vs_dt.png"),
-               plot_learned(learned, out / "stiff_learned.png")]
+    plot_vdp(ctx, vdp_runs, ref, t_ref)
+    plot_error_vs_dt(ctx, {"Van der Pol μ=1000": (vdp_runs, vdp_limits),
+                           "Robertson": (rob_runs, rob_limits)})
+    plot_learned(ctx, learned)
     summary = []
     for label, limits, runs in (("van_der_pol", vdp_limits, vdp_runs),
                                 ("robertson", rob_limits, rob_runs)):
@@ -119,16 +104,13 @@ def _run(out: Path, quick: bool, device: str, progress: bool) -> dict:
                         "what": "learned: rel. error at t_end", "predicted": None,
                         "error": r["final_error"]})
     report = {
-        "scenario": "stiff", "quick": bool(quick), "device": device, "config": asdict(cfg),
         "van_der_pol": {"params": vdp.params, "x0": x0[0].tolist(), "stability": vdp_limits,
                         "implicit": vdp_runs},
         "robertson": {"params": rob.params, "x0": r0[0].tolist(), "stability": rob_limits,
                       "implicit": rob_runs},
-        "learned": learned, "figures": figures, "summary": summary,
-        "wall_s": time.perf_counter() - start,
+        "learned": learned, "summary": summary,
     }
-    write_report(out, report, _markdown(report, cfg))
-    return report
+    return report, _markdown(report, cfg, ctx.quick)
 
 
 def stability_limit(name, system, x0, n_steps) -> dict:
@@ -205,13 +187,13 @@ def adaptive_runs(system, x0, ref, t_ref, rtols, progress) -> dict:
     return runs
 
 
-def learned_study(system, out, cfg, device, progress) -> dict:
+def learned_study(system, cfg, ctx) -> dict:
     """Train an explicit ResNet emulator, the same ResNet projected onto the conserved mass and
     an implicit ResNet at ``learned_dt`` on Robertson reference data, then roll them out on
     held-out initial states. The two explicit ResNets are trained by ``fit`` with its defaults
     (``epochs`` and ``frame_step`` chosen); the implicit one for ``implicit_steps`` steps."""
-    data = physres.data.generate(system, out / "robertson.h5", n_traj=cfg.n_traj,
-                                 progress=progress)
+    data = physres.data.generate(system, ctx.path("robertson.h5"), n_traj=cfg.n_traj,
+                                 progress=ctx.progress)
     with physres.data.open(data) as f:
         frame_step = int(round(cfg.learned_dt / f.dt_save))
         test = physres.data.split_indices(len(f))["test"]
@@ -239,14 +221,11 @@ def learned_study(system, out, cfg, device, progress) -> dict:
         torch.manual_seed(0)
         model = build()
         if "implicit" in name:
-            fit = fit_for_steps(model, data, cfg.implicit_steps, frame_step=frame_step,
-                                device=device, progress=progress)
+            fit = ctx.fit(model, data, cfg.implicit_steps, frame_step=frame_step)
         else:
-            config = physres.training.TrainConfig(epochs=cfg.epochs, frame_step=frame_step,
-                                                  device=device, progress=progress)
-            fit = physres.training.fit(model, data, config)
+            fit = ctx.train(model, data, epochs=cfg.epochs, frame_step=frame_step)
         model = model.to("cpu").eval()
-        physres.save(model, out / file)
+        physres.save(model, ctx.path(file))
         with torch.no_grad():
             pred = physres.rollout(model, x0, dt=cfg.learned_dt, n_steps=n_steps).double()
         x = pred.numpy()
@@ -266,9 +245,8 @@ def learned_study(system, out, cfg, device, progress) -> dict:
 
 
 # --- figures ----------------------------------------------------------------------------------
-def plot_vdp(runs, ref, t, path):
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(8.5, 4.2))
+def plot_vdp(ctx, runs, ref, t):
+    fig, ax = ctx.subplots(figsize=(8.5, 4.2))
     ax.plot(t, ref[0, :, 0], "k", lw=2.2, label="reference (scipy Radau, rtol 1e-10)")
     for name, rows in runs.items():
         for r in ([rows[0], rows[-1]] if len(rows) > 1 else rows):
@@ -281,13 +259,12 @@ def plot_vdp(runs, ref, t, path):
                  "explicit euler needs dt < 7e-4", fontsize=10)
     ax.legend(fontsize=8, loc="lower left")
     ax.grid(True, alpha=0.3)
-    return savefig(fig, path)
+    return ctx.save_figure(fig, "stiff_vdp.png")
 
 
-def plot_error_vs_dt(studies, path):
-    plt = pyplot()
-    fig, axes = plt.subplots(1, len(studies), figsize=(12, 4.4))
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+def plot_error_vs_dt(ctx, studies):
+    fig, axes = ctx.subplots(1, len(studies), figsize=(12, 4.4))
+    colors = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
     for ax, (title, (runs, limits)) in zip(axes, studies.items(), strict=True):
         for (name, rows), c in zip(runs.items(), colors, strict=False):
             ok = [r for r in rows if r["error"] is not None]
@@ -303,12 +280,11 @@ def plot_error_vs_dt(studies, path):
         ax.set_title(title)
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=7, loc="center left")
-    return savefig(fig, path)
+    return ctx.save_figure(fig, "stiff_error_vs_dt.png")
 
 
-def plot_learned(learned, path):
-    plt = pyplot()
-    fig, (ax, ax2, ax3) = plt.subplots(1, 3, figsize=(15, 4.2))
+def plot_learned(ctx, learned):
+    fig, (ax, ax2, ax3) = ctx.subplots(1, 3, figsize=(15, 4.2))
     t = np.asarray(next(iter(learned["curves"].values()))["t"])
     ax.plot(t, learned["reference_y1"], "k", lw=2, label="reference (Radau)")
     for name, c in learned["curves"].items():
@@ -329,17 +305,17 @@ def plot_learned(learned, path):
     ax3.set_title("Mass drift")
     ax3.grid(True, which="both", alpha=0.3)
     ax3.legend(fontsize=8)
-    return savefig(fig, path)
+    return ctx.save_figure(fig, "stiff_learned.png")
 
 
-def _markdown(r, cfg: Config) -> str:
-    size = ("`--quick` size (CPU, minutes)" if r["quick"] else
+def _markdown(r, cfg: Config, quick: bool) -> str:
+    size = ("`--quick` size (CPU, minutes)" if quick else
             "full size (minutes on a CPU)")
     v, b = r["van_der_pol"], r["robertson"]
     lines = [
         "# Stiff: explicit stability limits vs implicit steps",
         "",
-        f"Run at {size} on `{r['device']}` in {r['wall_s']:.0f} s.",
+        f"Run at {size}.",
         "",
         "## Explicit steppers: the stability wall",
         "",
@@ -408,6 +384,4 @@ def _markdown(r, cfg: Config) -> str:
 
 
 if __name__ == "__main__":
-    from physres.scenarios import cli
-
-    cli(main)
+    runner.script(__file__)

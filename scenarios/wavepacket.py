@@ -20,21 +20,14 @@ Run: ``physres run wavepacket --quick`` or ``python scenarios/wavepacket.py --qu
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 import physres
-from physres.scenarios import (
-    cpu_threads,
-    fit_for_steps,
-    markdown_table,
-    pyplot,
-    savefig,
-    write_report,
-)
+from physres import runner
+from physres._output import markdown_table
 from physres.validation.metrics import fidelity
 
 SUMMARY = ("wavepacket: euler vs backward_euler vs crank_nicolson vs split_operator vs scipy "
@@ -78,16 +71,9 @@ CASES = {  # k_max: the largest momentum of the training packets
 }
 
 
-def main(out, quick: bool = False, device: str | None = None, progress: bool = True) -> dict:
-    with cpu_threads(device or "cpu"):
-        return _run(Path(out), quick, progress)
-
-
-def _run(out: Path, quick: bool, progress: bool) -> dict:
-    out.mkdir(parents=True, exist_ok=True)
-    cfg = QUICK if quick else FULL
-    start = time.perf_counter()
-    results, figures, rows = {}, [], []
+def run(cfg: Config, ctx: runner.Context):
+    progress = ctx.progress
+    results, rows = {}, []
     for case, spec in CASES.items():
         spec = dict(spec)
         x0, k0, sigma = spec.pop("x0"), spec.pop("k0"), spec.pop("sigma")
@@ -108,7 +94,7 @@ def _run(out: Path, quick: bool, progress: bool) -> dict:
         for name in STEPPERS:
             step = physres.steppers.get(name, qs.rhs)
             runs[name] = _propagate(step, psi0, cfg.dt, n_steps, every, progress)
-        training = _train_emulators(qs, case, sigma, k_max, cfg, out, progress)
+        training = _train_emulators(qs, case, sigma, k_max, cfg, ctx)
         for name, (model, fit_result) in training.items():
             runs[name] = {**_propagate(model, psi0, cfg.dt, n_steps, every, progress),
                           "train_s": fit_result.wall_s, "train_steps": fit_result.steps,
@@ -141,13 +127,11 @@ def _run(out: Path, quick: bool, progress: bool) -> dict:
                 "train_steps": r.get("train_steps"),
                 "train_s": r.get("train_s")})
         results[case] = res
-        figures += [_plot_norm(res, case, out / f"wavepacket_{case}_norm.png"),
-                    _plot_obs(res, case, out / f"wavepacket_{case}_fidelity_x.png"),
-                    _plot_density(res, qs.grid, case, out / f"wavepacket_{case}_density.png")]
-    report = {"scenario": "wavepacket", "quick": bool(quick), "config": asdict(cfg),
-              "figures": figures, "summary": rows, "wall_s": time.perf_counter() - start}
-    write_report(out, report, _markdown(report, cfg))
-    return report
+        _plot_norm(ctx, res, case)
+        _plot_obs(ctx, res, case)
+        _plot_density(ctx, res, qs.grid, case)
+    report = {"summary": rows}
+    return report, _markdown(report, cfg, ctx)
 
 
 def _propagate(step, psi0, dt, n_steps, every, progress) -> dict:
@@ -162,14 +146,15 @@ def _propagate(step, psi0, dt, n_steps, every, progress) -> dict:
     return {"psi": traj, "wall_s": time.perf_counter() - t0, "diverged": diverged}
 
 
-def _train_emulators(qs, case, sigma, k_max, cfg, out, progress):
+def _train_emulators(qs, case, sigma, k_max, cfg, ctx):
     """Reference trajectories of other packets (seed ``TRAIN_SEED``), saved every ``cfg.dt``;
-    both emulators trained on them by :func:`physres.training.fit` at that step."""
+    both emulators trained on them by :func:`physres.training.fit` at that step (on the run's
+    device), then brought back to the CPU for the rollouts next to the reference."""
     params = {**qs.params, "sigma": sigma, "k_max": k_max}
     train_system = physres.systems.get("schrodinger_1d", **params)
-    data = physres.data.generate(train_system, out / f"wavepacket_{case}_train.h5",
+    data = physres.data.generate(train_system, ctx.path(f"wavepacket_{case}_train.h5"),
                                  n_traj=cfg.n_train, t_end=cfg.train_t_end, dt_save=cfg.dt,
-                                 seed=TRAIN_SEED, progress=progress)
+                                 seed=TRAIN_SEED, progress=ctx.progress)
     free = physres.systems.get("schrodinger_1d", **{**params, "potential": "free",
                                                     "potential_params": None})
     shape = (cfg.n_grid,)
@@ -180,10 +165,11 @@ def _train_emulators(qs, case, sigma, k_max, cfg, out, progress):
     # Adam moves the learned potential by ~lr hartree per step and it must reach V ~ 30 where
     # the packets go, hence the large rate. Both losses are the plain squared error: the
     # per-point std of the data is ~1e-20 near the walls and would weight round-off there.
-    kw = dict(batch_size=64, normalize=False, progress=progress)
-    return {"unitary_cayley": (cayley, fit_for_steps(cayley, data, cfg.cayley_steps, lr=5.0,
-                                                     **kw)),
-            "resnet": (resnet, fit_for_steps(resnet, data, cfg.resnet_steps, lr=3e-3, **kw))}
+    kw = dict(batch_size=64, normalize=False)
+    fits = {"unitary_cayley": ctx.fit(cayley, data, cfg.cayley_steps, lr=5.0, **kw),
+            "resnet": ctx.fit(resnet, data, cfg.resnet_steps, lr=3e-3, **kw)}
+    return {"unitary_cayley": (cayley.to("cpu"), fits["unitary_cayley"]),
+            "resnet": (resnet.to("cpu"), fits["resnet"])}
 
 
 def _label(r, name) -> str:
@@ -196,9 +182,8 @@ def _label(r, name) -> str:
     return name
 
 
-def _plot_norm(res, case, path):
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(7.0, 4.4))
+def _plot_norm(ctx, res, case):
+    fig, ax = ctx.subplots(figsize=(7.0, 4.4))
     for name, r in res.items():
         dev = np.abs(np.median(r["norm"], axis=0) - 1)
         # a diverging run's curve ends once it is far above the axis (or non-finite)
@@ -211,7 +196,7 @@ def _plot_norm(res, case, path):
                  f"the top pass {TOP:g})", fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
-    return savefig(fig, path)
+    return ctx.save_figure(fig, f"wavepacket_{case}_norm.png")
 
 
 def _style(res, name) -> dict:
@@ -219,11 +204,10 @@ def _style(res, name) -> dict:
     return {"color": f"C{list(res).index(name)}", "ls": "-." if name in EMULATORS else "-"}
 
 
-def _plot_obs(res, case, path):
+def _plot_obs(ctx, res, case):
     """Left: normalised infidelity (in [0, 1]); a method flagged for its norm is dotted and
     says so, a diverged one ends where it diverged. Right: ⟨x⟩ of packet 0."""
-    plt = pyplot()
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11.0, 4.2))
+    fig, (a1, a2) = ctx.subplots(1, 2, figsize=(11.0, 4.2))
     for name, r in res.items():
         if name == "reference":
             a2.plot(r["t"], r["x"][0], "k--", lw=1.4, label=name)
@@ -253,13 +237,12 @@ def _plot_obs(res, case, path):
     a2.set_title("axis: the reference's range ± 50 %", fontsize=9)
     a2.legend(fontsize=7)
     fig.suptitle(f"Fidelity (normalised) and position, {case}; floor {FLOOR:g} = round-off")
-    return savefig(fig, path)
+    return ctx.save_figure(fig, f"wavepacket_{case}_fidelity_x.png")
 
 
-def _plot_density(res, x, case, path):
-    plt = pyplot()
+def _plot_density(ctx, res, x, case):
     names = [n for n in res if n != "euler"]
-    fig, axes = plt.subplots(1, 3, figsize=(12.0, 3.6), sharey=True)
+    fig, axes = ctx.subplots(1, 3, figsize=(12.0, 3.6), sharey=True)
     m = len(res["reference"]["t"])
     for ax, i in zip(axes, (0, m // 2, m - 1), strict=True):
         for name in names:
@@ -276,14 +259,14 @@ def _plot_density(res, x, case, path):
     axes[0].legend(fontsize=7)
     fig.suptitle(f"Probability density, packet 0, {case} "
                  "(euler omitted: unstable; axis clipped at 1.5× the reference peak)")
-    return savefig(fig, path)
+    return ctx.save_figure(fig, f"wavepacket_{case}_density.png")
 
 
-def _markdown(r, cfg) -> str:
-    size = "`--quick` size" if r["quick"] else "default size"
+def _markdown(r, cfg, ctx) -> str:
+    size = "`--quick` size" if ctx.quick else "default size"
     return "\n".join([
         "# Wavepacket: the residual step and unitary steps on the Schrödinger equation", "",
-        f"Run at {size} in {r['wall_s']:.0f} s. Grid: {cfg.n_grid} points, fd3 kinetic, "
+        f"Run at {size}. Grid: {cfg.n_grid} points, fd3 kinetic, "
         f"Dirichlet box; {cfg.n_packets} Gaussian packets per case; dt = {cfg.dt:g} up to "
         f"t = {cfg.t_end:g}. Reference: scipy `expm_multiply` on the same discrete H. "
         "Fidelity is normalised, |⟨ψ_ref|ψ⟩|²/(‖ψ_ref‖²‖ψ‖²) in [0, 1] (the smallest over the "
@@ -291,11 +274,11 @@ def _markdown(r, cfg) -> str:
         f"method that diverged or whose norm left 1 by more than {NORM_TOLERANCE:g}: it is not "
         "a propagator at this dt, and its fidelity only compares shapes.", "",
         markdown_table(r["summary"]), "",
-        *_emulator_text(r, cfg), "",
-        *[f"![{f}]({f})" for f in r["figures"]], ""])
+        *_emulator_text(r, cfg, ctx.quick), "",
+        *[f"![{f}]({f})" for f in ctx.figures], ""])
 
 
-def _emulator_text(r, cfg) -> list[str]:
+def _emulator_text(r, cfg, quick: bool) -> list[str]:
     def g(v):
         return "—" if v is None else f"{v:.3g}"
 
@@ -326,12 +309,10 @@ def _emulator_text(r, cfg) -> list[str]:
              "step of the exact H, whose phase error sets the scale. The ResNet's one-step error "
              "compounds over the rollout and nothing holds its norm"
              + (": at this size it is not a usable propagator; the run shows the failure mode, "
-                "not the best a ResNet can do with more data and training." if r["quick"]
+                "not the best a ResNet can do with more data and training." if quick
                 else ".")]
     return text
 
 
 if __name__ == "__main__":
-    from physres.scenarios import cli
-
-    cli(main)
+    runner.script(__file__)

@@ -243,7 +243,7 @@ def test_training_info_round_trips(tmp_path):
 
 
 def test_files_get_the_permissions_of_a_plain_open(tmp_path):
-    import physres.scenarios
+    import physres.runner
     import physres.training.checkpoint
 
     mask = os.umask(0o022)
@@ -251,10 +251,10 @@ def test_files_get_the_permissions_of_a_plain_open(tmp_path):
         path = physres.save(_perturbed("resnet"), tmp_path / "m.pt")
         data = physres.data.generate("harmonic_oscillator", tmp_path / "d.h5", n_traj=2,
                                      t_end=1.0, progress=False)
-        report, md = physres.scenarios.write_report(tmp_path / "r", {"a": 1}, "# r\n")
+        report, md = physres.runner.write_report(tmp_path / "r", {"a": 1}, "# r\n")
         from matplotlib.figure import Figure
 
-        figure = tmp_path / physres.scenarios.savefig(Figure(), tmp_path / "f.png")
+        figure = tmp_path / physres.runner.savefig(Figure(), tmp_path / "f.png")
         model = _perturbed("resnet")
         optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)

@@ -85,14 +85,14 @@ def test_figures_are_bare_and_written_atomically(tmp_path):
 def test_scenario_helpers_draw_without_pyplot(tmp_path):
     from matplotlib.figure import Figure
 
-    from physres import scenarios
+    from physres import _output, runner
 
-    plt = scenarios.pyplot()
-    fig, ax = plt.subplots(figsize=(3, 2))
-    assert isinstance(fig, Figure) and ax.figure is fig
+    plt = _output.PyplotLike()
     assert "axes.prop_cycle" in plt.rcParams
-    plt.close(fig)
-    assert scenarios.savefig(fig, tmp_path / "s.png") == "s.png"
+    ctx = runner.Context(name="s", out=tmp_path)
+    fig, ax = ctx.subplots(figsize=(3, 2))
+    assert isinstance(fig, Figure) and ax.figure is fig
+    assert ctx.save_figure(fig, "s.png") == "s.png" and ctx.figures == ["s.png"]
     assert (tmp_path / "s.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -102,14 +102,14 @@ def test_no_library_path_imports_pyplot_or_switches_backend(tmp_path):
 import sys
 import matplotlib
 backend = matplotlib.rcParams._get_backend_or_none()
-import physres, physres.scenarios, physres.validation
+import physres, physres.runner, physres.validation
 out = {str(tmp_path)!r}
 physres.validation.plot_stability_regions(["euler", "rk4"], out + "/r.png", resolution=41)
 c = physres.validation.compare_steppers("harmonic_oscillator", ["euler"], dts=[0.1],
                                         t_end=0.5, progress=False, stability=False)
 c.save(out + "/cmp")
-fig, ax = physres.scenarios.pyplot().subplots()
-physres.scenarios.savefig(fig, out + "/s.png")
+fig, ax = physres.runner.Context.subplots()
+physres.runner.savefig(fig, out + "/s.png")
 assert "matplotlib.pyplot" not in sys.modules, "pyplot was imported"
 assert matplotlib.rcParams._get_backend_or_none() == backend, "the backend was switched"
 print("clean")

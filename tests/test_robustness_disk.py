@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import physres
-from physres import _io, scenarios
+from physres import _io, runner
 from physres.cli import main
 
 Usage = collections.namedtuple("Usage", "total used free")
@@ -136,16 +136,24 @@ def test_write_past_a_wrong_free_space_figure_fails_cleanly(tiny_fs):
 
 TOY = '''
 """Writes a data file and a report under out."""
+from dataclasses import dataclass
+
 SUMMARY = "toy: data + report"
 
 
-def main(out, quick=False, device=None, progress=True):
+@dataclass(frozen=True)
+class Config:
+    n_traj: int = 16
+
+
+QUICK = FULL = Config()
+
+
+def run(cfg, ctx):
     import physres
-    from physres.scenarios import write_report
-    physres.data.generate("schrodinger_1d", out / "data.h5", n_traj=16, progress=False)
-    report = {"quick": quick, "summary": [{"a": 1}]}
-    write_report(out, report, "# Toy\\n")
-    return report
+    physres.data.generate("schrodinger_1d", ctx.path("data.h5"), n_traj=cfg.n_traj,
+                          progress=False)
+    return {"summary": [{"a": 1}]}, "# Toy\\n"
 '''
 
 
@@ -157,7 +165,7 @@ def test_run_on_a_full_tmpfs_exits_2(tiny_fs, tmp_path):
         import sys
         from physres.cli import main
         sys.exit(main(["run", "toy_disk", "--out", {str(tiny_fs / "run")!r}, "--no-progress"]))""",
-                     **{scenarios.ENV_VAR: str(d)})
+                     **{runner.ENV_VAR: str(d)})
     assert done.returncode == 2, done.stderr
     _one_line(done.stderr, "data.h5")
     assert os.listdir(tiny_fs / "run") == []

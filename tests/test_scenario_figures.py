@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from physres.cli import main
-from physres.scenarios import list_scenarios
+from physres.runner import list_scenarios
 
 
 def _listed(capsys) -> list[str]:
@@ -67,7 +67,7 @@ def _y(line) -> np.ndarray:
 
 
 def check_wavepacket(report, lines):
-    from physres.scenarios import load_scenario
+    from physres.runner import load_scenario
 
     wp = load_scenario("wavepacket")
     infidelity = _axes_lines(lines, "infidelity")

@@ -9,7 +9,7 @@ import re
 import _scenario_runs
 import pytest
 
-from physres.scenarios import list_scenarios
+from physres.runner import list_scenarios
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -55,6 +55,18 @@ def test_figures_written(run):
         assert (out / ref).exists(), f"report.md of {name} shows a missing figure {ref}"
     for ref in report.get("figures", []):
         assert (out / ref).exists()
+
+
+def test_device_reaches_every_model(run, tmp_path_factory):
+    # run with --device cpu: every training was built with device "cpu" (None would be "auto")
+    # through ctx.fit / ctx.train, and every model and tensor placed through ctx is on the CPU
+    name, _, report = run
+    devices = _scenario_runs.train_devices(name, tmp_path_factory)
+    assert all(d == "cpu" for d in devices), (name, devices)
+    counts, placed_on = report["placement"]["counts"], report["placement"]["devices"]
+    assert counts.get("trained model", 0) == len(devices), (name, counts, devices)
+    assert sum(counts.values()) >= 1 and placed_on == ["cpu"], (name, report["placement"])
+    assert report["device"] == "cpu"
 
 
 def test_the_physics_each_scenario_claims(run):

@@ -81,9 +81,9 @@ def _raised_by_physres(exc: BaseException) -> bool:
         return False
     file = Path(code.co_filename).resolve()
     roots = [Path(__file__).resolve().parent.parent]
-    from .. import scenarios
+    from .. import runner
 
-    roots += scenarios.scenario_dirs()
+    roots += runner.scenario_dirs()
     return any(file.is_relative_to(root) for root in roots)
 
 

@@ -1,4 +1,4 @@
-"""``physres train DATA.h5 --model KIND --out MODEL.pt [...]``.
+"""``physres train DATA.h5 --model KIND --out MODEL.pt [--config FILE.toml] [...]``.
 
 The training options are generated from the fields of :class:`physres.training.TrainConfig`
 (one source: same names, same defaults, help from each field's ``metadata["help"]``, else
@@ -67,7 +67,11 @@ def add_parser(subparsers) -> None:
     p.add_argument("--model", choices=kinds, default="resnet",
                    help="model kind (physres.models registry)")
     p.add_argument("--out", required=True, metavar="MODEL.pt", help="model file to write")
-    add_config_arguments(p.add_argument_group("training (physres.training.TrainConfig)"))
+    group = p.add_argument_group("training (physres.training.TrainConfig)")
+    group.add_argument("--config", metavar="FILE.toml", default=None,
+                       help="a TOML table of TrainConfig fields (the options below, with _ for "
+                            "-); an option given on the command line wins over the file")
+    add_config_arguments(group)
     m = p.add_argument_group("model (constructor arguments; each kind takes those it has)")
     m.add_argument("--net", default="auto",
                    help="block/field network: mlp, conv1d or auto (conv1d on grids)")
@@ -173,6 +177,22 @@ def _parser_of(kind, allow_none: bool, name: str):
     return parse
 
 
+_TRACKED: dict[type, type] = {}
+
+
+def _tracked(cls: type) -> type:
+    """``cls`` (an argparse Action) that also notes in ``namespace.given_options`` that its
+    option was given, so ``--config`` can leave it alone."""
+    if cls not in _TRACKED:
+        def __call__(self, parser, namespace, values, option_string=None):  # noqa: N807
+            given = set(getattr(namespace, "given_options", ()))
+            namespace.given_options = given | {self.dest}
+            cls.__call__(self, parser, namespace, values, option_string)
+
+        _TRACKED[cls] = type(f"Tracked{cls.__name__}", (cls,), {"__call__": __call__})
+    return _TRACKED[cls]
+
+
 def add_config_arguments(group) -> None:
     """One option per TrainConfig field: type from the annotation, default from the field."""
     from ..training import TrainConfig
@@ -190,33 +210,48 @@ def add_config_arguments(group) -> None:
             text += " (none: off / automatic)"
         kwargs = dict(dest=f"cfg_{field.name}", default=default, help=text)
         if kind is bool:
-            group.add_argument(option(field.name), action=argparse.BooleanOptionalAction,
-                               **kwargs)
-            continue
-        if typing.get_origin(kind) is tuple:
+            action = group.add_argument(option(field.name),
+                                        action=argparse.BooleanOptionalAction, **kwargs)
+        elif typing.get_origin(kind) is tuple:
             items = typing.get_args(kind)
-            group.add_argument(option(field.name), nargs=len(items), metavar="X",
-                               type=_parser_of(items[0], False, field.name), **kwargs)
-            continue
-        kind = kind if kind in (int, float, str) else str
-        choices = getattr(config_module, _CHOICES.get(field.name, ""), None)
-        group.add_argument(option(field.name), type=_parser_of(kind, allow_none, field.name),
-                           choices=choices, metavar=field.name.upper(), **kwargs)
+            action = group.add_argument(option(field.name), nargs=len(items), metavar="X",
+                                        type=_parser_of(items[0], False, field.name), **kwargs)
+        else:
+            kind = kind if kind in (int, float, str) else str
+            choices = getattr(config_module, _CHOICES.get(field.name, ""), None)
+            action = group.add_argument(option(field.name),
+                                        type=_parser_of(kind, allow_none, field.name),
+                                        choices=choices, metavar=field.name.upper(), **kwargs)
+        action.__class__ = _tracked(type(action))
 
 
 def train_config(args, **own):
-    """The TrainConfig of the parsed options; an invalid value names its option."""
+    """The TrainConfig of the parsed options, with the fields of ``--config FILE.toml`` that
+    were not given as options; an invalid value names its option (or the file and key)."""
+    from .. import _overrides
     from ..training import TrainConfig
 
     values = {f.name: getattr(args, f"cfg_{f.name}") for f in config_fields()}
     for name, value in values.items():
         if isinstance(value, list):
             values[name] = tuple(value)
+    from_file, where = set(), ""
+    if getattr(args, "config", None):
+        where = f"--config {str(args.config)!r}"
+        table = _overrides.read_table(args.config)
+        _overrides.check_keys(table, values, "TrainConfig", where)
+        given = getattr(args, "given_options", set())
+        for key, value in table.items():
+            if f"cfg_{key}" not in given:
+                values[key] = _overrides.coerce(values[key], value, f"{where}: `{key}`")
+                from_file.add(key)
     try:
         return TrainConfig(**values, **own)
     except (TypeError, ValueError) as exc:
         message = str(exc)
         named = re.match(r"`(\w+)`", message)
+        if named and named.group(1) in from_file:
+            raise ValueError(f"{where}: {message}") from None
         if named and named.group(1) in values:
             raise ValueError(f"{option(named.group(1))}: {message}") from None
         if named and named.group(1) in own:
@@ -278,6 +313,7 @@ def run(args) -> int:
     config = train_config(args, checkpoint=checkpoint, resume=args.resume,
                           log=args.log or str(out.with_name(out.stem + "_train")),
                           progress=not args.no_progress)
+    check_device(config.device)  # it may come from --config
     cls = models.REGISTRY.resolve(args.model)
     kwargs = _model_kwargs(args, cls)
     if args.model != "hybrid" and "system" in inspect.signature(cls.__init__).parameters:

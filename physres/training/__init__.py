@@ -6,6 +6,7 @@
 >>> result = physres.training.fit(model, "oscillator.h5", cfg)  # doctest: +SKIP
 """
 
+from .budget import fit_for_steps
 from .build import data_info, model_for
 from .config import TrainConfig
 from .loop import FitResult, fit
@@ -13,3 +14,4 @@ from .losses import rollout_error, unrolled_loss
 
 __all__ = ["FitResult", "TrainConfig", "data_info", "fit", "model_for", "rollout_error",
            "unrolled_loss"]
+__all__ += ["fit_for_steps"]
