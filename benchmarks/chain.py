@@ -32,7 +32,7 @@ import torch
 from scipy.stats import wasserstein_distance
 
 import physres
-from physres.systems.chain import radius_of_gyration, simulate
+from physres.systems.chain import radius_of_gyration
 from physres.training import fit_for_steps
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -196,8 +196,8 @@ def _graph(n, staple, use_staples, width, temperature=0.0):
 def staple_edges(args, tmp: Path) -> list[dict]:
     n, staple = args.n_beads, (1, args.n_beads - 2)
     system = physres.systems.get("bead_chain", n_beads=n, target="hairpin", staples=[staple])
-    data = simulate(system, tmp / "flow.h5", n_traj=args.n_traj, t_end=args.t_flow,
-                    dt=0.001, dt_save=0.02, stepper="rk4", seed=0, progress=False)
+    data = physres.data.generate(system, tmp / "flow.h5", n_traj=args.n_traj, t_end=args.t_flow,
+                                 dt=0.001, dt_save=0.02, stepper="rk4", seed=0, progress=False)
     test = system.sample_initial(16, seed=123)
     steps = round(args.t_flow / 0.02)
     with torch.no_grad():
@@ -232,8 +232,8 @@ def sampling(args, tmp: Path) -> list[dict]:
     system = physres.systems.get("bead_chain", n_beads=n, target="hairpin", staples=[staple],
                                  temperature=kt)
     big = args.speedup * dt
-    data = simulate(system, tmp / "hot.h5", n_traj=args.n_traj, t_end=args.t_hot, dt=dt,
-                    dt_save=big, seed=1, progress=False)
+    data = physres.data.generate(system, tmp / "hot.h5", n_traj=args.n_traj,
+                                 t_end=args.t_hot, dt=dt, dt_save=big, seed=1, progress=False)
     model = _graph(n, staple, True, args.width, temperature=kt)
     fit_for_steps(model, data, args.train_steps, unroll=1, batch_size=64, device="cpu",
                   progress=False)

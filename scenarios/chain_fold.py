@@ -29,7 +29,7 @@ from scipy.stats import wasserstein_distance
 import physres
 from physres import runner
 from physres._output import markdown_table
-from physres.systems.chain import radius_of_gyration, simulate
+from physres.systems.chain import radius_of_gyration
 
 SUMMARY = ("bead-chain folding with a long-range staple: Langevin folding, Rg fluctuations, and "
            "chain-graph emulators whose skips follow the staples")
@@ -106,8 +106,9 @@ def train(kind: str, cfg: Config, data: Path, ctx: runner.Context):
 def emulate(cfg: Config, ctx: runner.Context) -> tuple[dict, dict]:
     system = chain(cfg, True, initial="coil")
     data = ctx.path("chain_flow.h5")
-    simulate(system, data, n_traj=cfg.n_traj, t_end=cfg.t_flow, dt=cfg.dt_save / 20,
-             dt_save=cfg.dt_save, stepper="rk4", seed=3, progress=ctx.progress)
+    physres.data.generate(system, data, n_traj=cfg.n_traj, t_end=cfg.t_flow,
+                          dt=cfg.dt_save / 20, dt_save=cfg.dt_save, stepper="rk4", seed=3,
+                          progress=ctx.progress)
     test = system.sample_initial(cfg.n_test, seed=99)
     n_steps = round(cfg.t_flow / cfg.dt_save)
     rk4 = physres.steppers.get("rk4", system.rhs)

@@ -126,7 +126,7 @@ def stability_limit(name, system, x0, n_steps) -> dict:
         for dt in predicted * np.logspace(-1.0, 1.0, 41):
             x, ok = x0, True
             for i in range(n_steps):
-                x = stepper._step(x, i * dt, float(dt))
+                x = stepper.step(x, i * dt, float(dt))
                 if not bool(torch.isfinite(x).all()) or float(x.norm()) > bound:
                     ok = False
                     break

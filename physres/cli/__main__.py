@@ -1,0 +1,3 @@
+from physres.cli import main
+
+raise SystemExit(main())
