@@ -62,8 +62,14 @@ class VerletList:
         chunk = max(1, 2**22 // (n * n))  # bound the (chunk, N, N) distance block
         for start in range(0, b, chunk):
             xs = x[start:start + chunk]
-            d2 = torch.cdist(xs, xs, compute_mode="donot_use_mm_for_euclid_dist").square()
-            hit = torch.nonzero((d2 < self.reach2) & mask)
+            xs = xs - xs.mean(1, keepdim=True)  # centred: small |x|², accurate products
+            sq = (xs * xs).sum(-1)  # (chunk, N)
+            # |x_i|² + |x_j|² − 2 x_i·x_j in one batched matmul; its round-off (a few ulps of
+            # max |x|²) is covered by widening the reach: an extra pair is harmless
+            d2 = torch.baddbmm(sq.unsqueeze(2) + sq.unsqueeze(1), xs, xs.transpose(1, 2),
+                               alpha=-2.0)
+            reach2 = self.reach2 + 1e-12 * (1.0 + float(sq.amax()))
+            hit = torch.nonzero((d2 < reach2) & mask)
             hit[:, 0] += start
             found.append(hit)
         hit = torch.cat(found)
