@@ -265,7 +265,7 @@ def bench_split_cost(sizes, batch: int, repeat: int, dts=(1e-3, 1e-2)) -> dict:
             x = qs.sample_initial(batch)
             euler = physres.steppers.get("euler", qs.rhs)
             split = physres.steppers.get("split_operator", qs.rhs)
-            number = max(1, 4096 // n)
+            number = max(3, 8192 // n)
             te, ts = [], []
             for _ in range(repeat):  # interleaved; the best of many, robust to a loaded machine
                 te.append(_best_time(lambda s=euler, x=x, dt=dt: s._step(x, 0.0, dt), 5, number))
