@@ -66,6 +66,20 @@ def _best_time(fn, repeat: int, number: int) -> float:
     return best
 
 
+def _interleaved_best(fns, repeat: int, number: int) -> list[float]:
+    """Best CPU time per call of each of ``fns``, timed in alternating blocks of ``number``."""
+    for fn in fns:
+        fn()
+    best = [float("inf")] * len(fns)
+    for _ in range(repeat):
+        for k, fn in enumerate(fns):
+            start = time.process_time()
+            for _ in range(number):
+                fn()
+            best[k] = min(best[k], (time.process_time() - start) / number)
+    return best
+
+
 def bench_step_cost(repeat: int) -> dict:
     out = {}
     for kinetic, boundary in (("fd3", "dirichlet"), ("fd5", "periodic")):
@@ -266,11 +280,12 @@ def bench_split_cost(sizes, batch: int, repeat: int, dts=(1e-3, 1e-2)) -> dict:
             euler = physres.steppers.get("euler", qs.rhs)
             split = physres.steppers.get("split_operator", qs.rhs)
             number = max(3, 8192 // n)
-            te, ts = [], []
-            for _ in range(repeat):  # interleaved; the best of many, robust to a loaded machine
-                te.append(_best_time(lambda s=euler, x=x, dt=dt: s._step(x, 0.0, dt), 5, number))
-                ts.append(_best_time(lambda s=split, x=x, dt=dt: s._step(x, 0.0, dt), 5, number))
-            te, ts = min(te), min(ts)
+            # CPU time (a loaded machine deschedules us mid-block), interleaved block by
+            # block, the best of 5·repeat blocks of each
+            te = _interleaved_best([lambda s=euler, x=x, dt=dt: s._step(x, 0.0, dt),
+                                    lambda s=split, x=x, dt=dt: s._step(x, 0.0, dt)],
+                                   5 * repeat, number)
+            te, ts = te
             band = split._static.band  # the kinetic step: image convolution or sine transforms
             lpf = _largest_prime_factor(n + 1)
             path = (f"images B={band}" if band is not None else

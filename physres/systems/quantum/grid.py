@@ -78,10 +78,13 @@ class Grid1D:
         return _dst1(coeffs) * (2.0 / (self.n + 1))
 
     def diagonal_propagator(self, phase: torch.Tensor, pre: torch.Tensor | None = None,
-                            post: torch.Tensor | None = None) -> DiagonalPropagator:
+                            post: torch.Tensor | None = None,
+                            images: bool = True) -> DiagonalPropagator:
         """``ψ ↦ post · inverse(phase · forward(pre · ψ))`` as a callable (see
-        :class:`DiagonalPropagator`); ``phase``, ``pre``, ``post`` of shape (n,)."""
-        return DiagonalPropagator(self, phase, pre, post)
+        :class:`DiagonalPropagator`); ``phase``, ``pre``, ``post`` of shape (n,). ``images``:
+        allow the image convolution (set-up costs a few applications; ``False`` for a phase
+        used once)."""
+        return DiagonalPropagator(self, phase, pre, post, images=images)
 
     def __repr__(self) -> str:
         return (f"Grid1D(n={self.n}, x_min={self.x_min}, x_max={self.x_max}, "
@@ -114,12 +117,13 @@ class DiagonalPropagator:
     grid : Grid1D
     phase : Tensor (n,) complex — the diagonal in the transform basis
     pre, post : Tensor (n,) or None — pointwise factors before and after
+    images : bool — try the image convolution (else always the transform pair)
     """
 
-    def __init__(self, grid: Grid1D, phase, pre=None, post=None):
+    def __init__(self, grid: Grid1D, phase, pre=None, post=None, images: bool = True):
         self.grid, self.phase, self.pre, self.post = grid, phase, pre, post
         self.band = None
-        if grid.boundary == "dirichlet":
+        if images and grid.boundary == "dirichlet":
             kernel, band = _image_kernel(phase.detach().cpu().numpy().astype(np.complex128))
             if 4 * band <= grid.n:  # (the fit of the free phases sees |m| ≥ (n + 1)/2)
                 self._setup_images(kernel, band, phase)
