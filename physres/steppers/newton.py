@@ -194,10 +194,11 @@ def simplified_newton(field, tau, a, b: torch.Tensor, z0: torch.Tensor, *, lu: d
             z, prev = start, None
             for it in range(1, options.max_iter + 1):  # noqa: B007  (reported on failure)
                 if inverse is not None:  # one small batched matmul per iteration
-                    dz = torch.bmm(inverse, G(z).unsqueeze(-1)).squeeze(-1).neg_()
+                    dz = torch.bmm(inverse, G(z).unsqueeze(-1)).squeeze(-1)  # = −increment
+                    z = z - dz
                 else:
                     dz = _lu_solve(factors, -G(z))
-                z = z + dz
+                    z = z + dz
                 # the RMS of the scaled increment, worst sample: ‖dz/(atol + tol·|z|)‖/√m
                 scale = z.abs().mul_(tol).add_(atol)
                 err = float(torch.linalg.vector_norm(dz.div_(scale), dim=-1).amax()) / root_m
