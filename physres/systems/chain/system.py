@@ -206,11 +206,12 @@ class BeadChain(System):
         """``−∇U`` (batch, n_beads, 3) of positions ``q`` (batch, n_beads, 3), unchecked and
         without the energy: the force ``baoab`` reads (``dp/dt`` of :meth:`rhs` at p = 0).
 
-        Harmonic bonds without a gradient to track take the fused path (:meth:`_fused_force`,
-        about half the ops of :meth:`energy_force`); both agree to round-off.
+        Harmonic bonds without a gradient to track, in the system's dtype, take the fused path
+        (:meth:`_fused_force`, about half the ops of :meth:`energy_force`); both agree to
+        round-off.
         """
-        if self.params["bond"] == "harmonic" and not (torch.is_grad_enabled()
-                                                      and q.requires_grad):
+        if (self.params["bond"] == "harmonic" and q.dtype == self.dtype
+                and not (torch.is_grad_enabled() and q.requires_grad)):
             return self._fused_force(q)
         return self._evaluate(q, False)[1]
 
