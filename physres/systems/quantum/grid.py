@@ -117,13 +117,14 @@ class DiagonalPropagator:
     grid : Grid1D
     phase : Tensor (n,) complex — the diagonal in the transform basis
     pre, post : Tensor (n,) or None — pointwise factors before and after
-    images : bool — try the image convolution (else always the transform pair)
+    images : bool — try the image convolution (else always the transform pair; so is a
+        ``phase`` that requires grad, since the kernel is built from its values)
     """
 
     def __init__(self, grid: Grid1D, phase, pre=None, post=None, images: bool = True):
         self.grid, self.phase, self.pre, self.post = grid, phase, pre, post
         self.band = None
-        if images and grid.boundary == "dirichlet":
+        if images and grid.boundary == "dirichlet" and not phase.requires_grad:
             kernel, band = _image_kernel(phase.detach().cpu().numpy().astype(np.complex128))
             if 4 * band <= grid.n:  # (the fit of the free phases sees |m| ≥ (n + 1)/2)
                 self._setup_images(kernel, band, phase)
