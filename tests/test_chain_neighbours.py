@@ -71,6 +71,10 @@ def test_verlet_energy_force_is_minus_autograd_gradient():
 def test_force_only_path_matches_energy_force(method):
     chain = _pair(30, method, dynamics="underdamped", temperature=0.3)
     x = _compact(chain, 4, 5)[:, 0]
+    # the fused force (one radial formula for staples, Gō and WCA) vs the per-term one
+    fused, full = chain.conservative_force(x), chain.energy_force(x)[1]
+    assert float((fused - full).abs().max()) <= 1e-13 * float(full.abs().max())
+    x.requires_grad_(True)  # with a gradient to track: the per-term path itself
     assert torch.equal(chain.conservative_force(x), chain.energy_force(x)[1])
 
 
@@ -125,3 +129,26 @@ def test_auto_picks_by_length_and_bad_options():
     with pytest.raises(ValueError, match="`skin`"):
         _pair(10, "verlet", skin=0.0)
     assert math.isclose(_pair(30, "verlet", skin=0.25)._verlet.skin, 0.25)
+
+
+@pytest.mark.parametrize("kw", [
+    {"pairs": "all"}, {"pairs": "verlet"}, {"pairs": "all", "k_torsion": 2.0},
+    {"pairs": "verlet", "staples": [], "sigma": 0.9}, {"pairs": "all", "epsilon": 0.0},
+    {"pairs": "verlet", "wca": False}, {"pairs": "all", "k_angle": 0.0},
+    {"pairs": "verlet", "bond": "fene"}])
+def test_fused_force_matches_the_per_term_force(kw):
+    # and the -grad of the energy by autograd; pairs straddle the WCA cutoff (the fused
+    # formula cuts by min(w, 0), where the LJ force changes sign)
+    chain = physres.systems.get("bead_chain", n_beads=24, **{"staples": [(2, 20)], **kw})
+    x = _compact(chain, 3, 11)
+    u = x[:, 9] - x[:, 2]
+    for k, delta in enumerate((-1e-9, 0.0, 1e-9)):
+        x[k, 9] = x[k, 2] + RC * (chain.params["sigma"] + delta) * u[k] / u[k].norm()
+    fused = chain.conservative_force(x)
+    xg = x.clone().requires_grad_(True)
+    energy, full = chain.energy_force(xg)
+    (grad,) = torch.autograd.grad(energy.sum(), xg)
+    full = full.detach()
+    scale = float(full.abs().max())
+    assert float((fused - full).abs().max()) <= 1e-13 * scale
+    assert float((fused + grad).abs().max()) <= 1e-11 * scale

@@ -266,3 +266,65 @@ def test_sine_transform_is_differentiable_on_the_bluestein_path():
 
     x = torch.randn(2, 100, dtype=torch.complex128, requires_grad=True)  # n + 1 = 101
     assert torch.autograd.gradcheck(_dst1, (x,))
+
+
+@pytest.mark.parametrize("kinetic,n,dt,short", [
+    ("fd3", 100, 1e-3, True), ("fd5", 256, 1e-3, True), ("fd3", 60, 0.05, True),
+    ("fd3", 60, 5.0, False), ("fd3", 60, 50.0, False), ("spectral", 60, 1e-3, False)])
+def test_kinetic_propagator_is_the_exact_exponential_of_t(kinetic, n, dt, short):
+    # the method-of-images convolution (short kernels) and the sine-transform pair (the rest)
+    # against scipy's dense expm of the same discrete T; pre/post factors applied pointwise
+    import scipy.linalg as sla
+
+    qs = qsys(n=n, x_min=-20.0, x_max=20.0, kinetic=kinetic)
+    ham, g = qs.hamiltonian, qs.hamiltonian.grid
+    T = ham.apply_kinetic(torch.eye(n, dtype=torch.complex128)).numpy().T  # column j = T e_j
+    U = sla.expm(-1j * dt * T)
+    phase = torch.exp(-1j * dt * ham.kinetic_symbol)
+    gen = torch.Generator().manual_seed(n)
+    pre, post = (torch.exp(1j * torch.rand(n, generator=gen, dtype=torch.float64))
+                 for _ in range(2))
+    prop = g.diagonal_propagator(phase, pre=pre, post=post)
+    assert (prop.band is not None) == short  # the images path where the kernel is short
+    x = qs.sample_initial(3)
+    expected = post.numpy() * ((pre.numpy() * x.numpy()) @ U.T)
+    assert float(np.abs(prop(x).numpy() - expected).max()) <= 1e-13 * float(x.abs().max())
+
+
+def test_kinetic_propagator_images_path_is_differentiable():
+    qs = qsys(n=40, x_min=-20.0, x_max=20.0)
+    g = qs.hamiltonian.grid
+    prop = g.diagonal_propagator(torch.exp(-1e-3j * qs.hamiltonian.kinetic_symbol))
+    assert prop.band is not None
+    x = torch.randn(2, 40, dtype=torch.complex128, requires_grad=True)
+    assert torch.autograd.gradcheck(prop, (x,))
+
+
+def test_split_operator_is_unchanged_where_n_plus_1_has_a_large_prime():
+    # n = 2048 (n + 1 = 3·683): the convolution path equals the sine-transform pair step
+    qs = qsys(n=2048, x_min=-20.0, x_max=20.0)
+    x = qs.sample_initial(2)
+    ham, g, dt = qs.hamiltonian, qs.hamiltonian.grid, 1e-3
+    half = torch.exp(-0.5j * dt * ham.potential_at(0.0))
+    expected = x
+    for _ in range(3):
+        expected = half * g.inverse(torch.exp(-1j * dt * ham.kinetic_symbol)
+                                    * g.forward(half * expected))
+    # the first step of a Δt takes the transform pair, the next ones the image convolution
+    stepper = physres.steppers.get("split_operator", qs.rhs)
+    steps = physres.rollout(stepper, x, dt, 3)[:, -1]
+    assert stepper._static.band is not None
+    assert float((steps - expected).abs().max()) <= 1e-13 * float(x.abs().max())
+
+
+def test_kinetic_propagator_falls_back_when_the_truncated_kernel_misses(monkeypatch):
+    from physres.systems.quantum import grid as grid_module
+
+    qs = qsys(n=256, x_min=-20.0, x_max=20.0)
+    g, phase = qs.hamiltonian.grid, torch.exp(-1e-2j * qs.hamiltonian.kinetic_symbol)
+    assert g.diagonal_propagator(phase).band is not None
+    monkeypatch.setattr(grid_module, "IMAGE_TOL", 1e-4)  # drops real kernel entries
+    prop = g.diagonal_propagator(phase)
+    assert prop.band is None
+    x = qs.sample_initial(2)
+    assert torch.allclose(prop(x), g.inverse(phase * g.forward(x)), rtol=0, atol=1e-15)

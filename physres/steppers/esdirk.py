@@ -215,17 +215,13 @@ class ESDIRK(Stepper):
         k = [self._first_derivative(x, t)]
         z = x
         for c, row, guess in self._stages:
-            b = x
-            for j, aij in row:
-                b = b + (aij * h) * k[j]
+            b = _combine(x, h, k, row, per_sample)
             tau = t + c * dt
             op = operator(tau) if callable(operator) else None
             if op is not None:
                 z = op.solve_shifted(gamma_dt, b).to(b.dtype)
             else:
-                z0 = b
-                for j, w in guess:
-                    z0 = z0 + (w * gh) * k[j]
+                z0 = _combine(b, gh, k, guess, per_sample)
                 z = None
                 if not self._exact_gradients(b):
                     try:
@@ -239,15 +235,33 @@ class ESDIRK(Stepper):
                                     options=self._full_newton, method=self.name,
                                     counts=self.counts, z0=z0, lu=lu)
             k.append((z - b) / gh)
-        err = 0
-        for j, w in self._error_weights:
-            err = err + (w * h) * k[j]
+        err = _combine(None, h, k, self._error_weights, per_sample)
         if not per_sample and not (torch.is_grad_enabled() and z.requires_grad):
             self._fsal = (z, t + dt, k[-1])
         return z, err
 
     def extra_repr(self) -> str:
         return f"order={self.order}, error_order={self.error_order}, explicit=False"
+
+
+def _combine(base, h, k, weights, per_sample):
+    """``base + h·Σ_j w_j k_j`` (``base`` None: 0) in one op per term: ``add`` with ``alpha``
+    for a scalar ``h``, the sum then one ``addcmul`` for per-sample ``h`` (B, 1, ...)."""
+    if not weights:
+        return base if base is not None else torch.zeros_like(k[0])
+    if not per_sample:
+        out, scalar = base, not isinstance(h, torch.Tensor)  # (a 0-d tensor h: no alpha)
+        for j, w in weights:
+            if out is None:
+                out = k[j] * (w * h)
+            else:
+                out = torch.add(out, k[j], alpha=w * h) if scalar else out + (w * h) * k[j]
+        return out
+    (j0, w0), rest = weights[0], weights[1:]
+    total = k[j0] * w0
+    for j, w in rest:
+        total = torch.add(total, k[j], alpha=w)
+    return h * total if base is None else torch.addcmul(base, h, total)
 
 
 # Kværnø (2004), 3(2), four stages; closed forms of γ's rows as in diffrax's kvaerno3.py.

@@ -52,20 +52,25 @@ class SplitOperator(Stepper):
         ham = sys.hamiltonian
         g, hb = ham.grid, ham.hbar
         dt = float(dt)
-        key = (dt, id(ham), x.device)
-        if getattr(self, "_kinetic_key", None) != key:  # the kinetic phase, once per dt
-            self._kinetic_key = key
-            self._kinetic = expi(-1j * dt / hb, ham.kinetic_symbol.to(x.device))
-        kinetic = self._kinetic
-        if not (sys.nonlinear or sys.time_dependent):  # one potential phase, cached with T's
-            if getattr(self, "_potential_key", None) != key:
-                self._potential_key = key
-                self._potential = expi(-0.5j * dt / hb,
-                                       sys.effective_potential(t, None).to(x.device))
-            half = self._potential
-            return half * g.inverse(kinetic * g.forward(half * x))
+        ctype = x.dtype if x.is_complex() else torch.complex128
+        key = (dt, id(ham), x.device, ctype)
+        static = not (sys.nonlinear or sys.time_dependent)
+        fresh = getattr(self, "_kinetic_key", None) != key
+        if fresh or self._first_of_dt:  # the propagators, once per dt
+            # a new Δt gets the plain transform pair; the image convolution (whose set-up
+            # costs a few steps) only once the same Δt comes again, so changing steps stay cheap
+            self._kinetic_key, self._first_of_dt = key, fresh
+            kinetic = expi(-1j * dt / hb, ham.kinetic_symbol.to(x.device)).to(ctype)
+            self._kinetic = g.diagonal_propagator(kinetic, images=not fresh)  # e^{-iTΔt/ħ}
+            if static:  # e^{-iVΔt/2ħ} e^{-iTΔt/ħ} e^{-iVΔt/2ħ} as one operator
+                half = expi(-0.5j * dt / hb,
+                            sys.effective_potential(t, None).to(x.device)).to(ctype)
+                self._static = g.diagonal_propagator(kinetic, pre=half, post=half,
+                                                     images=not fresh)
+        if static:
+            return self._static(x)
         x = expi(-0.5j * dt / hb, self._potential_at(sys, t, x)) * x
-        x = g.inverse(kinetic * g.forward(x))
+        x = self._kinetic(x)
         return expi(-0.5j * dt / hb, self._potential_at(sys, t + dt, x)) * x
 
     @staticmethod

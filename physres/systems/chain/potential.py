@@ -19,6 +19,8 @@ Terms
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 
@@ -217,3 +219,60 @@ def pair_force(xs, fs, i, j, fn):
     fs.index_add_(1, i, f)
     fs.index_add_(1, j, -f)
     return u
+
+
+# --- the force alone, in fewer ops (what Langevin steppers read) ------------------------------
+def pair_coefficients(kind: str, count: int, dtype, **p) -> torch.Tensor:
+    """Per-pair coefficients ``(c0, c1, c8, c12, c14, cap)`` (6, count) of the unified radial
+    term ``w = u'(r)/r = min(c0 + c1/r + (c8 + (c12 + c14/r²)/r⁴)/r⁸, cap)``.
+
+    ``kind``: ``"harmonic"`` (``k``, ``r0``; per-pair tensors or floats), ``"go"``
+    (``epsilon``, ``r0``) or ``"wca"`` (``epsilon``, ``sigma``).
+    """
+    c = torch.zeros(6, count, dtype=dtype)
+    c[5] = math.inf
+    if kind == "harmonic":  # k − k·r0/r
+        c[0], c[1] = p["k"], -p["k"] * p["r0"]
+    elif kind == "go":  # 60ε(r0¹⁰/r¹² − r0¹²/r¹⁴)
+        r0 = torch.as_tensor(p["r0"], dtype=dtype)
+        c[3], c[4] = 60.0 * p["epsilon"] * r0**10, -60.0 * p["epsilon"] * r0**12
+    elif kind == "wca":  # −48ε(σ¹²/r¹⁴ − ½σ⁶/r⁸) inside 2^(1/6)σ
+        eps, sigma = p["epsilon"], p["sigma"]
+        c[2], c[4] = 24.0 * eps * sigma**6, -48.0 * eps * sigma**12
+        c[5] = 0.0  # the cut at 2^(1/6)σ, where the LJ force changes sign
+    else:
+        raise ValueError(f"`kind` must be 'harmonic', 'go' or 'wca', got {kind!r}")
+    return c
+
+
+def unified_pair_w(r2, c, staples=True, cutoff=True):
+    """``w = u'(r)/r`` of :func:`pair_coefficients` ``c`` (6, P) on squared distances (P,)."""
+    inv = r2.reciprocal()
+    inv4 = inv * inv
+    t = torch.addcmul(c[3], c[4], inv)
+    t = torch.addcmul(c[2], t, inv4)
+    inv4.square_()  # r⁻⁸
+    w = torch.addcmul(c[0], c[1], inv.sqrt()) if staples else c[0].clone()
+    w.addcmul_(t, inv4)
+    # WCA's LJ force is attractive (w > 0) exactly beyond its cutoff 2^(1/6)σ, so the cut is
+    # min(w, 0) there: c[5] = 0 on WCA pairs, +inf on the others
+    return torch.minimum(w, c[5]) if cutoff else w
+
+
+def backbone_grad(xs, k_bond, k_r0, k_angle, cos0k):
+    """``G = ∂U/∂d`` (3, batch, N−1) of harmonic bonds and bending on the bond vectors
+    ``d_k = x_{k+1} − x_k`` of ``xs`` (3, batch, N); the force is ``G_j − G_{j−1}`` on bead j.
+
+    ``k_bond`` a 0-d tensor, ``k_r0`` = k_bond·r0 (N−1,), ``cos0k`` = −k_angle·cos θ0 (N−2,).
+    """
+    d = xs[..., 1:] - xs[..., :-1]
+    inv = (d * d).sum(0).rsqrt_()  # (B, N−1)
+    grad = torch.addcmul(k_bond, k_r0, inv, value=-1.0) * d
+    if k_angle > 0:
+        e = d * inv
+        a, b = e[..., :-1], e[..., 1:]
+        m = (a * b).sum(0)  # −cos θ at the inner beads, (B, N−2)
+        w = torch.add(cos0k, m, alpha=-k_angle)  # dU/dcos θ = k(cos θ − cos θ0)
+        grad[..., :-1].addcmul_(w * inv[:, :-1], torch.addcmul(b, m, a, value=-1.0), value=-1.0)
+        grad[..., 1:].addcmul_(w * inv[:, 1:], torch.addcmul(a, m, b, value=-1.0), value=-1.0)
+    return grad
