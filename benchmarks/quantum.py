@@ -90,8 +90,8 @@ def bench_step_cost(repeat: int) -> dict:
         cn = physres.steppers.get("crank_nicolson", qs.rhs)
         te, tc = [], []
         for _ in range(repeat):  # interleaved, so load changes hit both alike
-            te.append(_median_time(lambda s=euler, x=x: s._step(x, 0.0, 1e-3), 3, 20))
-            tc.append(_median_time(lambda s=cn, x=x: s._step(x, 0.0, 1e-3), 3, 20))
+            te.append(_median_time(lambda s=euler, x=x: s.step(x, 0.0, 1e-3), 3, 20))
+            tc.append(_median_time(lambda s=cn, x=x: s.step(x, 0.0, 1e-3), 3, 20))
         te, tc = float(np.median(te)), float(np.median(tc))
         key = f"{kinetic}_{boundary}"
         out[key] = {"euler_ms": te * 1e3, "crank_nicolson_ms": tc * 1e3, "ratio": tc / te}
@@ -282,8 +282,8 @@ def bench_split_cost(sizes, batch: int, repeat: int, dts=(1e-3, 1e-2)) -> dict:
             number = max(3, 8192 // n)
             # CPU time (a loaded machine deschedules us mid-block), interleaved block by
             # block, the best of 5·repeat blocks of each
-            te = _interleaved_best([lambda s=euler, x=x, dt=dt: s._step(x, 0.0, dt),
-                                    lambda s=split, x=x, dt=dt: s._step(x, 0.0, dt)],
+            te = _interleaved_best([lambda s=euler, x=x, dt=dt: s.step(x, 0.0, dt),
+                                    lambda s=split, x=x, dt=dt: s.step(x, 0.0, dt)],
                                    5 * repeat, number)
             te, ts = te
             band = split._static.band  # the kinetic step: image convolution or sine transforms
