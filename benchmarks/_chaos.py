@@ -18,7 +18,7 @@ states" scores a second such reference sample against the first: the noise floor
 ``W1sym_*``: the same on (|x|, |y|, z), the coordinates folded by the system's symmetry
 (x, y, z) ↦ (−x, −y, z): blind to a preference for one lobe (which ``W1inv_x`` sees), free of
 the lobe-occupancy noise that dominates ``W1inv_x``, so it resolves a bias of the map on the
-attractor ~5× finer.
+attractor ~8× finer.
 """
 
 from __future__ import annotations
