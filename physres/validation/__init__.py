@@ -8,6 +8,7 @@
 
 from ._compare_figures import plot_stability_regions
 from .compare import Comparison, RunResult, StepperResult, compare_steppers, fit_order
+from .invariant import invariant_measure_w1
 from .lyapunov import lyapunov_exponent
 from .metrics import (
     fidelity,
@@ -36,4 +37,5 @@ __all__ = [
     "valid_prediction_time",
     "validate",
     "wasserstein1",
+    "invariant_measure_w1",
 ]
