@@ -219,8 +219,9 @@ class ChainForceEmulator(_ChainEmulator):
 
     def __init__(self, state_shape, *, staples=(), use_staples: bool = True,
                  cutoff: float | None = 2.5, width: int = 32, n_radial: int = 16,
-                 substeps: int = 4, temperature: float = 0.0, friction: float = 1.0,
-                 seed: int = 0, dt: float | None = None, dtype: torch.dtype = torch.float32):
+                 substeps: int = 4, angles: bool = True, temperature: float = 0.0,
+                 friction: float = 1.0, seed: int = 0, dt: float | None = None,
+                 dtype: torch.dtype = torch.float32):
         super().__init__(state_shape, staples=staples, use_staples=use_staples, cutoff=cutoff,
                          temperature=temperature, friction=friction, seed=seed, dt=dt)
         self.substeps = _checks.positive_int("substeps", substeps)
@@ -245,22 +246,74 @@ class ChainForceEmulator(_ChainEmulator):
         with torch.no_grad():  # start near the identity step
             self.head[-1].weight.mul_(1e-2)
             self.head[-1].bias.zero_()
+        self.angles = bool(angles)
+        if self.angles:  # dU/dcos θ at each middle bead 1 … n − 2
+            n_ang = n_radial
+            self.register_buffer("angle_centres", torch.linspace(-1.0, 1.0, n_ang, dtype=dtype),
+                                 persistent=False)
+            self.angle_gamma = ((n_ang - 1) / 2.0) ** 2
+            self.angle_static = nn.Linear(width, width, dtype=dtype)
+            self.angle_radial = nn.Linear(n_ang + 1, width, bias=False, dtype=dtype)
+            self.angle_head = nn.Sequential(nn.SiLU(), nn.Linear(width, width, dtype=dtype),
+                                            nn.SiLU(), nn.Linear(width, 1, dtype=dtype))
+            with torch.no_grad():
+                self.angle_head[-1].weight.mul_(1e-2)
+                self.angle_head[-1].bias.zero_()
+
+    def _static(self):
+        """Per-edge and per-angle features that do not depend on the positions."""
+        e = self.embed.weight
+        ei, ej = e[self.src], e[self.dst]
+        pair = self.pair(torch.cat([ei + ej, ei * ej, self.types], dim=-1))  # (E, W)
+        return pair, self.angle_static(e[1:-1]) if self.angles else None  # (A, W)
+
+    def pair_law(self, r: torch.Tensor, static: torch.Tensor) -> torch.Tensor:
+        """Learned pair law ``φ``, (B, E, 1), of the edge lengths ``r`` (B, E, 1): bead i moves
+        by ``φ·(x_j − x_i)`` per step (a true force ``−u'(r)/r`` times the step)."""
+        rbf = torch.exp(-self.gamma * (r - self.centres) ** 2)
+        return self.head(static + self.radial(torch.cat([rbf, r], dim=-1)))
+
+    def angle_law(self, c: torch.Tensor, static: torch.Tensor) -> torch.Tensor:
+        """Learned bending law ``g``, (B, A, 1), of the cosines ``c`` (B, A, 1) of the angles
+        at beads 1 … n − 2: plays ``dU/dcos θ`` times the step."""
+        basis = torch.exp(-self.angle_gamma * (c - self.angle_centres) ** 2)
+        return self.angle_head(static + self.angle_radial(torch.cat([basis, c], dim=-1)))
+
+    def drift(self, y: torch.Tensor, static=None) -> torch.Tensor:
+        """The learned displacement per step, (B, N, 3), at positions ``y`` (B, N, 3): pair
+        terms on the edges (equal and opposite) plus, with ``angles``, bending terms."""
+        pair, angle = self._static() if static is None else static
+        d = y[:, self.dst] - y[:, self.src]  # (B, E, 3): x_j − x_i
+        r = torch.linalg.vector_norm(d, dim=-1, keepdim=True)
+        phi = self.pair_law(r, pair)  # (B, E, 1)
+        if self.cutoff is not None:
+            env = 0.5 * (1.0 + torch.cos(torch.pi * (r / self.cutoff).clamp(max=1.0)))
+            phi = phi * (1.0 + self.far.unsqueeze(-1) * (env - 1.0))
+        f = phi * d
+        out = torch.zeros_like(y).index_add_(1, self.src, f).index_add_(1, self.dst, -f)
+        return out + self._angle_forces(y, angle) if self.angles else out
 
     def _step(self, x, t, dt):
         self.check_step_size(dt)
         y = x.to(self.net_dtype)
-        e = self.embed.weight
-        ei, ej = e[self.src], e[self.dst]
-        static = self.pair(torch.cat([ei + ej, ei * ej, self.types], dim=-1))  # (E, W)
+        static = self._static()
         for _ in range(self.substeps):
             self.nfev += 1
-            d = y[:, self.dst] - y[:, self.src]  # (B, E, 3): x_j − x_i
-            r = torch.linalg.vector_norm(d, dim=-1, keepdim=True)
-            rbf = torch.exp(-self.gamma * (r - self.centres) ** 2)
-            phi = self.head(static + self.radial(torch.cat([rbf, r], dim=-1)))  # (B, E, 1)
-            if self.cutoff is not None:
-                env = 0.5 * (1.0 + torch.cos(torch.pi * (r / self.cutoff).clamp(max=1.0)))
-                phi = phi * (1.0 + self.far.unsqueeze(-1) * (env - 1.0))
-            f = phi * d / self.substeps
-            y = y + torch.zeros_like(y).index_add_(1, self.src, f).index_add_(1, self.dst, -f)
+            y = y + self.drift(y, static) / self.substeps
         return self._with_noise(y.to(x.dtype), dt)
+
+    def _angle_forces(self, y, static):
+        """Forces ``−g(cos θ)·∇cos θ`` of the bending terms, (B, N, 3), θ the angle at bead i
+        between its bonds. Each triple's three forces sum to zero and come from a
+        rotation-invariant scalar, so they carry neither net force nor torque."""
+        u = y[:, :-2] - y[:, 1:-1]  # (B, A, 3): to bead i − 1
+        v = y[:, 2:] - y[:, 1:-1]  # to bead i + 1
+        nu = torch.linalg.vector_norm(u, dim=-1, keepdim=True)
+        nv = torch.linalg.vector_norm(v, dim=-1, keepdim=True)
+        c = (u * v).sum(-1, keepdim=True) / (nu * nv)  # (B, A, 1)
+        g = self.angle_law(c, static)
+        fa = -g * (v / (nu * nv) - c * u / nu**2)  # on bead i − 1
+        fc = -g * (u / (nu * nv) - c * v / nv**2)  # on bead i + 1
+        zero = torch.zeros_like(fa[:, :2])
+        return (torch.cat([fa, zero], 1) + torch.cat([zero, fc], 1)
+                - torch.cat([zero[:, :1], fa + fc, zero[:, :1]], 1))
