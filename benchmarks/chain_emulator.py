@@ -49,8 +49,8 @@ TARGETS = {"rollout_rel_l2": 0.05, "final_q_diff": 0.05, "rg_w1_rel": 0.02}
 KINDS = ("graph_staples", "graph_no_staples", "mlp_resnet")
 
 
-def make_model(kind, cfg, extra):
-    torch.manual_seed(0)
+def make_model(kind, cfg, extra, seed=0):
+    torch.manual_seed(seed)
     shape = (cfg["n_beads"], 3)
     if kind == "mlp_resnet":
         return physres.models.ResNetEmulator(state_shape=shape, width=4 * cfg["width"], depth=2)
@@ -90,13 +90,7 @@ def run(cfg, kinds, extra, tmp: Path, seeds=(0,), save=None) -> tuple[list[dict]
     rows = []
     for kind in kinds:
         for seed in seeds:
-            torch.manual_seed(seed)
-            model = make_model(kind, cfg, extra if kind != "mlp_resnet" else {})
-            if seed:
-                torch.manual_seed(seed)
-                for p in model.parameters():  # a different initialisation
-                    if p.dim() > 1:
-                        torch.nn.init.normal_(p, std=p.std().item() or 0.1)
+            model = make_model(kind, cfg, extra if kind != "mlp_resnet" else {}, seed)
             t0 = time.perf_counter()
             result = fit_for_steps(model, data, cfg["train_steps"], unroll=cfg["unroll"],
                                    batch_size=64, lr=cfg["lr"], device="cpu", progress=False)
@@ -135,7 +129,7 @@ def main(argv=None):
     p.add_argument("--preset", choices=tuple(PRESETS), default="quick")
     p.add_argument("--kinds", nargs="+", choices=KINDS, default=list(KINDS))
     p.add_argument("--seeds", type=int, nargs="+", default=[0],
-                   help="initialisations (0: the scenario's torch.manual_seed(0) alone)")
+                   help="torch seeds of the initialisation (0: the scenario's)")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                    help="override a preset value, e.g. train_steps=1000 n_traj=256")
     p.add_argument("--model", default="{}", help="extra ChainForceEmulator kwargs (JSON)")
