@@ -14,7 +14,12 @@ ResNet with ``fit_for_steps``, roll out from unseen coils and report, per emulat
 * ``speedup_vs_rk4``: CPU time of the rk4 reference rollout over the emulator's (best of
   interleaved runs in this process, one thread).
 
-Run: ``python benchmarks/chain_emulator.py [--preset quick|full] [--kinds ...]``; prints a
+``--floor`` adds the emulator's form with the exact laws: ``substeps`` Euler sub-steps of the
+chain's own force per step, the error a perfectly learned ChainForceEmulator would have.
+
+Run: ``python benchmarks/chain_emulator.py [--preset quick|full] [--kinds ...] [--floor]``
+(``--set train_steps=1000``, ``--model '{"angles": false}'``, ``--seeds 1 2`` for the
+ablations in docs/benchmarks.md); prints a
 table and writes JSON (default: benchmarks/results/chain_emulator_<preset>.json).
 """
 
@@ -70,7 +75,8 @@ def speedup(reference, emulator, repeat: int = 3) -> float:
     return best["reference"] / max(best["emulator"], 1e-9)
 
 
-def run(cfg, kinds, extra, tmp: Path, seeds=(0,), save=None) -> tuple[list[dict], dict]:
+def run(cfg, kinds, extra, tmp: Path, seeds=(0,), save=None,
+        floor=False) -> tuple[list[dict], dict]:
     system = physres.systems.get("bead_chain", n_beads=cfg["n_beads"], target="hairpin",
                                  staples=[cfg["staple"]], initial="coil")
     data = tmp / "chain_flow.h5"
@@ -88,6 +94,18 @@ def run(cfg, kinds, extra, tmp: Path, seeds=(0,), save=None) -> tuple[list[dict]
     ref_q = float(system.folding(ref)["q"].mean(0)[-1])
     ref_rg = radius_of_gyration(ref[:, n_steps // 2:]).reshape(-1).numpy()
     rows = []
+    if floor:  # the emulator's form with the exact laws: K Euler sub-steps of the true force
+        k = cfg["substeps"]
+        euler = physres.steppers.get("euler", system.rhs)
+        with torch.no_grad():
+            pred = physres.rollout(euler, test, cfg["dt_save"] / k, k * n_steps, save_every=k)
+        per = ((pred - ref).flatten(1).norm(dim=1) / ref.flatten(1).norm(dim=1)).numpy()
+        rg = radius_of_gyration(pred[:, n_steps // 2:]).reshape(-1).numpy()
+        q = float(system.folding(pred)["q"].mean(0)[-1])
+        rows.append({"emulator": f"euler_true_force_x{k}", "rollout_rel_l2": float(per.mean()),
+                     "median": float(np.median(per)), "max": float(per.max()), "final_q": q,
+                     "q_diff": q - ref_q, "rg_w1_rel": float(wasserstein_distance(rg, ref_rg))
+                     / float(ref_rg.mean()), "per_coil": per.round(4).tolist()})
     for kind in kinds:
         for seed in seeds:
             model = make_model(kind, cfg, extra if kind != "mlp_resnet" else {}, seed)
@@ -127,7 +145,7 @@ def run(cfg, kinds, extra, tmp: Path, seeds=(0,), save=None) -> tuple[list[dict]
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--preset", choices=tuple(PRESETS), default="quick")
-    p.add_argument("--kinds", nargs="+", choices=KINDS, default=list(KINDS))
+    p.add_argument("--kinds", nargs="*", choices=KINDS, default=list(KINDS))
     p.add_argument("--seeds", type=int, nargs="+", default=[0],
                    help="torch seeds of the initialisation (0: the scenario's)")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
@@ -135,6 +153,9 @@ def main(argv=None):
     p.add_argument("--model", default="{}", help="extra ChainForceEmulator kwargs (JSON)")
     p.add_argument("--json", default=None)
     p.add_argument("--save", default=None, help="directory to save the trained models in")
+    p.add_argument("--floor", action="store_true",
+                   help="also the emulator's form with the true laws (Euler sub-steps of the "
+                        "chain's own force)")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     cfg = dict(PRESETS[args.preset])
@@ -143,7 +164,8 @@ def main(argv=None):
         cfg[key] = type(cfg[key])(json.loads(value)) if key in cfg else json.loads(value)
     extra = json.loads(args.model)
     with tempfile.TemporaryDirectory() as d:
-        rows, ref = run(cfg, args.kinds, extra, Path(d), tuple(args.seeds), args.save)
+        rows, ref = run(cfg, args.kinds, extra, Path(d), tuple(args.seeds), args.save,
+                       args.floor)
     print(f"reference final Q {ref['reference_final_q']:.3f}, mean Rg "
           f"{ref['reference_rg_mean']:.3f}")
     print(table(rows, ["emulator", "seed", "rollout_rel_l2", "median", "max", "one_step_rel",
