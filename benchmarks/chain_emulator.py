@@ -135,7 +135,8 @@ def run(cfg, kinds, extra, tmp: Path, seeds=(0,), save=None,
                          "one_step_rel": one_step, "final_q": q, "q_diff": q - ref_q,
                          "rg_w1_rel": w1 / float(ref_rg.mean()), "speedup_vs_rk4": sp,
                          "final_loss": float(np.mean(loss[-20:])) if loss else None,
-                         "train_s": wall, "per_coil": per.round(4).tolist()})
+                         "train_s": wall, "per_coil": per.round(4).tolist(),
+                         "loss_trace": [float(v) for v in loss[::max(1, len(loss) // 20)]]})
             print(table([rows[-1]], ["emulator", "seed", "rollout_rel_l2", "median", "max",
                                      "one_step_rel", "final_q", "q_diff", "rg_w1_rel",
                                      "speedup_vs_rk4", "final_loss", "train_s"]), flush=True)
