@@ -13,6 +13,10 @@ partners only. Relative vectors make it translation invariant; scalar messages t
 ``x_i − x_j`` make it rotation equivariant. ``use_staples=False`` drops the staple edges (the
 same network without long-range skips). With ``temperature > 0`` evaluation adds Euler–Maruyama
 noise ``sqrt(2kT·dt/γ)·ξ`` to the learned drift, so the emulator samples at temperature.
+
+``ChainForceEmulator`` keeps the form of the chain's own force field instead: learned pair laws
+on the same graph (plus all pairs within ``cutoff``) and learned bending laws at the angles,
+integrated in Euler sub-steps.
 """
 
 from __future__ import annotations
@@ -184,22 +188,30 @@ class ChainGraphEmulator(_ChainEmulator):
 
 @register("chain_force")
 class ChainForceEmulator(_ChainEmulator):
-    """Learned drift of a bead chain (state (n_beads, 3)): pair forces on the bead graph,
-    integrated in ``substeps`` explicit Euler sub-steps per step.
+    """Learned drift of a bead chain (state (n_beads, 3)): pair forces on the bead graph and
+    bending forces at its angles, integrated in ``substeps`` explicit Euler sub-steps per step.
 
     Each sub-step moves every bead along its edges (bonds ``|i − j| = 1``, next neighbours
-    ``|i − j| = 2``, staples, and with ``cutoff`` every other pair ``|i − j| ≥ 3``):
+    ``|i − j| = 2``, staples, and with ``cutoff`` every other pair ``|i − j| ≥ 3``) and, with
+    ``angles``, along the gradient of the cosine of each bond angle θ_i (at beads 1 … n − 2):
 
-        x_i ← x_i + (1/K) Σ_j (x_j − x_i) · φ(r_ij, type_ij, e_i, e_j) · s(r_ij)
+        x ← x + (1/K) [Σ_edges φ_ij(r_ij) · s(r_ij) · (x_j − x_i)  −  Σ_i g_i(cos θ_i) ∇cos θ_i]
 
-    with ``K = substeps``, ``e_i`` a learned embedding of bead i, and ``s`` a smooth envelope
-    ``½(1 + cos(π r/cutoff))`` that switches the far pairs off at the cutoff (1 on the chain
-    and staple edges). ``φ`` is symmetric in ``(i, j)``, so the forces are equal and opposite:
-    the centre of mass is kept exactly, the step is rotation equivariant and translation
-    invariant. It is the structure of the true field (a sum of radial pair forces: bonds,
-    bending seen through the next-neighbour distance, staples, Gō contacts, WCA), so the network
-    learns per-pair force laws rather than a whole flow map. ``use_staples=False`` drops the
-    staple edges (a staple's partners then interact only as far pairs, within ``cutoff``).
+    with ``K = substeps`` and ``s`` a smooth envelope ``½(1 + cos(π r/cutoff))`` that switches
+    the far pairs off at the cutoff (1 on the chain and staple edges). This is the form of the
+    true field, a sum of radial pair forces (bonds, staples, Gō contacts, WCA) and bending
+    terms ``½k(cos θ − cos θ0)²``: ``φ`` plays ``u'(r)/r`` and ``g`` plays ``dU/dcos θ``, times
+    the step (:meth:`pair_law`, :meth:`angle_law`). Each law is a small MLP of the Gaussian
+    radial (angular) basis, conditioned on learned bead embeddings ``e_i, e_j`` and the edge
+    type, plus, with ``tables``, the edge's (angle's) own linear combination of that basis: a
+    tabulated law per pair, as a Gō model gives every native contact its own potential. The
+    tables are what make the laws learnable in a few hundred optimiser steps (the shared MLP
+    alone has to encode pair identity through the embeddings).
+
+    Pair forces are equal and opposite and bending forces come from rotation-invariant
+    cosines, so the drift carries no net force or torque: the centre of mass is kept exactly,
+    the step is rotation equivariant and translation invariant. ``use_staples=False`` drops
+    the staple edges (a staple's partners then interact only as far pairs, within ``cutoff``).
     With ``temperature > 0`` evaluation adds Euler–Maruyama noise ``sqrt(2kT·dt/γ)·ξ``.
 
     Parameters
@@ -208,9 +220,12 @@ class ChainForceEmulator(_ChainEmulator):
     staples : sequence of ``(i, j)`` (or ``(i, j, k, r0)``)
     use_staples : bool
     cutoff : float, optional, range of the far pairs (None: chain and staple edges only)
-    width : int, embedding and hidden width; n_radial : int, Gaussian radial features of the
-        edge length on [0.5, ``cutoff`` or 3]
+    width : int, embedding and hidden width; n_radial : int, Gaussian features of each edge
+        length on [0.5, ``cutoff`` or 3] (and of each angle's cosine on [−1, 1])
     substeps : int, Euler sub-steps per step
+    angles : bool, the learned bending terms (False: pair forces only, bending seen through
+        the next-neighbour distance)
+    tables : bool, each edge's and angle's own linear law beside the shared MLP
     temperature, friction, seed : evaluation-mode noise (0: deterministic)
     dt : float, the training step; dtype : parameter dtype
     """
@@ -219,8 +234,9 @@ class ChainForceEmulator(_ChainEmulator):
 
     def __init__(self, state_shape, *, staples=(), use_staples: bool = True,
                  cutoff: float | None = 2.5, width: int = 32, n_radial: int = 16,
-                 substeps: int = 4, temperature: float = 0.0, friction: float = 1.0,
-                 seed: int = 0, dt: float | None = None, dtype: torch.dtype = torch.float32):
+                 substeps: int = 4, angles: bool = True, tables: bool = True,
+                 temperature: float = 0.0, friction: float = 1.0, seed: int = 0,
+                 dt: float | None = None, dtype: torch.dtype = torch.float32):
         super().__init__(state_shape, staples=staples, use_staples=use_staples, cutoff=cutoff,
                          temperature=temperature, friction=friction, seed=seed, dt=dt)
         self.substeps = _checks.positive_int("substeps", substeps)
@@ -245,22 +261,86 @@ class ChainForceEmulator(_ChainEmulator):
         with torch.no_grad():  # start near the identity step
             self.head[-1].weight.mul_(1e-2)
             self.head[-1].bias.zero_()
+        self.angles = bool(angles)
+        # each edge's and angle's own law, linear in the radial (angular) basis
+        self.table = (nn.Parameter(torch.zeros(len(ij), n_radial, dtype=dtype)) if tables
+                      else None)
+        self.angle_table = (nn.Parameter(torch.zeros(self.state_shape[0] - 2, n_radial,
+                                                     dtype=dtype))
+                            if tables and self.angles else None)
+        if self.angles:  # dU/dcos θ at each middle bead 1 … n − 2
+            n_ang = n_radial
+            self.register_buffer("angle_centres", torch.linspace(-1.0, 1.0, n_ang, dtype=dtype),
+                                 persistent=False)
+            self.angle_gamma = ((n_ang - 1) / 2.0) ** 2
+            self.angle_static = nn.Linear(width, width, dtype=dtype)
+            self.angle_radial = nn.Linear(n_ang + 1, width, bias=False, dtype=dtype)
+            self.angle_head = nn.Sequential(nn.SiLU(), nn.Linear(width, width, dtype=dtype),
+                                            nn.SiLU(), nn.Linear(width, 1, dtype=dtype))
+            with torch.no_grad():
+                self.angle_head[-1].weight.mul_(1e-2)
+                self.angle_head[-1].bias.zero_()
+
+    def _static(self):
+        """Per-edge and per-angle features that do not depend on the positions."""
+        e = self.embed.weight
+        ei, ej = e[self.src], e[self.dst]
+        pair = self.pair(torch.cat([ei + ej, ei * ej, self.types], dim=-1))  # (E, W)
+        return pair, self.angle_static(e[1:-1]) if self.angles else None  # (A, W)
+
+    def pair_law(self, r: torch.Tensor, static: torch.Tensor) -> torch.Tensor:
+        """Learned pair law ``φ``, (B, E, 1), of the edge lengths ``r`` (B, E, 1): bead i moves
+        by ``φ·(x_j − x_i)`` per step (the true ``u'(r)/r`` times the step)."""
+        rbf = torch.exp(-self.gamma * (r - self.centres) ** 2)
+        out = self.head(static + self.radial(torch.cat([rbf, r], dim=-1)))
+        if self.table is not None:
+            out = out + (rbf * self.table).sum(-1, keepdim=True)
+        return out
+
+    def angle_law(self, c: torch.Tensor, static: torch.Tensor) -> torch.Tensor:
+        """Learned bending law ``g``, (B, A, 1), of the cosines ``c`` (B, A, 1) of the angles
+        at beads 1 … n − 2: plays ``dU/dcos θ`` times the step."""
+        basis = torch.exp(-self.angle_gamma * (c - self.angle_centres) ** 2)
+        out = self.angle_head(static + self.angle_radial(torch.cat([basis, c], dim=-1)))
+        if self.angle_table is not None:
+            out = out + (basis * self.angle_table).sum(-1, keepdim=True)
+        return out
+
+    def drift(self, y: torch.Tensor, static=None) -> torch.Tensor:
+        """The learned displacement per step, (B, N, 3), at positions ``y`` (B, N, 3): pair
+        terms on the edges (equal and opposite) plus, with ``angles``, bending terms."""
+        pair, angle = self._static() if static is None else static
+        d = y[:, self.dst] - y[:, self.src]  # (B, E, 3): x_j − x_i
+        r = torch.linalg.vector_norm(d, dim=-1, keepdim=True)
+        phi = self.pair_law(r, pair)  # (B, E, 1)
+        if self.cutoff is not None:
+            env = 0.5 * (1.0 + torch.cos(torch.pi * (r / self.cutoff).clamp(max=1.0)))
+            phi = phi * (1.0 + self.far.unsqueeze(-1) * (env - 1.0))
+        f = phi * d
+        out = torch.zeros_like(y).index_add_(1, self.src, f).index_add_(1, self.dst, -f)
+        return out + self._angle_forces(y, angle) if self.angles else out
 
     def _step(self, x, t, dt):
         self.check_step_size(dt)
         y = x.to(self.net_dtype)
-        e = self.embed.weight
-        ei, ej = e[self.src], e[self.dst]
-        static = self.pair(torch.cat([ei + ej, ei * ej, self.types], dim=-1))  # (E, W)
+        static = self._static()
         for _ in range(self.substeps):
             self.nfev += 1
-            d = y[:, self.dst] - y[:, self.src]  # (B, E, 3): x_j − x_i
-            r = torch.linalg.vector_norm(d, dim=-1, keepdim=True)
-            rbf = torch.exp(-self.gamma * (r - self.centres) ** 2)
-            phi = self.head(static + self.radial(torch.cat([rbf, r], dim=-1)))  # (B, E, 1)
-            if self.cutoff is not None:
-                env = 0.5 * (1.0 + torch.cos(torch.pi * (r / self.cutoff).clamp(max=1.0)))
-                phi = phi * (1.0 + self.far.unsqueeze(-1) * (env - 1.0))
-            f = phi * d / self.substeps
-            y = y + torch.zeros_like(y).index_add_(1, self.src, f).index_add_(1, self.dst, -f)
+            y = y + self.drift(y, static) / self.substeps
         return self._with_noise(y.to(x.dtype), dt)
+
+    def _angle_forces(self, y, static):
+        """Forces ``−g(cos θ)·∇cos θ`` of the bending terms, (B, N, 3), θ the angle at bead i
+        between its bonds. Each triple's three forces sum to zero and come from a
+        rotation-invariant scalar, so they carry neither net force nor torque."""
+        u = y[:, :-2] - y[:, 1:-1]  # (B, A, 3): to bead i − 1
+        v = y[:, 2:] - y[:, 1:-1]  # to bead i + 1
+        nu = torch.linalg.vector_norm(u, dim=-1, keepdim=True)
+        nv = torch.linalg.vector_norm(v, dim=-1, keepdim=True)
+        c = (u * v).sum(-1, keepdim=True) / (nu * nv)  # (B, A, 1)
+        g = self.angle_law(c, static)
+        fa = -g * (v / (nu * nv) - c * u / nu**2)  # on bead i − 1
+        fc = -g * (u / (nu * nv) - c * v / nv**2)  # on bead i + 1
+        zero = torch.zeros_like(fa[:, :2])
+        return (torch.cat([fa, zero], 1) + torch.cat([zero, fc], 1)
+                - torch.cat([zero[:, :1], fa + fc, zero[:, :1]], 1))
