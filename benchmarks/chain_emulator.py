@@ -1,9 +1,9 @@
 """The stapled chain emulator on the ``chain_fold`` scenario's settings, with diagnostics.
 
 Reproduces the emulator part of ``scenarios/chain_fold.py`` with the same physres calls:
-``simulate`` rk4 gradient-flow trajectories of the 12-bead Gō hairpin with staple (1, 9) from
-random coils, train ``ChainForceEmulator`` (with and without the staple edges) and an MLP
-ResNet with ``fit_for_steps``, roll out from unseen coils and report, per emulator:
+``physres.data.generate`` writes rk4 gradient-flow trajectories of the 12-bead Gō hairpin with
+staple (1, 9) from random coils; train ``ChainForceEmulator`` (with and without the staple
+edges) and an MLP ResNet with ``fit_for_steps``, roll out from unseen coils and report, per emulator:
 
 * ``rollout_rel_l2``: relative L2 error against rk4 over the whole rollout (mean over coils),
   and its median and maximum over the coils;
@@ -38,7 +38,7 @@ from scipy.stats import wasserstein_distance
 
 import physres
 from physres.scenarios import fit_for_steps
-from physres.systems.chain import radius_of_gyration, simulate
+from physres.systems.chain import radius_of_gyration
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import machine, table, write_json  # noqa: E402
@@ -80,8 +80,9 @@ def run(cfg, kinds, extra, tmp: Path, seeds=(0,), save=None,
     system = physres.systems.get("bead_chain", n_beads=cfg["n_beads"], target="hairpin",
                                  staples=[cfg["staple"]], initial="coil")
     data = tmp / "chain_flow.h5"
-    simulate(system, data, n_traj=cfg["n_traj"], t_end=cfg["t_flow"], dt=cfg["dt_save"] / 20,
-             dt_save=cfg["dt_save"], stepper="rk4", seed=3, progress=False)
+    physres.data.generate(system, data, n_traj=cfg["n_traj"], t_end=cfg["t_flow"],
+                          dt=cfg["dt_save"] / 20, dt_save=cfg["dt_save"], stepper="rk4", seed=3,
+                          progress=False)
     test = system.sample_initial(cfg["n_test"], seed=99)
     n_steps = round(cfg["t_flow"] / cfg["dt_save"])
     rk4 = physres.steppers.get("rk4", system.rhs)
