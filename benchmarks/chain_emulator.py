@@ -3,7 +3,8 @@
 Reproduces the emulator part of ``scenarios/chain_fold.py`` with the same physres calls:
 ``physres.data.generate`` writes rk4 gradient-flow trajectories of the 12-bead Gō hairpin with
 staple (1, 9) from random coils; train ``ChainForceEmulator`` (with and without the staple
-edges) and an MLP ResNet with ``fit_for_steps``, roll out from unseen coils and report, per emulator:
+edges) and an MLP ResNet with ``fit_for_steps``, roll out from unseen coils and
+report, per emulator:
 
 * ``rollout_rel_l2``: relative L2 error against rk4 over the whole rollout (mean over coils),
   and its median and maximum over the coils;
@@ -34,10 +35,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from physres.scenarios import fit_for_steps
 from scipy.stats import wasserstein_distance
 
 import physres
-from physres.scenarios import fit_for_steps
 from physres.systems.chain import radius_of_gyration
 
 sys.path.insert(0, str(Path(__file__).parent))
