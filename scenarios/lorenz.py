@@ -265,8 +265,9 @@ def plot_histograms(ctx, longs, attractor_ref):
 
 def _markdown(r, cfg: Config, quick: bool) -> str:
     size = ("`--quick` size: fewer and shorter trajectories, λ1 from 5000 steps, invariant "
-            f"measures from {cfg.n_inv} × {cfg.t_inv:g} time units (not 16 × 1000), W1 short "
-            f"over {cfg.long_steps * cfg.dt:g} time units (not 100)" if quick
+            f"measures from {cfg.n_inv} × {cfg.t_inv:g} time units (not {FULL.n_inv} × "
+            f"{FULL.t_inv:g}), W1 short over {cfg.long_steps * cfg.dt:g} time units (not "
+            f"{FULL.long_steps * FULL.dt:g})" if quick
             else "default size")
     fl = r["invariant_floor"]
     info = r["training"]["resnet emulator"]["training_info"]
@@ -312,8 +313,8 @@ def _markdown(r, cfg: Config, quick: bool) -> str:
         f"The row \"{FLOOR}\" is the noise floor: {cfg.n_inv} more DOP853 trajectories of the "
         "true system, scored against the reference exactly like a stepper "
         f"(W1inv {fl['W1inv(x)']:.3g} / {fl['W1inv(y)']:.3g} / {fl['W1inv(z)']:.3g}); two samples "
-        "of the same invariant measure differ by that much, so a stepper within about the floor "
-        "of it is indistinguishable from the true system at this sample size, and a difference "
+        "of the same invariant measure differ by that much, so a stepper that scores about the "
+        "floor is indistinguishable from the true system at this sample size, and a difference "
         "between two steppers smaller than the floor means nothing. `W1 short` (the first "
         f"measure): each coordinate over {cfg.long_steps * cfg.dt:g} time units (100 at the "
         f"default size) from {cfg.n_long} held-out states against the reference over the same "

@@ -134,7 +134,7 @@ def check_lorenz(r):
     # scores about what a second scipy sample (the floor) does; a wrong attractor scores far more
     floor = r["invariant_floor"]
     for c in ("x", "y", "z"):
-        assert 0 < floor[f"W1inv({c})"] < 1.0
+        assert 0 < floor[f"W1inv({c})"] < 2.0  # x, y span ±20: a wrong measure is far off
         assert 0 < true[f"W1inv({c})"] < 5 * floor[f"W1inv({c})"] + 0.2, c
     for name, row in r["steppers"].items():
         assert row["VPT (Lyapunov times)"] >= 0
