@@ -23,9 +23,10 @@ block is a polynomial feature layer (``z + W·φ(z)``, monomials up to degree 6:
 reservoir computing as a residual step) and a Neural ODE on a quadratic polynomial field,
 integrated by RK4 with four sub-steps per dt.
 
-Run: ``physres run lorenz`` (726 s measured on a shared 2-core CPU at load average ~8 before
-the invariant measures were added; they add ~140 s for the reference and ~70 s for the closed
-loops at load 5–8) or ``physres run lorenz --quick`` (under 2 minutes at load ~3).
+Run: ``physres run lorenz`` (1377 s measured on a shared 2-core CPU at load average 6–11; 726 s
+at load ~8 before the invariant measures were added, which cost ~140 s for the reference and
+~70 s for the closed loops at load 5–8) or ``physres run lorenz --quick`` (under 2 minutes at
+load ~3; the invariant measures add ~10 s of CPU time to it).
 """
 
 from __future__ import annotations
@@ -316,10 +317,11 @@ def _markdown(r, cfg: Config, quick: bool) -> str:
         "of the same invariant measure differ by that much, so a stepper that scores about the "
         "floor is indistinguishable from the true system at this sample size, and a difference "
         "between two steppers smaller than the floor means nothing. `W1 short` (the first "
-        f"measure): each coordinate over {cfg.long_steps * cfg.dt:g} time units (100 at the "
-        f"default size) from {cfg.n_long} held-out states against the reference over the same "
-        "span; at that size it mostly measures which lobe each short run happened to visit "
-        "(RK4 on the true field scores ~0.28 in x at the default size).",
+        f"measure): each coordinate over {cfg.long_steps * cfg.dt:g} time units"
+        f"{f' ({FULL.long_steps * FULL.dt:g} at the default size)' if quick else ''} from "
+        f"{cfg.n_long} held-out states against the reference over the same span; at that size "
+        "it mostly measures which lobe each short run happened to visit (RK4 on the true field "
+        "scores ~0.28 in x at the default size).",
         "",
         "![trajectories](lorenz_trajectories.png)",
         "",
