@@ -118,7 +118,25 @@ def check_depth(report, lines):
         assert _y(ln).min() >= 0
 
 
+def check_lorenz(report, lines):
+    # invariant-measure W1 (per coordinate and folded) and its floor: finite and positive for
+    # every stepper that did not diverge, and for the reference against itself
+    floor = report["invariant_floor"]
+    rows = [floor, *report["steppers"].values()]
+    keys = [f"W1inv({c})" for c in "xyz"] + ["W1sym(|x|)", "W1sym(|y|)"]
+    assert all(k in floor for k in keys), floor
+    for row in rows:
+        for k in keys:
+            v = row[k]
+            assert v is None or (math.isfinite(v) and v > 0), (row.get("stepper"), k, v)
+    assert all(floor[k] is not None for k in keys)
+    assert report["summary"][0]["stepper"] == "reference (other states)"
+    for ln in _axes_lines(lines, r"\|\hat x - x\|"):  # error growth on a log axis: positive
+        assert _y(ln).min() > 0, ln.get_label()
+
+
 CHECKS = {"wavepacket": check_wavepacket, "kohn_sham": check_kohn_sham, "depth": check_depth}
+CHECKS["lorenz"] = check_lorenz
 
 
 def test_plotted_quantities_in_range(run):
