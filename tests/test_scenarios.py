@@ -197,13 +197,14 @@ def check_chain_fold(r):
     assert fold["stapled"]["rg_std"] < fold["unstapled"]["rg_std"]
     emu = {row["emulator"]: row for row in r["emulators"]["rows"]}
     ref_q, staples = r["emulators"]["reference_final_q"], emu["graph_staples"]
-    # against the rk4 gradient flow: the graph emulator with staple edges follows it (quick
-    # training: 0.12 rollout error, Q off by 0.08, W1(Rg) 1.3 % of the mean) ...
-    assert staples["rollout_rel_l2"] < 0.2
-    assert abs(staples["final_q"] - ref_q) < 0.12
-    assert staples["rg_w1_rel"] < 0.04
-    # ... and removing the staple edges at least doubles the error
-    assert emu["graph_no_staples"]["rollout_rel_l2"] > 2 * staples["rollout_rel_l2"]
+    # against the rk4 gradient flow the graph emulator with staple edges meets the scenario's
+    # targets (quick training, seeds 0-2: rollout error 0.025-0.027, worst coil 0.057; Q off by
+    # 0.013; W1(Rg) 0.3 % of the mean) ...
+    assert staples["rollout_rel_l2"] < 0.05
+    assert abs(staples["final_q"] - ref_q) < 0.05
+    assert staples["rg_w1_rel"] < 0.02
+    # ... and removing the staple edges makes the error far larger (24x here)
+    assert emu["graph_no_staples"]["rollout_rel_l2"] > 5 * staples["rollout_rel_l2"]
 
 
 CLAIMS = {"depth": check_depth, "kohn_sham": check_kohn_sham, "oscillator": check_oscillator,
