@@ -124,11 +124,12 @@ DEFAULT_GOALS = {"harmonic_oscillator": (N_STEPS, 1e-3), "pendulum": (N_STEPS, 1
 MASS_GOAL = 1e-12  # Robertson: |Σy(t) − Σy(0)| at most
 
 
-def run_defaults(name, workdir):
+def run_defaults(name, workdir, extra=()):
     """``physres generate NAME`` and ``physres train d.h5 --out m.pt --frame-step 10`` with no
     other flag (the CLI in this process, one thread), then the saved model file is loaded
     and rolled out from held-out initial states (another seed than the data's) against the
-    exact solution (oscillator, pendulum) or DOP853 / Radau at rtol 1e-12."""
+    exact solution (oscillator, pendulum) or DOP853 / Radau at rtol 1e-12. ``extra``: more
+    `physres train` flags (to measure one option against the defaults)."""
     from physres.cli import main as cli
 
     system = physres.systems.get(name)
@@ -137,7 +138,7 @@ def run_defaults(name, workdir):
     torch.manual_seed(0)
     start = time.perf_counter()
     assert cli(["train", str(path), "--out", str(out), "--frame-step", "10",
-                "--no-progress"]) == 0
+                "--no-progress", *extra]) == 0
     train_s = time.perf_counter() - start
     model = physres.load(out)
     dt = 10 * system.dt_save
@@ -155,7 +156,8 @@ def run_defaults(name, workdir):
         pred = physres.rollout(model, x0, dt, n_steps).double().numpy()
     rel = relative_l2(pred, ref)  # (batch, n_steps)
     info = model.training_info
-    row = {"system": name, "model": type(model).name, "dt": dt, "steps": n_steps,
+    row = {"system": name, "extra": " ".join(extra), "model": type(model).name, "dt": dt,
+           "steps": n_steps,
            "max_rel_l2": float(rel.max()), "max_mean_rel_l2": float(rel.mean(0).max()),
            "goal": goal, "train_s": train_s}
     met = row["max_rel_l2"] < goal
@@ -195,6 +197,8 @@ def main() -> None:
     parser.add_argument("--defaults", action="store_true",
                         help="`physres train` with no flag but --frame-step 10 (oscillator, "
                              "pendulum, robertson unless --systems)")
+    parser.add_argument("--extra", default="",
+                        help="--defaults: more `physres train` flags, e.g. '--noise 0.001'")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.chaos:
@@ -216,7 +220,7 @@ def main() -> None:
             ",".join(DEFAULT_GOALS)
         with tempfile.TemporaryDirectory() as workdir:
             for name in names.split(","):
-                rows += run_defaults(name, workdir)
+                rows += run_defaults(name, workdir, args.extra.split())
         columns = ["system", "model", "max_rel_l2", "goal", "goal_met", "train_s"]
         print(table(rows, columns))
         write_json(args.json, {"benchmark": "emulators_defaults", "machine": machine(),
