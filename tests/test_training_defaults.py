@@ -224,16 +224,18 @@ def test_model_for_a_small_float64_state_is_float64_and_fits_the_dense_finish(ho
     width = mlp.net[0].out_features
     choices = model.training_info["model"]
     assert choices["width"].startswith(f"{width}:") and "linear_skip" in choices
-    # the chosen width is the widest candidate whose dense normal equations fit the budget
+    # the chosen width is the widest candidate whose dense normal equations on all the
+    # default polish windows fit the budget
     n_params = sum(p.numel() for p in model.parameters())
-    per_window = TrainConfig().unroll * 2
-    assert DENSE_FLOPS / (per_window * n_params**2) >= MIN_DENSE_WINDOWS
+    per_window, wanted = TrainConfig().unroll * 2, TrainConfig().polish_windows
+    assert DENSE_FLOPS / (per_window * n_params**2) >= wanted >= MIN_DENSE_WINDOWS
     wider = [w for w in build.WIDTHS if w > width]
+    assert wider
     for w in wider:
         big = physres.models.ResNetEmulator(state_shape=(2,), width=w,
                                             net_options={"linear_skip": True})
         n = sum(p.numel() for p in big.parameters())
-        assert DENSE_FLOPS / (per_window * n**2) < MIN_DENSE_WINDOWS
+        assert DENSE_FLOPS / (per_window * n**2) < wanted
     # fit's plan: dense LM, a warm-up of whole epochs of >= WARMUP_STEPS AdamW steps and the
     # long LM budget with stall stopping
     config = TrainConfig(frame_step=5, device="cpu", progress=False)

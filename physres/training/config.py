@@ -44,15 +44,16 @@ class TrainConfig:
         chaos-aware) or ``"full"`` (whole-rollout relative error).
     Polish
         ``polish_steps`` iterations at most (None: 400 for the dense Levenberg–Marquardt
-        finish, else 30) of a full-batch second-order finish after the AdamW epochs, on the
-        K-step loss over up to ``polish_windows`` training windows, ended early when the
-        loss falls by less than the fraction ``polish_stall`` over 25 iterations; the
-        validation score decides whether the polished weights are kept. ``polish_method``:
-        ``"auto"`` (least squares for models linear in their parameters, dense
-        Levenberg–Marquardt for small ones, matrix-free Gauss–Newton–CG beyond, L-BFGS when
-        the step cannot be differentiated by ``torch.func``), or any of ``"lstsq"``, ``"lm"``,
-        ``"gn"`` (``polish_iter`` CG iterations per step), ``"lbfgs"`` (``polish_iter`` inner
-        iterations), ``"none"``. Every choice is recorded in ``model.training_info``.
+        finish after the automatic warm-up, else 30) of a full-batch second-order finish
+        after the AdamW epochs, on the K-step loss over up to ``polish_windows`` training
+        windows, ended early when the loss falls by less than the fraction ``polish_stall``
+        over 25 iterations; the validation score decides whether the polished weights are
+        kept. ``polish_method``: ``"auto"`` (least squares for models linear in their
+        parameters, dense Levenberg–Marquardt for small ones, matrix-free
+        Gauss–Newton–CG beyond, L-BFGS when the step cannot be differentiated by
+        ``torch.func``), or any of ``"lstsq"``, ``"lm"``, ``"gn"`` (``polish_iter`` CG
+        iterations per step), ``"lbfgs"`` (``polish_iter`` inner iterations), ``"none"``.
+        Every choice is recorded in ``model.training_info``.
     Runtime
         ``seed``; ``device`` (default: cuda if available); ``amp`` (mixed precision: None =
         on CUDA only; refused on CPU); ``checkpoint`` path written every ``checkpoint_every``
@@ -62,8 +63,8 @@ class TrainConfig:
     """
 
     epochs: int | None = field(default=None, metadata={"resume": True, "help": (
-        "passes over the training windows (none: automatic, a short warm-up before a dense "
-        "Levenberg-Marquardt finish, else 100)")})
+        "passes over the training windows; automatic: a warm-up of about 200 AdamW steps "
+        "before a dense Levenberg-Marquardt finish, else 100")})
     batch_size: int = field(default=256, metadata={"resume": True, "help": (
         "windows per optimiser step")})
     lr: float = field(default=3e-3, metadata={"resume": True, "help": (
@@ -117,8 +118,8 @@ class TrainConfig:
     patience: int | None = field(default=20, metadata={"help": (
         "validations without improvement before stopping (None: never)")})
     polish_steps: int | None = field(default=None, metadata={"resume": True, "help": (
-        "iterations of the second-order finish after AdamW at most (0: none; none: "
-        "automatic, 400 dense Levenberg-Marquardt iterations, else 30)")})
+        "iterations of the second-order finish after AdamW at most (0: none); automatic: "
+        "400 for a dense Levenberg-Marquardt finish after the automatic warm-up, else 30")})
     polish_stall: float = field(default=0.1, metadata={"resume": True, "help": (
         "stop the Levenberg-Marquardt / Gauss-Newton finish when its loss falls by less "
         "than this fraction over 25 iterations (0: never)")})
