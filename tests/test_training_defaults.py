@@ -347,3 +347,15 @@ def test_levenberg_marquardt_stops_when_its_loss_stalls(ho_file):
     assert stopped == free[:len(stopped)]  # the same iterations, ended early
     assert len(stopped) < len(free) and stalled(stopped, 5, 0.5)
     assert not any(stalled(stopped[:i], 5, 0.5) for i in range(len(stopped)))
+
+
+def test_model_for_leaves_the_random_state_to_the_model(ho_file):
+    # the automatic choices build trial models only to count parameters: the seed the caller
+    # set must give the same weights as building the chosen model directly
+    torch.manual_seed(3)
+    auto = physres.training.model_for(ho_file)
+    torch.manual_seed(3)
+    direct = physres.models.ResNetEmulator(state_shape=(2,), width=16, dtype=torch.float64,
+                                           net_options={"linear_skip": True})
+    for a, b in zip(auto.state_dict().values(), direct.state_dict().values(), strict=True):
+        assert torch.equal(a, b)

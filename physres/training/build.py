@@ -118,7 +118,8 @@ def _default_mlp(shape, kwargs: dict, choices: dict) -> None:
         trial = {**kwargs, "width": width,
                  "net_options": {**options, "linear_skip": options.get("linear_skip", skip)}}
         trial["dtype"] = torch.float32  # only counted
-        n = sum(p.numel() for p in ResNetEmulator(state_shape=shape, **trial).parameters())
+        with torch.random.fork_rng():  # the caller's seed sets the real model's weights
+            n = sum(p.numel() for p in ResNetEmulator(state_shape=shape, **trial).parameters())
         windows = dense_windows(n, per_window)
         return n <= MAX_PARAMS and windows >= wanted, n, windows
 
