@@ -58,11 +58,13 @@ def add_parser(subparsers) -> None:
                     "save it as a model file usable by `physres validate`, physres.load and "
                     "physres.rollout. The training options are the fields of "
                     "physres.training.TrainConfig with its defaults; `none` turns off an "
-                    "optional setting. Time: the progress bar shows the ETA. On the 64 default "
-                    "trajectories of `physres generate lorenz63` the default resnet needs "
-                    "about 3 s of CPU time per epoch (about 5 minutes for the default "
-                    "epochs on an idle core, far longer on a busy machine); larger states, "
-                    "longer unrolls and Neural ODEs cost more per step.")
+                    "optional setting; model and optimiser choices left open are made from "
+                    "the data and printed (physres.training.model_for, fit). Time: the "
+                    "progress bar shows the ETA. On the 64 default trajectories of the "
+                    "oscillator, the pendulum or Robertson (--frame-step 10) the default "
+                    "resnet (a short AdamW warm-up, then up to 400 dense Levenberg-Marquardt "
+                    "iterations) took 5 to 90 s of CPU time; larger states, longer unrolls "
+                    "and Neural ODEs cost more per step.")
     p.add_argument("data", metavar="DATA.h5", help="trajectory file (physres generate)")
     p.add_argument("--model", choices=kinds, default="resnet",
                    help="model kind (physres.models registry)")
