@@ -464,7 +464,10 @@ class _Run:
                         self.scaler, state, self.config.to_dict())
 
     def _restore(self, data: dict) -> None:
-        saved = {"polish_method": "lbfgs", **data["config"]}  # older checkpoints lack it
+        # older checkpoints lack these settings (they ran without stall stopping, which only
+        # ends a finish early, so resuming them with the current value is allowed)
+        saved = {"polish_method": "lbfgs", "polish_stall": self.config.polish_stall,
+                 **data["config"]}
         differ = [k for k in _RUN_KEYS if _plain(saved.get(k)) != _plain(getattr(self.config, k))]
         if differ:
             raise ValueError(f"cannot resume {self.config.checkpoint!r}: settings differ from "
