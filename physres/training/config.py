@@ -43,7 +43,7 @@ class TrainConfig:
         horizons. ``val_metric``: ``"clipped"`` (per-step error capped at ``val_threshold``,
         chaos-aware) or ``"full"`` (whole-rollout relative error).
     Polish
-        ``polish_steps`` iterations at most (None: 400 for the dense Levenberg–Marquardt
+        ``polish_steps`` iterations at most (None: 800 for the dense Levenberg–Marquardt
         finish after the automatic warm-up, else 30) of a full-batch second-order finish
         after the AdamW epochs, on the K-step loss over up to ``polish_windows`` training
         windows, ended early when the loss falls by less than the fraction ``polish_stall``
@@ -119,7 +119,7 @@ class TrainConfig:
         "validations without improvement before stopping (None: never)")})
     polish_steps: int | None = field(default=None, metadata={"resume": True, "help": (
         "iterations of the second-order finish after AdamW at most (0: none); automatic: "
-        "400 for a dense Levenberg-Marquardt finish after the automatic warm-up, else 30")})
+        "800 for a dense Levenberg-Marquardt finish after the automatic warm-up, else 30")})
     polish_stall: float = field(default=0.1, metadata={"resume": True, "help": (
         "stop the Levenberg-Marquardt / Gauss-Newton finish when its loss falls by less "
         "than this fraction over 25 iterations (0: never)")})

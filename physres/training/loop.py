@@ -37,7 +37,7 @@ _RUN_KEYS = TrainConfig.resume_keys()
 # a least-squares start, POLISH_STEPS (a short finish, as before the warm-up recipe).
 EPOCHS = 100  # AdamW epochs when no dense finish follows
 WARMUP_STEPS = 200  # AdamW steps (whole epochs, at least one) before a dense finish
-LM_STEPS = 400  # dense Levenberg–Marquardt iterations at most (stall stopping ends most runs)
+LM_STEPS = 800  # dense Levenberg–Marquardt iterations at most (stall stopping ends most runs)
 POLISH_STEPS = 30  # iterations of the other finishes
 STALL_WINDOW = 25  # iterations over which `polish_stall` is judged
 LSTSQ_ROWS = 500_000  # rows of the least-squares system at most (pairs are strided beyond)
