@@ -13,8 +13,10 @@ coarsest dt (dt/m) whose error is at most the emulator's.
 ``--chaos lorenz63,lorenz96`` runs the chaotic systems instead (see ``_chaos.py``): physres
 ResNet and Neural ODE trained by ``physres.training.fit`` on its defaults, an echo state network
 (reservoirpy, 1000 nodes, ridge) and RK4 on the true field, on the same data and dt; and
-``--defaults`` trains ``model_for(path, "resnet")`` on ``TrainConfig()`` (nothing tuned) for the
-oscillator and the pendulum:
+``--defaults`` runs ``physres generate SYSTEM`` and ``physres train d.h5 --out m.pt --frame-step
+10`` (nothing else set: every model and optimiser choice is the package's) for the oscillator,
+the pendulum and Robertson, and scores the saved model files against the goals
+(``DEFAULT_GOALS``):
 
     python benchmarks/emulators.py --chaos lorenz63,lorenz96 --json benchmarks/results/chaos.json
     python benchmarks/emulators.py --defaults --json benchmarks/results/emulators_defaults.json
@@ -115,33 +117,63 @@ def run_system(name, models, epochs, polish, workdir):
     return rows
 
 
-def run_defaults(name, models, workdir):
-    """``model_for(path, kind)`` + ``TrainConfig(frame_step=10)``: the no-flag defaults."""
+# The no-flag goals: (system, steps of the scored rollout, goal of the max relative L2 error);
+# None steps: the data's time span.
+DEFAULT_GOALS = {"harmonic_oscillator": (N_STEPS, 1e-3), "pendulum": (N_STEPS, 1e-2),
+                 "robertson": (None, 1e-2)}
+MASS_GOAL = 1e-12  # Robertson: |Σy(t) − Σy(0)| at most
+
+
+def run_defaults(name, workdir, extra=()):
+    """``physres generate NAME`` and ``physres train d.h5 --out m.pt --frame-step 10`` with no
+    other flag (the CLI in this process, one thread), then the saved model file is loaded
+    and rolled out from held-out initial states (another seed than the data's) against the
+    exact solution (oscillator, pendulum) or DOP853 / Radau at rtol 1e-12. ``extra``: more
+    `physres train` flags (to measure one option against the defaults)."""
+    from physres.cli import main as cli
+
     system = physres.systems.get(name)
-    path = Path(workdir) / f"{name}.h5"
-    physres.data.generate(system, path, n_traj=64, seed=0, progress=False)
+    path, out = Path(workdir) / f"{name}.h5", Path(workdir) / f"{name}.pt"
+    assert cli(["generate", name, "--out", str(path), "--no-progress"]) == 0
+    torch.manual_seed(0)
+    start, cpu = time.perf_counter(), time.process_time()
+    assert cli(["train", str(path), "--out", str(out), "--frame-step", "10",
+                "--no-progress", *extra]) == 0
+    train_s, train_cpu_s = time.perf_counter() - start, time.process_time() - cpu
+    model = physres.load(out)
     dt = 10 * system.dt_save
-    x0 = system.sample_initial(BATCH, seed=12345)
-    t = np.arange(N_STEPS + 1) * dt
-    ref, _ = reference(system, x0, t)
-    rows = []
-    for kind in models:
-        torch.manual_seed(0)
-        model = physres.training.model_for(path, kind)
-        start = time.perf_counter()
-        result = physres.training.fit(model, path, physres.training.TrainConfig(
-            frame_step=10, device="cpu", progress=False))
-        train_s = time.perf_counter() - start
-        with torch.no_grad():
-            pred = physres.rollout(model, x0, dt, N_STEPS)
-        err = error(pred, ref)
-        info = model.training_info
-        rows.append({"system": name, "model": kind, "max_rel_l2": err, "train_s": train_s,
-                     "steps": result.steps, "dtype": info["dtype"],
-                     "polish": info["polish"]["method"],
-                     "goal": 1e-3 if name == "harmonic_oscillator" else 1e-2})
-        print(table([rows[-1]], list(rows[-1])), flush=True)
-    return rows
+    n_steps, goal = DEFAULT_GOALS[name]
+    n_steps = n_steps or int(round(system.t_end / dt))
+    x0 = system.sample_initial(BATCH, seed=12345)  # held out: not the data's seed
+    t = np.arange(n_steps + 1) * dt
+    if hasattr(system, "solution"):
+        ref = system.solution(x0, torch.as_tensor(t)).numpy()
+    else:
+        method = "Radau" if name == "robertson" else "DOP853"
+        ref = physres.reference.solve(system, x0, t, method=method, rtol=1e-12,
+                                      atol=1e-16 if name == "robertson" else 1e-12)
+    with torch.no_grad():
+        pred = physres.rollout(model, x0, dt, n_steps).double().numpy()
+    rel = relative_l2(pred, ref)  # (batch, n_steps)
+    info = model.training_info
+    row = {"system": name, "extra": " ".join(extra), "model": type(model).name, "dt": dt,
+           "steps": n_steps,
+           "max_rel_l2": float(rel.max()), "max_mean_rel_l2": float(rel.mean(0).max()),
+           "goal": goal, "train_s": train_s, "train_cpu_s": train_cpu_s}
+    met = row["max_rel_l2"] < goal
+    if name == "robertson":
+        row["max_mass_drift"] = float(np.abs(pred.sum(-1) - pred[:, :1].sum(-1)).max())
+        met = met and row["max_mass_drift"] <= MASS_GOAL
+    row["goal_met"] = met
+    row["epochs"] = info["epochs"]
+    row["polish"] = {k: info["polish"].get(k) for k in ("method", "windows", "iterations",
+                                                          "stopped", "kept")}
+    row["choices"] = info.get("model", {})
+    print(table([{k: v for k, v in row.items() if k not in ("choices", "polish", "epochs")}],
+                [k for k in row if k not in ("choices", "polish", "epochs")]), flush=True)
+    print(f"  epochs: {row['epochs']}\n  polish: {row['polish']}\n  model: {row['choices']}",
+          flush=True)
+    return [row]
 
 
 def main() -> None:
@@ -163,7 +195,10 @@ def main() -> None:
     parser.add_argument("--esn-only", action="store_true",
                         help="chaos: only RK4 and the echo state network")
     parser.add_argument("--defaults", action="store_true",
-                        help="train on TrainConfig() defaults (only frame_step=10)")
+                        help="`physres train` with no flag but --frame-step 10 (oscillator, "
+                             "pendulum, robertson unless --systems)")
+    parser.add_argument("--extra", default="",
+                        help="--defaults: more `physres train` flags, e.g. '--noise 0.001'")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.chaos:
@@ -181,10 +216,14 @@ def main() -> None:
         return
     if args.defaults:
         rows = []
+        names = args.systems if args.systems != parser.get_default("systems") else \
+            ",".join(DEFAULT_GOALS)
         with tempfile.TemporaryDirectory() as workdir:
-            for name in args.systems.split(","):
-                rows += run_defaults(name, args.models.split(","), workdir)
-        print(table(rows, list(rows[0])))
+            for name in names.split(","):
+                rows += run_defaults(name, workdir, args.extra.split())
+        columns = ["system", "model", "max_rel_l2", "goal", "goal_met", "train_s",
+                   "train_cpu_s"]
+        print(table(rows, columns))
         write_json(args.json, {"benchmark": "emulators_defaults", "machine": machine(),
                                "load": os.getloadavg(), "rows": rows})
         return

@@ -257,3 +257,24 @@ def test_lm_polish_refuses_large_models_and_unknown_methods(ho_file):
         lm_polish(resnet(layers=10), many, many, 0.25, 1, 1)
     with pytest.raises(ValueError, match="`polish_method` must be one of"):
         small(polish_method="newton")
+
+
+@pytest.mark.slow
+def test_physres_train_on_oscillator_defaults_reaches_1e_3_over_1000_steps(tmp_path):
+    # `physres generate` + `physres train --frame-step 10`, nothing else set (1-3 min): every
+    # model and optimiser choice is the package's; scored against the exact solution from
+    # held-out initial states
+    from physres.cli import main
+
+    data, out = tmp_path / "ho.h5", tmp_path / "ho.pt"
+    assert main(["generate", "harmonic_oscillator", "--out", str(data), "--no-progress"]) == 0
+    assert main(["train", str(data), "--out", str(out), "--frame-step", "10",
+                 "--no-progress"]) == 0
+    model = physres.load(out)
+    assert model.training_info["polish"]["method"] == "lm"
+    system = physres.systems.get("harmonic_oscillator")
+    x0 = system.sample_initial(16, seed=12345)
+    with torch.no_grad():
+        pred = physres.rollout(model, x0, 0.5, 1000)
+    exact = system.solution(x0, 0.5 * torch.arange(1001))
+    assert physres.validation.metrics.relative_l2(pred, exact).max() < 1e-3

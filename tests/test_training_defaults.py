@@ -203,3 +203,159 @@ def test_run_keys_come_from_the_config_metadata():
     import dataclasses
 
     assert all(f.metadata.get("help") for f in dataclasses.fields(TrainConfig))
+
+
+# --- defaults chosen from the data and the model ----------------------------------------------
+@pytest.fixture(scope="module")
+def robertson_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("rob") / "rob.h5"
+    return physres.data.generate("robertson", path, n_traj=10, t_end=10.0, progress=False)
+
+
+def test_model_for_a_small_float64_state_is_float64_and_fits_the_dense_finish(ho_file):
+    from physres.training import build, loop
+    from physres.training.lm import DENSE_FLOPS, MIN_DENSE_WINDOWS
+
+    model = physres.training.model_for(ho_file)
+    assert isinstance(model, physres.models.ResNetEmulator)
+    assert model.net_dtype == torch.float64
+    mlp = model.blocks[0]
+    assert mlp.linear is not None  # linear_skip
+    width = mlp.net[0].out_features
+    choices = model.training_info["model"]
+    assert choices["width"].startswith(f"{width}:") and "linear_skip" in choices
+    # the chosen width is the widest candidate whose dense normal equations on all the
+    # default polish windows fit the budget
+    n_params = sum(p.numel() for p in model.parameters())
+    per_window, wanted = TrainConfig().unroll * 2, TrainConfig().polish_windows
+    assert DENSE_FLOPS / (per_window * n_params**2) >= wanted >= MIN_DENSE_WINDOWS
+    wider = [w for w in build.WIDTHS if w > width]
+    assert wider
+    for w in wider:
+        big = physres.models.ResNetEmulator(state_shape=(2,), width=w,
+                                            net_options={"linear_skip": True})
+        n = sum(p.numel() for p in big.parameters())
+        assert DENSE_FLOPS / (per_window * n**2) < wanted
+    # fit's plan: dense LM, a warm-up of whole epochs of >= WARMUP_STEPS AdamW steps and the
+    # long LM budget with stall stopping
+    config = TrainConfig(frame_step=5, device="cpu", progress=False)
+    data = TrainingData(ho_file, config)
+    plan = loop._polish_plan(model, config, data, None)
+    assert plan["method"] == "lm" and plan["steps"] == loop.LM_STEPS and "stall" in plan
+    per_epoch = len(data.batches(0, config.batch_size, config.seed))
+    epochs, why = loop._epochs_plan(config, plan, per_epoch)
+    assert (epochs - 1) * per_epoch < loop.WARMUP_STEPS <= epochs * per_epoch and "warm-up" in why
+    # with `epochs` set the finish is the short one, and without a dense finish 100 epochs
+    assert loop._polish_plan(model, TrainConfig(epochs=3), data, None)["steps"] == \
+        loop.POLISH_STEPS
+    assert loop._epochs_plan(config, {"method": "gn"}, per_epoch)[0] == loop.EPOCHS
+    # explicit arguments win
+    given = physres.training.model_for(ho_file, width=8, dtype=torch.float32)
+    assert given.net_dtype == torch.float32 and given.blocks[0].net[0].out_features == 8
+
+
+def test_a_large_state_keeps_the_wide_mlp_and_the_matrix_free_finish(tmp_path):
+    path = physres.data.generate("lorenz96", tmp_path / "l96.h5", n_traj=3, t_end=0.5,
+                                 progress=False)
+    model = physres.training.model_for(path)
+    assert model.blocks[0].net[0].out_features == 64 and model.blocks[0].linear is None
+    assert "too large" in model.training_info["model"]["width"]
+
+
+def test_declared_linear_invariants_are_exact_and_pick_the_projected_model(robertson_file,
+                                                                          ho_file):
+    declared = [n for n in physres.systems.names()
+                if physres.systems.REGISTRY.resolve(n).linear_invariants]
+    assert {"robertson", "hires", "e5"} <= set(declared)
+    for name in declared:
+        system = physres.systems.get(name)
+        x = system.sample_initial(4, seed=1)
+        x = x * (1 + 0.1 * torch.rand(x.shape, generator=torch.Generator().manual_seed(2),
+                                      dtype=x.dtype))
+        c = torch.tensor(system.linear_invariants, dtype=x.dtype)
+        f = system.rhs(0.0, x).reshape(4, -1)
+        scale = f.abs().sum(1, keepdim=True)
+        assert float(((f @ c.T).abs() / scale).max()) < 1e-14, name
+    model = physres.training.model_for(robertson_file)
+    assert isinstance(model, physres.models.ProjectedEmulator)
+    torch.testing.assert_close(model.invariant_matrix, torch.ones(1, 3, dtype=torch.float64))
+    assert isinstance(model.model, physres.models.ResNetEmulator)
+    assert "robertson declares" in model.training_info["model"]["projection"]
+    plain = physres.training.model_for(robertson_file, project=False)
+    assert isinstance(plain, physres.models.ResNetEmulator)
+    assert isinstance(physres.training.model_for(robertson_file, "projected"),
+                      physres.models.ProjectedEmulator)
+    with pytest.raises(ValueError, match="`project` = True needs linear invariants"):
+        physres.training.model_for(ho_file, project=True)
+    with pytest.raises(ValueError, match="`kind` = 'projected' needs `invariants`"):
+        physres.training.model_for(ho_file, "projected")
+
+
+def test_a_saved_model_records_its_choices_and_reloads_bit_for_bit(robertson_file, tmp_path):
+    torch.manual_seed(0)
+    model = physres.training.model_for(robertson_file)
+    fit(model, robertson_file, quick(polish_steps=2, polish_windows=64))
+    info = model.training_info
+    assert set(info["model"]) >= {"dtype", "width", "linear_skip", "projection"}
+    assert info["polish"]["method"] == "lm" and info["polish"]["iterations"] >= 1
+    assert {"epochs", "stopped"} <= set(info) | set(info["polish"])
+    path = tmp_path / "rob.pt"
+    physres.save(model, path)
+    loaded = physres.load(path)
+    assert type(loaded) is type(model) and loaded.training_info == info
+    x = physres.systems.get("robertson").sample_initial(5, seed=4)
+    with torch.no_grad():
+        a, b = physres.rollout(model, x, model.dt, 8), physres.rollout(loaded, x, model.dt, 8)
+    assert torch.equal(a, b)
+    assert float((a.sum(-1) - x.sum(-1, keepdim=True)).abs().max()) <= 1e-13
+
+
+def test_an_untrainable_finish_is_refused_before_training_naming_the_setting(ho_file):
+    steps = []
+    with pytest.raises(ValueError, match=r"^`polish_method` = 'lm' builds") as info:
+        fit(physres.models.ResNetEmulator(state_shape=(2,), width=200), ho_file,
+            quick(polish_steps=1, polish_method="lm"), callback=lambda s, loss: steps.append(s))
+    assert "\n" not in str(info.value) and steps == []
+    # 19106 parameters (dense normal equations allowed) but a ~16000-row Jacobian: too large
+    with pytest.raises(ValueError, match=r"lower `polish_windows` \(now \d+\)"):
+        fit(physres.models.ResNetEmulator(state_shape=(2,), width=96, layers=3), ho_file,
+            quick(frame_step=1, unroll=4, polish_steps=1, polish_method="lm", max_steps=1),
+            callback=lambda s, loss: steps.append(s))
+    assert steps == []
+    for bad, match in ((dict(polish_stall=1.0), "`polish_stall` must be below 1"),
+                       (dict(epochs=0), "`epochs` must be >= 1"),
+                       (dict(polish_steps=-1), "`polish_steps` must be >= 0")):
+        with pytest.raises(ValueError, match=match):
+            TrainConfig(**bad)
+
+
+def test_levenberg_marquardt_stops_when_its_loss_stalls(ho_file):
+    from physres.training.lm import lm_polish, stalled
+
+    assert stalled([1.0] + [0.95] * 3, 3, 0.1) and not stalled([1.0, 0.5, 0.4, 0.3], 3, 0.1)
+    assert not stalled([1.0, 0.99], 3, 0.1)  # too few iterations to judge
+    data = TrainingData(ho_file, quick(unroll=2))
+    inputs, targets = data.gather(torch.arange(0, len(data.train), 4))
+    torch.manual_seed(0)
+    model = physres.models.ResNetEmulator(state_shape=(2,), width=6, dtype=torch.float64)
+    model.set_normalization(data.normalization["mean"], data.normalization["std"])
+    free = lm_polish(model, inputs, targets, 0.25, 2, 60)
+    torch.manual_seed(0)
+    model = physres.models.ResNetEmulator(state_shape=(2,), width=6, dtype=torch.float64)
+    model.set_normalization(data.normalization["mean"], data.normalization["std"])
+    stopped = lm_polish(model, inputs, targets, 0.25, 2, 60, stall=(5, 0.5))
+    assert stopped == free[:len(stopped)]  # the same iterations, ended early
+    assert len(stopped) < len(free) and stalled(stopped, 5, 0.5)
+    assert not any(stalled(stopped[:i], 5, 0.5) for i in range(len(stopped)))
+
+
+def test_model_for_leaves_the_random_state_to_the_model(ho_file):
+    # the automatic choices build trial models only to count parameters: the seed the caller
+    # set must give the same weights as building the chosen model directly
+    torch.manual_seed(3)
+    auto = physres.training.model_for(ho_file)
+    torch.manual_seed(3)
+    direct = physres.models.ResNetEmulator(state_shape=(2,), width=16, dtype=torch.float64,
+                                           net_options={"linear_skip": True})
+    for a, b in zip(auto.state_dict().values(), direct.state_dict().values(), strict=True):
+        assert torch.equal(a, b)

@@ -58,11 +58,13 @@ def add_parser(subparsers) -> None:
                     "save it as a model file usable by `physres validate`, physres.load and "
                     "physres.rollout. The training options are the fields of "
                     "physres.training.TrainConfig with its defaults; `none` turns off an "
-                    "optional setting. Time: the progress bar shows the ETA. On the 64 default "
-                    "trajectories of `physres generate lorenz63` the default resnet needs "
-                    "about 3 s of CPU time per epoch (about 5 minutes for the default "
-                    "epochs on an idle core, far longer on a busy machine); larger states, "
-                    "longer unrolls and Neural ODEs cost more per step.")
+                    "optional setting; model and optimiser choices left open are made from "
+                    "the data and printed (physres.training.model_for, fit). Time: the "
+                    "progress bar shows the ETA. On the 64 default trajectories of the "
+                    "oscillator, the pendulum or Robertson (--frame-step 10) the default "
+                    "resnet (a short AdamW warm-up, then up to 800 dense Levenberg-Marquardt "
+                    "iterations) took 5 to 180 s of CPU time; larger states, longer unrolls "
+                    "and Neural ODEs cost more per step.")
     p.add_argument("data", metavar="DATA.h5", help="trajectory file (physres generate)")
     p.add_argument("--model", choices=kinds, default="resnet",
                    help="model kind (physres.models registry)")
@@ -75,7 +77,9 @@ def add_parser(subparsers) -> None:
     m = p.add_argument_group("model (constructor arguments; each kind takes those it has)")
     m.add_argument("--net", default="auto",
                    help="block/field network: mlp, conv1d or auto (conv1d on grids)")
-    m.add_argument("--width", type=int, default=64, help="hidden width of the network")
+    m.add_argument("--width", type=int, default=None,
+                   help="hidden width of the network (none: the model's default; resnet on an "
+                        "mlp: chosen from the data, see physres.training.model_for)")
     m.add_argument("--layers", type=int, default=2, help="hidden layers per network")
     m.add_argument("--depth", type=int, default=1, help="resnet: residual blocks per step")
     m.add_argument("--tie-weights", action="store_true", help="resnet: one shared block")
@@ -84,8 +88,9 @@ def add_parser(subparsers) -> None:
     m.add_argument("--form", choices=("residual", "euler"), default="residual",
                    help="resnet: x + g(x) or x + dt·f(x)")
     m.add_argument("--activation", default="tanh", help="activation of the network")
-    m.add_argument("--linear-skip", action="store_true",
-                   help="mlp: add a learned linear map of the input (exact for linear dynamics)")
+    m.add_argument("--linear-skip", action=argparse.BooleanOptionalAction, default=None,
+                   help="mlp: add a learned linear map of the input (exact for linear "
+                        "dynamics; none: resnet on a small state chooses it)")
     m.add_argument("--method", default="rk4",
                    help="node: rk4 (classical) or rk38 (3/8 rule) on a fixed grid, or a "
                         "torchdiffeq method such as dopri5 (adaptive)")
@@ -97,8 +102,9 @@ def add_parser(subparsers) -> None:
     m.add_argument("--coarse", default="rk4", help="hybrid: coarse physres stepper")
     m.add_argument("--coarse-substeps", type=int, default=1,
                    help="hybrid: coarse steps per model step")
-    m.add_argument("--dtype", choices=sorted(_DTYPES), default="float32",
-                   help="network parameters' dtype")
+    m.add_argument("--dtype", choices=sorted(_DTYPES), default=None,
+                   help="network parameters' dtype (none: the model's default; resnet: the "
+                        "data's)")
     r = p.add_argument_group("files and runtime")
     r.add_argument("--checkpoint", default=None,
                    help="checkpoint path (none: MODEL.pt.ckpt)")
@@ -279,15 +285,16 @@ def _model_kwargs(args, cls) -> dict:
     """The model options the class's constructor takes (``net_options`` for --linear-skip)."""
     accepted = set(inspect.signature(cls.__init__).parameters)
     given = {"net": args.net, "width": args.width, "layers": args.layers,
-             "activation": args.activation, "dtype": _DTYPES[args.dtype],
+             "activation": args.activation,
+             "dtype": None if args.dtype is None else _DTYPES[args.dtype],
              "depth": args.depth, "tie_weights": args.tie_weights,
              "stochastic_depth": args.stochastic_depth, "form": args.form,
              "method": args.method, "step_size": args.step_size, "rtol": args.rtol,
              "atol": args.atol, "adjoint": args.adjoint, "coarse": args.coarse,
              "coarse_substeps": args.coarse_substeps}
-    if args.linear_skip:
-        given["net_options"] = {"linear_skip": True}
-    return {k: v for k, v in given.items() if k in accepted}
+    if args.linear_skip is not None:
+        given["net_options"] = {"linear_skip": args.linear_skip}
+    return {k: v for k, v in given.items() if k in accepted and v is not None}
 
 
 def run(args) -> int:

@@ -28,6 +28,9 @@ class System(abc.ABC):
     6. Optional structure: ``invariants(x)`` (dict name → ``(batch,)``), ``jacobian(t, x)``
        (``(batch, n, n)`` on flattened real states), ``linear_operator(t)``
        (a :class:`~physres.steppers.LinearOperator` when the field is linear).
+    7. Optional ``linear_invariants``: rows ``c`` (each of ``n_state`` numbers, flattened state)
+       with ``c · x`` exactly conserved by the field, e.g. Robertson's mass ``((1, 1, 1),)``;
+       learned models may keep them exactly (:class:`~physres.models.ProjectedEmulator`).
     """
 
     name: ClassVar[str] = ""
@@ -39,6 +42,7 @@ class System(abc.ABC):
     reference_rtol: ClassVar[float] = 1e-10
     reference_atol: ClassVar[float] = 1e-12
     jacobian = None  # subclasses with an analytic Jacobian define jacobian(t, x)
+    linear_invariants: ClassVar[tuple[tuple[float, ...], ...] | None] = None
 
     def __init__(self, **params):
         self.params = params

@@ -60,6 +60,7 @@ class Robertson(System):
     reference_method = "Radau"
     reference_rtol = 1e-10
     reference_atol = 1e-14
+    linear_invariants = ((1.0, 1.0, 1.0),)  # total mass
     REFERENCE = {"source": "Bari IVP test set, problem ROBER", "t_end": 1e11,
                  "x0": (1.0, 0.0, 0.0),
                  "x_end": (0.2083340149701255e-07, 0.8333360770334713e-13,
@@ -138,6 +139,7 @@ class Hires(System):
     reference_method = "Radau"
     reference_rtol = 1e-10
     reference_atol = 1e-13
+    linear_invariants = ((0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 1.0),)  # y7 + y8
     REFERENCE = {"source": "Bari IVP test set, problem HIRES", "t_end": 321.8122,
                  "x0": tuple(_HIRES_X0),
                  "x_end": (0.7371312573325668e-3, 0.1442485726316185e-3,
@@ -260,6 +262,7 @@ class E5(System):
     reference_method = "Radau"
     reference_rtol = 1e-10
     reference_atol = 1e-30
+    linear_invariants = ((0.0, 1.0, -1.0, -1.0),)  # y2 - y3 - y4
     REFERENCE = {"source": "Bari IVP test set, problem E5", "t_end": 1e13,
                  "x0": (1.76e-3, 0.0, 0.0, 0.0),
                  "x_end": (0.1152903278711829e-290, 0.8867655517642120e-22,

@@ -18,7 +18,9 @@ class TrainConfig:
     """Settings of :func:`physres.training.fit`.
 
     Optimisation
-        ``epochs``, ``batch_size``, ``lr`` (peak learning rate of AdamW), ``weight_decay``,
+        ``epochs`` (None: chosen by fit from its plan — a warm-up of about 200 AdamW steps
+        before a dense Levenberg–Marquardt finish, else 100), ``batch_size``, ``lr`` (peak
+        learning rate of AdamW), ``weight_decay``,
         ``schedule`` (``"cosine"`` decay to ``lr·min_lr_ratio`` or ``"constant"``) after
         ``warmup_steps`` of linear warm-up, ``grad_clip`` (max gradient norm, None for none).
     Loss
@@ -41,14 +43,17 @@ class TrainConfig:
         horizons. ``val_metric``: ``"clipped"`` (per-step error capped at ``val_threshold``,
         chaos-aware) or ``"full"`` (whole-rollout relative error).
     Polish
-        ``polish_steps`` iterations of a full-batch second-order finish after the AdamW
-        epochs, on the K-step loss over up to ``polish_windows`` training windows; the
-        validation score decides whether the polished weights are kept. ``polish_method``:
-        ``"auto"`` (least squares for models linear in their parameters, dense
-        Levenberg–Marquardt for small ones, matrix-free Gauss–Newton–CG beyond, L-BFGS when
-        the step cannot be differentiated by ``torch.func``), or any of ``"lstsq"``, ``"lm"``,
-        ``"gn"`` (``polish_iter`` CG iterations per step), ``"lbfgs"`` (``polish_iter`` inner
-        iterations), ``"none"``. Every choice is recorded in ``model.training_info``.
+        ``polish_steps`` iterations at most (None: 800 for the dense Levenberg–Marquardt
+        finish after the automatic warm-up, else 30) of a full-batch second-order finish
+        after the AdamW epochs, on the K-step loss over up to ``polish_windows`` training
+        windows, ended early when the loss falls by less than the fraction ``polish_stall``
+        over 25 iterations; the validation score decides whether the polished weights are
+        kept. ``polish_method``: ``"auto"`` (least squares for models linear in their
+        parameters, dense Levenberg–Marquardt for small ones, matrix-free
+        Gauss–Newton–CG beyond, L-BFGS when the step cannot be differentiated by
+        ``torch.func``), or any of ``"lstsq"``, ``"lm"``, ``"gn"`` (``polish_iter`` CG
+        iterations per step), ``"lbfgs"`` (``polish_iter`` inner iterations), ``"none"``.
+        Every choice is recorded in ``model.training_info``.
     Runtime
         ``seed``; ``device`` (default: cuda if available); ``amp`` (mixed precision: None =
         on CUDA only; refused on CPU); ``checkpoint`` path written every ``checkpoint_every``
@@ -57,8 +62,9 @@ class TrainConfig:
         ``epochs``), ``progress`` bar; ``num_workers`` of the data loader.
     """
 
-    epochs: int = field(default=100, metadata={"resume": True, "help": (
-        "passes over the training windows")})
+    epochs: int | None = field(default=None, metadata={"resume": True, "help": (
+        "passes over the training windows; automatic: a warm-up of about 200 AdamW steps "
+        "before a dense Levenberg-Marquardt finish, else 100")})
     batch_size: int = field(default=256, metadata={"resume": True, "help": (
         "windows per optimiser step")})
     lr: float = field(default=3e-3, metadata={"resume": True, "help": (
@@ -111,8 +117,12 @@ class TrainConfig:
         " RMS norm)")})
     patience: int | None = field(default=20, metadata={"help": (
         "validations without improvement before stopping (None: never)")})
-    polish_steps: int = field(default=30, metadata={"resume": True, "help": (
-        "iterations of the second-order finish after AdamW (0: none)")})
+    polish_steps: int | None = field(default=None, metadata={"resume": True, "help": (
+        "iterations of the second-order finish after AdamW at most (0: none); automatic: "
+        "800 for a dense Levenberg-Marquardt finish after the automatic warm-up, else 30")})
+    polish_stall: float = field(default=0.1, metadata={"resume": True, "help": (
+        "stop the Levenberg-Marquardt / Gauss-Newton finish when its loss falls by less "
+        "than this fraction over 25 iterations (0: never)")})
     polish_method: str = field(default="auto", metadata={"resume": True, "help": (
         "second-order finish: auto, lstsq, lm (dense Levenberg-Marquardt), gn (matrix-"
         "free Gauss-Newton-CG), lbfgs or none")})
@@ -140,17 +150,18 @@ class TrainConfig:
         "data-loader workers of the streaming path")})
 
     def __post_init__(self):
-        for name in ("epochs", "batch_size", "unroll", "frame_step", "val_every",
+        for name in ("batch_size", "unroll", "frame_step", "val_every",
                      "val_trajectories"):
             _checks.positive_int(name, getattr(self, name))
         for name in ("polish_iter", "polish_windows"):
             _checks.positive_int(name, getattr(self, name))
-        for name in ("warmup_steps", "checkpoint_every", "seed", "split_seed", "num_workers",
-                     "polish_steps"):
+        for name in ("warmup_steps", "checkpoint_every", "seed", "split_seed", "num_workers"):
             _checks.positive_int(name, getattr(self, name), allow_zero=True)
-        for name in ("curriculum_epochs", "patience", "val_steps", "max_steps"):
+        for name in ("epochs", "curriculum_epochs", "patience", "val_steps", "max_steps",
+                     "polish_steps"):
             if getattr(self, name) is not None:
-                _checks.positive_int(name, getattr(self, name), allow_zero=name != "val_steps")
+                _checks.positive_int(name, getattr(self, name),
+                                     allow_zero=name not in ("val_steps", "epochs"))
         _checks.positive("lr", self.lr)
         _checks.positive("weight_decay", self.weight_decay, allow_zero=True)
         _checks.positive("min_lr_ratio", self.min_lr_ratio, allow_zero=True)
@@ -170,15 +181,21 @@ class TrainConfig:
                              f"got {self.val_metric!r}")
         _checks.positive("val_threshold", self.val_threshold)
         _checks.positive("noise", self.noise, allow_zero=True)
+        _checks.positive("polish_stall", self.polish_stall, allow_zero=True)
+        if self.polish_stall >= 1:
+            raise ValueError(f"`polish_stall` must be below 1 (a fraction of the loss), got "
+                             f"{self.polish_stall!r}")
         if self.resume and not self.checkpoint:
             raise ValueError("`resume` needs a `checkpoint` path to resume from")
         self.fractions = tuple(float(f) for f in self.fractions)
 
-    def unroll_at(self, epoch: int) -> int:
-        """K of the K-step loss at ``epoch`` (0-based): 1 → ``unroll`` linearly."""
+    def unroll_at(self, epoch: int, epochs: int | None = None) -> int:
+        """K of the K-step loss at ``epoch`` (0-based): 1 → ``unroll`` linearly; ``epochs``:
+        the run's epochs when ``self.epochs`` is automatic (None; fit decides, default 100)."""
         ramp = self.curriculum_epochs
         if ramp is None:
-            ramp = max(1, self.epochs // 2)
+            total = self.epochs if self.epochs is not None else (epochs or 100)
+            ramp = max(1, total // 2)
         if ramp == 0 or self.unroll == 1:
             return self.unroll
         return min(self.unroll, 1 + (epoch * (self.unroll - 1)) // ramp)

@@ -17,15 +17,30 @@ from . import distributed, lstsq
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .data import TrainingData
-from .lm import MAX_PARAMS, gn_polish, lm_polish
+from .lm import (
+    DENSE_FLOPS,
+    MAX_JACOBIAN,
+    MAX_PARAMS,
+    MIN_DENSE_WINDOWS,
+    gn_polish,
+    lm_polish,
+    stalled,
+)
 from .log import write_logs
 from .losses import UnrolledLoss, rollout_error
 
 # Settings that define the run (``metadata["resume"]``): a resumed run must use the same ones.
 _RUN_KEYS = TrainConfig.resume_keys()
-# Dense Levenberg–Marquardt when a step's normal equations cost at most this many flops
-# (n_residuals · n_params²); beyond it the matrix-free Gauss–Newton–CG.
-DENSE_FLOPS = 4e9
+# Automatic budgets (``epochs`` / ``polish_steps`` = None). A dense Levenberg–Marquardt finish
+# works best after a short AdamW warm-up: long AdamW runs first end in minima LM cannot leave
+# (oscillator, 32-wide MLP: 3 epochs + LM 5.6e-9, 100 epochs + LM 2.1e-4 over 1000 steps).
+# With both automatic: the warm-up and up to LM_STEPS iterations; with `epochs` set, or from
+# a least-squares start, POLISH_STEPS (a short finish, as before the warm-up recipe).
+EPOCHS = 100  # AdamW epochs when no dense finish follows
+WARMUP_STEPS = 200  # AdamW steps (whole epochs, at least one) before a dense finish
+LM_STEPS = 800  # dense Levenberg–Marquardt iterations at most (stall stopping ends most runs)
+POLISH_STEPS = 30  # iterations of the other finishes
+STALL_WINDOW = 25  # iterations over which `polish_stall` is judged
 LSTSQ_ROWS = 500_000  # rows of the least-squares system at most (pairs are strided beyond)
 POSTFIX_EVERY = 25  # optimiser steps between progress-bar loss updates
 
@@ -113,7 +128,10 @@ class _Run:
         self.data = TrainingData(data_path, config, device)
         _check_match(model, self.data)
         model.dt = self.data.dt
-        info = {"data": self.data.path, "dt": self.data.dt,
+        built = getattr(model, "training_info", None)
+        info = {"model": dict(built["model"])} if isinstance(built, dict) and \
+            isinstance(built.get("model"), dict) else {}
+        info |= {"data": self.data.path, "dt": self.data.dt,
                 "data_path": ("in memory (training trajectories held on the device, "
                               f"{self.data.nbytes / 2**20:.1f} MiB)" if self.data.in_memory
                               else "streamed from HDF5 (WindowDataset)")}
@@ -141,10 +159,12 @@ class _Run:
                              f"parameters (a one-block ResNetEmulator on net='poly', or a "
                              f"NeuralODE on net='poly'), got {type(model).__name__}")
         self.polish = _polish_plan(model, config, self.data, self.linear)
+        if self.polish["method"] not in ("none", "lstsq") and ctx.enabled:
+            if config.polish_method != "auto":
+                raise ValueError("`polish_steps` (full-batch second-order finish) runs in a "
+                                 "single process, not under torchrun")
+            self.polish = {"method": "none", "reason": "not under torchrun (single process)"}
         self.skip_adamw = self.linear is not None
-        info["unroll"] = (f"K-step loss, K = 1 → {config.unroll} over "
-                          f"{config.curriculum_epochs or max(1, config.epochs // 2)} epochs"
-                          if config.unroll > 1 else "one-step loss")
         if config.noise:
             info["noise"] = f"Gaussian, {config.noise:g} std on each window's start"
         if config.pushforward:
@@ -161,21 +181,19 @@ class _Run:
                              "relative error over the whole rollout") +
                             (f", patience {config.patience}" if config.patience is not None
                              else ", no early stopping") + "; best weights restored")
-        self.info = info
         self.per_epoch = len(self.data.batches(0, config.batch_size, config.seed, ctx.rank,
                                                ctx.world))
-        self.total = config.epochs * self.per_epoch
+        self.epochs, info["epochs"] = _epochs_plan(config, self.polish, self.per_epoch)
+        info["unroll"] = (f"K-step loss, K = 1 → {config.unroll} over "
+                          f"{config.curriculum_epochs or max(1, self.epochs // 2)} epochs"
+                          if config.unroll > 1 else "one-step loss")
+        self.info = info
+        self.total = self.epochs * self.per_epoch
         self.optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr,
                                            weight_decay=config.weight_decay, foreach=True)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda step: self._lr_factor(step))
         self.scaler = torch.amp.GradScaler("cuda") if amp else None
-        if self.polish["method"] not in ("none", "lstsq") and ctx.enabled:
-            if config.polish_method != "auto":
-                raise ValueError("`polish_steps` (full-batch second-order finish) runs in a "
-                                 "single process, not under torchrun")
-            self.polish = {"method": "none", "reason": "not under torchrun (single process)"}
-            info["polish"] = dict(self.polish)
         self.state = {"epoch": 0, "batch": 0, "step": 0, "best": math.inf, "best_epoch": None,
                       "best_state": None, "bad": 0, "stopped_early": False, "wall_s": 0.0,
                       "polished": False, "solved": False}
@@ -224,14 +242,14 @@ class _Run:
         try:
             if self.linear is not None and not s["solved"]:
                 self._solve()
-            while (not self.skip_adamw and s["epoch"] < c.epochs and not s["stopped_early"]
+            while (not self.skip_adamw and s["epoch"] < self.epochs and not s["stopped_early"]
                    and not interrupted):
                 interrupted = self._epoch(bar, start)
                 if interrupted:
                     break
                 s["epoch"] += 1
                 s["batch"] = 0
-                if s["epoch"] % c.val_every == 0 or s["epoch"] == c.epochs:
+                if s["epoch"] % c.val_every == 0 or s["epoch"] == self.epochs:
                     self._validate(bar)
                 s["wall_s"] = time.perf_counter() - start
                 self._checkpoint()
@@ -291,7 +309,7 @@ class _Run:
     def _epoch(self, bar, start) -> bool:
         """One epoch (from the saved batch position); True when stopped by ``max_steps``."""
         c, s = self.config, self.state
-        k = c.unroll_at(s["epoch"])
+        k = c.unroll_at(s["epoch"], self.epochs)
         batches = self.data.batches(s["epoch"], c.batch_size, c.seed, self.ctx.rank,
                                     self.ctx.world)[s["batch"]:]
         self.model.train()
@@ -377,12 +395,14 @@ class _Run:
             if self.callback is not None:
                 self.callback(s["step"], loss)
 
+        steps = self.polish["steps"]
+        stall = (STALL_WINDOW, c.polish_stall) if c.polish_stall else None
         if method == "lm":
-            losses = lm_polish(self.model, inputs, targets, self.data.dt, k, c.polish_steps,
-                               callback=record)
+            losses = lm_polish(self.model, inputs, targets, self.data.dt, k, steps,
+                               callback=record, stall=stall)
         elif method == "gn":
-            losses = gn_polish(self.model, inputs, targets, self.data.dt, k, c.polish_steps,
-                               cg_iter=c.polish_iter, callback=record)
+            losses = gn_polish(self.model, inputs, targets, self.data.dt, k, steps,
+                               cg_iter=c.polish_iter, callback=record, stall=stall)
         else:
             optimizer = torch.optim.LBFGS(self.model.parameters(), lr=1.0,
                                           max_iter=c.polish_iter, history_size=50,
@@ -396,15 +416,24 @@ class _Run:
                 return loss
 
             losses = []
-            for _ in range(c.polish_steps):
+            for _ in range(steps):
                 losses.append(float(optimizer.step(closure).detach()))
                 record(losses[-1])
         s["polished"] = True
         before = s["best"]
         self._validate(bar)
+        stall_stop = (stall is not None and len(losses) < steps
+                      and stalled(losses, *stall))
         self.info["polish"].update(iterations=len(losses),
                                    final_loss=losses[-1] if losses else None,
+                                   stopped=("loss stalled" if stall_stop else
+                                            "budget" if len(losses) >= steps else
+                                            "converged (no damping lowers the loss)"),
                                    kept=s["best"] < before)
+        done = self.info["polish"]
+        self._say(f"fit: polish: {len(losses)} iterations ({done['stopped']}), loss "
+                  f"{done['final_loss']:.3e}, {'kept' if done['kept'] else 'not kept'}"
+                  if losses else "fit: polish: no iteration")
 
     def _validate(self, bar) -> None:
         s, c = self.state, self.config
@@ -436,7 +465,10 @@ class _Run:
                         self.scaler, state, self.config.to_dict())
 
     def _restore(self, data: dict) -> None:
-        saved = {"polish_method": "lbfgs", **data["config"]}  # older checkpoints lack it
+        # older checkpoints lack these settings (they ran without stall stopping, which only
+        # ends a finish early, so resuming them with the current value is allowed)
+        saved = {"polish_method": "lbfgs", "polish_stall": self.config.polish_stall,
+                 **data["config"]}
         differ = [k for k in _RUN_KEYS if _plain(saved.get(k)) != _plain(getattr(self.config, k))]
         if differ:
             raise ValueError(f"cannot resume {self.config.checkpoint!r}: settings differ from "
@@ -496,8 +528,10 @@ def _check_match(model, data) -> None:
 
 
 def _polish_plan(model, config, data, linear) -> dict:
-    """Which second-order finish runs, on how many windows, and why."""
-    method, steps = config.polish_method, config.polish_steps
+    """Which second-order finish runs, on how many windows, for how many iterations, and why.
+    A finish the model cannot take (dense LM on too many parameters) is refused here, before
+    any training, naming the setting."""
+    method = config.polish_method
     k = config.unroll
     n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
     per_window = k * math.prod(data.state_shape) * (2 if data.dtype.is_complex else 1)
@@ -509,29 +543,70 @@ def _polish_plan(model, config, data, linear) -> dict:
     if linear == "node":
         plan["unroll"] = 1
         per_window //= k
-    if method == "none" or steps == 0:
+    if method == "none" or config.polish_steps == 0:
         return {"method": "none", "reason": "switched off (`polish_steps` = 0 or "
                 "`polish_method` = 'none')"}
     if method != "auto":
         plan["reason"] = "`polish_method` setting"
-        return plan
-    if data.dtype.is_complex or model.complex_state:
+        if method == "lm":
+            _check_dense(n_params, windows * per_window, windows)
+    elif data.dtype.is_complex or model.complex_state:
         return {"method": "none", "reason": "auto: complex states (no automatic polish)"}
-    vmappable = type(model).vmappable and (
-        type(model)._functional_step is not LearnedStepper._functional_step
-        or not getattr(model, "method", None))
-    if not vmappable:
+    elif not (type(model).vmappable and (
+            type(model)._functional_step is not LearnedStepper._functional_step
+            or not getattr(model, "method", None))):
         plan.update(method="lbfgs", reason="auto: the step cannot be vmapped (adaptive "
                     "solver or Newton solve): L-BFGS with strong-Wolfe line search")
-        return plan
-    dense_windows = int(DENSE_FLOPS // max(1, per_window * n_params**2))
-    if n_params <= MAX_PARAMS and dense_windows >= min(windows, 256):
-        plan.update(method="lm", windows=min(windows, dense_windows),
-                    reason=f"auto: {n_params} parameters: dense Levenberg–Marquardt")
     else:
-        plan.update(method="gn", reason=f"auto: {n_params} parameters: matrix-free "
-                    "Gauss–Newton–CG (Jacobian-vector products)")
+        dense = int(DENSE_FLOPS // max(1, per_window * n_params**2))
+        if n_params <= MAX_PARAMS and dense >= min(windows, MIN_DENSE_WINDOWS):
+            plan.update(method="lm", windows=min(windows, dense),
+                        reason=f"auto: {n_params} parameters: dense Levenberg–Marquardt "
+                        f"(normal equations within {DENSE_FLOPS:.0e} flops per iteration)")
+        else:
+            plan.update(method="gn", reason=f"auto: {n_params} parameters: matrix-free "
+                        "Gauss–Newton–CG (Jacobian-vector products; the dense normal "
+                        f"equations exceed {DENSE_FLOPS:.0e} flops on {MIN_DENSE_WINDOWS} "
+                        "windows)")
+    if config.polish_steps is not None:
+        plan["steps"] = config.polish_steps
+        plan["steps_reason"] = "`polish_steps` setting"
+    elif plan["method"] == "lm" and config.epochs is None and linear is None:
+        plan["steps"] = LM_STEPS
+        plan["steps_reason"] = (f"auto: at most {LM_STEPS} dense iterations after the AdamW "
+                                "warm-up (the finish, not AdamW, sets the accuracy)")
+    else:
+        plan["steps"] = POLISH_STEPS
+        plan["steps_reason"] = (f"auto: {POLISH_STEPS} iterations (" + (
+            "from the least-squares start" if linear == "node" else
+            "after the `epochs` set" if config.epochs is not None else
+            f"{plan['method']} finish") + ")")
+    if plan["method"] in ("lm", "gn") and config.polish_stall:
+        plan["stall"] = (f"stop when the loss falls by less than {config.polish_stall:g} of "
+                         f"itself over {STALL_WINDOW} iterations")
     return plan
+
+
+def _check_dense(n_params: int, n_residuals: int, windows: int) -> None:
+    if n_params > MAX_PARAMS:
+        raise ValueError(f"`polish_method` = 'lm' builds {n_params}×{n_params} normal "
+                         f"equations; use it for models of at most {MAX_PARAMS} parameters, "
+                         "or 'gn' / 'auto'")
+    if n_residuals * n_params > MAX_JACOBIAN:
+        raise ValueError(f"`polish_method` = 'lm' would build a {n_residuals}×{n_params} "
+                         f"Jacobian; lower `polish_windows` (now {windows}) or use 'gn'")
+
+
+def _epochs_plan(config, polish: dict, per_epoch: int) -> tuple[int, str]:
+    """AdamW epochs and why: the setting, a warm-up before a dense finish, or the default."""
+    if config.epochs is not None:
+        return config.epochs, f"{config.epochs} (`epochs` setting)"
+    if polish["method"] == "lm":
+        epochs = max(1, math.ceil(WARMUP_STEPS / max(1, per_epoch)))
+        return epochs, (f"{epochs} (auto: a warm-up of ≥ {WARMUP_STEPS} AdamW steps, "
+                        f"{per_epoch} per epoch, before the dense Levenberg–Marquardt finish"
+                        "; longer AdamW runs leave LM worse minima)")
+    return EPOCHS, f"{EPOCHS} (auto: no dense finish follows)"
 
 
 def _plain(value):
