@@ -121,7 +121,7 @@ def test_explicit_steppers_are_not_a_stable():
 
 
 def test_stability_region_figure(tmp_path):
-    path = steppers.plot_stability_regions(["euler", "rk4", "crank_nicolson"],
+    path = physres.validation.plot_stability_regions(["euler", "rk4", "crank_nicolson"],
                                            tmp_path / "regions.png", resolution=101)
     assert path.stat().st_size > 10_000
 

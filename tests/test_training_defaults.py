@@ -359,3 +359,15 @@ def test_model_for_leaves_the_random_state_to_the_model(ho_file):
                                            net_options={"linear_skip": True})
     for a, b in zip(auto.state_dict().values(), direct.state_dict().values(), strict=True):
         assert torch.equal(a, b)
+
+
+def test_mixed_precision_is_opt_in():
+    """fp16 autocast caps the accuracy the float64 finish reaches: never on unless asked,
+    even on CUDA; asked for on the CPU it is refused by name."""
+    from physres.training.loop import _amp
+
+    assert physres.training.TrainConfig().amp is False
+    assert _amp(False, torch.device("cuda")) is False
+    assert _amp(True, torch.device("cuda")) is True
+    with pytest.raises(ValueError, match="`amp`"):
+        _amp(True, torch.device("cpu"))

@@ -21,7 +21,7 @@ from .explicit import ExplicitRungeKutta
 from .implicit import ImplicitStepper
 from .linear import DenseOperator, DiagonalOperator, LinearOperator
 from .newton import NewtonOptions
-from .stability import plot_stability_regions, stability_function
+from .stability import stability_function
 from .tableau import ButcherTableau
 
 __all__ = [
@@ -39,7 +39,6 @@ __all__ = [
     "field_owner",
     "get",
     "names",
-    "plot_stability_regions",
     "register",
     "stability_function",
 ]

@@ -55,8 +55,8 @@ class TrainConfig:
         iterations per step), ``"lbfgs"`` (``polish_iter`` inner iterations), ``"none"``.
         Every choice is recorded in ``model.training_info``.
     Runtime
-        ``seed``; ``device`` (default: cuda if available); ``amp`` (mixed precision: None =
-        on CUDA only; refused on CPU); ``checkpoint`` path written every ``checkpoint_every``
+        ``seed``; ``device`` (default: cuda if available); ``amp`` (fp16 mixed precision: opt-in,
+        CUDA only, refused on CPU); ``checkpoint`` path written every ``checkpoint_every``
         optimiser steps and at each epoch end, ``resume`` from it; ``log`` path prefix for
         ``.csv`` and ``.json`` loss logs; ``max_steps`` stops early (the schedule still spans
         ``epochs``), ``progress`` bar; ``num_workers`` of the data loader.
@@ -134,8 +134,8 @@ class TrainConfig:
         "seed of the batch order and noise")})
     device: str | None = field(default=None, metadata={"help": (
         "device (default: cuda if available, else cpu)")})
-    amp: bool | None = field(default=None, metadata={"help": (
-        "mixed precision (None: on CUDA only)")})
+    amp: bool = field(default=False, metadata={"help": (
+        "fp16 mixed precision on CUDA (opt-in: it caps the emulator's accuracy near 1e-3)")})
     checkpoint: str | None = field(default=None, metadata={"help": (
         "checkpoint path (written every checkpoint_every steps, each epoch and on Ctrl-C)")})
     checkpoint_every: int = field(default=0, metadata={"help": (

@@ -111,8 +111,6 @@ def fit(model: LearnedStepper, data_path, config: TrainConfig | None = None, *,
 
 
 def _amp(setting, device) -> bool:
-    if setting is None:
-        return device.type == "cuda"
     if setting and device.type != "cuda":
         raise ValueError("`amp` (mixed precision) runs on CUDA only; the device is "
                          f"{device.type!r}")

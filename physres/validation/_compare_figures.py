@@ -1,5 +1,6 @@
 """Figures of :class:`physres.validation.Comparison`: error vs dt, work–precision, drift,
-the stability search and the stability regions (drawn by :mod:`physres.steppers.stability`)."""
+the stability search and the stability regions (measured by
+:func:`physres.steppers.stability_function`)."""
 
 from __future__ import annotations
 
@@ -7,11 +8,8 @@ import numpy as np
 
 from .. import steppers as _steppers
 from .._output import save_figure, subplots
-from ..steppers.stability import (
-    draw_region,
-    plot_stability_regions,  # noqa: F401  (physres.validation's)
-    region_axes,
-)
+from ..steppers.base import REGISTRY
+from ..steppers.stability import stability_function
 from . import _stability
 
 
@@ -146,3 +144,37 @@ def stable_text(stab) -> str:
     if dt == np.inf:
         return f"> {stab['searched'][1]:.3g}"
     return f"{dt:.4g}"
+
+
+def plot_stability_regions(names, path, *, extent=(-5.0, 3.0, -4.0, 4.0), resolution=401):
+    """Draw ``|R(z)| ≤ 1`` (measured, :func:`stability_function`) for each stepper in
+    ``names`` to a PNG at ``path``; returns the path."""
+    fig, ax = subplots(figsize=(6.4, 5.6))
+    for i, name in enumerate(names):
+        draw_region(ax, name, f"C{i}", REGISTRY.resolve(name).name, extent, resolution,
+                    alpha=0.18, lw=1.6)
+    region_axes(ax, r"Re($\lambda\,\Delta t$)", r"Im($\lambda\,\Delta t$)",
+                r"Stability regions $|R(\lambda\Delta t)| \leq 1$ (shaded), measured")
+    ax.legend(loc="upper left", fontsize=9)
+    return save_figure(fig, path)
+
+
+def draw_region(ax, name, color, label, extent, resolution, alpha, lw) -> None:
+    """Shade ``|R(z)| ≤ 1`` of stepper ``name`` on the axes ``ax`` over ``extent`` =
+    (x0, x1, y0, y1), with ``resolution`` points per side."""
+    x0, x1, y0, y1 = extent
+    X, Y = np.meshgrid(np.linspace(x0, x1, resolution), np.linspace(y0, y1, resolution))
+    R = np.abs(stability_function(name, X + 1j * Y))
+    ax.contourf(X, Y, (R <= 1).astype(float), levels=[0.5, 1.5], colors=[color], alpha=alpha)
+    ax.contour(X, Y, R, levels=[1.0], colors=[color], linewidths=lw)
+    ax.plot([], [], color=color, lw=2, label=label)
+
+
+def region_axes(ax, xlabel, ylabel, title) -> None:
+    """Axes of a stability-region plot: the real and imaginary axes drawn, equal aspect."""
+    ax.axhline(0, color="0.6", lw=0.6)
+    ax.axvline(0, color="0.6", lw=0.6)
+    ax.set_aspect("equal")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
