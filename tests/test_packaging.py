@@ -17,6 +17,20 @@ ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = {"chain_fold", "depth", "kohn_sham", "lorenz", "oscillator", "stiff", "wavepacket"}
 
 
+
+def _venv_with_deps(tmp: Path):
+    """A fresh venv without pip whose dependencies come from this interpreter's site-packages
+    (a .pth file): returns (venv, its python, its purelib)."""
+    venv = tmp / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True,
+                   timeout=120)
+    python = venv / "bin" / "python"
+    purelib = subprocess.run([str(python), "-c", "import sysconfig; "
+                              "print(sysconfig.get_paths()['purelib'])"], check=True,
+                             capture_output=True, text=True).stdout.strip()
+    Path(purelib, "_physres_deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    return venv, python, purelib
+
 def test_pyproject_lists_every_package():
     setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
     in_tree = {".".join(p.parent.relative_to(ROOT).parts)
@@ -43,14 +57,7 @@ def installed(tmp_path_factory):
     subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(tmp / "dist"),
                     str(src)], check=True, env=env, capture_output=True, timeout=300)
     wheel = next((tmp / "dist").glob("physres-*.whl"))
-    venv = tmp / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True,
-                   timeout=120)
-    python = venv / "bin" / "python"
-    purelib = subprocess.run([str(python), "-c", "import sysconfig; "
-                              "print(sysconfig.get_paths()['purelib'])"], check=True,
-                             capture_output=True, text=True).stdout.strip()
-    Path(purelib, "_physres_deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    venv, python, purelib = _venv_with_deps(tmp)
     subprocess.run([*pip, "--python", str(python), "install", "--no-deps", "--no-index",
                     str(wheel)], check=True, env=env, capture_output=True, timeout=300)
     return venv, Path(purelib)
@@ -105,14 +112,7 @@ def test_editable_install_runs_the_checkout_scenarios(tmp_path):
         shutil.copy(ROOT / name, src / name)
     for name in ("physres", "scenarios"):
         shutil.copytree(ROOT / name, src / name, ignore=shutil.ignore_patterns("__pycache__"))
-    venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True,
-                   timeout=120)
-    python = venv / "bin" / "python"
-    purelib = subprocess.run([str(python), "-c", "import sysconfig; "
-                              "print(sysconfig.get_paths()['purelib'])"], check=True,
-                             capture_output=True, text=True).stdout.strip()
-    Path(purelib, "_physres_deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    venv, python, purelib = _venv_with_deps(tmp_path)
     subprocess.run([sys.executable, "-m", "pip", "-q", "--python", str(python), "install",
                     "--no-deps", "--no-build-isolation", "-e", str(src)], check=True,
                    env=_env(), capture_output=True, timeout=300)
