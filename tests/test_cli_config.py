@@ -32,7 +32,7 @@ def test_file_sets_fields_and_options_win(tmp_path):
 @pytest.mark.parametrize("text, message", [
     ("epoch = 3\n", "unknown key 'epoch' for TrainConfig; valid keys: epochs,"),
     ("checkpoint = 'x'\n", "unknown key 'checkpoint'"),  # set by the command itself
-    ("epochs = 'many'\n", "`epochs` must be int like"),
+    ("epochs = 'many'\n", "`epochs` must be an int"),
     ("lr = -1.0\n", "`lr`"),  # TrainConfig's own check, attributed to the file
 ])
 def test_bad_file_is_one_line_naming_the_file(tmp_path, capsys, text, message):
