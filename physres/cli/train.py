@@ -63,7 +63,7 @@ def add_parser(subparsers) -> None:
                     "progress bar shows the ETA. On the 64 default trajectories of the "
                     "oscillator, the pendulum or Robertson (--frame-step 10) the default "
                     "resnet (a short AdamW warm-up, then up to 800 dense Levenberg-Marquardt "
-                    "iterations) took 5 to 180 s of CPU time; larger states, longer unrolls "
+                    "iterations) took 5 to 190 s of CPU time; larger states, longer unrolls "
                     "and Neural ODEs cost more per step.")
     p.add_argument("data", metavar="DATA.h5", help="trajectory file (physres generate)")
     p.add_argument("--model", choices=kinds, default="resnet",
