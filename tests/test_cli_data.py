@@ -117,3 +117,20 @@ def test_info_refuses_states_that_do_not_fit_the_system(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "`system_params`" in err and str(wrong_params) in err
     assert main(["info", str(good)]) == 0
+
+
+def test_generate_takes_the_output_file_as_argument_or_option(tmp_path, capsys):
+    """``physres generate SYSTEM FILE`` and ``--out FILE`` write the same file; both or
+    neither is a one-line error."""
+    a, b = tmp_path / "a.h5", tmp_path / "b.h5"
+    common = ["--n-traj", "2", "--t-end", "0.5", "--no-progress"]
+    assert main(["generate", "harmonic_oscillator", str(a), *common]) == 0
+    assert main(["generate", "harmonic_oscillator", "--out", str(b), *common]) == 0
+    with physres.data.open(a) as fa, physres.data.open(b) as fb:
+        np.testing.assert_array_equal(fa.states[:], fb.states[:])
+    capsys.readouterr()
+    for argv in (["generate", "harmonic_oscillator", *common],
+                 ["generate", "harmonic_oscillator", str(a), "--out", str(b), *common]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "`--out FILE`" in err[0], err

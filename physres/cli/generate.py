@@ -14,7 +14,8 @@ def add_parser(subparsers) -> None:
                     "bead_chain at temperature > 0 (or given --stepper or --dt) is run by a "
                     "seeded fixed-step Langevin (or deterministic) stepper instead.")
     p.add_argument("system", metavar="SYSTEM", help="registered system name, e.g. lorenz63")
-    p.add_argument("--out", required=True, metavar="FILE", help="output .h5 file")
+    p.add_argument("file", nargs="?", metavar="FILE", help="output .h5 file (or --out FILE)")
+    p.add_argument("--out", metavar="FILE", help="output .h5 file (same as FILE)")
     p.add_argument("--n-traj", type=int, default=64, metavar="N",
                    help="number of trajectories (default 64)")
     p.add_argument("--t-end", type=float, metavar="T", help="final time (default: system's)")
@@ -45,8 +46,10 @@ def add_parser(subparsers) -> None:
 def run(args) -> int:
     from .. import data, systems
 
+    if (args.file is None) == (args.out is None):
+        raise ValueError("give the output file once: as FILE or as `--out FILE`")
     system = systems.get(args.system, **parse_params(args.param))
-    path = data.generate(system, args.out, n_traj=args.n_traj, t_end=args.t_end,
+    path = data.generate(system, args.out or args.file, n_traj=args.n_traj, t_end=args.t_end,
                          dt_save=args.dt_save, method=args.method, rtol=args.rtol,
                          atol=args.atol, workers=args.workers, seed=args.seed,
                          progress=not args.no_progress,
