@@ -35,11 +35,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from physres.scenarios import fit_for_steps
 from scipy.stats import wasserstein_distance
 
 import physres
 from physres.systems.chain import radius_of_gyration
+from physres.training import fit_for_steps
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import machine, table, write_json  # noqa: E402
