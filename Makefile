@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test test-all lint bench clean
+.PHONY: install demo test test-all lint format bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -18,9 +18,10 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/physres run wavepacket --out runs/demo
 
-## The tests CI runs: lint, then every test not marked slow.
+## The tests CI runs: lint and format check, then every test not marked slow.
 test: $(STAMP)
 	$(BIN)/ruff check physres tests scenarios benchmarks
+	$(BIN)/ruff format --check physres tests scenarios benchmarks
 	$(BIN)/python -m pytest -q
 
 ## Everything, including slow tests.
@@ -29,6 +30,11 @@ test-all: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check physres tests scenarios benchmarks
+	$(BIN)/ruff format --check physres tests scenarios benchmarks
+
+## Reformat the tree (ruff format, the project's formatter).
+format: $(STAMP)
+	$(BIN)/ruff format physres tests scenarios benchmarks
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/steppers.py

@@ -24,8 +24,9 @@ import statistics
 import sys
 import time
 
-os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false "
-                                   "intra_op_parallelism_threads=1")
+os.environ.setdefault(
+    "XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+)
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -67,13 +68,22 @@ def _reference_lorenz(x0: np.ndarray, t1: float) -> np.ndarray:
 def _runner_physres(name, per_sample, x0, t1, rtol, atol):
     def run():
         step = physres.steppers.get(name, lorenz_torch)
-        sol = physres.integrate(step, x0, (0.0, t1), rtol=rtol, atol=atol, t_eval=[0.0, t1],
-                                per_sample=per_sample, max_steps=1_000_000)
+        sol = physres.integrate(
+            step,
+            x0,
+            (0.0, t1),
+            rtol=rtol,
+            atol=atol,
+            t_eval=[0.0, t1],
+            per_sample=per_sample,
+            max_steps=1_000_000,
+        )
         if per_sample:
             nfev = float(sol.stats["nfev_per_sample"].double().mean())
         else:
             nfev = float(sol.stats["nfev"])  # every sample takes every shared step
         return sol.x[:, -1].numpy(), nfev
+
     return run
 
 
@@ -89,12 +99,12 @@ def _runner_torchode(name, x0, t1, rtol, atol):
     B = x0.shape[0]
 
     def run():
-        problem = to.InitialValueProblem(y0=x0, t_start=torch.zeros(B),
-                                         t_end=torch.full((B,), t1))
+        problem = to.InitialValueProblem(y0=x0, t_start=torch.zeros(B), t_end=torch.full((B,), t1))
         sol = solver.solve(problem)
         if not bool((sol.status == 0).all()):
             raise RuntimeError(f"torchode status {sol.status.unique().tolist()}")
         return sol.ys[:, -1].numpy(), float(sol.stats["n_f_evals"].double().mean())
+
     return run
 
 
@@ -113,6 +123,7 @@ def _runner_torchdiffeq(x0, t1, rtol, atol):
         counter[0] = 0
         ys = odeint(f, x0, torch.tensor([0.0, t1]), method="dopri5", rtol=rtol, atol=atol)
         return ys[-1].numpy(), float(counter[0])
+
     return run
 
 
@@ -134,9 +145,17 @@ def _runner_diffrax(name, x0, t1, rtol, atol):
     ctrl = diffrax.PIDController(rtol=rtol, atol=atol)
 
     def one(y0):
-        sol = diffrax.diffeqsolve(diffrax.ODETerm(f), solver, 0.0, t1, None, y0,
-                                  stepsize_controller=ctrl, saveat=diffrax.SaveAt(t1=True),
-                                  max_steps=1_000_000)
+        sol = diffrax.diffeqsolve(
+            diffrax.ODETerm(f),
+            solver,
+            0.0,
+            t1,
+            None,
+            y0,
+            stepsize_controller=ctrl,
+            saveat=diffrax.SaveAt(t1=True),
+            max_steps=1_000_000,
+        )
         return sol.ys[-1], sol.stats["num_steps"], sol.result._value
 
     batched = jax.jit(jax.vmap(one))
@@ -149,6 +168,7 @@ def _runner_diffrax(name, x0, t1, rtol, atol):
     def run():
         ys, steps, _ = jax.block_until_ready(batched(y0))
         return np.asarray(ys), float(np.mean(np.asarray(steps))) * stages + 1
+
     return run, compile_s
 
 
@@ -160,8 +180,10 @@ def lorenz_benchmark(batch: int, t1: float, rounds: int) -> dict:
     scale = np.abs(ref).max(axis=1)
     results = {"batch": batch, "t1": t1, "rtol": rtol, "atol": atol, "methods": {}}
     for name in ["dopri5", "tsit5"]:
-        runners = {f"physres {name} per-sample": _runner_physres(name, True, x0, t1, rtol, atol),
-                   f"physres {name} shared": _runner_physres(name, False, x0, t1, rtol, atol)}
+        runners = {
+            f"physres {name} per-sample": _runner_physres(name, True, x0, t1, rtol, atol),
+            f"physres {name} shared": _runner_physres(name, False, x0, t1, rtol, atol),
+        }
         ode = _runner_torchode(name, x0, t1, rtol, atol)
         if ode is None:
             print("torchode not installed: skipped")
@@ -190,17 +212,22 @@ def lorenz_benchmark(batch: int, t1: float, rounds: int) -> dict:
             x, nfev = out[key]
             rel = np.abs(x - ref).max(axis=1) / scale
             results["methods"][key] = {
-                "nfev_per_sample": nfev, "wall_s": statistics.median(times[key]),
-                "error_median": float(np.median(rel)), "error_max": float(rel.max())}
+                "nfev_per_sample": nfev,
+                "wall_s": statistics.median(times[key]),
+                "error_median": float(np.median(rel)),
+                "error_max": float(rel.max()),
+            }
         if compile_s is not None:
             results["methods"][f"diffrax {name}"]["compile_s"] = compile_s
         base = results["methods"][f"physres {name} per-sample"]
         for key in runners:  # ratios of the per-round times, median over rounds
-            r = [a / b for a, b in zip(times[f"physres {name} per-sample"], times[key],
-                                       strict=True)]
+            r = [
+                a / b for a, b in zip(times[f"physres {name} per-sample"], times[key], strict=True)
+            ]
             results["methods"][key]["physres_per_sample_time_ratio"] = statistics.median(r)
             results["methods"][key]["physres_per_sample_nfev_ratio"] = (
-                base["nfev_per_sample"] / results["methods"][key]["nfev_per_sample"])
+                base["nfev_per_sample"] / results["methods"][key]["nfev_per_sample"]
+            )
     return results
 
 
@@ -221,6 +248,7 @@ def _orbit(e):
     def f(t, y, xp):
         r3 = (y[..., 0] ** 2 + y[..., 1] ** 2) ** 1.5
         return _stack(xp, [y[..., 2], y[..., 3], -y[..., 0] / r3, -y[..., 1] / r3])
+
     return f, [1 - e, 0.0, 0.0, math.sqrt((1 + e) / (1 - e))]
 
 
@@ -232,47 +260,82 @@ def _chain(t, y, xp):
 # name: (f(t, y, xp), y0, (t0, t1), exact(t1) or None)
 PROBLEMS = {
     "A1": (lambda t, y, xp: -y, [1.0], (0.0, 20.0), lambda t: np.array([math.exp(-t)])),
-    "A3": (lambda t, y, xp: _stack(xp, [y[..., 0] * xp.cos(_t(t, xp))]), [1.0], (0.0, 20.0),
-           lambda t: np.array([math.exp(math.sin(t))])),
-    "A4": (lambda t, y, xp: y / 4 * (1 - y / 20), [1.0], (0.0, 20.0),
-           lambda t: np.array([20 / (1 + 19 * math.exp(-t / 4))])),
-    "B1": (lambda t, y, xp: _stack(xp, [2 * (y[..., 0] - y[..., 0] * y[..., 1]),
-                                        -(y[..., 1] - y[..., 0] * y[..., 1])]),
-           [1.0, 3.0], (0.0, 20.0), None),
-    "B5": (lambda t, y, xp: _stack(xp, [y[..., 1] * y[..., 2], -y[..., 0] * y[..., 2],
-                                        -0.51 * y[..., 0] * y[..., 1]]),
-           [0.0, 1.0, 1.0], (0.0, 20.0), None),
+    "A3": (
+        lambda t, y, xp: _stack(xp, [y[..., 0] * xp.cos(_t(t, xp))]),
+        [1.0],
+        (0.0, 20.0),
+        lambda t: np.array([math.exp(math.sin(t))]),
+    ),
+    "A4": (
+        lambda t, y, xp: y / 4 * (1 - y / 20),
+        [1.0],
+        (0.0, 20.0),
+        lambda t: np.array([20 / (1 + 19 * math.exp(-t / 4))]),
+    ),
+    "B1": (
+        lambda t, y, xp: _stack(
+            xp, [2 * (y[..., 0] - y[..., 0] * y[..., 1]), -(y[..., 1] - y[..., 0] * y[..., 1])]
+        ),
+        [1.0, 3.0],
+        (0.0, 20.0),
+        None,
+    ),
+    "B5": (
+        lambda t, y, xp: _stack(
+            xp, [y[..., 1] * y[..., 2], -y[..., 0] * y[..., 2], -0.51 * y[..., 0] * y[..., 1]]
+        ),
+        [0.0, 1.0, 1.0],
+        (0.0, 20.0),
+        None,
+    ),
     "C1": (_chain, [1.0] + [0.0] * 9, (0.0, 20.0), None),
     "D1": (*_orbit(0.1), (0.0, 20.0), None),
     "D5": (*_orbit(0.9), (0.0, 20.0), None),
-    "E2": (lambda t, y, xp: _stack(xp, [y[..., 1], (1 - y[..., 0] ** 2) * y[..., 1] - y[..., 0]]),
-           [2.0, 0.0], (0.0, 20.0), None),
-    "E3": (lambda t, y, xp: _stack(xp, [y[..., 1], y[..., 0] ** 3 / 6 - y[..., 0]
-                                        + 2 * xp.sin(2.78535 * _t(t, xp))]),
-           [0.0, 0.0], (0.0, 20.0), None),
+    "E2": (
+        lambda t, y, xp: _stack(xp, [y[..., 1], (1 - y[..., 0] ** 2) * y[..., 1] - y[..., 0]]),
+        [2.0, 0.0],
+        (0.0, 20.0),
+        None,
+    ),
+    "E3": (
+        lambda t, y, xp: _stack(
+            xp, [y[..., 1], y[..., 0] ** 3 / 6 - y[..., 0] + 2 * xp.sin(2.78535 * _t(t, xp))]
+        ),
+        [0.0, 0.0],
+        (0.0, 20.0),
+        None,
+    ),
     # scipy/integrate/_ivp/tests/test_ivp.py
-    "scipy_linear": (lambda t, y, xp: _stack(xp, [-y[..., 0] - 5 * y[..., 1],
-                                                  y[..., 0] + y[..., 1]]),
-                     [0.0, 2.0], (0.0, 10.0),
-                     lambda t: np.array([-5 * math.sin(2 * t), 2 * math.cos(2 * t)
-                                         + math.sin(2 * t)])),
-    "scipy_rational": (lambda t, y, xp: _stack(xp, [y[..., 1] / t, y[..., 1] * (
-        y[..., 0] + 2 * y[..., 1] - 1) / (t * (y[..., 0] - 1))]),
-        [1 / 3, 2 / 9], (5.0, 9.0), lambda t: np.array([t / (t + 10), 10 * t / (t + 10) ** 2])),
+    "scipy_linear": (
+        lambda t, y, xp: _stack(xp, [-y[..., 0] - 5 * y[..., 1], y[..., 0] + y[..., 1]]),
+        [0.0, 2.0],
+        (0.0, 10.0),
+        lambda t: np.array([-5 * math.sin(2 * t), 2 * math.cos(2 * t) + math.sin(2 * t)]),
+    ),
+    "scipy_rational": (
+        lambda t, y, xp: _stack(
+            xp, [y[..., 1] / t, y[..., 1] * (y[..., 0] + 2 * y[..., 1] - 1) / (t * (y[..., 0] - 1))]
+        ),
+        [1 / 3, 2 / 9],
+        (5.0, 9.0),
+        lambda t: np.array([t / (t + 10), 10 * t / (t + 10) ** 2]),
+    ),
 }
 
 
 def _reference(f, y0, span, exact):
     if exact is not None:
         return exact(span[1])
-    sol = solve_ivp(lambda t, y: f(t, y, np), span, y0, method="DOP853", rtol=2.5e-14,
-                    atol=1e-16)
+    sol = solve_ivp(lambda t, y: f(t, y, np), span, y0, method="DOP853", rtol=2.5e-14, atol=1e-16)
     return sol.y[:, -1]
 
 
 def _adaptive_steppers() -> list[str]:
-    names = [n for n in physres.steppers.names(general=True)
-             if physres.steppers.REGISTRY.resolve(n).error_order is not None]
+    names = [
+        n
+        for n in physres.steppers.names(general=True)
+        if physres.steppers.REGISTRY.resolve(n).error_order is not None
+    ]
     return names + ["rk4"]  # rk4: step doubling, for comparison
 
 
@@ -292,16 +355,18 @@ def tolerance_table(tols) -> dict:
             scale = tol + tol * np.abs(ref)
             row = {"problem": pname, "tol": tol}
             for method in ["RK23", "RK45", "DOP853"]:
-                sol = solve_ivp(lambda t, y, f=f: f(t, y, np), span, y0, method=method,
-                                rtol=tol, atol=tol)
+                sol = solve_ivp(
+                    lambda t, y, f=f: f(t, y, np), span, y0, method=method, rtol=tol, atol=tol
+                )
                 row[f"scipy {method}"] = float(np.max(np.abs(sol.y[:, -1] - ref) / scale))
                 row[f"scipy {method} nfev"] = int(sol.nfev)
             for name in _adaptive_steppers():
                 if tol < IMPLICIT_MIN_TOL and not physres.steppers.REGISTRY.resolve(name).explicit:
                     continue  # implicit pairs on non-stiff problems at 1e-9: minutes each
                 step = physres.steppers.get(name, field)
-                sol = physres.integrate(step, x0, span, rtol=tol, atol=tol, max_steps=200_000,
-                                        throw=False)
+                sol = physres.integrate(
+                    step, x0, span, rtol=tol, atol=tol, max_steps=200_000, throw=False
+                )
                 x1 = sol.x[0, -1].numpy()
                 ok = int(sol.status[0]) == 0
                 row[name] = float(np.max(np.abs(x1 - ref) / scale)) if ok else math.nan
@@ -319,8 +384,11 @@ def summarise(rows, names) -> dict:
         same = "scipy RK23" if order <= 3 else "scipy RK45"
         entry = {"vs": same}
         for label, col in [("", same), ("_to_RK45", "scipy RK45")]:
-            r = [row[name] / row[col] for row in rows
-                 if row[col] > 0 and math.isfinite(row.get(name, math.nan))]
+            r = [
+                row[name] / row[col]
+                for row in rows
+                if row[col] > 0 and math.isfinite(row.get(name, math.nan))
+            ]
             entry[f"median_ratio{label}"] = statistics.median(r)
             entry[f"max_ratio{label}"] = max(r)
             entry[f"worse_than_3x{label and '_RK45'}"] = sum(v > 3 for v in r)
@@ -332,30 +400,63 @@ def summarise(rows, names) -> dict:
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="batch 32, t1 = 2, one round")
-    parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results",
-                                                      "adaptive.json"))
+    parser.add_argument(
+        "--out", default=os.path.join(os.path.dirname(__file__), "results", "adaptive.json")
+    )
     args = parser.parse_args(argv)
     batch, t1, rounds = (32, 2.0, 1) if args.quick else (256, 10.0, 3)
     lorenz = lorenz_benchmark(batch, t1, rounds)
-    cols = ["method", "nfev_per_sample", "wall_s", "error_median", "error_max",
-            "physres_per_sample_nfev_ratio", "physres_per_sample_time_ratio", "compile_s"]
-    print(f"\n(a) Lorenz-63, batch {batch}, t1 = {t1}, rtol 1e-8, atol 1e-10 "
-          "(ratios: physres per-sample / method)")
+    cols = [
+        "method",
+        "nfev_per_sample",
+        "wall_s",
+        "error_median",
+        "error_max",
+        "physres_per_sample_nfev_ratio",
+        "physres_per_sample_time_ratio",
+        "compile_s",
+    ]
+    print(
+        f"\n(a) Lorenz-63, batch {batch}, t1 = {t1}, rtol 1e-8, atol 1e-10 "
+        "(ratios: physres per-sample / method)"
+    )
     print(table([{"method": k, **v} for k, v in lorenz["methods"].items()], cols))
     tols = [1e-3, 1e-6, 1e-9]
     tt = tolerance_table(tols)
     names = tt["steppers"]
     print("\n(b) global error / tol at t1 (rtol = atol = tol), physres vs scipy")
-    print(table(tt["rows"], ["problem", "tol", "scipy RK23", "scipy RK45", "scipy DOP853",
-                             *names]))
+    print(table(tt["rows"], ["problem", "tol", "scipy RK23", "scipy RK45", "scipy DOP853", *names]))
     ratios = summarise(tt["rows"], names)
-    print("\nphysres global error / scipy's, over problems and tolerances (RK45, and the same "
-          "pair: RK23 for third-order steppers)")
-    print(table([{"stepper": k, **v} for k, v in ratios.items()],
-                ["stepper", "vs", "median_ratio", "max_ratio", "worse_than_3x", "n",
-                 "median_ratio_to_RK45", "max_ratio_to_RK45", "worse_than_3x_RK45"]))
-    write_json(args.out, {"machine": machine(), "lorenz": lorenz, "tolerance": tt,
-                          "ratio_to_rk45": ratios, "quick": args.quick})
+    print(
+        "\nphysres global error / scipy's, over problems and tolerances (RK45, and the same "
+        "pair: RK23 for third-order steppers)"
+    )
+    print(
+        table(
+            [{"stepper": k, **v} for k, v in ratios.items()],
+            [
+                "stepper",
+                "vs",
+                "median_ratio",
+                "max_ratio",
+                "worse_than_3x",
+                "n",
+                "median_ratio_to_RK45",
+                "max_ratio_to_RK45",
+                "worse_than_3x_RK45",
+            ],
+        )
+    )
+    write_json(
+        args.out,
+        {
+            "machine": machine(),
+            "lorenz": lorenz,
+            "tolerance": tt,
+            "ratio_to_rk45": ratios,
+            "quick": args.quick,
+        },
+    )
     print(f"\nwrote {args.out}")
 
 

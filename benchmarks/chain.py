@@ -44,9 +44,15 @@ SPACING = 1000.0  # chains this far apart never interact through the WCA cutoff
 
 
 def chain_system(n_beads: int, kt: float, friction: float):
-    return physres.systems.get("bead_chain", n_beads=n_beads, target="hairpin",
-                               staples=[(3, n_beads - 5)], temperature=kt, friction=friction,
-                               dynamics="underdamped")
+    return physres.systems.get(
+        "bead_chain",
+        n_beads=n_beads,
+        target="hairpin",
+        staples=[(3, n_beads - 5)],
+        temperature=kt,
+        friction=friction,
+        dynamics="underdamped",
+    )
 
 
 def openmm_system(chain, n_chains: int):
@@ -100,8 +106,11 @@ def force_agreement(chain, x) -> dict:
     one chain at a time (no far-apart offsets to cost digits)."""
     import openmm as mm
 
-    ctx = mm.Context(openmm_system(chain, 1), mm.VerletIntegrator(1e-3),
-                     mm.Platform.getPlatformByName("Reference"))
+    ctx = mm.Context(
+        openmm_system(chain, 1),
+        mm.VerletIntegrator(1e-3),
+        mm.Platform.getPlatformByName("Reference"),
+    )
     e, force = chain.energy_force(x)
     fused = chain.conservative_force(x)  # the force-only path the Langevin steppers read
     df = dff = du = 0.0
@@ -112,8 +121,12 @@ def force_agreement(chain, x) -> dict:
         df = max(df, float(np.abs(f - force[k].numpy()).max()))
         dff = max(dff, float(np.abs(f - fused[k].numpy()).max()))
         du = max(du, abs(state.getPotentialEnergy()._value - float(e[k])))
-    return {"max_force_diff": df, "max_force_diff_stepper": dff,
-            "force_scale": float(force.abs().max()), "max_energy_diff": du}
+    return {
+        "max_force_diff": df,
+        "max_force_diff_stepper": dff,
+        "force_scale": float(force.abs().max()),
+        "max_energy_diff": du,
+    }
 
 
 def compare(n_chains: int, n_beads: int, args) -> dict:
@@ -121,21 +134,30 @@ def compare(n_chains: int, n_beads: int, args) -> dict:
 
     chain = chain_system(n_beads, args.kt, args.friction)
     g = torch.Generator().manual_seed(0)
-    x0 = chain.native + 0.02 * torch.randn(n_chains, n_beads, 3, generator=g,
-                                           dtype=torch.float64)
-    row = {"chains": n_chains, "beads": n_beads, "pair_method": chain.pair_method,
-           **force_agreement(chain, x0[:4] + 0.1 * torch.randn(4, n_beads, 3, generator=g,
-                                                                dtype=torch.float64))}
+    x0 = chain.native + 0.02 * torch.randn(n_chains, n_beads, 3, generator=g, dtype=torch.float64)
+    row = {
+        "chains": n_chains,
+        "beads": n_beads,
+        "pair_method": chain.pair_method,
+        **force_agreement(
+            chain, x0[:4] + 0.1 * torch.randn(4, n_beads, 3, generator=g, dtype=torch.float64)
+        ),
+    }
 
     integ = mm.LangevinMiddleIntegrator(args.kt / KB, args.friction, args.dt)
     integ.setRandomNumberSeed(1)
-    ctx = mm.Context(openmm_system(chain, n_chains), integ,
-                     mm.Platform.getPlatformByName("CPU"), {"Threads": "1"})
+    ctx = mm.Context(
+        openmm_system(chain, n_chains),
+        integ,
+        mm.Platform.getPlatformByName("CPU"),
+        {"Threads": "1"},
+    )
     ctx.setPositions((x0 + _offsets(n_chains)).reshape(-1, 3).numpy())
     ctx.setVelocitiesToTemperature(args.kt / KB, 2)
     stepper = physres.steppers.get("baoab", chain.rhs, seed=1)
-    state = torch.stack([x0, (args.kt**0.5) * torch.randn(x0.shape, generator=g,
-                                                          dtype=torch.float64)], dim=1)
+    state = torch.stack(
+        [x0, (args.kt**0.5) * torch.randn(x0.shape, generator=g, dtype=torch.float64)], dim=1
+    )
 
     def run_physres(s, steps):
         with torch.no_grad():
@@ -160,21 +182,28 @@ def compare(n_chains: int, n_beads: int, args) -> dict:
         t_omm.append(time.process_time() - t)
         u_ours.append(chain.energy_force(state[:, 0])[0] / n_beads)
         u_omm.append(energy_omm() / n_beads)
-    per = {k: statistics.median(v) / block / n_chains * 1e6 for k, v in
-           (("physres", t_ours), ("openmm", t_omm))}
-    best = {k: min(v) / block / n_chains * 1e6 for k, v in
-            (("physres", t_ours), ("openmm", t_omm))}
-    row.update({"physres_us_per_chain_step": per["physres"],
-                "openmm_us_per_chain_step": per["openmm"],
-                "ratio": per["physres"] / per["openmm"],
-                "ratio_best_blocks": best["physres"] / best["openmm"],
-                "verlet_builds": getattr(chain._verlet, "builds", None)})
+    per = {
+        k: statistics.median(v) / block / n_chains * 1e6
+        for k, v in (("physres", t_ours), ("openmm", t_omm))
+    }
+    best = {k: min(v) / block / n_chains * 1e6 for k, v in (("physres", t_ours), ("openmm", t_omm))}
+    row.update(
+        {
+            "physres_us_per_chain_step": per["physres"],
+            "openmm_us_per_chain_step": per["openmm"],
+            "ratio": per["physres"] / per["openmm"],
+            "ratio_best_blocks": best["physres"] / best["openmm"],
+            "verlet_builds": getattr(chain._verlet, "builds", None),
+        }
+    )
     for label, u in (("physres", u_ours), ("openmm", u_omm)):
         per_chain = torch.stack(u).mean(0)  # time average of each independent chain
         row[f"{label}_u_per_bead"] = float(per_chain.mean())
         row[f"{label}_u_err"] = float(per_chain.std() / n_chains**0.5)
-    row["u_diff_in_errors"] = abs(row["physres_u_per_bead"] - row["openmm_u_per_bead"]) / (
-        row["physres_u_err"] ** 2 + row["openmm_u_err"] ** 2) ** 0.5
+    row["u_diff_in_errors"] = (
+        abs(row["physres_u_per_bead"] - row["openmm_u_per_bead"])
+        / (row["physres_u_err"] ** 2 + row["openmm_u_err"] ** 2) ** 0.5
+    )
     return row
 
 
@@ -182,8 +211,9 @@ def openmm_rows(args) -> list[dict]:
     try:
         import openmm  # noqa: F401
     except ImportError:
-        print("openmm is not installed: skipping the OpenMM comparison "
-              "(pip install 'physres[bench]')")
+        print(
+            "openmm is not installed: skipping the OpenMM comparison (pip install 'physres[bench]')"
+        )
         return []
     sizes = [(64, 32), (8, 256)] if not args.quick else [(16, 32), (4, 128)]
     return [compare(b, n, args) for b, n in sizes]
@@ -191,39 +221,60 @@ def openmm_rows(args) -> list[dict]:
 
 def _graph(n, staple, use_staples, width, temperature=0.0):
     torch.manual_seed(0)
-    return physres.models.ChainGraphEmulator(state_shape=(n, 3), staples=[staple],
-                                             use_staples=use_staples, width=width, depth=3,
-                                             temperature=temperature, seed=7)
+    return physres.models.ChainGraphEmulator(
+        state_shape=(n, 3),
+        staples=[staple],
+        use_staples=use_staples,
+        width=width,
+        depth=3,
+        temperature=temperature,
+        seed=7,
+    )
 
 
 def staple_edges(args, tmp: Path) -> list[dict]:
     n, staple = args.n_beads, (1, args.n_beads - 2)
     system = physres.systems.get("bead_chain", n_beads=n, target="hairpin", staples=[staple])
-    data = physres.data.generate(system, tmp / "flow.h5", n_traj=args.n_traj, t_end=args.t_flow,
-                                 dt=0.001, dt_save=0.02, stepper="rk4", seed=0, progress=False)
+    data = physres.data.generate(
+        system,
+        tmp / "flow.h5",
+        n_traj=args.n_traj,
+        t_end=args.t_flow,
+        dt=0.001,
+        dt_save=0.02,
+        stepper="rk4",
+        seed=0,
+        progress=False,
+    )
     test = system.sample_initial(16, seed=123)
     steps = round(args.t_flow / 0.02)
     with torch.no_grad():
-        ref = physres.rollout(physres.steppers.get("rk4", system.rhs), test, 0.001, 20 * steps,
-                              save_every=20)
+        ref = physres.rollout(
+            physres.steppers.get("rk4", system.rhs), test, 0.001, 20 * steps, save_every=20
+        )
     rows = []
     for name in ("graph_staples", "graph_no_staples", "mlp_resnet"):
         if name == "mlp_resnet":
             torch.manual_seed(0)
-            model = physres.models.ResNetEmulator(state_shape=(n, 3), width=4 * args.width,
-                                                  depth=2)
+            model = physres.models.ResNetEmulator(state_shape=(n, 3), width=4 * args.width, depth=2)
         else:
             model = _graph(n, staple, name == "graph_staples", args.width)
         t0 = time.perf_counter()
-        fit_for_steps(model, data, args.train_steps, unroll=args.unroll, batch_size=64,
-                      device="cpu", progress=False)
+        fit_for_steps(
+            model,
+            data,
+            args.train_steps,
+            unroll=args.unroll,
+            batch_size=64,
+            device="cpu",
+            progress=False,
+        )
         wall = time.perf_counter() - t0
         model.eval()
         with torch.no_grad():
             pred = physres.rollout(model, test, 0.02, steps)
         err = ((pred - ref).flatten(1).norm(dim=1) / ref.flatten(1).norm(dim=1)).mean()
-        rows.append({"benchmark": "rollout", "model": name, "rel_l2": float(err),
-                     "train_s": wall})
+        rows.append({"benchmark": "rollout", "model": name, "rel_l2": float(err), "train_s": wall})
     base = rows[0]["rel_l2"]
     for r in rows:
         r["ratio_to_staples"] = r["rel_l2"] / base
@@ -232,28 +283,49 @@ def staple_edges(args, tmp: Path) -> list[dict]:
 
 def sampling(args, tmp: Path) -> list[dict]:
     n, staple, kt, dt = args.n_beads, (1, args.n_beads - 2), 0.5, 2e-3
-    system = physres.systems.get("bead_chain", n_beads=n, target="hairpin", staples=[staple],
-                                 temperature=kt)
+    system = physres.systems.get(
+        "bead_chain", n_beads=n, target="hairpin", staples=[staple], temperature=kt
+    )
     big = args.speedup * dt
-    data = physres.data.generate(system, tmp / "hot.h5", n_traj=args.n_traj,
-                                 t_end=args.t_hot, dt=dt, dt_save=big, seed=1, progress=False)
+    data = physres.data.generate(
+        system,
+        tmp / "hot.h5",
+        n_traj=args.n_traj,
+        t_end=args.t_hot,
+        dt=dt,
+        dt_save=big,
+        seed=1,
+        progress=False,
+    )
     model = _graph(n, staple, True, args.width, temperature=kt)
-    fit_for_steps(model, data, args.train_steps, unroll=1, batch_size=64, device="cpu",
-                  progress=False)
+    fit_for_steps(
+        model, data, args.train_steps, unroll=1, batch_size=64, device="cpu", progress=False
+    )
     model.eval()
     x0 = system.sample_initial(args.n_chains, seed=5)
     n_big = round(args.t_hot / big)
 
     def rg_late(traj):
-        return radius_of_gyration(traj[:, traj.shape[1] // 2:]).reshape(-1).numpy()
+        return radius_of_gyration(traj[:, traj.shape[1] // 2 :]).reshape(-1).numpy()
 
     timings, samples = {}, {}
     for label, stepper, step_dt, n_steps, every in (
-            ("langevin", physres.steppers.get("euler_maruyama", system.rhs, seed=2), dt,
-             n_big * args.speedup, args.speedup),
-            ("langevin_seed2", physres.steppers.get("euler_maruyama", system.rhs, seed=3), dt,
-             n_big * args.speedup, args.speedup),
-            ("emulator", model, big, n_big, 1)):
+        (
+            "langevin",
+            physres.steppers.get("euler_maruyama", system.rhs, seed=2),
+            dt,
+            n_big * args.speedup,
+            args.speedup,
+        ),
+        (
+            "langevin_seed2",
+            physres.steppers.get("euler_maruyama", system.rhs, seed=3),
+            dt,
+            n_big * args.speedup,
+            args.speedup,
+        ),
+        ("emulator", model, big, n_big, 1),
+    ):
         t0 = time.perf_counter()
         with torch.no_grad():
             traj = physres.rollout(stepper, x0, step_dt, n_steps, save_every=every)
@@ -263,16 +335,23 @@ def sampling(args, tmp: Path) -> list[dict]:
     rows = []
     for label in ("langevin_seed2", "emulator"):
         w1 = wasserstein_distance(samples[label], samples["langevin"])
-        rows.append({"benchmark": "sampling", "model": label, "wall_s": timings[label],
-                     "speedup": timings["langevin"] / timings[label],
-                     "w1_over_mean_rg": w1 / mean_rg})
+        rows.append(
+            {
+                "benchmark": "sampling",
+                "model": label,
+                "wall_s": timings[label],
+                "speedup": timings["langevin"] / timings[label],
+                "w1_over_mean_rg": w1 / mean_rg,
+            }
+        )
     return rows
 
 
 def emulator_rows(args) -> list[dict]:
     """The emulator rows: staple edges vs none (rollout), emulator vs Langevin (sampling)."""
-    size = dict(n_beads=12, n_traj=24, t_flow=1.0, t_hot=4.0, width=16, unroll=2, n_chains=32,
-                speedup=50)
+    size = dict(
+        n_beads=12, n_traj=24, t_flow=1.0, t_hot=4.0, width=16, unroll=2, n_chains=32, speedup=50
+    )
     for k, v in size.items():
         setattr(args, k, v)
     with tempfile.TemporaryDirectory() as d:
@@ -292,20 +371,57 @@ def main(argv=None):
     torch.set_num_threads(1)
     rows = openmm_rows(args)
     if rows:
-        print(table(rows, ["chains", "beads", "pair_method", "physres_us_per_chain_step",
-                           "openmm_us_per_chain_step", "ratio", "ratio_best_blocks",
-                           "max_force_diff", "max_force_diff_stepper", "physres_u_per_bead",
-                           "physres_u_err", "openmm_u_per_bead", "openmm_u_err",
-                           "u_diff_in_errors"]))
+        print(
+            table(
+                rows,
+                [
+                    "chains",
+                    "beads",
+                    "pair_method",
+                    "physres_us_per_chain_step",
+                    "openmm_us_per_chain_step",
+                    "ratio",
+                    "ratio_best_blocks",
+                    "max_force_diff",
+                    "max_force_diff_stepper",
+                    "physres_u_per_bead",
+                    "physres_u_err",
+                    "openmm_u_per_bead",
+                    "openmm_u_err",
+                    "u_diff_in_errors",
+                ],
+            )
+        )
     emu = emulator_rows(args) if args.emulators else []
     if emu:
-        print(table(emu, ["benchmark", "model", "rel_l2", "ratio_to_staples", "wall_s",
-                          "speedup", "w1_over_mean_rg"]))
-    payload = {"command": "python benchmarks/chain.py" + (" --quick" if args.quick else ""),
-               "settings": {"kt": args.kt, "friction": args.friction, "dt": args.dt,
-                            "equilibrate": args.equilibrate, "block": args.block,
-                            "samples": args.samples},
-               "machine": machine(), "openmm": rows, "emulators": emu}
+        print(
+            table(
+                emu,
+                [
+                    "benchmark",
+                    "model",
+                    "rel_l2",
+                    "ratio_to_staples",
+                    "wall_s",
+                    "speedup",
+                    "w1_over_mean_rg",
+                ],
+            )
+        )
+    payload = {
+        "command": "python benchmarks/chain.py" + (" --quick" if args.quick else ""),
+        "settings": {
+            "kt": args.kt,
+            "friction": args.friction,
+            "dt": args.dt,
+            "equilibrate": args.equilibrate,
+            "block": args.block,
+            "samples": args.samples,
+        },
+        "machine": machine(),
+        "openmm": rows,
+        "emulators": emu,
+    }
     write_json(args.json, payload)
     return payload
 

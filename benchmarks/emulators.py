@@ -62,8 +62,9 @@ def rk4_at_same_error(system, x0, dt, target, ref):
     """Coarsest RK4 step dt/m (m = 1, 2, 4, ...) with error <= target over the same times."""
     step = physres.steppers.get("rk4", system.rhs)
     for m in (1, 2, 4, 8, 16, 32, 64, 128):
-        wall, traj = best_time(lambda m=m: physres.rollout(step, x0, dt / m, N_STEPS * m,
-                                                           save_every=m), repeat=1)
+        wall, traj = best_time(
+            lambda m=m: physres.rollout(step, x0, dt / m, N_STEPS * m, save_every=m), repeat=1
+        )
         err = error(traj, ref)
         if err <= target:
             return {"rk4_substeps": m, "rk4_error": err, "rk4_s": wall}
@@ -80,11 +81,21 @@ def train(kind, path, epochs, polish, seed=0):
     if kind == "node":
         opts.update(method="rk4", step_size=0.25)  # two RK4 (3/8) steps per dt = 0.5
     model = physres.training.model_for(path, kind, **opts)
-    config = physres.training.TrainConfig(epochs=epochs, frame_step=10, unroll=2, lr=3e-3,
-                                          batch_size=256, patience=None, min_lr_ratio=1e-2,
-                                          polish_steps=polish, polish_method="lm",
-                                          polish_windows=1500, progress=False, device="cpu",
-                                          seed=seed)
+    config = physres.training.TrainConfig(
+        epochs=epochs,
+        frame_step=10,
+        unroll=2,
+        lr=3e-3,
+        batch_size=256,
+        patience=None,
+        min_lr_ratio=1e-2,
+        polish_steps=polish,
+        polish_method="lm",
+        polish_windows=1500,
+        progress=False,
+        device="cpu",
+        seed=seed,
+    )
     start = time.perf_counter()
     result = physres.training.fit(model, path, config)
     return model, time.perf_counter() - start, result
@@ -104,11 +115,20 @@ def run_system(name, models, epochs, polish, workdir):
         with torch.no_grad():
             wall, pred = best_time(lambda m=model: physres.rollout(m, x0, dt, N_STEPS))
         err = error(pred, ref)
-        row = {"system": name, "model": kind, "dt": dt, "max_rel_l2": err,
-               "final_rel_l2": float(relative_l2(pred, ref)[:, -1].mean()),
-               "goal_met": err < 1e-2, "train_s": train_s, "train_steps": result.steps,
-               "rollout_s": wall, "traj_steps_per_s": BATCH * N_STEPS / wall,
-               "scipy_ref_s": ref_wall, "speedup_vs_scipy": ref_wall / wall}
+        row = {
+            "system": name,
+            "model": kind,
+            "dt": dt,
+            "max_rel_l2": err,
+            "final_rel_l2": float(relative_l2(pred, ref)[:, -1].mean()),
+            "goal_met": err < 1e-2,
+            "train_s": train_s,
+            "train_steps": result.steps,
+            "rollout_s": wall,
+            "traj_steps_per_s": BATCH * N_STEPS / wall,
+            "scipy_ref_s": ref_wall,
+            "speedup_vs_scipy": ref_wall / wall,
+        }
         with torch.no_grad():
             row.update(rk4_at_same_error(system, x0, dt, err, ref))
         row["speedup_vs_rk4"] = row["rk4_s"] / wall
@@ -119,8 +139,11 @@ def run_system(name, models, epochs, polish, workdir):
 
 # The no-flag goals: (system, steps of the scored rollout, goal of the max relative L2 error);
 # None steps: the data's time span.
-DEFAULT_GOALS = {"harmonic_oscillator": (N_STEPS, 1e-3), "pendulum": (N_STEPS, 1e-2),
-                 "robertson": (None, 1e-2)}
+DEFAULT_GOALS = {
+    "harmonic_oscillator": (N_STEPS, 1e-3),
+    "pendulum": (N_STEPS, 1e-2),
+    "robertson": (None, 1e-2),
+}
 MASS_GOAL = 1e-12  # Robertson: |Σy(t) − Σy(0)| at most
 
 
@@ -137,8 +160,10 @@ def run_defaults(name, workdir, extra=()):
     assert cli(["generate", name, "--out", str(path), "--no-progress"]) == 0
     torch.manual_seed(0)
     start, cpu = time.perf_counter(), time.process_time()
-    assert cli(["train", str(path), "--out", str(out), "--frame-step", "10",
-                "--no-progress", *extra]) == 0
+    assert (
+        cli(["train", str(path), "--out", str(out), "--frame-step", "10", "--no-progress", *extra])
+        == 0
+    )
     train_s, train_cpu_s = time.perf_counter() - start, time.process_time() - cpu
     model = physres.load(out)
     dt = 10 * system.dt_save
@@ -150,55 +175,81 @@ def run_defaults(name, workdir, extra=()):
         ref = system.solution(x0, torch.as_tensor(t)).numpy()
     else:
         method = "Radau" if name == "robertson" else "DOP853"
-        ref = physres.reference.solve(system, x0, t, method=method, rtol=1e-12,
-                                      atol=1e-16 if name == "robertson" else 1e-12)
+        ref = physres.reference.solve(
+            system, x0, t, method=method, rtol=1e-12, atol=1e-16 if name == "robertson" else 1e-12
+        )
     with torch.no_grad():
         pred = physres.rollout(model, x0, dt, n_steps).double().numpy()
     rel = relative_l2(pred, ref)  # (batch, n_steps)
     info = model.training_info
-    row = {"system": name, "extra": " ".join(extra), "model": type(model).name, "dt": dt,
-           "steps": n_steps,
-           "max_rel_l2": float(rel.max()), "max_mean_rel_l2": float(rel.mean(0).max()),
-           "goal": goal, "train_s": train_s, "train_cpu_s": train_cpu_s}
+    row = {
+        "system": name,
+        "extra": " ".join(extra),
+        "model": type(model).name,
+        "dt": dt,
+        "steps": n_steps,
+        "max_rel_l2": float(rel.max()),
+        "max_mean_rel_l2": float(rel.mean(0).max()),
+        "goal": goal,
+        "train_s": train_s,
+        "train_cpu_s": train_cpu_s,
+    }
     met = row["max_rel_l2"] < goal
     if name == "robertson":
         row["max_mass_drift"] = float(np.abs(pred.sum(-1) - pred[:, :1].sum(-1)).max())
         met = met and row["max_mass_drift"] <= MASS_GOAL
     row["goal_met"] = met
     row["epochs"] = info["epochs"]
-    row["polish"] = {k: info["polish"].get(k) for k in ("method", "windows", "iterations",
-                                                          "stopped", "kept")}
+    row["polish"] = {
+        k: info["polish"].get(k) for k in ("method", "windows", "iterations", "stopped", "kept")
+    }
     row["choices"] = info.get("model", {})
-    print(table([{k: v for k, v in row.items() if k not in ("choices", "polish", "epochs")}],
-                [k for k in row if k not in ("choices", "polish", "epochs")]), flush=True)
-    print(f"  epochs: {row['epochs']}\n  polish: {row['polish']}\n  model: {row['choices']}",
-          flush=True)
+    print(
+        table(
+            [{k: v for k, v in row.items() if k not in ("choices", "polish", "epochs")}],
+            [k for k in row if k not in ("choices", "polish", "epochs")],
+        ),
+        flush=True,
+    )
+    print(
+        f"  epochs: {row['epochs']}\n  polish: {row['polish']}\n  model: {row['choices']}",
+        flush=True,
+    )
     return [row]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer epochs (a smoke run)")
-    parser.add_argument("--json", default=str(Path(__file__).parent / "results" /
-                                              "emulators.json"))
+    parser.add_argument("--json", default=str(Path(__file__).parent / "results" / "emulators.json"))
     parser.add_argument("--systems", default="harmonic_oscillator,pendulum")
     parser.add_argument("--models", default="resnet,node")
     parser.add_argument("--epochs", type=int, default=None)
-    parser.add_argument("--polish", type=int, default=None,
-                        help="Levenberg–Marquardt iterations after AdamW (default: resnet 200, "
-                             "node 100; 0: none)")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch threads (tiny networks run fastest on one)")
-    parser.add_argument("--chaos", default=None,
-                        help="comma-separated chaotic systems (lorenz63, lorenz96)")
+    parser.add_argument(
+        "--polish",
+        type=int,
+        default=None,
+        help="Levenberg–Marquardt iterations after AdamW (default: resnet 200, node 100; 0: none)",
+    )
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch threads (tiny networks run fastest on one)"
+    )
+    parser.add_argument(
+        "--chaos", default=None, help="comma-separated chaotic systems (lorenz63, lorenz96)"
+    )
     parser.add_argument("--no-esn", action="store_true", help="skip the echo state network")
-    parser.add_argument("--esn-only", action="store_true",
-                        help="chaos: only RK4 and the echo state network")
-    parser.add_argument("--defaults", action="store_true",
-                        help="`physres train` with no flag but --frame-step 10 (oscillator, "
-                             "pendulum, robertson unless --systems)")
-    parser.add_argument("--extra", default="",
-                        help="--defaults: more `physres train` flags, e.g. '--noise 0.001'")
+    parser.add_argument(
+        "--esn-only", action="store_true", help="chaos: only RK4 and the echo state network"
+    )
+    parser.add_argument(
+        "--defaults",
+        action="store_true",
+        help="`physres train` with no flag but --frame-step 10 (oscillator, "
+        "pendulum, robertson unless --systems)",
+    )
+    parser.add_argument(
+        "--extra", default="", help="--defaults: more `physres train` flags, e.g. '--noise 0.001'"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.chaos:
@@ -207,25 +258,47 @@ def main() -> None:
         rows = []
         with tempfile.TemporaryDirectory() as workdir:
             for name in args.chaos.split(","):
-                rows += _chaos.run(name, Path(workdir), quick=args.quick, esn=not args.no_esn,
-                                   physres_models=not args.esn_only)
+                rows += _chaos.run(
+                    name,
+                    Path(workdir),
+                    quick=args.quick,
+                    esn=not args.no_esn,
+                    physres_models=not args.esn_only,
+                )
         print()
         print(_chaos.as_markdown(rows))
-        write_json(args.json, {"benchmark": "emulators_chaos", "quick": args.quick,
-                               "machine": machine(), "load": os.getloadavg(), "rows": rows})
+        write_json(
+            args.json,
+            {
+                "benchmark": "emulators_chaos",
+                "quick": args.quick,
+                "machine": machine(),
+                "load": os.getloadavg(),
+                "rows": rows,
+            },
+        )
         return
     if args.defaults:
         rows = []
-        names = args.systems if args.systems != parser.get_default("systems") else \
-            ",".join(DEFAULT_GOALS)
+        names = (
+            args.systems
+            if args.systems != parser.get_default("systems")
+            else ",".join(DEFAULT_GOALS)
+        )
         with tempfile.TemporaryDirectory() as workdir:
             for name in names.split(","):
                 rows += run_defaults(name, workdir, args.extra.split())
-        columns = ["system", "model", "max_rel_l2", "goal", "goal_met", "train_s",
-                   "train_cpu_s"]
+        columns = ["system", "model", "max_rel_l2", "goal", "goal_met", "train_s", "train_cpu_s"]
         print(table(rows, columns))
-        write_json(args.json, {"benchmark": "emulators_defaults", "machine": machine(),
-                               "load": os.getloadavg(), "rows": rows})
+        write_json(
+            args.json,
+            {
+                "benchmark": "emulators_defaults",
+                "machine": machine(),
+                "load": os.getloadavg(),
+                "rows": rows,
+            },
+        )
         return
     epochs = args.epochs or (1 if args.quick else 3)
     polish = args.polish if args.polish is not None or not args.quick else 10
@@ -233,13 +306,31 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as workdir:
         for name in args.systems.split(","):
             rows += run_system(name, args.models.split(","), epochs, polish, workdir)
-    columns = ["system", "model", "max_rel_l2", "goal_met", "train_s", "traj_steps_per_s",
-               "speedup_vs_scipy", "rk4_substeps", "speedup_vs_rk4"]
+    columns = [
+        "system",
+        "model",
+        "max_rel_l2",
+        "goal_met",
+        "train_s",
+        "traj_steps_per_s",
+        "speedup_vs_scipy",
+        "rk4_substeps",
+        "speedup_vs_rk4",
+    ]
     print()
     print(table(rows, columns))
-    write_json(args.json, {"benchmark": "emulators", "epochs": epochs,
-                           "polish": POLISH if polish is None else polish, "n_steps": N_STEPS,
-                           "batch": BATCH, "machine": machine(), "rows": rows})
+    write_json(
+        args.json,
+        {
+            "benchmark": "emulators",
+            "epochs": epochs,
+            "polish": POLISH if polish is None else polish,
+            "n_steps": N_STEPS,
+            "batch": BATCH,
+            "machine": machine(),
+            "rows": rows,
+        },
+    )
 
 
 if __name__ == "__main__":

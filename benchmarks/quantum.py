@@ -83,8 +83,9 @@ def _interleaved_best(fns, repeat: int, number: int) -> list[float]:
 def bench_step_cost(repeat: int) -> dict:
     out = {}
     for kinetic, boundary in (("fd3", "dirichlet"), ("fd5", "periodic")):
-        qs = physres.systems.get("schrodinger_1d", n=1024, x_min=-20.0, x_max=20.0,
-                                 kinetic=kinetic, boundary=boundary)
+        qs = physres.systems.get(
+            "schrodinger_1d", n=1024, x_min=-20.0, x_max=20.0, kinetic=kinetic, boundary=boundary
+        )
         x = qs.sample_initial(64)
         euler = physres.steppers.get("euler", qs.rhs)
         cn = physres.steppers.get("crank_nicolson", qs.rhs)
@@ -95,8 +96,10 @@ def bench_step_cost(repeat: int) -> dict:
         te, tc = float(np.median(te)), float(np.median(tc))
         key = f"{kinetic}_{boundary}"
         out[key] = {"euler_ms": te * 1e3, "crank_nicolson_ms": tc * 1e3, "ratio": tc / te}
-        print(f"step cost N=1024 batch 64 {key:16s} euler {te * 1e3:7.3f} ms   "
-              f"crank_nicolson {tc * 1e3:7.3f} ms   ratio {tc / te:5.2f}  (target <= 3)")
+        print(
+            f"step cost N=1024 batch 64 {key:16s} euler {te * 1e3:7.3f} ms   "
+            f"crank_nicolson {tc * 1e3:7.3f} ms   ratio {tc / te:5.2f}  (target <= 3)"
+        )
     return out
 
 
@@ -105,8 +108,7 @@ def _rel_err(a, b):
 
 
 def bench_vs_expm_multiply(n_grid: int, batch: int, targets) -> dict:
-    qs = physres.systems.get("schrodinger_1d", n=n_grid, x_min=-15.0, x_max=15.0,
-                             kinetic="fd3")
+    qs = physres.systems.get("schrodinger_1d", n=n_grid, x_min=-15.0, x_max=15.0, kinetic="fd3")
     x = qs.sample_initial(batch, seed=1)
     t_end = 2 * math.pi
     op = qs.linear_operator(0.0)
@@ -122,12 +124,21 @@ def bench_vs_expm_multiply(n_grid: int, batch: int, targets) -> dict:
     for j in range(n_single):
         expm_multiply(A * t_end, B[:, j])
     t_single = (time.perf_counter() - start) / n_single
-    out = {"n_grid": n_grid, "batch": batch, "t_end": t_end,
-           "expm_multiply": {"wall_s_per_traj": t_single, "batched_wall_s_per_traj": t_batched,
-                             "error": err_expm}}
-    print(f"expm_multiply   n={n_grid}: {t_single * 1e3:8.2f} ms/traj one vector per call, "
-          f"{t_batched * 1e3:8.2f} ms/traj as one ({n_grid}, {batch}) matrix; error "
-          f"{err_expm:.1e}")
+    out = {
+        "n_grid": n_grid,
+        "batch": batch,
+        "t_end": t_end,
+        "expm_multiply": {
+            "wall_s_per_traj": t_single,
+            "batched_wall_s_per_traj": t_batched,
+            "error": err_expm,
+        },
+    }
+    print(
+        f"expm_multiply   n={n_grid}: {t_single * 1e3:8.2f} ms/traj one vector per call, "
+        f"{t_batched * 1e3:8.2f} ms/traj as one ({n_grid}, {batch}) matrix; error "
+        f"{err_expm:.1e}"
+    )
     for name in ("split_operator", "crank_nicolson"):
         step = physres.steppers.get(name, qs.rhs)
         rows = []
@@ -143,14 +154,23 @@ def bench_vs_expm_multiply(n_grid: int, batch: int, targets) -> dict:
                     break
                 n_steps *= 2
             per_traj = wall / batch
-            rows.append({"target_error": target, "n_steps": n_steps, "dt": dt, "error": err,
-                         "wall_s_per_traj": per_traj,
-                         "speedup_vs_expm_multiply": t_single / per_traj,
-                         "speedup_vs_batched_expm_multiply": t_batched / per_traj})
-            print(f"{name:15s} target {target:.0e}: {n_steps:6d} steps (dt {dt:.2e}), error "
-                  f"{err:.1e}, {per_traj * 1e3:8.2f} ms/traj, {t_single / per_traj:7.2f}x vs "
-                  f"expm_multiply per vector (target >= 50x), {t_batched / per_traj:6.2f}x vs "
-                  "batched")
+            rows.append(
+                {
+                    "target_error": target,
+                    "n_steps": n_steps,
+                    "dt": dt,
+                    "error": err,
+                    "wall_s_per_traj": per_traj,
+                    "speedup_vs_expm_multiply": t_single / per_traj,
+                    "speedup_vs_batched_expm_multiply": t_batched / per_traj,
+                }
+            )
+            print(
+                f"{name:15s} target {target:.0e}: {n_steps:6d} steps (dt {dt:.2e}), error "
+                f"{err:.1e}, {per_traj * 1e3:8.2f} ms/traj, {t_single / per_traj:7.2f}x vs "
+                f"expm_multiply per vector (target >= 50x), {t_batched / per_traj:6.2f}x vs "
+                "batched"
+            )
         out[name] = rows
     return out
 
@@ -158,8 +178,7 @@ def bench_vs_expm_multiply(n_grid: int, batch: int, targets) -> dict:
 def bench_cn_row(n_grid: int, batch: int, n_steps: int, repeat: int) -> dict:
     """The crank_nicolson row at a fixed step count (part ``cn_row``): its error and time per
     trajectory against ``expm_multiply`` on one vector and on the whole batch, interleaved."""
-    qs = physres.systems.get("schrodinger_1d", n=n_grid, x_min=-15.0, x_max=15.0,
-                             kinetic="fd3")
+    qs = physres.systems.get("schrodinger_1d", n=n_grid, x_min=-15.0, x_max=15.0, kinetic="fd3")
     x = qs.sample_initial(batch, seed=1)
     t_end = 2 * math.pi
     op = qs.linear_operator(0.0)
@@ -170,8 +189,9 @@ def bench_cn_row(n_grid: int, batch: int, n_steps: int, repeat: int) -> dict:
     t_cn, t_batched, t_single = [], [], []
     for _ in range(repeat):  # interleaved
         start = time.perf_counter()
-        y = physres.rollout(step, x, t_end / n_steps, n_steps, save_every=n_steps,
-                            compile=False)[:, -1]
+        y = physres.rollout(step, x, t_end / n_steps, n_steps, save_every=n_steps, compile=False)[
+            :, -1
+        ]
         t_cn.append((time.perf_counter() - start) / batch)
         start = time.perf_counter()
         expm_multiply(A * t_end, B)
@@ -181,16 +201,24 @@ def bench_cn_row(n_grid: int, batch: int, n_steps: int, repeat: int) -> dict:
             expm_multiply(A * t_end, B[:, j])
         t_single.append((time.perf_counter() - start) / 4)
     err = _rel_err(y, exact)
-    out = {"n_grid": n_grid, "batch": batch, "n_steps": n_steps, "error": err,
-           "crank_nicolson_s_per_traj": min(t_cn),
-           "expm_multiply_batched_s_per_traj": min(t_batched),
-           "expm_multiply_single_s_per_traj": min(t_single)}
-    out["cn_over_batched"] = out["crank_nicolson_s_per_traj"] / out[
-        "expm_multiply_batched_s_per_traj"]
-    print(f"crank_nicolson n={n_grid} batch {batch}: {n_steps} steps, error {err:.1e}, "
-          f"{min(t_cn) * 1e3:.2f} ms/traj; expm_multiply {min(t_single) * 1e3:.2f} ms/traj "
-          f"per vector, {min(t_batched) * 1e3:.2f} ms/traj batched; crank_nicolson / batched "
-          f"= {out['cn_over_batched']:.2f}")
+    out = {
+        "n_grid": n_grid,
+        "batch": batch,
+        "n_steps": n_steps,
+        "error": err,
+        "crank_nicolson_s_per_traj": min(t_cn),
+        "expm_multiply_batched_s_per_traj": min(t_batched),
+        "expm_multiply_single_s_per_traj": min(t_single),
+    }
+    out["cn_over_batched"] = (
+        out["crank_nicolson_s_per_traj"] / out["expm_multiply_batched_s_per_traj"]
+    )
+    print(
+        f"crank_nicolson n={n_grid} batch {batch}: {n_steps} steps, error {err:.1e}, "
+        f"{min(t_cn) * 1e3:.2f} ms/traj; expm_multiply {min(t_single) * 1e3:.2f} ms/traj "
+        f"per vector, {min(t_batched) * 1e3:.2f} ms/traj batched; crank_nicolson / batched "
+        f"= {out['cn_over_batched']:.2f}"
+    )
     return out
 
 
@@ -219,30 +247,42 @@ def bench_emulators(n_grid: int, steps: int, resnet_steps: int, workdir: Path) -
     spec = dict(n=n_grid, kinetic="fd3", x_min=-20.0, x_max=20.0)
     qs = physres.systems.get("schrodinger_1d", **spec)
     train = physres.systems.get("schrodinger_1d", **spec, sigma=sigma, k_max=1.0)
-    data = physres.data.generate(train, workdir / "trap.h5", n_traj=32, t_end=1.0, dt_save=dt,
-                                 seed=1234, progress=False)
+    data = physres.data.generate(
+        train, workdir / "trap.h5", n_traj=32, t_end=1.0, dt_save=dt, seed=1234, progress=False
+    )
     free = physres.systems.get("schrodinger_1d", **{**spec, "potential": "free"})
     rng = np.random.default_rng(7)  # held out: the training packets come from seed 1234
-    psi0 = qs.gaussian_packet(-5 + rng.uniform(-1, 1, 16), rng.uniform(-0.2, 0.2, 16),
-                              np.full(16, sigma))
+    psi0 = qs.gaussian_packet(
+        -5 + rng.uniform(-1, 1, 16), rng.uniform(-0.2, 0.2, 16), np.full(16, sigma)
+    )
     op = qs.linear_operator(0.0)
     every = 10
-    ref = torch.stack([op.expm_apply(k * every * dt, psi0) for k in range(n_roll // every + 1)],
-                      dim=1)
+    ref = torch.stack(
+        [op.expm_apply(k * every * dt, psi0) for k in range(n_roll // every + 1)], dim=1
+    )
     torch.manual_seed(0)
     models = {
-        "unitary_cayley": (physres.models.UnitaryCayleyEmulator(state_shape=(n_grid,),
-                                                                system=free, dt=dt), steps, 5.0),
-        "resnet": (physres.models.ResNetEmulator(state_shape=(n_grid,), complex_state=True,
-                                                 net="conv1d", width=32, layers=3, dt=dt),
-                   resnet_steps, 3e-3),
-        "crank_nicolson (exact H)": (physres.steppers.get("crank_nicolson", qs.rhs), 0, None)}
+        "unitary_cayley": (
+            physres.models.UnitaryCayleyEmulator(state_shape=(n_grid,), system=free, dt=dt),
+            steps,
+            5.0,
+        ),
+        "resnet": (
+            physres.models.ResNetEmulator(
+                state_shape=(n_grid,), complex_state=True, net="conv1d", width=32, layers=3, dt=dt
+            ),
+            resnet_steps,
+            3e-3,
+        ),
+        "crank_nicolson (exact H)": (physres.steppers.get("crank_nicolson", qs.rhs), 0, None),
+    }
     out = {"n_grid": n_grid, "dt": dt, "n_steps": n_roll, "packets": 16}
     for name, (model, n_opt, lr) in models.items():
         train_s = None
         if n_opt:
-            result = fit_for_steps(model, data, n_opt, lr=lr, batch_size=64, normalize=False,
-                                   progress=False)
+            result = fit_for_steps(
+                model, data, n_opt, lr=lr, batch_size=64, normalize=False, progress=False
+            )
             train_s = result.wall_s
         start = time.perf_counter()
         with torch.no_grad():
@@ -254,17 +294,22 @@ def bench_emulators(n_grid: int, steps: int, resnet_steps: int, workdir: Path) -
         m = traj.shape[1]
         norm = qs.norm(traj.reshape(-1, n_grid)).reshape(16, m)
         fid = ((ref[:, :m].conj() * traj).sum(-1) * qs.dx).abs() ** 2
-        row = {"train_steps": n_opt, "train_s": train_s, "rollout_s": wall,
-               "steps_completed": (m - 1) * every,
-               "max_norm_dev": float((norm - 1).abs().max()),
-               "final_fidelity_min": float(fid[:, -1].min()) if m == ref.shape[1] else None,
-               "final_fidelity_median": float(fid[:, -1].median()) if m == ref.shape[1]
-               else None}
+        row = {
+            "train_steps": n_opt,
+            "train_s": train_s,
+            "rollout_s": wall,
+            "steps_completed": (m - 1) * every,
+            "max_norm_dev": float((norm - 1).abs().max()),
+            "final_fidelity_min": float(fid[:, -1].min()) if m == ref.shape[1] else None,
+            "final_fidelity_median": float(fid[:, -1].median()) if m == ref.shape[1] else None,
+        }
         out[name] = row
-        print(f"{name:25s} trained {n_opt:5d} steps ({train_s or 0:6.1f} s): max |norm-1| "
-              f"{row['max_norm_dev']:.1e} (target < 1e-6), final fidelity min "
-              f"{row['final_fidelity_min'] or float('nan'):.4f} (target > 0.99), median "
-              f"{row['final_fidelity_median'] or float('nan'):.4f}")
+        print(
+            f"{name:25s} trained {n_opt:5d} steps ({train_s or 0:6.1f} s): max |norm-1| "
+            f"{row['max_norm_dev']:.1e} (target < 1e-6), final fidelity min "
+            f"{row['final_fidelity_min'] or float('nan'):.4f} (target > 0.99), median "
+            f"{row['final_fidelity_median'] or float('nan'):.4f}"
+        )
     return out
 
 
@@ -274,40 +319,62 @@ def bench_split_cost(sizes, batch: int, repeat: int, dts=(1e-3, 1e-2)) -> dict:
     rows = []
     for dt in dts:
         for n in sizes:
-            qs = physres.systems.get("schrodinger_1d", n=n, x_min=-20.0, x_max=20.0,
-                                     kinetic="fd3", boundary="dirichlet")
+            qs = physres.systems.get(
+                "schrodinger_1d", n=n, x_min=-20.0, x_max=20.0, kinetic="fd3", boundary="dirichlet"
+            )
             x = qs.sample_initial(batch)
             euler = physres.steppers.get("euler", qs.rhs)
             split = physres.steppers.get("split_operator", qs.rhs)
             number = max(3, 8192 // n)
             # CPU time (a loaded machine deschedules us mid-block), interleaved block by
             # block, the best of 5·repeat blocks of each
-            te = _interleaved_best([lambda s=euler, x=x, dt=dt: s.step(x, 0.0, dt),
-                                    lambda s=split, x=x, dt=dt: s.step(x, 0.0, dt)],
-                                   5 * repeat, number)
+            te = _interleaved_best(
+                [
+                    lambda s=euler, x=x, dt=dt: s.step(x, 0.0, dt),
+                    lambda s=split, x=x, dt=dt: s.step(x, 0.0, dt),
+                ],
+                5 * repeat,
+                number,
+            )
             te, ts = te
             band = split._static.band  # the kinetic step: image convolution or sine transforms
             lpf = _largest_prime_factor(n + 1)
-            path = (f"images B={band}" if band is not None else
-                    "dst fft(2n+2)" if lpf <= _DIRECT_MAX_PRIME else "dst bluestein")
-            rows.append({"dt": dt, "n": n, "largest_prime_factor_of_n_plus_1": lpf,
-                         "kinetic_path": path, "euler_ms": te * 1e3, "split_ms": ts * 1e3,
-                         "ratio": ts / te})
-            print(f"split_operator / euler, Dirichlet dt={dt:g} n={n:5d} (n+1 lpf {lpf:5d}, "
-                  f"{path:14s}): euler {te * 1e3:8.3f} ms, split {ts * 1e3:8.3f} ms, "
-                  f"ratio {ts / te:5.2f} (target <= 2.5)", flush=True)
+            path = (
+                f"images B={band}"
+                if band is not None
+                else "dst fft(2n+2)"
+                if lpf <= _DIRECT_MAX_PRIME
+                else "dst bluestein"
+            )
+            rows.append(
+                {
+                    "dt": dt,
+                    "n": n,
+                    "largest_prime_factor_of_n_plus_1": lpf,
+                    "kinetic_path": path,
+                    "euler_ms": te * 1e3,
+                    "split_ms": ts * 1e3,
+                    "ratio": ts / te,
+                }
+            )
+            print(
+                f"split_operator / euler, Dirichlet dt={dt:g} n={n:5d} (n+1 lpf {lpf:5d}, "
+                f"{path:14s}): euler {te * 1e3:8.3f} ms, split {ts * 1e3:8.3f} ms, "
+                f"ratio {ts / te:5.2f} (target <= 2.5)",
+                flush=True,
+            )
     return {"batch": batch, "rows": rows, "worst_ratio": max(r["ratio"] for r in rows)}
 
 
-PARTS = ("step_cost", "vs_expm_multiply", "euler_instability", "emulators", "split_cost",
-         "cn_row")
+PARTS = ("step_cost", "vs_expm_multiply", "euler_instability", "emulators", "split_cost", "cn_row")
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="smaller sizes")
-    parser.add_argument("--parts", default=",".join(PARTS),
-                        help=f"comma-separated subset of {', '.join(PARTS)}")
+    parser.add_argument(
+        "--parts", default=",".join(PARTS), help=f"comma-separated subset of {', '.join(PARTS)}"
+    )
     parser.add_argument("--out", default="benchmarks/results/quantum.json")
     args = parser.parse_args()
     parts = args.parts.split(",")
@@ -320,7 +387,8 @@ def main():
         results["step_cost"] = bench_step_cost(repeat=3 if args.quick else 7)
     if "vs_expm_multiply" in parts:
         results["vs_expm_multiply"] = bench_vs_expm_multiply(
-            256 if args.quick else 512, 16 if args.quick else 64, (1e-1, 1e-2, 1e-3, 1e-4))
+            256 if args.quick else 512, 16 if args.quick else 64, (1e-1, 1e-2, 1e-3, 1e-4)
+        )
     if "euler_instability" in parts:
         results["euler_instability"] = bench_euler_instability()
     if "split_cost" in parts:
@@ -330,8 +398,9 @@ def main():
         results["cn_row"] = bench_cn_row(512, 64, 8192, 2 if args.quick else 3)
     if "emulators" in parts:
         with tempfile.TemporaryDirectory() as workdir:
-            results["emulators"] = bench_emulators(256, 400 if args.quick else 1500,
-                                                   200 if args.quick else 1500, Path(workdir))
+            results["emulators"] = bench_emulators(
+                256, 400 if args.quick else 1500, 200 if args.quick else 1500, Path(workdir)
+            )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2))

@@ -18,8 +18,9 @@ import sys
 import time
 from pathlib import Path
 
-os.environ.setdefault("XLA_FLAGS",
-                      "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
+os.environ.setdefault(
+    "XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+)
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -35,16 +36,26 @@ from _common import machine, write_json  # noqa: E402
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--runs", type=int, default=9)
-    p.add_argument("--json", default=str(Path(__file__).parent / "results"
-                                         / "robertson_step.json"))
+    p.add_argument("--json", default=str(Path(__file__).parent / "results" / "robertson_step.json"))
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     system = physres.systems.get("robertson")
     rtol, atol, t_end = 1e-6, stiff.reference_atol(system, 1e-6), 40.0
     x0 = system.sample_initial(16, seed=0)
-    refs = np.array([solve_ivp(system.numpy_rhs, (0.0, t_end), y0, method="Radau", rtol=1e-11,
-                               atol=1e-22, jac=system.numpy_jacobian).y[:, -1]
-                     for y0 in x0.numpy()])
+    refs = np.array(
+        [
+            solve_ivp(
+                system.numpy_rhs,
+                (0.0, t_end),
+                y0,
+                method="Radau",
+                rtol=1e-11,
+                atol=1e-22,
+                jac=system.numpy_jacobian,
+            ).y[:, -1]
+            for y0 in x0.numpy()
+        ]
+    )
 
     def digits(x):
         return min(stiff.scd(x[i], refs[i]) for i in range(len(refs)))
@@ -69,22 +80,40 @@ def main(argv=None):
             xd, sd = peer.run("robertson", x0.numpy(), t_end, chosen, atol)
             t_peer.append(time.process_time() - start)
     steps = st["accepted"] + st["rejected"]
-    row = {"physres_s_median": float(np.median(t_ours)), "physres_steps": steps,
-           "physres_ms_per_step": float(np.median(t_ours)) / steps * 1e3,
-           "physres_scd_min16": ours, "physres_rtol": rtol, "physres_runs_s": t_ours}
+    row = {
+        "physres_s_median": float(np.median(t_ours)),
+        "physres_steps": steps,
+        "physres_ms_per_step": float(np.median(t_ours)) / steps * 1e3,
+        "physres_scd_min16": ours,
+        "physres_rtol": rtol,
+        "physres_runs_s": t_ours,
+    }
     if peer is not None:
         psteps = sd["accepted"] + sd["rejected"]
-        row.update({"diffrax_s_median": float(np.median(t_peer)), "diffrax_steps": psteps,
-                    "diffrax_ms_per_step": float(np.median(t_peer)) / psteps * 1e3,
-                    "diffrax_scd_min16": digits(xd), "diffrax_rtol": chosen,
-                    "diffrax_runs_s": t_peer,
-                    "ratio_median": float(np.median(t_ours) / np.median(t_peer)),
-                    "ratio_best": float(min(t_ours) / min(t_peer))})
+        row.update(
+            {
+                "diffrax_s_median": float(np.median(t_peer)),
+                "diffrax_steps": psteps,
+                "diffrax_ms_per_step": float(np.median(t_peer)) / psteps * 1e3,
+                "diffrax_scd_min16": digits(xd),
+                "diffrax_rtol": chosen,
+                "diffrax_runs_s": t_peer,
+                "ratio_median": float(np.median(t_ours) / np.median(t_peer)),
+                "ratio_best": float(min(t_ours) / min(t_peer)),
+            }
+        )
     for k, v in row.items():
         if not k.endswith("runs_s"):
             print(f"{k:22s} {v}")
-    write_json(args.json, {"command": "python benchmarks/robertson_step.py", "machine": machine(),
-                           "load_average": os.getloadavg(), "robertson_batch16": row})
+    write_json(
+        args.json,
+        {
+            "command": "python benchmarks/robertson_step.py",
+            "machine": machine(),
+            "load_average": os.getloadavg(),
+            "robertson_batch16": row,
+        },
+    )
     return row
 
 

@@ -24,8 +24,9 @@ import os
 import time
 
 # one thread for XLA too, set before jax is imported anywhere
-os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false "
-                      "intra_op_parallelism_threads=1")
+os.environ.setdefault(
+    "XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+)
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -45,8 +46,16 @@ def _scipy_loop(system, x0: np.ndarray, t_end: float, method: str, rtol: float, 
     jac = system.numpy_jacobian if method in ("BDF", "Radau") and system.jacobian else None
     out = []
     for y0 in x0:
-        sol = solve_ivp(system.numpy_rhs, (0.0, t_end), y0, method=method, rtol=rtol, atol=atol,
-                        t_eval=[t_end], jac=jac)
+        sol = solve_ivp(
+            system.numpy_rhs,
+            (0.0, t_end),
+            y0,
+            method=method,
+            rtol=rtol,
+            atol=atol,
+            t_eval=[t_end],
+            jac=jac,
+        )
         if not sol.success:
             raise RuntimeError(sol.message)
         out.append(sol.y[:, -1])
@@ -85,8 +94,12 @@ def _torchode_solver(system, dt):
         from torchode.single_step_methods.runge_kutta import ButcherTableau, ExplicitRungeKutta
     except ImportError as err:
         return None, f"torchode not installed ({err})"
-    tableau = ButcherTableau.from_lists(c=list(RK4_C), a=[[], [0.5], [0.0, 0.5], [0.0, 0.0, 1.0]],
-                                        b=list(RK4_B), b_low_order=[1.0, 0.0, 0.0, 0.0])
+    tableau = ButcherTableau.from_lists(
+        c=list(RK4_C),
+        a=[[], [0.5], [0.0, 0.5], [0.0, 0.0, 1.0]],
+        b=list(RK4_B),
+        b_low_order=[1.0, 0.0, 0.0, 0.0],
+    )
     from torchode.interpolation import ThirdOrderPolynomialInterpolation
 
     class RK4(ExplicitRungeKutta):
@@ -94,16 +107,19 @@ def _torchode_solver(system, dt):
             return 4
 
         def build_interpolation(self, data):
-            return ThirdOrderPolynomialInterpolation.from_k(data.t0, data.dt, data.y0,
-                                                            data.y1, data.k)
+            return ThirdOrderPolynomialInterpolation.from_k(
+                data.t0, data.dt, data.y0, data.y1, data.k
+            )
 
     solver = to.AutoDiffAdjoint(RK4(to.ODETerm(system.rhs), tableau), to.FixedStepController())
 
     def run(x0, t_end):
         batch = x0.shape[0]
         problem = to.InitialValueProblem(
-            y0=x0, t_start=torch.zeros(batch, dtype=x0.dtype),
-            t_end=torch.full((batch,), t_end, dtype=x0.dtype))
+            y0=x0,
+            t_start=torch.zeros(batch, dtype=x0.dtype),
+            t_end=torch.full((batch,), t_end, dtype=x0.dtype),
+        )
         sol = solver.solve(problem, dt0=torch.full((batch,), dt, dtype=x0.dtype))
         return sol.ys[:, -1]
 
@@ -122,8 +138,11 @@ def _diffrax_solver(system, dt, n_steps):
 
     class RK4(diffrax.AbstractERK):
         tableau = diffrax.ButcherTableau(
-            c=np.array(RK4_C[1:]), b_sol=np.array(RK4_B), b_error=np.zeros(4),
-            a_lower=(np.array([0.5]), np.array([0.0, 0.5]), np.array([0.0, 0.0, 1.0])))
+            c=np.array(RK4_C[1:]),
+            b_sol=np.array(RK4_B),
+            b_error=np.zeros(4),
+            a_lower=(np.array([0.5]), np.array([0.0, 0.5]), np.array([0.0, 0.0, 1.0])),
+        )
         interpolation_cls = diffrax.ThirdOrderHermitePolynomialInterpolation.from_k
 
         def order(self, terms):
@@ -136,9 +155,17 @@ def _diffrax_solver(system, dt, n_steps):
     term = diffrax.ODETerm(rhs)
 
     def one(y0):
-        sol = diffrax.diffeqsolve(term, RK4(), t0=0.0, t1=n_steps * dt, dt0=dt, y0=y0,
-                                  stepsize_controller=diffrax.ConstantStepSize(),
-                                  saveat=diffrax.SaveAt(t1=True), max_steps=n_steps + 1)
+        sol = diffrax.diffeqsolve(
+            term,
+            RK4(),
+            t0=0.0,
+            t1=n_steps * dt,
+            dt0=dt,
+            y0=y0,
+            stepsize_controller=diffrax.ConstantStepSize(),
+            saveat=diffrax.SaveAt(t1=True),
+            max_steps=n_steps + 1,
+        )
         return sol.ys[-1]
 
     fn = jax.jit(jax.vmap(one))
@@ -154,13 +181,15 @@ def _torch_methods(system, x0, dt, n_steps, chunk, tode, cpp_wrapper=False) -> d
     step = physres.steppers.get("rk4", system.rhs)
     grid = torch.tensor([0.0, n_steps * dt], dtype=torch.float64)
     methods = {
-        "physres rk4 eager": lambda: physres.rollout(step, x0, dt, n_steps, save_every=n_steps,
-                                                     compile=False)[:, -1],
-        "physres rk4 compiled": lambda: physres.rollout(step, x0, dt, n_steps,
-                                                        save_every=n_steps, compile=True,
-                                                        chunk=chunk)[:, -1],
-        "torchdiffeq rk4 (3/8 rule)": lambda: odeint(system.rhs, x0, grid, method="rk4",
-                                                     options={"step_size": dt})[-1],
+        "physres rk4 eager": lambda: physres.rollout(
+            step, x0, dt, n_steps, save_every=n_steps, compile=False
+        )[:, -1],
+        "physres rk4 compiled": lambda: physres.rollout(
+            step, x0, dt, n_steps, save_every=n_steps, compile=True, chunk=chunk
+        )[:, -1],
+        "torchdiffeq rk4 (3/8 rule)": lambda: odeint(
+            system.rhs, x0, grid, method="rk4", options={"step_size": dt}
+        )[-1],
         "hand-written torch loop": lambda: _hand_rk4(system.rhs, x0, dt, n_steps),
     }
     if tode is not None:
@@ -168,7 +197,8 @@ def _torch_methods(system, x0, dt, n_steps, chunk, tode, cpp_wrapper=False) -> d
     if cpp_wrapper:  # inductor's C++ wrapper: no Python between the kernels of a chunk
         opts = {"options": {"cpp_wrapper": True}}
         methods["physres rk4 compiled (cpp_wrapper)"] = lambda: physres.rollout(
-            step, x0, dt, n_steps, save_every=n_steps, compile=opts, chunk=chunk)[:, -1]
+            step, x0, dt, n_steps, save_every=n_steps, compile=opts, chunk=chunk
+        )[:, -1]
     return methods
 
 
@@ -186,8 +216,9 @@ def lorenz(quick: bool, chunk: int, batches=(1, 256, 4096), cpp_wrapper=False) -
     for batch in batches:
         x0 = system.sample_initial(batch, seed=0)
         n_ref = min(batch, 16)
-        reference = physres.reference.solve(system, x0[:n_ref], np.array([0.0, t_end]),
-                                            method="DOP853", rtol=1e-13, atol=1e-13)[:, -1]
+        reference = physres.reference.solve(
+            system, x0[:n_ref], np.array([0.0, t_end]), method="DOP853", rtol=1e-13, atol=1e-13
+        )[:, -1]
         methods = _torch_methods(system, x0, dt, n_steps, chunk, tode, cpp_wrapper)
         compile_s = {}
         with torch.no_grad():
@@ -195,9 +226,12 @@ def lorenz(quick: bool, chunk: int, batches=(1, 256, 4096), cpp_wrapper=False) -
             for name in [m for m in methods if "compiled" in m]:
                 methods[name]()  # compiles (timed apart)
                 compile_s[name] = _compile.last_run["compile_s"]
-            print(f"batch {batch}: physres compile {compile_s['physres rk4 compiled']:.1f} s "
-                  f"(first call {time.perf_counter() - start:.1f} s), chunk "
-                  f"{_compile.last_run['chunk']}", flush=True)
+            print(
+                f"batch {batch}: physres compile {compile_s['physres rk4 compiled']:.1f} s "
+                f"(first call {time.perf_counter() - start:.1f} s), chunk "
+                f"{_compile.last_run['chunk']}",
+                flush=True,
+            )
         if dfx is not None:
             fn, run = dfx
             xj = x0.numpy()
@@ -218,10 +252,15 @@ def lorenz(quick: bool, chunk: int, batches=(1, 256, 4096), cpp_wrapper=False) -
         t_phys = best["physres rk4 compiled"]
         for name in methods:
             out = np.asarray(outs[name])[:n_ref]
-            rows.append({"method": name, "wall_s": best[name],
-                         "physres compiled / this": t_phys / best[name],
-                         "max_rel_error": _max_rel_error(out, reference),
-                         "compile_s": compile_s.get(name, "")})
+            rows.append(
+                {
+                    "method": name,
+                    "wall_s": best[name],
+                    "physres compiled / this": t_phys / best[name],
+                    "max_rel_error": _max_rel_error(out, reference),
+                    "compile_s": compile_s.get(name, ""),
+                }
+            )
         results[batch] = rows
     return results
 
@@ -232,20 +271,27 @@ def lorenz_scipy(quick: bool) -> dict:
     batch, n_steps, dt = 256, 1000, 0.002
     t_end = n_steps * dt
     x0 = system.sample_initial(batch, seed=0)
-    reference = physres.reference.solve(system, x0[:8], np.array([0.0, t_end]),
-                                        method="DOP853", rtol=1e-13, atol=1e-13)[:, -1]
+    reference = physres.reference.solve(
+        system, x0[:8], np.array([0.0, t_end]), method="DOP853", rtol=1e-13, atol=1e-13
+    )[:, -1]
     step = physres.steppers.get("rk4", system.rhs)
     with torch.no_grad():
-        t_phys, traj = best_time(lambda: physres.rollout(step, x0, dt, n_steps,
-                                                         save_every=n_steps, compile=False))
+        t_phys, traj = best_time(
+            lambda: physres.rollout(step, x0, dt, n_steps, save_every=n_steps, compile=False)
+        )
     err_phys = _max_rel_error(traj[:8, -1].numpy(), reference)
     rtol, _ = _calibrate_scipy(system, x0[:8].numpy(), t_end, "RK45", err_phys, reference, 1e-3)
     n_scipy = 32 if quick else batch
     start = time.perf_counter()
     xs = _scipy_loop(system, x0[:n_scipy].numpy(), t_end, "RK45", rtol, rtol * 1e-3)
     t_scipy = (time.perf_counter() - start) * batch / n_scipy
-    return {"rtol": rtol, "wall_s": t_scipy, "physres_eager_s": t_phys,
-            "max_rel_error": _max_rel_error(xs[:8], reference), "extrapolated": n_scipy != batch}
+    return {
+        "rtol": rtol,
+        "wall_s": t_scipy,
+        "physres_eager_s": t_phys,
+        "max_rel_error": _max_rel_error(xs[:8], reference),
+        "extrapolated": n_scipy != batch,
+    }
 
 
 def robertson(quick: bool) -> list[dict]:
@@ -253,8 +299,9 @@ def robertson(quick: bool) -> list[dict]:
     batch, t_end = 1024, 1e5
     x0 = system.sample_initial(batch, seed=0)
     n_ref = 8 if quick else 32
-    reference = physres.reference.solve(system, x0[:n_ref], np.array([0.0, t_end]),
-                                        method="Radau", rtol=1e-11, atol=1e-16)[:, -1]
+    reference = physres.reference.solve(
+        system, x0[:n_ref], np.array([0.0, t_end]), method="Radau", rtol=1e-11, atol=1e-16
+    )[:, -1]
     rows = []
     settings = [("crank_nicolson", 1e-5), ("backward_euler", 1e-4)]
     if not quick:
@@ -262,24 +309,39 @@ def robertson(quick: bool) -> list[dict]:
     for name, rtol in settings:
         step = physres.steppers.get(name, system.rhs)
         with torch.no_grad():
-            wall, sol = best_time(lambda step=step, rtol=rtol: physres.integrate(
-                step, x0, (0.0, t_end), rtol=rtol, atol=1e-10, t_eval=[0.0, t_end]),
-                repeat=1)
+            wall, sol = best_time(
+                lambda step=step, rtol=rtol: physres.integrate(
+                    step, x0, (0.0, t_end), rtol=rtol, atol=1e-10, t_eval=[0.0, t_end]
+                ),
+                repeat=1,
+            )
         err = _max_rel_error(sol.x[:n_ref, -1].numpy(), reference)
-        rows.append({"method": f"physres {name} (rtol={rtol:.0e})", "wall_s": wall,
-                     "max_rel_error": err, "steps": sol.stats["n_accepted"]})
+        rows.append(
+            {
+                "method": f"physres {name} (rtol={rtol:.0e})",
+                "wall_s": wall,
+                "max_rel_error": err,
+                "steps": sol.stats["n_accepted"],
+            }
+        )
     target = max(r["max_rel_error"] for r in rows if "crank_nicolson" in r["method"])
     t_physres = rows[0]["wall_s"]
     n_scipy = 32 if quick else 256
     for method in ["BDF", "Radau"]:
-        rtol, _ = _calibrate_scipy(system, x0[:4].numpy(), t_end, method, target,
-                                   reference[:4], 1e-6)
+        rtol, _ = _calibrate_scipy(
+            system, x0[:4].numpy(), t_end, method, target, reference[:4], 1e-6
+        )
         start = time.perf_counter()
         xs = _scipy_loop(system, x0[:n_scipy].numpy(), t_end, method, rtol, 1e-10)
         wall = (time.perf_counter() - start) * batch / n_scipy
-        rows.append({"method": f"scipy {method} loop (rtol={rtol:.0e}, x{batch // n_scipy} "
-                               "extrapolated)", "wall_s": wall,
-                     "max_rel_error": _max_rel_error(xs[:n_ref], reference)})
+        rows.append(
+            {
+                "method": f"scipy {method} loop (rtol={rtol:.0e}, x{batch // n_scipy} "
+                "extrapolated)",
+                "wall_s": wall,
+                "max_rel_error": _max_rel_error(xs[:n_ref], reference),
+            }
+        )
     for r in rows:
         r["vs physres CN"] = r["wall_s"] / t_physres
     return rows
@@ -291,40 +353,56 @@ def main():
     parser.add_argument("--parts", default="lorenz,robertson")
     parser.add_argument("--chunk", type=int, default=50, help="steps per compiled graph")
     parser.add_argument("--batches", default="1,256,4096")
-    parser.add_argument("--cpp-wrapper", action="store_true",
-                        help="also time compiled chunks with inductor's C++ wrapper")
+    parser.add_argument(
+        "--cpp-wrapper",
+        action="store_true",
+        help="also time compiled chunks with inductor's C++ wrapper",
+    )
     parser.add_argument("--json", default="benchmarks/results/steppers.json")
     args = parser.parse_args()
     torch.set_num_threads(1)
     parts = args.parts.split(",")
     info = machine()
     print("machine:", ", ".join(f"{k}={v}" for k, v in info.items()))
-    payload = {"machine": info, "command": "python benchmarks/steppers.py "
-               + " ".join(a for a in os.sys.argv[1:])}
+    payload = {
+        "machine": info,
+        "command": "python benchmarks/steppers.py " + " ".join(a for a in os.sys.argv[1:]),
+    }
     if "lorenz" in parts:
-        lor = lorenz(args.quick, args.chunk, tuple(int(b) for b in args.batches.split(",")),
-                     args.cpp_wrapper)
+        lor = lorenz(
+            args.quick, args.chunk, tuple(int(b) for b in args.batches.split(",")), args.cpp_wrapper
+        )
         summary = {}
         for batch, rows in lor.items():
             print(f"\nLorenz-63, batch {batch}, 1000 RK4 steps (dt = 0.002), one thread")
-            print(table(rows, ["method", "wall_s", "physres compiled / this", "max_rel_error",
-                               "compile_s"]))
+            print(
+                table(
+                    rows,
+                    ["method", "wall_s", "physres compiled / this", "max_rel_error", "compile_s"],
+                )
+            )
             by = {r["method"]: r["wall_s"] for r in rows}
             comp = by["physres rk4 compiled"]
-            s = {"physres_compiled_over_eager": comp / by["physres rk4 eager"],
-                 "physres_over_torchdiffeq": comp / by["torchdiffeq rk4 (3/8 rule)"]}
+            s = {
+                "physres_compiled_over_eager": comp / by["physres rk4 eager"],
+                "physres_over_torchdiffeq": comp / by["torchdiffeq rk4 (3/8 rule)"],
+            }
             if "diffrax RK4 (jit + vmap)" in by:
                 s["physres_over_diffrax"] = comp / by["diffrax RK4 (jit + vmap)"]
             summary[batch] = s
             print(", ".join(f"{k} {v:.3g}" for k, v in s.items()))
-        print("targets: physres/diffrax <= 1.0 (batch 256), <= 3 (batch 1); "
-              "physres/torchdiffeq <= 0.6")
+        print(
+            "targets: physres/diffrax <= 1.0 (batch 256), <= 3 (batch 1); "
+            "physres/torchdiffeq <= 0.6"
+        )
         payload["lorenz"] = {str(b): rows for b, rows in lor.items()}
         payload["lorenz_summary"] = {str(b): s for b, s in summary.items()}
         if not args.quick:
             sc = lorenz_scipy(args.quick)
-            print(f"\nscipy RK45 loop at physres's error (rtol {sc['rtol']:.0e}), batch 256: "
-                  f"{sc['wall_s']:.2f} s vs physres eager {sc['physres_eager_s']:.3f} s")
+            print(
+                f"\nscipy RK45 loop at physres's error (rtol {sc['rtol']:.0e}), batch 256: "
+                f"{sc['wall_s']:.2f} s vs physres eager {sc['physres_eager_s']:.3f} s"
+            )
             payload["lorenz_scipy"] = sc
     if "robertson" in parts:
         rob = robertson(args.quick)

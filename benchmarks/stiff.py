@@ -21,8 +21,9 @@ import argparse
 import os
 import time
 
-os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false "
-                                   "intra_op_parallelism_threads=1")
+os.environ.setdefault(
+    "XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+)
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -50,23 +51,44 @@ def run_physres(system, method, x0, t_end, rtol, atol):
         sol = physres.integrate(step, x0, (0.0, t_end), rtol=rtol, atol=atol, t_eval=[t_end])
     wall = time.perf_counter() - start
     acc, rej = (int(torch.as_tensor(sol.stats[k]).max()) for k in ("n_accepted", "n_rejected"))
-    return sol.x[:, -1].numpy(), {"wall_s": wall, "accepted": acc, "rejected": rej,
-                                  "njev": step.njev, "nfev": step.nfev}
+    return sol.x[:, -1].numpy(), {
+        "wall_s": wall,
+        "accepted": acc,
+        "rejected": rej,
+        "njev": step.njev,
+        "nfev": step.nfev,
+    }
 
 
 def run_scipy(system, method, x0, t_end, rtol, atol):
     out, acc, njev, nlu, nfev = [], 0, 0, 0, 0
     start = time.perf_counter()
     for y0 in np.asarray(x0):
-        sol = solve_ivp(system.numpy_rhs, (0.0, t_end), y0, method=method, rtol=rtol,
-                        atol=atol, jac=system.numpy_jacobian)
+        sol = solve_ivp(
+            system.numpy_rhs,
+            (0.0, t_end),
+            y0,
+            method=method,
+            rtol=rtol,
+            atol=atol,
+            jac=system.numpy_jacobian,
+        )
         if not sol.success:
             raise RuntimeError(sol.message)
         out.append(sol.y[:, -1])
-        acc, njev, nlu, nfev = (max(acc, sol.t.size - 1), njev + sol.njev, nlu + sol.nlu,
-                                nfev + sol.nfev)
-    return np.array(out), {"wall_s": time.perf_counter() - start, "accepted": acc,
-                           "njev": njev, "nlu": nlu, "nfev": nfev}
+        acc, njev, nlu, nfev = (
+            max(acc, sol.t.size - 1),
+            njev + sol.njev,
+            nlu + sol.nlu,
+            nfev + sol.nfev,
+        )
+    return np.array(out), {
+        "wall_s": time.perf_counter() - start,
+        "accepted": acc,
+        "njev": njev,
+        "nlu": nlu,
+        "nfev": nfev,
+    }
 
 
 # --- diffrax peer -------------------------------------------------------------------------
@@ -89,8 +111,13 @@ def _jax_fields():
 
     def oregonator(t, y, args):
         s, w, q = 77.27, 0.161, 8.375e-6
-        return jnp.stack([s * (y[1] - y[0] * y[1] + y[0] - q * y[0] ** 2),
-                          (-y[1] - y[0] * y[1] + y[2]) / s, w * (y[0] - y[2])])
+        return jnp.stack(
+            [
+                s * (y[1] - y[0] * y[1] + y[0] - q * y[0] ** 2),
+                (-y[1] - y[0] * y[1] + y[2]) / s,
+                w * (y[0] - y[2]),
+            ]
+        )
 
     def e5(t, y, args):
         A, B, C, M = 7.89e-10, 1.1e7, 1.13e3, 1e6
@@ -104,8 +131,14 @@ def _jax_fields():
     def vdpol_stiff(t, y, args):
         return jnp.stack([y[1], ((1 - y[0] ** 2) * y[1] - y[0]) / 1e-6])
 
-    return {"robertson": robertson, "hires": hires, "oregonator": oregonator, "e5": e5,
-            "pollu": pollu, "vdpol_stiff": vdpol_stiff}
+    return {
+        "robertson": robertson,
+        "hires": hires,
+        "oregonator": oregonator,
+        "e5": e5,
+        "pollu": pollu,
+        "vdpol_stiff": vdpol_stiff,
+    }
 
 
 class Diffrax:
@@ -127,11 +160,23 @@ class Diffrax:
 
         def solve(y0, rtol, atol):
             sol = dfx.diffeqsolve(
-                dfx.ODETerm(self.fields[name]), dfx.Kvaerno5(), 0.0, t_end, None, y0,
+                dfx.ODETerm(self.fields[name]),
+                dfx.Kvaerno5(),
+                0.0,
+                t_end,
+                None,
+                y0,
                 stepsize_controller=dfx.PIDController(rtol=rtol, atol=atol),
-                saveat=dfx.SaveAt(t1=True), max_steps=200_000, throw=False)
-            return (sol.ys[-1], sol.stats["num_accepted_steps"],
-                    sol.stats["num_rejected_steps"], sol.result._value)
+                saveat=dfx.SaveAt(t1=True),
+                max_steps=200_000,
+                throw=False,
+            )
+            return (
+                sol.ys[-1],
+                sol.stats["num_accepted_steps"],
+                sol.stats["num_rejected_steps"],
+                sol.result._value,
+            )
 
         return jax.jit(jax.vmap(solve, in_axes=(0, None, None)))
 
@@ -149,9 +194,13 @@ class Diffrax:
         ys, acc, rej, result = self.jax.block_until_ready(fn(y0, rtol, atol))
         wall = time.perf_counter() - start
         ok = bool((np.asarray(result) == 0).all())
-        return np.asarray(ys), {"wall_s": wall, "accepted": int(np.max(acc)),
-                                "rejected": int(np.max(rej)), "first_call_s": compile_s,
-                                "ok": ok}
+        return np.asarray(ys), {
+            "wall_s": wall,
+            "accepted": int(np.max(acc)),
+            "rejected": int(np.max(rej)),
+            "first_call_s": compile_s,
+            "ok": ok,
+        }
 
 
 def _diffrax_or_none():
@@ -165,10 +214,14 @@ def _diffrax_or_none():
 # --- part 1: the test set ------------------------------------------------------------------
 def _runs(name, system, x0, t_end, rtol, atol, quick, peer):
     """(label, thunk) of every method on one problem at one tolerance."""
-    runs = [(m, lambda m=m: run_physres(system, m, x0, t_end, rtol, atol))
-            for m in (["kvaerno5"] if quick else ["kvaerno5", "kvaerno3"])]
-    runs += [(f"scipy {m}", lambda m=m: run_scipy(system, m, x0.numpy(), t_end, rtol, atol))
-             for m in ("Radau", "BDF")]
+    runs = [
+        (m, lambda m=m: run_physres(system, m, x0, t_end, rtol, atol))
+        for m in (["kvaerno5"] if quick else ["kvaerno5", "kvaerno3"])
+    ]
+    runs += [
+        (f"scipy {m}", lambda m=m: run_scipy(system, m, x0.numpy(), t_end, rtol, atol))
+        for m in ("Radau", "BDF")
+    ]
     if peer is not None:
         runs.append(("diffrax Kvaerno5", lambda: peer.run(name, x0.numpy(), t_end, rtol, atol)))
     return runs
@@ -193,11 +246,15 @@ def testset(quick: bool, peer) -> list[dict]:
                 except Exception as exc:  # a failed run is a result, reported as such
                     row.update(ok=False, error=f"{type(exc).__name__}: {str(exc)[:120]}")
                 rows.append(row)
-                print(f"  {name} rtol={rtol:.0e} {method}: "
-                      + ", ".join(f"{k}={row[k]:.3g}" if isinstance(row[k], float)
-                                  else f"{k}={row[k]}" for k in row
-                                  if k not in ("problem", "rtol", "method", "atol")),
-                      flush=True)
+                print(
+                    f"  {name} rtol={rtol:.0e} {method}: "
+                    + ", ".join(
+                        f"{k}={row[k]:.3g}" if isinstance(row[k], float) else f"{k}={row[k]}"
+                        for k in row
+                        if k not in ("problem", "rtol", "method", "atol")
+                    ),
+                    flush=True,
+                )
     return rows
 
 
@@ -206,19 +263,33 @@ def verdicts(rows) -> list[dict]:
     out = []
     for name in PROBLEMS:
         for rtol, need in ((1e-6, 4.0), (1e-8, 6.0)):
-            ours = [r for r in rows if r["problem"] == name and r["rtol"] == rtol
-                    and r["method"] == "kvaerno5"]
-            radau = [r for r in rows if r["problem"] == name and r["rtol"] == rtol
-                     and r["method"] == "scipy Radau"]
+            ours = [
+                r
+                for r in rows
+                if r["problem"] == name and r["rtol"] == rtol and r["method"] == "kvaerno5"
+            ]
+            radau = [
+                r
+                for r in rows
+                if r["problem"] == name and r["rtol"] == rtol and r["method"] == "scipy Radau"
+            ]
             if not ours:
                 continue
             r = ours[0]
             steps = r.get("accepted", 0) + r.get("rejected", 0)
             radau_steps = radau[0].get("accepted") if radau and radau[0].get("ok") else None
-            out.append({"problem": name, "rtol": rtol, "scd": r.get("scd"), "need": need,
-                        "steps": steps, "radau_steps": radau_steps,
-                        "scd_met": bool(r.get("ok")) and r.get("scd", -1) >= need,
-                        "steps_met": radau_steps is not None and steps < 3 * radau_steps})
+            out.append(
+                {
+                    "problem": name,
+                    "rtol": rtol,
+                    "scd": r.get("scd"),
+                    "need": need,
+                    "steps": steps,
+                    "radau_steps": radau_steps,
+                    "scd_met": bool(r.get("ok")) and r.get("scd", -1) >= need,
+                    "steps_met": radau_steps is not None and steps < 3 * radau_steps,
+                }
+            )
     return out
 
 
@@ -230,9 +301,20 @@ def robertson(quick: bool, peer) -> list[dict]:
     for batch, t_end in ((16, 40.0), (1024, 1e5)):
         x0 = system.sample_initial(batch, seed=0)
         n_ref = 16
-        refs = np.array([solve_ivp(system.numpy_rhs, (0.0, t_end), y0, method="Radau",
-                                   rtol=1e-11, atol=1e-22, jac=system.numpy_jacobian).y[:, -1]
-                         for y0 in x0[:n_ref].numpy()])
+        refs = np.array(
+            [
+                solve_ivp(
+                    system.numpy_rhs,
+                    (0.0, t_end),
+                    y0,
+                    method="Radau",
+                    rtol=1e-11,
+                    atol=1e-22,
+                    jac=system.numpy_jacobian,
+                ).y[:, -1]
+                for y0 in x0[:n_ref].numpy()
+            ]
+        )
 
         def digits(x, refs=refs):
             return min(scd(x[i], refs[i]) for i in range(len(refs)))
@@ -240,18 +322,36 @@ def robertson(quick: bool, peer) -> list[dict]:
         x_ours, stats = run_physres(system, "kvaerno5", x0, t_end, rtol, atol)
         ours = digits(x_ours[:n_ref])
         case = f"batch {batch}, t={t_end:g}"
-        rows.append({"case": case, "method": "physres kvaerno5", "rtol": rtol,
-                     "wall_s": stats["wall_s"], "scd_min16": ours,
-                     "steps_max": stats["accepted"] + stats["rejected"], "ok": True})
+        rows.append(
+            {
+                "case": case,
+                "method": "physres kvaerno5",
+                "rtol": rtol,
+                "wall_s": stats["wall_s"],
+                "scd_min16": ours,
+                "steps_max": stats["accepted"] + stats["rejected"],
+                "ok": True,
+            }
+        )
         print(f"  {rows[-1]}", flush=True)
         n_loop = min(batch, 16 if quick else 128)
-        peers = [(f"scipy {m} loop", n_loop,
-                  lambda x, r, m=m, t_end=t_end: run_scipy(system, m, x, t_end, r, atol))
-                 for m in ("BDF", "Radau")]
+        peers = [
+            (
+                f"scipy {m} loop",
+                n_loop,
+                lambda x, r, m=m, t_end=t_end: run_scipy(system, m, x, t_end, r, atol),
+            )
+            for m in ("BDF", "Radau")
+        ]
         if peer is not None:
-            peers.insert(0, ("diffrax Kvaerno5 (vmap+jit)", batch,
-                             lambda x, r, t_end=t_end: peer.run("robertson", x, t_end, r,
-                                                                atol)))
+            peers.insert(
+                0,
+                (
+                    "diffrax Kvaerno5 (vmap+jit)",
+                    batch,
+                    lambda x, r, t_end=t_end: peer.run("robertson", x, t_end, r, atol),
+                ),
+            )
         for method, n_run, fn in peers:
             # the peer's loosest rtol (of a ladder) that reaches our digits on the scored
             # samples, and the peer at our rtol
@@ -262,10 +362,16 @@ def robertson(quick: bool, peer) -> list[dict]:
                     break
             for r in sorted({chosen, rtol}, reverse=True):
                 x, st = fn(x0[:n_run].numpy(), r)
-                row = {"case": case, "method": method, "rtol": r,
-                       "wall_s": st["wall_s"] * batch / n_run,
-                       "scd_min16": digits(x[:n_ref]), "steps_max": st.get("accepted"),
-                       "equal_scd": r == chosen, "ok": st.get("ok", True)}
+                row = {
+                    "case": case,
+                    "method": method,
+                    "rtol": r,
+                    "wall_s": st["wall_s"] * batch / n_run,
+                    "scd_min16": digits(x[:n_ref]),
+                    "steps_max": st.get("accepted"),
+                    "equal_scd": r == chosen,
+                    "ok": st.get("ok", True),
+                }
                 if n_run < batch:
                     row["method"] += f" (x{batch // n_run} extrapolated)"
                 rows.append(row)
@@ -286,23 +392,59 @@ def main():
     info = machine()
     print("machine:", ", ".join(f"{k}={v}" for k, v in info.items()))
     peer = _diffrax_or_none()
-    payload = {"machine": info, "command": "python benchmarks/stiff.py "
-               + ("--quick " if args.quick else "") + f"--parts {args.parts}"}
+    payload = {
+        "machine": info,
+        "command": "python benchmarks/stiff.py "
+        + ("--quick " if args.quick else "")
+        + f"--parts {args.parts}",
+    }
     parts = args.parts.split(",")
     if "testset" in parts:
         rows = testset(args.quick, peer)
         print("\nStiff test set")
-        print(table(rows, ["problem", "rtol", "method", "scd", "accepted", "rejected", "njev",
-                           "wall_s", "ok"]))
+        print(
+            table(
+                rows,
+                [
+                    "problem",
+                    "rtol",
+                    "method",
+                    "scd",
+                    "accepted",
+                    "rejected",
+                    "njev",
+                    "wall_s",
+                    "ok",
+                ],
+            )
+        )
         v = verdicts(rows)
-        print(table(v, ["problem", "rtol", "scd", "need", "steps", "radau_steps", "scd_met",
-                        "steps_met"]))
+        print(
+            table(
+                v,
+                ["problem", "rtol", "scd", "need", "steps", "radau_steps", "scd_met", "steps_met"],
+            )
+        )
         payload.update(testset=rows, targets=v)
     if "robertson" in parts:
         rows = robertson(args.quick, peer)
         print("\nRobertson throughput, rtol 1e-6")
-        print(table(rows, ["case", "method", "rtol", "equal_scd", "wall_s", "vs physres",
-                           "scd_min16", "steps_max", "ok"]))
+        print(
+            table(
+                rows,
+                [
+                    "case",
+                    "method",
+                    "rtol",
+                    "equal_scd",
+                    "wall_s",
+                    "vs physres",
+                    "scd_min16",
+                    "steps_max",
+                    "ok",
+                ],
+            )
+        )
         payload["robertson"] = rows
     write_json(args.json, payload)
 

@@ -29,9 +29,17 @@ from physres.training.data import TrainingData
 
 
 def config(epochs, batch):
-    return TrainConfig(epochs=epochs, batch_size=batch, unroll=1, polish_steps=0,
-                       patience=None, val_every=epochs, val_steps=10, progress=False,
-                       device="cpu")
+    return TrainConfig(
+        epochs=epochs,
+        batch_size=batch,
+        unroll=1,
+        polish_steps=0,
+        patience=None,
+        val_every=epochs,
+        val_steps=10,
+        progress=False,
+        device="cpu",
+    )
 
 
 def model_for(width):
@@ -58,24 +66,28 @@ def plain_loop(path, cfg, width) -> float:
 
 def fit_loop(path, cfg, width) -> float:
     stamps = []
-    fit(model_for(width), path, cfg, callback=lambda step, loss: stamps.append(
-        time.perf_counter()))
+    fit(model_for(width), path, cfg, callback=lambda step, loss: stamps.append(time.perf_counter()))
     return (stamps[-1] - stamps[10]) / (len(stamps) - 11)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--json", default=str(Path(__file__).parent / "results" /
-                                              "training.json"))
+    parser.add_argument("--json", default=str(Path(__file__).parent / "results" / "training.json"))
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     rows = []
     with tempfile.TemporaryDirectory() as workdir:
         path = Path(workdir) / "lorenz.h5"
-        physres.data.generate("lorenz63", path, n_traj=16, t_end=10.0 if args.quick else 20.0,
-                              progress=False, workers=2)
+        physres.data.generate(
+            "lorenz63",
+            path,
+            n_traj=16,
+            t_end=10.0 if args.quick else 20.0,
+            progress=False,
+            workers=2,
+        )
         for width, batch in ((64, 256), (256, 1024)):
             cfg = config(1 if args.quick else 2, batch)
             plain, fitted = [], []
@@ -83,14 +95,23 @@ def main() -> None:
                 plain.append(plain_loop(path, cfg, width))
                 fitted.append(fit_loop(path, cfg, width))
             p, f = statistics.median(plain), statistics.median(fitted)
-            rows.append({"model": f"resnet mlp width {width}", "batch": batch,
-                         "plain_ms_per_step": 1e3 * p, "fit_ms_per_step": 1e3 * f,
-                         "ratio": f / p, "goal_met": f / p <= 1.2})
+            rows.append(
+                {
+                    "model": f"resnet mlp width {width}",
+                    "batch": batch,
+                    "plain_ms_per_step": 1e3 * p,
+                    "fit_ms_per_step": 1e3 * f,
+                    "ratio": f / p,
+                    "goal_met": f / p <= 1.2,
+                }
+            )
             print(table([rows[-1]], list(rows[-1])), flush=True)
     print()
     print(table(rows, list(rows[0])))
-    write_json(args.json, {"benchmark": "training_step", "machine": machine(),
-                           "load": os.getloadavg(), "rows": rows})
+    write_json(
+        args.json,
+        {"benchmark": "training_step", "machine": machine(), "load": os.getloadavg(), "rows": rows},
+    )
 
 
 if __name__ == "__main__":

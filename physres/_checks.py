@@ -11,8 +11,9 @@ def positive(name: str, value, *, allow_zero: bool = False) -> float:
     """Return ``value`` as float after checking it is finite and > 0 (or >= 0)."""
     if isinstance(value, torch.Tensor):
         if value.numel() != 1:
-            raise ValueError(f"`{name}` must be a scalar, got a tensor of shape "
-                             f"{tuple(value.shape)}")
+            raise ValueError(
+                f"`{name}` must be a scalar, got a tensor of shape {tuple(value.shape)}"
+            )
         value = value.item()
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"`{name}` must be a number, got {type(value).__name__}")
@@ -36,8 +37,10 @@ def positive_int(name: str, value, *, allow_zero: bool = False) -> int:
 def state(name: str, x, state_shape: tuple[int, ...] | None = None) -> torch.Tensor:
     """Check a batched state ``(batch, *state_shape)``: a finite floating/complex tensor."""
     if not isinstance(x, torch.Tensor):
-        raise TypeError(f"`{name}` must be a torch.Tensor of shape (batch, *state_shape), "
-                        f"got {type(x).__name__}")
+        raise TypeError(
+            f"`{name}` must be a torch.Tensor of shape (batch, *state_shape), "
+            f"got {type(x).__name__}"
+        )
     if not (x.is_floating_point() or x.is_complex()):
         raise TypeError(f"`{name}` must be a floating or complex tensor, got dtype {x.dtype}")
     if x.dim() < 1:
@@ -57,11 +60,16 @@ def field_value(field, value, x: torch.Tensor) -> torch.Tensor:
     would otherwise broadcast silently into the state)."""
     if not isinstance(value, torch.Tensor) or tuple(value.shape) != tuple(x.shape):
         name = getattr(field, "__qualname__", None) or type(field).__name__
-        got = (f"shape {tuple(value.shape)}" if isinstance(value, torch.Tensor)
-               else type(value).__name__)
-        raise ValueError(f"the field `{name}` returned {got} for a state of shape "
-                         f"{tuple(x.shape)}; f(t, x) must return dx/dt with the shape of x, "
-                         "batch dimension included")
+        got = (
+            f"shape {tuple(value.shape)}"
+            if isinstance(value, torch.Tensor)
+            else type(value).__name__
+        )
+        raise ValueError(
+            f"the field `{name}` returned {got} for a state of shape "
+            f"{tuple(x.shape)}; f(t, x) must return dx/dt with the shape of x, "
+            "batch dimension included"
+        )
     return value
 
 

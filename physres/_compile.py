@@ -33,8 +33,14 @@ import torch
 
 from .errors import CompileFallbackWarning  # re-exported: issued here
 
-__all__ = ["CompileFallbackWarning", "available", "clear_cache", "compiled_step", "last_run",
-           "stats"]
+__all__ = [
+    "CompileFallbackWarning",
+    "available",
+    "clear_cache",
+    "compiled_step",
+    "last_run",
+    "stats",
+]
 
 log = logging.getLogger(__name__)
 
@@ -162,9 +168,19 @@ class _Chunk:
 
 
 def _key(stepper, x, length, saves, dt, options):
-    return (id(stepper), type(stepper), tuple(x.shape), x.dtype, x.device, length, saves,
-            float(dt), torch.is_grad_enabled(), x.requires_grad,
-            repr(sorted((options or {}).items())))
+    return (
+        id(stepper),
+        type(stepper),
+        tuple(x.shape),
+        x.dtype,
+        x.device,
+        length,
+        saves,
+        float(dt),
+        torch.is_grad_enabled(),
+        x.requires_grad,
+        repr(sorted((options or {}).items())),
+    )
 
 
 def has_entries() -> bool:
@@ -194,13 +210,14 @@ def cached(stepper, x, length, saves, dt, options) -> bool:
     return entry is not None and entry is not _FAILED and entry.compiled
 
 
-def mark_failed(stepper, x, length, saves, dt, options, err: BaseException, *,
-                warn: bool) -> None:
+def mark_failed(stepper, x, length, saves, dt, options, err: BaseException, *, warn: bool) -> None:
     _CACHE[_key(stepper, x, length, saves, dt, options)] = _FAILED
     stats["fallbacks"] += 1
     name = getattr(stepper, "name", "") or type(stepper).__name__
-    msg = (f"compiled rollout of `{name}` fell back to eager steps: "
-           f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}")
+    msg = (
+        f"compiled rollout of `{name}` fell back to eager steps: "
+        f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+    )
     if warn:
         warnings.warn(msg, CompileFallbackWarning, stacklevel=4)
     else:

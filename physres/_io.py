@@ -43,8 +43,9 @@ def destination(path, name: str | None = None) -> Path:
     """``path`` as a Path after checking that its directory exists and is writable; ``name``
     (the argument's name) leads the error messages when given."""
     if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"`{name or 'path'}` must be a str or os.PathLike, "
-                        f"got {type(path).__name__}")
+        raise TypeError(
+            f"`{name or 'path'}` must be a str or os.PathLike, got {type(path).__name__}"
+        )
     path = Path(path)
     label = f"`{name}` {str(path)!r}" if name else repr(str(path))
     parent = path.parent if str(path.parent) else Path(".")
@@ -119,9 +120,11 @@ def exclusive_lock(path, what: str = "a write"):
             holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
             os.close(fd)
             raise BlockingIOError(
-                errno.EAGAIN, f"another {what} to {str(path)!r} is running (pid {holder} "
+                errno.EAGAIN,
+                f"another {what} to {str(path)!r} is running (pid {holder} "
                 f"holds the lock file {str(lock)!r}); wait for it to finish or write "
-                "elsewhere") from None
+                "elsewhere",
+            ) from None
         try:  # the file may have been removed by the previous holder in between: retry
             if os.fstat(fd).st_ino == os.stat(lock).st_ino:
                 break
@@ -149,9 +152,11 @@ def check_free_space(path, nbytes: int, what: str = "the file") -> None:
         return  # no figure for this file system: let the write itself fail cleanly
     need = int(nbytes) + MARGIN_BYTES
     if free < need:
-        raise OSError(errno.ENOSPC,
-                      f"not enough free space for {what} {str(path)!r}: needs about "
-                      f"{_size(need)}, {_size(free)} free in {str(parent)!r}")
+        raise OSError(
+            errno.ENOSPC,
+            f"not enough free space for {what} {str(path)!r}: needs about "
+            f"{_size(need)}, {_size(free)} free in {str(parent)!r}",
+        )
 
 
 def _size(n: float) -> str:
@@ -172,8 +177,7 @@ def atomic_path(path):
     path = destination(path)
     parent = path.parent if str(path.parent) else Path(".")
     remove_stale_temporaries(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp",
-                               dir=parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=parent)
     try:
         os.fchmod(fd, 0o666 & ~umask())
     finally:

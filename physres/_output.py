@@ -59,25 +59,30 @@ def _jsonable(obj, strict: bool, where: str):
         return _jsonable([obj.real, obj.imag], strict, where)
     if isinstance(obj, float) and not math.isfinite(obj):
         if strict:
-            raise ValueError(f"`{where.split('[')[0]}`: {where} is {obj}; reports hold finite "
-                             "numbers (use None for a value that is not available)")
+            raise ValueError(
+                f"`{where.split('[')[0]}`: {where} is {obj}; reports hold finite "
+                "numbers (use None for a value that is not available)"
+            )
         return None
     if isinstance(obj, Path):
         return str(obj)
     if obj is None or isinstance(obj, (bool, int, float, str)):
         return obj
-    raise TypeError(f"`{where.split('[')[0]}`: {where} has type {type(obj).__name__}, which is "
-                    "not JSON-able")
+    raise TypeError(
+        f"`{where.split('[')[0]}`: {where} has type {type(obj).__name__}, which is not JSON-able"
+    )
 
 
 def dumps(obj, *, nonfinite: str = "none", where: str = "value", indent: int | None = 2) -> str:
     """``obj`` as JSON text (see :func:`jsonable`); never writes ``NaN``/``Infinity``."""
-    return json.dumps(jsonable(obj, nonfinite=nonfinite, where=where), indent=indent,
-                      allow_nan=False)
+    return json.dumps(
+        jsonable(obj, nonfinite=nonfinite, where=where), indent=indent, allow_nan=False
+    )
 
 
-def write_json(path, obj, *, nonfinite: str = "none", where: str = "value",
-               indent: int | None = 2) -> Path:
+def write_json(
+    path, obj, *, nonfinite: str = "none", where: str = "value", indent: int | None = 2
+) -> Path:
     """Write ``obj`` as JSON (with a final newline) to ``path`` atomically; returns the path.
 
     The conversion happens before anything is written, so a refused value leaves the old
@@ -118,8 +123,9 @@ def table_cells(rows) -> tuple[list[str], list[list[str]]]:
         return header, [[cell(r.get(h)) for h in header] for r in rows]
     if isinstance(rows[0], Sequence) and not isinstance(rows[0], str):
         return [str(h) for h in rows[0]], [[cell(v) for v in r] for r in rows[1:]]
-    raise TypeError(f"`rows` must be dicts or sequences (first one the header), "
-                    f"got {type(rows[0]).__name__}")
+    raise TypeError(
+        f"`rows` must be dicts or sequences (first one the header), got {type(rows[0]).__name__}"
+    )
 
 
 def text_table(rows) -> str:
@@ -127,8 +133,9 @@ def text_table(rows) -> str:
     header, body = table_cells(rows)
     if not header:
         return "(no rows)"
-    widths = [max(len(r[i]) if i < len(r) else 0 for r in [header, *body])
-              for i in range(len(header))]
+    widths = [
+        max(len(r[i]) if i < len(r) else 0 for r in [header, *body]) for i in range(len(header))
+    ]
 
     def line(cells):
         return "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
@@ -149,8 +156,17 @@ def markdown_table(rows) -> str:
 
 
 # ---- figures --------------------------------------------------------------------------------
-_FIGURE_KEYS = ("figsize", "dpi", "facecolor", "edgecolor", "linewidth", "frameon", "layout",
-                "constrained_layout", "tight_layout")
+_FIGURE_KEYS = (
+    "figsize",
+    "dpi",
+    "facecolor",
+    "edgecolor",
+    "linewidth",
+    "frameon",
+    "layout",
+    "constrained_layout",
+    "tight_layout",
+)
 
 
 def subplots(nrows: int = 1, ncols: int = 1, *, squeeze: bool = True, **kwargs):

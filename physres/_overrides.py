@@ -27,8 +27,7 @@ def read_table(path, *, option: str = "--config") -> dict:
         try:
             import tomli as tomllib
         except ModuleNotFoundError:
-            raise ValueError(f"{option} needs Python 3.11 (tomllib) or the tomli package") \
-                from None
+            raise ValueError(f"{option} needs Python 3.11 (tomllib) or the tomli package") from None
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{option} file {str(path)!r} does not exist")
@@ -53,8 +52,9 @@ def override(base, values: Mapping, *, where: str = "--config"):
         raise TypeError(f"`values` must be a mapping, got {type(values).__name__}")
     fields = [f.name for f in dataclasses.fields(base) if f.init]
     check_keys(values, fields, type(base).__name__, where)
-    changes = {key: coerce(getattr(base, key), value, f"{where}: `{key}`")
-               for key, value in values.items()}
+    changes = {
+        key: coerce(getattr(base, key), value, f"{where}: `{key}`") for key, value in values.items()
+    }
     return dataclasses.replace(base, **changes)
 
 
@@ -64,8 +64,9 @@ def check_keys(values: Mapping, valid, what: str, where: str) -> None:
     valid = list(valid)
     for key in values:
         if key not in valid:
-            raise ValueError(f"{where}: unknown key {key!r} for {what}; valid keys: "
-                             f"{', '.join(valid)}")
+            raise ValueError(
+                f"{where}: unknown key {key!r} for {what}; valid keys: {', '.join(valid)}"
+            )
 
 
 def coerce(current, value, where: str):
@@ -92,6 +93,7 @@ def coerce(current, value, where: str):
     else:
         ok = True
     if not ok:
-        raise ValueError(f"{where} must be {type(current).__name__} like {current!r}, "
-                         f"got {value!r}")
+        raise ValueError(
+            f"{where} must be {type(current).__name__} like {current!r}, got {value!r}"
+        )
     return value

@@ -95,12 +95,15 @@ def payload(model, metadata: dict | None = None, check_finite: bool = False) -> 
     from .models.base import REGISTRY, LearnedStepper
 
     if not isinstance(model, LearnedStepper):
-        raise TypeError(f"`model` must be a physres.models.LearnedStepper, "
-                        f"got {type(model).__name__}")
+        raise TypeError(
+            f"`model` must be a physres.models.LearnedStepper, got {type(model).__name__}"
+        )
     name = type(model).name
     if not name or name not in REGISTRY or REGISTRY.resolve(name) is not type(model):
-        raise TypeError(f"`model` class {type(model).__name__} is not registered; decorate it "
-                        "with @physres.models.register('name') so it can be loaded")
+        raise TypeError(
+            f"`model` class {type(model).__name__} is not registered; decorate it "
+            "with @physres.models.register('name') so it can be loaded"
+        )
     meta = _dump_json("metadata", {} if metadata is None else metadata)
     info = getattr(model, "training_info", None)
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
@@ -109,8 +112,10 @@ def payload(model, metadata: dict | None = None, check_finite: bool = False) -> 
         for where, tensors in (("weights", state), ("normalization", normalization)):
             bad = _first_nonfinite(tensors)
             if bad is not None:
-                raise ValueError(f"`model` {where} {bad!r} hold non-finite values (nan or "
-                                 "inf); such a model cannot step anything and is not saved")
+                raise ValueError(
+                    f"`model` {where} {bad!r} hold non-finite values (nan or "
+                    "inf); such a model cannot step anything and is not saved"
+                )
     data = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -140,8 +145,9 @@ def _dump_json(name: str, value) -> str:
         raise ValueError(f"`{name}` is nested too deeply for JSON") from None
     depth = _json_depth(text)
     if depth > MAX_DEPTH:
-        raise ValueError(f"`{name}` is nested {depth} levels deep; at most {MAX_DEPTH} "
-                         "can be stored")
+        raise ValueError(
+            f"`{name}` is nested {depth} levels deep; at most {MAX_DEPTH} can be stored"
+        )
     return text
 
 
@@ -172,8 +178,10 @@ def _json_field(path: Path, name: str, text, expected=dict):
     except (ValueError, RecursionError) as exc:
         raise FormatError(f"{where} is not valid JSON: {_first_line(exc)}") from None
     if not isinstance(value, expected):
-        raise FormatError(f"{where} must be a JSON {_JSON_NAMES.get(expected, 'value')}, "
-                          f"got {type(value).__name__} {_short(value)}")
+        raise FormatError(
+            f"{where} must be a JSON {_JSON_NAMES.get(expected, 'value')}, "
+            f"got {type(value).__name__} {_short(value)}"
+        )
     return value
 
 
@@ -199,15 +207,20 @@ def _safe_load(path: Path, what: str):
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(exc))
-        reason = (f"it references {found.group(1)!r}, which is code, not data" if found
-                  else "it holds pickled objects other than tensors and plain values")
+        reason = (
+            f"it references {found.group(1)!r}, which is code, not data"
+            if found
+            else "it holds pickled objects other than tensors and plain values"
+        )
     except Exception as exc:  # zip errors, truncation, not a torch file at all
         reason = _first_line(exc)
         if "weights_only" in reason:
             reason = "it holds pickled objects other than tensors and plain values"
         reason = f"unreadable ({reason})"
-    raise FormatError(f"{str(path)!r} is not a loadable physres {what} file (refused by the "
-                      f"safe loader, nothing in it was executed): {reason}")
+    raise FormatError(
+        f"{str(path)!r} is not a loadable physres {what} file (refused by the "
+        f"safe loader, nothing in it was executed): {reason}"
+    )
 
 
 def read_payload(path: Path) -> dict:
@@ -216,12 +229,13 @@ def read_payload(path: Path) -> dict:
     path = Path(path)
     data = _safe_load(path, "model")
     if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise FormatError(f"{str(path)!r} is not a physres model file (no "
-                          f"format = {FORMAT!r} tag)")
+        raise FormatError(f"{str(path)!r} is not a physres model file (no format = {FORMAT!r} tag)")
     if data.get("format_version") != FORMAT_VERSION:
-        raise FormatError(f"{str(path)!r} has model format version "
-                          f"{data.get('format_version')!r}; this physres reads version "
-                          f"{FORMAT_VERSION}")
+        raise FormatError(
+            f"{str(path)!r} has model format version "
+            f"{data.get('format_version')!r}; this physres reads version "
+            f"{FORMAT_VERSION}"
+        )
     missing = {"class", "config", "dt", "state_dict"} - set(data)
     if missing:
         raise FormatError(f"{str(path)!r} lacks {', '.join(sorted(missing))}")
@@ -233,32 +247,39 @@ def check_payload(data: dict, path) -> None:
     """Check the fields of a model payload (types, JSON, depth, dt, tensors)."""
     path = Path(path)
     if not isinstance(data["class"], str):
-        raise FormatError(f"{str(path)!r}: field `class` must be a model name (str), got "
-                          f"{type(data['class']).__name__}")
+        raise FormatError(
+            f"{str(path)!r}: field `class` must be a model name (str), got "
+            f"{type(data['class']).__name__}"
+        )
     _json_field(path, "config", data["config"])
     _json_field(path, "metadata", data.get("metadata", "{}"))
     if data.get("training_info") is not None:
         _json_field(path, "training_info", data["training_info"])
     version = data.get("config_version", 1)
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-        raise FormatError(f"{str(path)!r}: field `config_version` must be an int ≥ 1, got "
-                          f"{_short(version)}")
+        raise FormatError(
+            f"{str(path)!r}: field `config_version` must be an int ≥ 1, got {_short(version)}"
+        )
     dt = data["dt"]
-    if dt is not None and (isinstance(dt, bool) or not isinstance(dt, (int, float))
-                           or not math.isfinite(dt) or dt <= 0):
-        raise FormatError(f"{str(path)!r}: field `dt` must be a finite number > 0 or None, "
-                          f"got {_short(dt)}")
+    if dt is not None and (
+        isinstance(dt, bool) or not isinstance(dt, (int, float)) or not math.isfinite(dt) or dt <= 0
+    ):
+        raise FormatError(
+            f"{str(path)!r}: field `dt` must be a finite number > 0 or None, got {_short(dt)}"
+        )
     for name in ("state_dict", "normalization"):
         tensors = data.get(name, {})
         if not isinstance(tensors, dict) or not all(
-                isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in tensors.items()):
+            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in tensors.items()
+        ):
             raise FormatError(f"{str(path)!r}: field `{name}` must map names to tensors")
 
 
 def _first_nonfinite(tensors: dict) -> str | None:
     for key, value in tensors.items():
-        if (value.is_floating_point() or value.is_complex()) and \
-                not bool(torch.isfinite(value).all()):
+        if (value.is_floating_point() or value.is_complex()) and not bool(
+            torch.isfinite(value).all()
+        ):
             return key
     return None
 
@@ -267,9 +288,11 @@ def _check_finite(data: dict, path: Path) -> None:
     for name in ("state_dict", "normalization"):
         bad = _first_nonfinite(data.get(name, {}))
         if bad is not None:
-            raise FormatError(f"{str(path)!r}: `{name}` entry {bad!r} holds non-finite values "
-                              "(nan or inf): the model diverged or was saved broken and cannot "
-                              "step anything")
+            raise FormatError(
+                f"{str(path)!r}: `{name}` entry {bad!r} holds non-finite values "
+                "(nan or inf): the model diverged or was saved broken and cannot "
+                "step anything"
+            )
 
 
 def build_from_payload(data: dict, path) -> torch.nn.Module:
@@ -278,8 +301,9 @@ def build_from_payload(data: dict, path) -> torch.nn.Module:
     try:
         cls = REGISTRY.resolve(data["class"])
     except ValueError as exc:
-        raise FormatError(f"{str(path)!r}: {exc} (import the module that registers it "
-                          "before loading)") from None
+        raise FormatError(
+            f"{str(path)!r}: {exc} (import the module that registers it before loading)"
+        ) from None
     if not issubclass(cls, LearnedStepper):
         raise FormatError(f"{str(path)!r}: class {data['class']!r} is not a learned stepper")
     check_payload(data, path)
@@ -289,8 +313,10 @@ def build_from_payload(data: dict, path) -> torch.nn.Module:
         model.load_state_dict(data["state_dict"], strict=True)
     except (TypeError, ValueError, RuntimeError, KeyError) as exc:
         first = " ".join(str(exc).split())
-        raise FormatError(f"{str(path)!r}: cannot rebuild {data['class']!r} from the file's "
-                          f"field `config`: {first}") from None
+        raise FormatError(
+            f"{str(path)!r}: cannot rebuild {data['class']!r} from the file's "
+            f"field `config`: {first}"
+        ) from None
     model.dt = None if data["dt"] is None else float(data["dt"])
     if data.get("training_info") is not None:
         model.training_info = _json_field(Path(path), "training_info", data["training_info"])
@@ -317,13 +343,18 @@ def encode_config(value, where: str = "config"):
         name = type(value).name
         if not name or REGISTRY.resolve(name) is not type(value):
             raise TypeError(f"`{where}`: {type(value).__name__} is not registered")
-        return {"$module": name, "config": encode_config(value.config, where),
-                "$version": type(value).config_version}
+        return {
+            "$module": name,
+            "config": encode_config(value.config, where),
+            "$version": type(value).config_version,
+        }
     if isinstance(value, System):
         return {"$system": type(value).name, "params": encode_config(value.params, where)}
-    raise TypeError(f"`{where}` of type {type(value).__name__} cannot be stored in a model "
-                    "file; model arguments must be JSON values, torch dtypes, systems or "
-                    "registered physres.models modules")
+    raise TypeError(
+        f"`{where}` of type {type(value).__name__} cannot be stored in a model "
+        "file; model arguments must be JSON values, torch dtypes, systems or "
+        "registered physres.models modules"
+    )
 
 
 def decode_config(value):
@@ -340,8 +371,9 @@ def decode_config(value):
             return dtype
         if "$module" in value:
             cls = REGISTRY.resolve(value["$module"])
-            return cls(**cls.upgrade_config(decode_config(value["config"]),
-                                            value.get("$version", 1)))
+            return cls(
+                **cls.upgrade_config(decode_config(value["config"]), value.get("$version", 1))
+            )
         if "$system" in value:
             return systems.get(value["$system"], **decode_config(value["params"]))
         return {k: decode_config(v) for k, v in value.items()}

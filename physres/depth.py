@@ -41,9 +41,13 @@ def tanh_block(width: int, hidden: int | None = None, *, dtype=torch.float32) ->
     if hidden is None:
         return nn.Sequential(nn.Linear(width, width, dtype=dtype), nn.Tanh())
     hidden = _checks.positive_int("hidden", hidden)
-    return nn.Sequential(nn.Linear(width, hidden, dtype=dtype), nn.Tanh(),
-                         nn.Linear(hidden, hidden, dtype=dtype), nn.Tanh(),
-                         nn.Linear(hidden, width, dtype=dtype))
+    return nn.Sequential(
+        nn.Linear(width, hidden, dtype=dtype),
+        nn.Tanh(),
+        nn.Linear(hidden, hidden, dtype=dtype),
+        nn.Tanh(),
+        nn.Linear(hidden, width, dtype=dtype),
+    )
 
 
 class Stack(nn.Module):
@@ -63,8 +67,15 @@ class Stack(nn.Module):
     delete (treated as the identity map), and returns (batch, width).
     """
 
-    def __init__(self, blocks, *, depth: int | None = None, residual: bool = True,
-                 alpha: float = 1.0, beta: float = 0.0):
+    def __init__(
+        self,
+        blocks,
+        *,
+        depth: int | None = None,
+        residual: bool = True,
+        alpha: float = 1.0,
+        beta: float = 0.0,
+    ):
         super().__init__()
         if isinstance(blocks, nn.Module):
             if depth is None:
@@ -104,8 +115,10 @@ class Stack(nn.Module):
 
     def extra_repr(self) -> str:
         kind = "residual" if self.residual else "plain"
-        return (f"{kind}, depth={self.depth}, alpha={self.alpha:g}, beta={self.beta:g}, "
-                f"tied={self.tied}")
+        return (
+            f"{kind}, depth={self.depth}, alpha={self.alpha:g}, beta={self.beta:g}, "
+            f"tied={self.tied}"
+        )
 
 
 class DeepNet(nn.Module):
@@ -115,15 +128,28 @@ class DeepNet(nn.Module):
     ``x`` : Tensor, shape (batch, dim) → (batch, dim). ``embed`` is the first layer.
     """
 
-    def __init__(self, dim: int, width: int, depth: int, *, residual: bool = True,
-                 alpha: float = 1.0, beta: float = 0.0, dtype=torch.float32):
+    def __init__(
+        self,
+        dim: int,
+        width: int,
+        depth: int,
+        *,
+        residual: bool = True,
+        alpha: float = 1.0,
+        beta: float = 0.0,
+        dtype=torch.float32,
+    ):
         super().__init__()
         dim = _checks.positive_int("dim", dim)
         width = _checks.positive_int("width", width)
         depth = _checks.positive_int("depth", depth)
         self.embed = nn.Linear(dim, width, dtype=dtype)
-        self.stack = Stack([tanh_block(width, dtype=dtype) for _ in range(depth)],
-                           residual=residual, alpha=alpha, beta=beta)
+        self.stack = Stack(
+            [tanh_block(width, dtype=dtype) for _ in range(depth)],
+            residual=residual,
+            alpha=alpha,
+            beta=beta,
+        )
         self.head = nn.Linear(width, dim, dtype=dtype)
 
     def forward(self, x: torch.Tensor, skip=()) -> torch.Tensor:

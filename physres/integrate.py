@@ -55,10 +55,22 @@ class Solution:
         return self.status is None or bool((self.status == Status.SUCCESS).all())
 
 
-def integrate(stepper, x0: torch.Tensor, t_span, rtol: float = 1e-6, atol: float = 1e-9,
-              t_eval=None, *, first_step: float | None = None, max_steps: int = 100_000,
-              safety: float = 0.9, per_sample: bool | None = None, throw: bool = True,
-              global_error: bool = False, progress: bool = False) -> Solution:
+def integrate(
+    stepper,
+    x0: torch.Tensor,
+    t_span,
+    rtol: float = 1e-6,
+    atol: float = 1e-9,
+    t_eval=None,
+    *,
+    first_step: float | None = None,
+    max_steps: int = 100_000,
+    safety: float = 0.9,
+    per_sample: bool | None = None,
+    throw: bool = True,
+    global_error: bool = False,
+    progress: bool = False,
+) -> Solution:
     """Integrate from ``t_span[0]`` to ``t_span[1]`` with adaptive steps of ``stepper``.
 
     Parameters
@@ -99,17 +111,42 @@ def integrate(stepper, x0: torch.Tensor, t_span, rtol: float = 1e-6, atol: float
     -------
     Solution
     """
-    sol = _solve(stepper, x0, t_span, rtol, atol, t_eval, first_step=first_step,
-                 max_steps=max_steps, safety=safety, per_sample=per_sample, throw=throw,
-                 progress=progress)
+    sol = _solve(
+        stepper,
+        x0,
+        t_span,
+        rtol,
+        atol,
+        t_eval,
+        first_step=first_step,
+        max_steps=max_steps,
+        safety=safety,
+        per_sample=per_sample,
+        throw=throw,
+        progress=progress,
+    )
     if global_error:
-        sol.stats.update(_global_error(stepper, x0, t_span, sol, rtol, atol, first_step,
-                                       max_steps, safety))
+        sol.stats.update(
+            _global_error(stepper, x0, t_span, sol, rtol, atol, first_step, max_steps, safety)
+        )
     return sol
 
 
-def _solve(stepper, x0, t_span, rtol, atol, t_eval, *, first_step, max_steps, safety,
-           per_sample, throw, progress) -> Solution:
+def _solve(
+    stepper,
+    x0,
+    t_span,
+    rtol,
+    atol,
+    t_eval,
+    *,
+    first_step,
+    max_steps,
+    safety,
+    per_sample,
+    throw,
+    progress,
+) -> Solution:
     t0, t1, direction = _span(t_span)
     rtol = _checks.positive("rtol", rtol)
     atol = _checks.positive("atol", atol, allow_zero=True)
@@ -126,12 +163,17 @@ def _solve(stepper, x0, t_span, rtol, atol, t_eval, *, first_step, max_steps, sa
     if per_sample is None:
         per_sample = supports and trial.embedded
     elif per_sample and not supports:
-        raise ValueError(f"`per_sample=True` needs a stepper that takes per-sample t and dt "
-                         f"(`per_sample = True`); {type(stepper).__name__} does not: use "
-                         "per_sample=False")
+        raise ValueError(
+            f"`per_sample=True` needs a stepper that takes per-sample t and dt "
+            f"(`per_sample = True`); {type(stepper).__name__} does not: use "
+            "per_sample=False"
+        )
     # embedded pairs: scipy's RK45 control (I, growth <= 10); step doubling: PI, growth <= 5
-    ctrl = (Controller(q=trial.q, safety=safety) if trial.embedded else
-            Controller(q=trial.q, safety=safety, ki=0.7, kp=0.4, max_factor=5.0))
+    ctrl = (
+        Controller(q=trial.q, safety=safety)
+        if trial.embedded
+        else Controller(q=trial.q, safety=safety, ki=0.7, kp=0.4, max_factor=5.0)
+    )
     batch = x0.shape[0]
     start = time.perf_counter()
     nfev0 = stepper.nfev
@@ -140,8 +182,9 @@ def _solve(stepper, x0, t_span, rtol, atol, t_eval, *, first_step, max_steps, sa
     if getattr(stepper, "field", None) is not None:
         f0 = _checks.field_value(stepper.field, stepper.f(t_start, x0), x0)
     if first_step is not None:
-        h0 = torch.full((batch,), min(_checks.positive("first_step", first_step), span),
-                        dtype=torch.float64)
+        h0 = torch.full(
+            (batch,), min(_checks.positive("first_step", first_step), span), dtype=torch.float64
+        )
     elif f0 is not None:
         h0 = initial_step(stepper.f, x0, f0, t_start, direction, span, trial.q, rtol, atol)
     else:
@@ -154,41 +197,68 @@ def _solve(stepper, x0, t_span, rtol, atol, t_eval, *, first_step, max_steps, sa
     try:
         if per_sample:
             states, status, n_acc, n_rej, nfev_s = _per_sample.run(
-                trial, ctrl, x0, f0, t0, t1, direction, outputs or [t0, t1], h0,
-                bar=bar if progress else None, **common)
+                trial,
+                ctrl,
+                x0,
+                f0,
+                t0,
+                t1,
+                direction,
+                outputs or [t0, t1],
+                h0,
+                bar=bar if progress else None,
+                **common,
+            )
             t_out = torch.tensor(outputs or [t0, t1], dtype=torch.float64)
             stats = {"n_accepted": n_acc, "n_rejected": n_rej, "nfev_per_sample": nfev_s}
         else:
             ts, xs, status, n_acc, n_rej = _shared.run(
-                trial, ctrl, x0, f0, t0, t1, direction, outputs, float(h0.min()), bar=bar,
-                **common)
+                trial, ctrl, x0, f0, t0, t1, direction, outputs, float(h0.min()), bar=bar, **common
+            )
             t_out = torch.tensor(ts, dtype=torch.float64)
             states = torch.stack(xs, dim=1)
             calls = 1 if trial.embedded else 3
-            stats = {"n_accepted": n_acc, "n_rejected": n_rej,
-                     "n_stepper_calls": calls * (n_acc + n_rej)}
+            stats = {
+                "n_accepted": n_acc,
+                "n_rejected": n_rej,
+                "n_stepper_calls": calls * (n_acc + n_rej),
+            }
     finally:
         restore()
         bar.close()
-    stats.update(nfev=stepper.nfev - nfev0, per_sample=bool(per_sample),
-                 wall_s=time.perf_counter() - start)
+    stats.update(
+        nfev=stepper.nfev - nfev0, per_sample=bool(per_sample), wall_s=time.perf_counter() - start
+    )
     return Solution(t=t_out, x=states, stats=stats, status=status)
 
 
 def _global_error(stepper, x0, t_span, sol, rtol, atol, first_step, max_steps, safety) -> dict:
     """Difference to a solve at rtol/32, atol/32 on the same output times, per sample."""
     k = GLOBAL_ERROR_TIGHTENING
-    ref = _solve(stepper, x0, t_span, rtol / k, atol / k, sol.t, first_step=first_step,
-                 max_steps=max_steps, safety=safety, per_sample=sol.stats["per_sample"],
-                 throw=False, progress=False)
+    ref = _solve(
+        stepper,
+        x0,
+        t_span,
+        rtol / k,
+        atol / k,
+        sol.t,
+        first_step=first_step,
+        max_steps=max_steps,
+        safety=safety,
+        per_sample=sol.stats["per_sample"],
+        throw=False,
+        progress=False,
+    )
     diff = (sol.x - ref.x).abs()  # (batch, n_t, *state_shape)
     scaled = diff / (atol + rtol * ref.x.abs())
     rms = scaled.square().flatten(2).mean(2).sqrt()  # (batch, n_t)
     bad = (ref.status != Status.SUCCESS) | (sol.status != Status.SUCCESS)
     nan = torch.tensor(math.nan, dtype=rms.dtype)
-    return {"global_error": torch.where(bad, nan, rms.amax(1)),
-            "global_error_abs": torch.where(bad, nan, diff.flatten(1).amax(1).real),
-            "global_error_nfev": ref.stats["nfev"]}
+    return {
+        "global_error": torch.where(bad, nan, rms.amax(1)),
+        "global_error_abs": torch.where(bad, nan, diff.flatten(1).amax(1).real),
+        "global_error_nfev": ref.stats["nfev"],
+    }
 
 
 def _loosen_newton(stepper, tol: float, atol: float):
@@ -217,8 +287,9 @@ def _span(t_span):
     except (TypeError, ValueError):
         raise TypeError(f"`t_span` must be a pair (t0, t1) of numbers, got {t_span!r}") from None
     if not (math.isfinite(t0) and math.isfinite(t1) and t1 != t0):
-        raise ValueError(f"`t_span` must be finite with t1 != t0 (t1 < t0 integrates "
-                         f"backward), got ({t0}, {t1})")
+        raise ValueError(
+            f"`t_span` must be finite with t1 != t0 (t1 < t0 integrates backward), got ({t0}, {t1})"
+        )
     return t0, t1, (1.0 if t1 > t0 else -1.0)
 
 
@@ -233,13 +304,19 @@ def _outputs(t_eval, t0, t1, direction):
         raise ValueError(f"`t_eval` must be strictly {word}")
     lo, hi = min(t0, t1), max(t0, t1)
     if min(values) < lo or max(values) > hi:
-        raise ValueError(f"`t_eval` must lie within t_span = ({t0}, {t1}); "
-                         f"got [{values[0]}, {values[-1]}]")
+        raise ValueError(
+            f"`t_eval` must lie within t_span = ({t0}, {t1}); got [{values[0]}, {values[-1]}]"
+        )
     return values
 
 
 def _progress(total: float, enabled: bool, label: str):
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, disable=not enabled, desc=f"integrate {label}", leave=False,
-                bar_format="{l_bar}{bar}| t={n:.4g}/{total:.4g}")
+    return tqdm(
+        total=total,
+        disable=not enabled,
+        desc=f"integrate {label}",
+        leave=False,
+        bar_format="{l_bar}{bar}| t={n:.4g}/{total:.4g}",
+    )

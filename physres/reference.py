@@ -34,8 +34,18 @@ METHODS = (*IVP_METHODS, "expm")
 __all__ = ["IVP_METHODS", "METHODS", "ReferenceSolveError", "solve"]
 
 
-def solve(system, x0, t_eval, method=None, rtol=None, atol=None, workers=1, executor=None,
-          progress=False, return_stats=False):
+def solve(
+    system,
+    x0,
+    t_eval,
+    method=None,
+    rtol=None,
+    atol=None,
+    workers=1,
+    executor=None,
+    progress=False,
+    return_stats=False,
+):
     """Reference states of ``system`` from each initial state in ``x0`` at times ``t_eval``.
 
     Parameters
@@ -72,19 +82,41 @@ def solve(system, x0, t_eval, method=None, rtol=None, atol=None, workers=1, exec
     x0, t_eval, method, rtol, atol = _check(system, x0, t_eval, method, rtol, atol)
     batch = x0.shape[0]
     out = np.empty((batch, t_eval.size, *system.state_shape), dtype=x0.dtype)
-    stats = {"nfev": np.zeros(batch, np.int64), "njev": np.zeros(batch, np.int64),
-             "wall_s": np.zeros(batch)}
-    for i, y, info in iter_solve(system, x0, t_eval, method, rtol, atol, workers=workers,
-                                 executor=executor, progress=progress):
+    stats = {
+        "nfev": np.zeros(batch, np.int64),
+        "njev": np.zeros(batch, np.int64),
+        "wall_s": np.zeros(batch),
+    }
+    for i, y, info in iter_solve(
+        system,
+        x0,
+        t_eval,
+        method,
+        rtol,
+        atol,
+        workers=workers,
+        executor=executor,
+        progress=progress,
+    ):
         out[i] = y
         for key in stats:
             stats[key][i] = info[key]
     return (out, stats) if return_stats else out
 
 
-def iter_solve(system, x0: np.ndarray, t_eval: np.ndarray, method: str, rtol: float,
-               atol: float, *, workers=1, executor=None, progress=False,
-               desc="reference") -> Iterator[tuple[int, np.ndarray, dict]]:
+def iter_solve(
+    system,
+    x0: np.ndarray,
+    t_eval: np.ndarray,
+    method: str,
+    rtol: float,
+    atol: float,
+    *,
+    workers=1,
+    executor=None,
+    progress=False,
+    desc="reference",
+) -> Iterator[tuple[int, np.ndarray, dict]]:
     """Yield ``(index, states (n_t, *state_shape), stats)`` as trajectories finish.
 
     Arguments must already be checked (see :func:`solve`); used by :func:`physres.data.generate`
@@ -100,8 +132,9 @@ def iter_solve(system, x0: np.ndarray, t_eval: np.ndarray, method: str, rtol: fl
     if executor is not None and workers != 1:
         raise ValueError(f"pass either `workers` (got {workers}) or `executor`, not both")
     if executor is not None and not isinstance(executor, Executor):
-        raise TypeError(f"`executor` must be a concurrent.futures.Executor, "
-                        f"got {type(executor).__name__}")
+        raise TypeError(
+            f"`executor` must be a concurrent.futures.Executor, got {type(executor).__name__}"
+        )
     args = (system, t_eval, method, rtol, atol)
     bar = tqdm(total=x0.shape[0], desc=desc, unit="traj", disable=not progress, leave=False)
     with bar, contextlib.ExitStack() as stack:
@@ -135,8 +168,10 @@ def _check(system, x0, t_eval, method, rtol, atol):
         x0 = x0.detach().cpu().numpy()
     x0 = np.asarray(x0)
     if x0.shape[1:] != tuple(system.state_shape) or x0.ndim < 2:
-        raise ValueError(f"`x0` must have shape (batch, {', '.join(map(str, system.state_shape))})"
-                         f", got {x0.shape}")
+        raise ValueError(
+            f"`x0` must have shape (batch, {', '.join(map(str, system.state_shape))})"
+            f", got {x0.shape}"
+        )
     dtype = np.complex128 if system.dtype.is_complex else np.float64
     if np.iscomplexobj(x0) and dtype != np.complex128:
         raise TypeError(f"`x0` is complex but {system.name} has real states ({system.dtype})")
@@ -145,8 +180,10 @@ def _check(system, x0, t_eval, method, rtol, atol):
         raise ValueError("`x0` contains non-finite values (nan or inf)")
     t_eval = np.asarray(t_eval, dtype=np.float64)
     if t_eval.ndim != 1 or t_eval.size < 2 or not np.all(np.diff(t_eval) > 0):
-        raise ValueError(f"`t_eval` must be a strictly increasing 1-d array of at least 2 times, "
-                         f"got shape {t_eval.shape}")
+        raise ValueError(
+            f"`t_eval` must be a strictly increasing 1-d array of at least 2 times, "
+            f"got shape {t_eval.shape}"
+        )
     if not np.isfinite(t_eval).all():
         raise ValueError("`t_eval` contains non-finite times")
     method = system.reference_method if method is None else method
@@ -174,17 +211,27 @@ def _solve_one(index, y0, system, t_eval, method, rtol, atol):
     options = {"jac": jac} if jac is not None else {}
     start = time.perf_counter()
     with _one_thread():
-        sol = solve_ivp(fun, (t_eval[0], t_eval[-1]), y_init, method=method, t_eval=t_eval,
-                        rtol=rtol, atol=atol, **options)
+        sol = solve_ivp(
+            fun,
+            (t_eval[0], t_eval[-1]),
+            y_init,
+            method=method,
+            t_eval=t_eval,
+            rtol=rtol,
+            atol=atol,
+            **options,
+        )
     wall = time.perf_counter() - start
     if sol.status != 0 or sol.y.shape[1] != t_eval.size:
         reached = sol.t[-1] if sol.t.size else t_eval[0]
-        raise ReferenceSolveError(f"trajectory {index}: {method} failed after t = {reached:.6g} "
-                                  f"(last saved time): {sol.message}", index)
+        raise ReferenceSolveError(
+            f"trajectory {index}: {method} failed after t = {reached:.6g} "
+            f"(last saved time): {sol.message}",
+            index,
+        )
     y = sol.y[:n] + 1j * sol.y[n:] if real_view else sol.y
     if not np.isfinite(y).all():
-        raise ReferenceSolveError(f"trajectory {index}: {method} produced non-finite states",
-                                  index)
+        raise ReferenceSolveError(f"trajectory {index}: {method} produced non-finite states", index)
     states = np.ascontiguousarray(y.T).reshape(shape)
     return states, {"nfev": sol.nfev, "njev": sol.njev, "wall_s": wall}
 
@@ -196,7 +243,7 @@ class _RealView:
         self.f, self.n = f, n
 
     def __call__(self, t, y):
-        dy = self.f(t, y[: self.n] + 1j * y[self.n:])
+        dy = self.f(t, y[: self.n] + 1j * y[self.n :])
         return np.concatenate([dy.real, dy.imag])
 
 
@@ -206,22 +253,27 @@ def _expm(system, x0: np.ndarray, t_eval: np.ndarray) -> tuple[np.ndarray, float
 
     op = system.linear_operator(t_eval[0])
     if op is None or getattr(op, "time_dependent", False):
-        raise ValueError(f"`method` 'expm' needs a time-independent linear_operator; "
-                         f"{system.name} has {'none' if op is None else 'a time-dependent one'}")
+        raise ValueError(
+            f"`method` 'expm' needs a time-independent linear_operator; "
+            f"{system.name} has {'none' if op is None else 'a time-dependent one'}"
+        )
     if callable(getattr(op, "sparse", None)):
         A = op.sparse()
     else:
         try:
             A = op.dense().detach().cpu().numpy()
         except NotImplementedError:
-            raise ValueError(f"`method` 'expm' needs the operator as a matrix; "
-                             f"{type(op).__name__} has neither sparse() nor dense()") from None
+            raise ValueError(
+                f"`method` 'expm' needs the operator as a matrix; "
+                f"{type(op).__name__} has neither sparse() nor dense()"
+            ) from None
     B = x0.reshape(x0.shape[0], -1).T  # (n, batch)
     start = time.perf_counter()
     dt = np.diff(t_eval)
     if np.allclose(dt, dt[0], rtol=1e-12, atol=0.0):
-        Y = expm_multiply(A, B, start=0.0, stop=t_eval[-1] - t_eval[0], num=t_eval.size,
-                          endpoint=True)  # (n_t, n, batch)
+        Y = expm_multiply(
+            A, B, start=0.0, stop=t_eval[-1] - t_eval[0], num=t_eval.size, endpoint=True
+        )  # (n_t, n, batch)
     else:
         Y = np.stack([expm_multiply((t - t_eval[0]) * A, B) for t in t_eval])
     wall = time.perf_counter() - start
@@ -251,5 +303,6 @@ def _process_pool(workers: int) -> ProcessPoolExecutor:
     context = multiprocessing.get_context(method)
     if method == "forkserver":
         context.set_forkserver_preload(["physres"])
-    return ProcessPoolExecutor(workers, mp_context=context, initializer=torch.set_num_threads,
-                               initargs=(1,))
+    return ProcessPoolExecutor(
+        workers, mp_context=context, initializer=torch.set_num_threads, initargs=(1,)
+    )

@@ -58,10 +58,21 @@ class Rollout:
         return self.t0 + self.steps * self.dt
 
 
-def rollout(stepper, x0: torch.Tensor, dt: float, n_steps: int, t0: float = 0.0,
-            save_every: int = 1, progress: bool = False, compile="auto",
-            chunk: int | None = None, *, observer: Callable | None = None,
-            on_divergence: str = "raise", full_output: bool = False):
+def rollout(
+    stepper,
+    x0: torch.Tensor,
+    dt: float,
+    n_steps: int,
+    t0: float = 0.0,
+    save_every: int = 1,
+    progress: bool = False,
+    compile="auto",
+    chunk: int | None = None,
+    *,
+    observer: Callable | None = None,
+    on_divergence: str = "raise",
+    full_output: bool = False,
+):
     """Apply ``stepper`` ``n_steps`` times from ``x0``.
 
     Parameters
@@ -119,15 +130,16 @@ def rollout(stepper, x0: torch.Tensor, dt: float, n_steps: int, t0: float = 0.0,
     if isinstance(compile, dict):
         options, compile = dict(compile), True
     elif not any(compile is m or (isinstance(m, str) and compile == m) for m in COMPILE_MODES):
-        raise ValueError(f"`compile` must be 'auto', True, False or a dict of torch.compile "
-                         f"options, got {compile!r}")
+        raise ValueError(
+            f"`compile` must be 'auto', True, False or a dict of torch.compile "
+            f"options, got {compile!r}"
+        )
     if chunk is not None:
         chunk = _checks.positive_int("chunk", chunk)
     if on_divergence not in ON_DIVERGENCE:
         raise ValueError(f"`on_divergence` must be 'raise' or 'return', got {on_divergence!r}")
     if observer is not None and not callable(observer):
-        raise TypeError(f"`observer` must be a callable (n, t, x), got "
-                        f"{type(observer).__name__}")
+        raise TypeError(f"`observer` must be a callable (n, t, x), got {type(observer).__name__}")
     step = _checks.step_function(stepper, x0, dt)
     run = _Run(stepper, step, x0, dt, n_steps, float(t0), save_every, progress, observer)
     start = time.perf_counter()
@@ -150,24 +162,37 @@ def rollout(stepper, x0: torch.Tensor, dt: float, n_steps: int, t0: float = 0.0,
     trajectory = torch.stack(run.saved, dim=1)
     if not full_output:
         return trajectory
-    return Rollout(trajectory=trajectory, final=run.x, steps=run.n, dt=dt, t0=float(t0),
-                   wall_s=wall, observer_s=run.observer_s, failure=failure,
-                   compile=dict(_compile.last_run))
+    return Rollout(
+        trajectory=trajectory,
+        final=run.x,
+        steps=run.n,
+        dt=dt,
+        t0=float(t0),
+        wall_s=wall,
+        observer_s=run.observer_s,
+        failure=failure,
+        compile=dict(_compile.last_run),
+    )
 
 
 class _Run:
     """State of one rollout: the current step ``n``, the state and the saved states."""
 
-    def __init__(self, stepper, step, x0, dt, n_steps, t0, save_every, progress,
-                 observer=None):
+    def __init__(self, stepper, step, x0, dt, n_steps, t0, save_every, progress, observer=None):
         self.stepper, self.step, self.x, self.dt = stepper, step, x0, dt
         self.n_steps, self.t0, self.save_every = n_steps, t0, save_every
         self.n, self.saved = 0, [x0]
         self.observer, self.observer_s = observer, 0.0
         label = getattr(stepper, "name", "") or type(stepper).__name__
         self.bar = _progress(n_steps, progress, label)
-        self.report = {"compiled": False, "chunk": None, "compile_s": 0.0, "compiled_steps": 0,
-                       "eager_steps": 0, "fallback": None}
+        self.report = {
+            "compiled": False,
+            "chunk": None,
+            "compile_s": 0.0,
+            "compiled_steps": 0,
+            "eager_steps": 0,
+            "fallback": None,
+        }
 
     def time(self, n: int) -> float:
         """``t`` at the start of step ``n`` (1-based), exactly as the eager loop computes it."""
@@ -190,7 +215,9 @@ class _Run:
                 raise DivergenceError(
                     f"rollout diverged: non-finite state at step {n} (t = {self.t0 + n * dt:.6g}) "
                     f"with dt = {dt:g}; reduce `dt` or use a more stable stepper",
-                    step=n, time=self.t0 + n * dt, trajectory=torch.stack(self.saved, dim=1),
+                    step=n,
+                    time=self.t0 + n * dt,
+                    trajectory=torch.stack(self.saved, dim=1),
                 )
             self.x, self.n = x, n
             self.report["eager_steps"] += 1
@@ -223,19 +250,20 @@ class _Run:
             if length < k and self.n + length == self.n_steps:
                 self.eager(self.n_steps)  # the final short tail is not worth a graph
                 break
-            saves = tuple(i for i in range(1, length + 1)
-                          if (self.n + i) % self.save_every == 0)
+            saves = tuple(i for i in range(1, length + 1) if (self.n + i) % self.save_every == 0)
             if not forced:
                 pays = per_step * (self.n_steps - self.n) >= _compile.AUTO_MIN_SECONDS
                 if allowed is None and (pays or _compile.has_entries()):
                     allowed = self._auto_allowed()
-                ready = bool(allowed) and _compile.cached(self.stepper, self.x, length, saves,
-                                                          self.dt, options)
+                ready = bool(allowed) and _compile.cached(
+                    self.stepper, self.x, length, saves, self.dt, options
+                )
                 if not (allowed and (pays or ready)):
                     self.eager(self.n_steps)
                     break
-            entry = _compile.get_chunk(self.stepper, self.step, self.x, length, saves,
-                                       self.dt, options)
+            entry = _compile.get_chunk(
+                self.stepper, self.step, self.x, length, saves, self.dt, options
+            )
             if entry is None or not self._compiled_chunk(entry, length, saves, forced):
                 self.eager(self.n_steps)
                 break
@@ -246,16 +274,18 @@ class _Run:
         if torch.is_grad_enabled():
             if self.x.requires_grad:
                 return False
-            params = self.stepper.parameters() if isinstance(self.stepper, torch.nn.Module) \
-                else ()
+            params = self.stepper.parameters() if isinstance(self.stepper, torch.nn.Module) else ()
             if any(p.requires_grad for p in params):
                 return False
         return True
 
     def _compiled_chunk(self, entry, length, saves, forced) -> bool:
         """Run one compiled chunk; False (after falling back) when compilation failed."""
-        times = torch.tensor([self.time(self.n + i) for i in range(1, length + 1)],
-                             dtype=torch.float64, device=self.x.device)
+        times = torch.tensor(
+            [self.time(self.n + i) for i in range(1, length + 1)],
+            dtype=torch.float64,
+            device=self.x.device,
+        )
         was_compiled = entry.compiled
         try:
             x, kept, ok = entry(self.x, times)
@@ -279,8 +309,9 @@ class _Run:
         return True
 
     def _fallback(self, err, length, saves, forced) -> None:
-        _compile.mark_failed(self.stepper, self.x, length, saves, self.dt, self.options, err,
-                             warn=forced)
+        _compile.mark_failed(
+            self.stepper, self.x, length, saves, self.dt, self.options, err, warn=forced
+        )
         self.report["fallback"] = f"{type(err).__name__}: {err}".splitlines()[0]
 
 
@@ -298,5 +329,4 @@ def _chunk_length(k: int, save_every: int) -> int:
 def _progress(total: int, enabled: bool, label: str):
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, disable=not enabled, desc=f"rollout {label}", unit="step",
-                leave=False)
+    return tqdm(total=total, disable=not enabled, desc=f"rollout {label}", unit="step", leave=False)

@@ -27,12 +27,18 @@ from physres import runner
 from physres._output import markdown_table
 from physres.depth import DeepNet, Stack, alpha_for, first_layer_grad_norm, tanh_block
 
-SUMMARY = ("plain vs residual networks as depth grows: gradients at init, loss after a fixed "
-           "budget, the Neural ODE limit, deleting blocks")
+SUMMARY = (
+    "plain vs residual networks as depth grows: gradients at init, loss after a fixed "
+    "budget, the Neural ODE limit, deleting blocks"
+)
 
 # (label, residual, alpha rule, beta rule); beta = c means a constant, "1/L" a scaled one
-VARIANTS = [("plain", False, "1", 0.0), ("residual, α=1", True, "1", 0.0),
-            ("residual, α=1/√L", True, "1/sqrt(L)", 0.0), ("residual, α=1/L", True, "1/L", 0.0)]
+VARIANTS = [
+    ("plain", False, "1", 0.0),
+    ("residual, α=1", True, "1", 0.0),
+    ("residual, α=1/√L", True, "1/sqrt(L)", 0.0),
+    ("residual, α=1/L", True, "1/L", 0.0),
+]
 GRAD_ONLY = [("residual, α=1/√L, β=0.1", True, "1/sqrt(L)", 0.1)]
 
 
@@ -57,15 +63,44 @@ class Config:
     delete_subsets: int
 
 
-QUICK = Config(depths=(8, 32, 128), width=32, seeds=2, train_seeds=1, steps=150, batch=128,
-               lr=3e-3, n_train=1024, n_test=1024, horizon=2.0, tied_hidden=32, tied_depth=16,
-               tied_steps=300, ode_depths=(4, 8, 16, 32, 64, 128, 256, 512, 1024),
-               delete_depth=16, delete_steps=300, delete_subsets=8)
-FULL = Config(depths=(8, 16, 32, 64, 128), width=64, seeds=3, train_seeds=3, steps=2000,
-              batch=256, lr=2e-3, n_train=8192, n_test=2048, horizon=2.0, tied_hidden=64,
-              tied_depth=16, tied_steps=3000,
-              ode_depths=(4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096),
-              delete_depth=32, delete_steps=3000, delete_subsets=32)
+QUICK = Config(
+    depths=(8, 32, 128),
+    width=32,
+    seeds=2,
+    train_seeds=1,
+    steps=150,
+    batch=128,
+    lr=3e-3,
+    n_train=1024,
+    n_test=1024,
+    horizon=2.0,
+    tied_hidden=32,
+    tied_depth=16,
+    tied_steps=300,
+    ode_depths=(4, 8, 16, 32, 64, 128, 256, 512, 1024),
+    delete_depth=16,
+    delete_steps=300,
+    delete_subsets=8,
+)
+FULL = Config(
+    depths=(8, 16, 32, 64, 128),
+    width=64,
+    seeds=3,
+    train_seeds=3,
+    steps=2000,
+    batch=256,
+    lr=2e-3,
+    n_train=8192,
+    n_test=2048,
+    horizon=2.0,
+    tied_hidden=64,
+    tied_depth=16,
+    tied_steps=3000,
+    ode_depths=(4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096),
+    delete_depth=32,
+    delete_steps=3000,
+    delete_subsets=32,
+)
 
 
 # --- the task ---------------------------------------------------------------------------------
@@ -76,8 +111,14 @@ def pendulum_flow_map(x: np.ndarray, horizon: float) -> np.ndarray:
     def rhs(t, y):
         return np.concatenate([y[n:], -np.sin(y[:n])])
 
-    sol = solve_ivp(rhs, (0.0, horizon), np.concatenate([x[:, 0], x[:, 1]]), method="DOP853",
-                    rtol=1e-11, atol=1e-12)
+    sol = solve_ivp(
+        rhs,
+        (0.0, horizon),
+        np.concatenate([x[:, 0], x[:, 1]]),
+        method="DOP853",
+        rtol=1e-11,
+        atol=1e-12,
+    )
     if not sol.success:  # invariant: the pendulum is smooth and bounded
         raise RuntimeError(sol.message)
     y = sol.y[:, -1]
@@ -92,8 +133,12 @@ def make_data(cfg: Config, seed: int = 0) -> dict[str, torch.Tensor]:
     x = np.stack([amp * np.cos(phase), amp * np.sin(phase)], axis=1)
     y = pendulum_flow_map(x, cfg.horizon)
     x, y = torch.from_numpy(x), torch.from_numpy(y)
-    return {"x_train": x[:cfg.n_train], "y_train": y[:cfg.n_train],
-            "x_test": x[cfg.n_train:], "y_test": y[cfg.n_train:]}
+    return {
+        "x_train": x[: cfg.n_train],
+        "y_train": y[: cfg.n_train],
+        "x_test": x[cfg.n_train :],
+        "y_test": y[cfg.n_train :],
+    }
 
 
 def _mse(net, x, y, **kw) -> float:
@@ -135,14 +180,23 @@ def gradient_study(cfg: Config, data, ctx) -> dict:
             firsts, lasts = [], []
             for seed in range(cfg.seeds):
                 torch.manual_seed(seed)
-                net = ctx.model(DeepNet(2, cfg.width, depth, residual=residual,
-                                        alpha=alpha_for(rule, depth), beta=beta,
-                                        dtype=torch.float64))
+                net = ctx.model(
+                    DeepNet(
+                        2,
+                        cfg.width,
+                        depth,
+                        residual=residual,
+                        alpha=alpha_for(rule, depth),
+                        beta=beta,
+                        dtype=torch.float64,
+                    )
+                )
                 first, last = first_layer_grad_norm(net, x, y)
                 firsts.append(first)
                 lasts.append(last)
-            rows.append({"depth": depth, "grad_first": _geomean(firsts),
-                         "grad_last": _geomean(lasts)})
+            rows.append(
+                {"depth": depth, "grad_first": _geomean(firsts), "grad_last": _geomean(lasts)}
+            )
         result[label] = rows
     return result
 
@@ -159,10 +213,26 @@ def training_study(cfg: Config, data, ctx, bar) -> dict:
             train_rel, test_rel, diverged = [], [], 0
             for seed in range(cfg.train_seeds):
                 torch.manual_seed(seed)
-                net = ctx.model(DeepNet(2, cfg.width, depth, residual=residual,
-                                        alpha=alpha_for(rule, depth), beta=beta))
-                losses = train(net, data, steps=cfg.steps, batch=cfg.batch, lr=cfg.lr, seed=seed,
-                               ctx=ctx, bar=bar)
+                net = ctx.model(
+                    DeepNet(
+                        2,
+                        cfg.width,
+                        depth,
+                        residual=residual,
+                        alpha=alpha_for(rule, depth),
+                        beta=beta,
+                    )
+                )
+                losses = train(
+                    net,
+                    data,
+                    steps=cfg.steps,
+                    batch=cfg.batch,
+                    lr=cfg.lr,
+                    seed=seed,
+                    ctx=ctx,
+                    bar=bar,
+                )
                 if bar is not None:
                     bar.update(cfg.steps - len(losses))
                 tr, te = _mse(net, x_tr, y_tr) / var, _mse(net, x_te, y_te) / var
@@ -173,10 +243,14 @@ def training_study(cfg: Config, data, ctx, bar) -> dict:
                 test_rel.append(te)
                 if seed == 0 and depth == max(cfg.depths):
                     curves[label] = (np.asarray(losses) / var).tolist()
-            rows.append({"depth": depth,
-                         "train_rel_mse": _geomean(train_rel) if train_rel else None,
-                         "test_rel_mse": _geomean(test_rel) if test_rel else None,
-                         "diverged_runs": diverged})
+            rows.append(
+                {
+                    "depth": depth,
+                    "train_rel_mse": _geomean(train_rel) if train_rel else None,
+                    "test_rel_mse": _geomean(test_rel) if test_rel else None,
+                    "diverged_runs": diverged,
+                }
+            )
         result[label] = rows
     return {"final": result, "curves_deepest": curves, "target_variance": var}
 
@@ -188,25 +262,44 @@ def ode_limit_study(cfg: Config, data, ctx, bar) -> dict:
     T = cfg.horizon
     field = ctx.model(tanh_block(2, cfg.tied_hidden))
     stack = ctx.model(Stack(field, depth=cfg.tied_depth, alpha=T / cfg.tied_depth))
-    losses = train(stack, data, steps=cfg.tied_steps, batch=cfg.batch, lr=cfg.lr, seed=0,
-                   ctx=ctx, bar=bar)
+    losses = train(
+        stack, data, steps=cfg.tied_steps, batch=cfg.batch, lr=cfg.lr, seed=0, ctx=ctx, bar=bar
+    )
     field = ctx.model(field.to(torch.float64))
     x, y = ctx.tensor(data["x_test"][:512]), ctx.tensor(data["y_test"][:512])
     with torch.no_grad():
-        node = odeint(lambda t, h: field(h), x, ctx.tensor([0.0, T], torch.float64),
-                      method="dopri5", rtol=1e-12, atol=1e-13)[-1]
+        node = odeint(
+            lambda t, h: field(h),
+            x,
+            ctx.tensor([0.0, T], torch.float64),
+            method="dopri5",
+            rtol=1e-12,
+            atol=1e-13,
+        )[-1]
         rows = []
         for depth in cfg.ode_depths:
             res = Stack(field, depth=depth, alpha=T / depth)(x)
-            rows.append({"depth": depth,
-                         "error_vs_node": _rms(res - node),
-                         "error_vs_true_flow": _rms(res - y)})
+            rows.append(
+                {
+                    "depth": depth,
+                    "error_vs_node": _rms(res - node),
+                    "error_vs_true_flow": _rms(res - y),
+                }
+            )
         node_vs_true = _rms(node - y)
     big = [r for r in rows if r["depth"] >= 16]
-    slope = float(np.polyfit(np.log([r["depth"] for r in big]),
-                             np.log([r["error_vs_node"] for r in big]), 1)[0])
-    return {"rows": rows, "slope": slope, "node_vs_true_flow": node_vs_true,
-            "trained_depth": cfg.tied_depth, "final_train_loss": losses[-1]}
+    slope = float(
+        np.polyfit(np.log([r["depth"] for r in big]), np.log([r["error_vs_node"] for r in big]), 1)[
+            0
+        ]
+    )
+    return {
+        "rows": rows,
+        "slope": slope,
+        "node_vs_true_flow": node_vs_true,
+        "trained_depth": cfg.tied_depth,
+        "final_train_loss": losses[-1],
+    }
 
 
 def deletion_study(cfg: Config, data, ctx, bar) -> dict:
@@ -218,21 +311,28 @@ def deletion_study(cfg: Config, data, ctx, bar) -> dict:
     result = {}
     for label, residual, rule, beta in VARIANTS:
         torch.manual_seed(0)
-        net = ctx.model(DeepNet(2, cfg.width, L, residual=residual, alpha=alpha_for(rule, L),
-                                beta=beta))
-        train(net, data, steps=cfg.delete_steps, batch=cfg.batch, lr=cfg.lr, seed=0,
-              ctx=ctx, bar=bar)
+        net = ctx.model(
+            DeepNet(2, cfg.width, L, residual=residual, alpha=alpha_for(rule, L), beta=beta)
+        )
+        train(
+            net, data, steps=cfg.delete_steps, batch=cfg.batch, lr=cfg.lr, seed=0, ctx=ctx, bar=bar
+        )
         intact = _mse(net, x, y) / var
         single = [_mse(net, x, y, skip=(i,)) / var for i in range(L)]
         by_k = []
         for k in range(0, L // 2 + 1, max(1, L // 16)):
-            errs = [_mse(net, x, y, skip=tuple(rng.choice(L, size=k, replace=False))) / var
-                    for _ in range(cfg.delete_subsets if k else 1)]
+            errs = [
+                _mse(net, x, y, skip=tuple(rng.choice(L, size=k, replace=False))) / var
+                for _ in range(cfg.delete_subsets if k else 1)
+            ]
             by_k.append({"n_deleted": k, "test_rel_mse": _geomean(errs)})
-        result[label] = {"intact_rel_mse": intact, "single_deleted_rel_mse": single,
-                         "median_single_deleted": float(np.median(single)),
-                         "worst_single_deleted": float(np.max(single)),
-                         "by_n_deleted": by_k}
+        result[label] = {
+            "intact_rel_mse": intact,
+            "single_deleted_rel_mse": single,
+            "median_single_deleted": float(np.median(single)),
+            "worst_single_deleted": float(np.max(single)),
+            "by_n_deleted": by_k,
+        }
     return result
 
 
@@ -250,8 +350,13 @@ def plot_gradients(ctx, grads):
     fig, ax = ctx.subplots(figsize=(6.4, 4.4))
     for label, rows in grads.items():
         style = "--" if "β" in label else "-"
-        ax.loglog([r["depth"] for r in rows], [r["grad_first"] for r in rows], style, marker="o",
-                  label=label)
+        ax.loglog(
+            [r["depth"] for r in rows],
+            [r["grad_first"] for r in rows],
+            style,
+            marker="o",
+            label=label,
+        )
     ax.set_xlabel("depth L (blocks)")
     ax.set_ylabel(r"$\|\partial\,\mathrm{MSE}/\partial W_{\mathrm{first}}\|_F$ at init")
     ax.set_title("Gradient reaching the first layer at initialisation")
@@ -264,13 +369,18 @@ def plot_training(ctx, training, cfg):
     fig, (ax, ax2) = ctx.subplots(1, 2, figsize=(11, 4.2))
     for label, rows in training["final"].items():
         ok = [r for r in rows if r["train_rel_mse"] is not None]
-        ax.loglog([r["depth"] for r in ok], [r["train_rel_mse"] for r in ok], marker="o",
-                  label=label)
+        ax.loglog(
+            [r["depth"] for r in ok], [r["train_rel_mse"] for r in ok], marker="o", label=label
+        )
         bad = [r["depth"] for r in rows if r["train_rel_mse"] is None]
         if bad:
             ax.plot(bad, [1.0] * len(bad), "x", color="k", ms=9)
-    diverged = [r["depth"] for rows in training["final"].values() for r in rows
-                if r["train_rel_mse"] is None]
+    diverged = [
+        r["depth"]
+        for rows in training["final"].values()
+        for r in rows
+        if r["train_rel_mse"] is None
+    ]
     if diverged:  # one legend entry for the crosses
         ax.plot([], [], "x", color="k", ms=9, label="diverged (loss non-finite), drawn at 1")
     ax.axhline(1.0, color="0.5", lw=0.8, ls=":", label="predict the mean (rel. MSE = 1)")
@@ -294,12 +404,22 @@ def plot_ode_limit(ctx, ode, horizon):
     L = np.array([r["depth"] for r in ode["rows"]], dtype=float)
     err = np.array([r["error_vs_node"] for r in ode["rows"]])
     ax.loglog(L, err, "o-", label=f"tied ResNet vs Neural ODE (slope {ode['slope']:.2f})")
-    ax.loglog(L, [r["error_vs_true_flow"] for r in ode["rows"]], "s-", ms=4,
-              label="tied ResNet vs pendulum flow (targets)")
+    ax.loglog(
+        L,
+        [r["error_vs_true_flow"] for r in ode["rows"]],
+        "s-",
+        ms=4,
+        label="tied ResNet vs pendulum flow (targets)",
+    )
     ax.loglog(L, err[-1] * L[-1] / L, "k--", lw=0.8, label=r"$\propto 1/L$")
     ax.axvline(ode["trained_depth"], color="0.6", lw=0.8, ls=":")
-    ax.text(ode["trained_depth"] * 1.05, ax.get_ylim()[0] * 2, "trained at this L", fontsize=8,
-            color="0.4")
+    ax.text(
+        ode["trained_depth"] * 1.05,
+        ax.get_ylim()[0] * 2,
+        "trained at this L",
+        fontsize=8,
+        color="0.4",
+    )
     ax.set_xlabel(r"depth L (weight-tied blocks, $\alpha = T/L$)")
     ax.set_ylabel("RMS state error at t = T (rad, rad/s)")
     ax.set_title(f"ResNet → Neural ODE flow of the same block (T = {horizon:g})")
@@ -312,20 +432,30 @@ def plot_deletion(ctx, deletion, depth):
     fig, (ax, ax2) = ctx.subplots(1, 2, figsize=(11, 4.2))
     colors = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
     for color, (label, d) in zip(colors, deletion.items(), strict=False):
-        ax.semilogy(np.arange(1, depth + 1), d["single_deleted_rel_mse"], "o-", ms=4,
-                    color=color, label=label)
+        ax.semilogy(
+            np.arange(1, depth + 1),
+            d["single_deleted_rel_mse"],
+            "o-",
+            ms=4,
+            color=color,
+            label=label,
+        )
         ax.axhline(d["intact_rel_mse"], color=color, lw=0.9, ls="--")
         ks = [r["n_deleted"] for r in d["by_n_deleted"]]
-        ax2.semilogy(ks, [r["test_rel_mse"] for r in d["by_n_deleted"]], "o-", ms=4,
-                     color=color, label=label)
+        ax2.semilogy(
+            ks, [r["test_rel_mse"] for r in d["by_n_deleted"]], "o-", ms=4, color=color, label=label
+        )
     for a in (ax, ax2):
         a.axhline(1.0, color="0.5", lw=0.8, ls=":")
         a.grid(True, which="both", alpha=0.3)
         a.legend(fontsize=8)
         a.set_ylabel("test MSE / Var(target)")
     ax.set_xlabel("index of the deleted block")
-    ax.set_title(f"Deleting one block of a trained {depth}-block network\n"
-                 "(dashed: intact network; dotted: predicting the mean)", fontsize=10)
+    ax.set_title(
+        f"Deleting one block of a trained {depth}-block network\n"
+        "(dashed: intact network; dotted: predicting the mean)",
+        fontsize=10,
+    )
     ax2.set_xlabel("number of blocks deleted (random subsets, geometric mean)")
     ax2.set_title("Deleting several blocks", fontsize=10)
     return ctx.save_figure(fig, "depth_deletion.png")
@@ -333,8 +463,11 @@ def plot_deletion(ctx, deletion, depth):
 
 # --- the story --------------------------------------------------------------------------------
 def run(cfg: Config, ctx: runner.Context):
-    total = (len(VARIANTS) * len(cfg.depths) * cfg.train_seeds * cfg.steps + cfg.tied_steps
-             + len(VARIANTS) * cfg.delete_steps)
+    total = (
+        len(VARIANTS) * len(cfg.depths) * cfg.train_seeds * cfg.steps
+        + cfg.tied_steps
+        + len(VARIANTS) * cfg.delete_steps
+    )
     with ctx.bar(total, "depth: training") as bar:
         data = make_data(cfg)
         grads = gradient_study(cfg, data, ctx)
@@ -350,19 +483,35 @@ def run(cfg: Config, ctx: runner.Context):
     for label, _, _, _ in VARIANTS:
         g = next(r for r in grads[label] if r["depth"] == deepest)
         t = next(r for r in training["final"][label] if r["depth"] == deepest)
-        summary.append({"network": label, "L": deepest, "grad first layer": g["grad_first"],
-                        "train MSE/Var": t["train_rel_mse"], "test MSE/Var": t["test_rel_mse"],
-                        f"MSE/Var, 1 of {cfg.delete_depth} blocks deleted":
-                            deletion[label]["median_single_deleted"]})
-    report = {"gradients_at_init": grads, "training": training, "ode_limit": ode,
-              "deletion": deletion, "summary": summary}
+        summary.append(
+            {
+                "network": label,
+                "L": deepest,
+                "grad first layer": g["grad_first"],
+                "train MSE/Var": t["train_rel_mse"],
+                "test MSE/Var": t["test_rel_mse"],
+                f"MSE/Var, 1 of {cfg.delete_depth} blocks deleted": deletion[label][
+                    "median_single_deleted"
+                ],
+            }
+        )
+    report = {
+        "gradients_at_init": grads,
+        "training": training,
+        "ode_limit": ode,
+        "deletion": deletion,
+        "summary": summary,
+    }
     return report, _markdown(report, cfg, ctx.quick)
 
 
 def _markdown(r, cfg: Config, quick: bool) -> str:
     ode, dele = r["ode_limit"], r["deletion"]
-    size = ("`--quick` size (CPU, minutes)" if quick else
-            "full size (meant for a GPU; `--quick` runs a reduced version on a CPU)")
+    size = (
+        "`--quick` size (CPU, minutes)"
+        if quick
+        else "full size (meant for a GPU; `--quick` runs a reduced version on a CPU)"
+    )
     lines = [
         "# Depth: plain vs residual networks, measured",
         "",
@@ -415,10 +564,17 @@ def _markdown(r, cfg: Config, quick: bool) -> str:
         "the mean). A residual network is a sum over paths of many lengths (Veit et al. 2016): "
         "it degrades gracefully, and the more so the smaller each block's share α.",
         "",
-        markdown_table([{"network": k, "intact": v["intact_rel_mse"],
-                         "median after deleting 1": v["median_single_deleted"],
-                         "worst after deleting 1": v["worst_single_deleted"]}
-                        for k, v in dele.items()]),
+        markdown_table(
+            [
+                {
+                    "network": k,
+                    "intact": v["intact_rel_mse"],
+                    "median after deleting 1": v["median_single_deleted"],
+                    "worst after deleting 1": v["worst_single_deleted"],
+                }
+                for k, v in dele.items()
+            ]
+        ),
         "",
         "![deletion](depth_deletion.png)",
         "",

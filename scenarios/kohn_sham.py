@@ -25,9 +25,11 @@ import physres
 from physres import runner
 from physres._output import markdown_table
 
-SUMMARY = ("kohn_sham: a kicked 1-D two-electron atom (TDDFT, LDA exchange) — dipole moment and "
-           "spectrum for euler, split_operator, crank_nicolson_pc, exponential_midpoint, etrs "
-           "and learned unitary emulators vs scipy DOP853")
+SUMMARY = (
+    "kohn_sham: a kicked 1-D two-electron atom (TDDFT, LDA exchange) — dipole moment and "
+    "spectrum for euler, split_operator, crank_nicolson_pc, exponential_midpoint, etrs "
+    "and learned unitary emulators vs scipy DOP853"
+)
 
 STEPPERS = ("euler", "split_operator", "crank_nicolson_pc", "exponential_midpoint", "etrs")
 EMULATORS = {"emulator (static v)": False, "emulator (density kernel)": True}
@@ -48,10 +50,30 @@ class Config:
     emulator_steps: int  # optimiser steps
 
 
-QUICK = Config(n_grid=128, x_max=16.0, dt=0.05, t_end=20.0, kick=0.01, dt_save=0.1, n_train=8,
-               train_t_end=4.0, emulator_dt=0.05, emulator_steps=500)
-FULL = Config(n_grid=400, x_max=40.0, dt=0.02, t_end=200.0, kick=0.01, dt_save=0.1,
-              n_train=16, train_t_end=8.0, emulator_dt=0.05, emulator_steps=2000)
+QUICK = Config(
+    n_grid=128,
+    x_max=16.0,
+    dt=0.05,
+    t_end=20.0,
+    kick=0.01,
+    dt_save=0.1,
+    n_train=8,
+    train_t_end=4.0,
+    emulator_dt=0.05,
+    emulator_steps=500,
+)
+FULL = Config(
+    n_grid=400,
+    x_max=40.0,
+    dt=0.02,
+    t_end=200.0,
+    kick=0.01,
+    dt_save=0.1,
+    n_train=16,
+    train_t_end=8.0,
+    emulator_dt=0.05,
+    emulator_steps=2000,
+)
 
 
 def run(cfg: Config, ctx: runner.Context):
@@ -65,16 +87,17 @@ def run(cfg: Config, ctx: runner.Context):
     every = round(cfg.dt_save / cfg.dt)
     t = np.arange(n_steps // every + 1) * every * cfg.dt
     t0 = time.perf_counter()
-    ref = torch.from_numpy(physres.reference.solve(ks, x0, t, method="DOP853", rtol=1e-10,
-                                                   atol=1e-12))
-    runs = {"reference (DOP853)": {"psi": ref, "wall_s": time.perf_counter() - t0,
-                                   "diverged": None}}
+    ref = torch.from_numpy(
+        physres.reference.solve(ks, x0, t, method="DOP853", rtol=1e-10, atol=1e-12)
+    )
+    runs = {
+        "reference (DOP853)": {"psi": ref, "wall_s": time.perf_counter() - t0, "diverged": None}
+    }
     for name in STEPPERS:
         step = physres.steppers.get(name, ks.rhs)
         t0 = time.perf_counter()
         try:
-            traj = physres.rollout(step, x0, cfg.dt, n_steps, save_every=every,
-                                   progress=progress)
+            traj = physres.rollout(step, x0, cfg.dt, n_steps, save_every=every, progress=progress)
             diverged = None
         except physres.DivergenceError as err:
             traj, diverged = err.trajectory, err.time
@@ -83,11 +106,22 @@ def run(cfg: Config, ctx: runner.Context):
     for name, (model, fit_result) in _train_emulators(ks, cfg, ctx).items():
         t0 = time.perf_counter()
         with torch.no_grad():
-            traj = physres.rollout(model, x0, cfg.emulator_dt, round(cfg.t_end / cfg.emulator_dt),
-                                   save_every=emu_every, progress=progress)
-        runs[name] = {"psi": traj, "wall_s": time.perf_counter() - t0, "diverged": None,
-                      "dt": cfg.emulator_dt, "train_s": fit_result.wall_s,
-                      "train_steps": fit_result.steps}
+            traj = physres.rollout(
+                model,
+                x0,
+                cfg.emulator_dt,
+                round(cfg.t_end / cfg.emulator_dt),
+                save_every=emu_every,
+                progress=progress,
+            )
+        runs[name] = {
+            "psi": traj,
+            "wall_s": time.perf_counter() - t0,
+            "diverged": None,
+            "dt": cfg.emulator_dt,
+            "train_s": fit_result.wall_s,
+            "train_steps": fit_result.steps,
+        }
     E0 = float(ks.energy(x0))
     d_ref = ks.dipole(ref[0]).numpy()
     rows, series = [], {}
@@ -97,23 +131,35 @@ def run(cfg: Config, ctx: runner.Context):
         d = ks.dipole(psi).numpy()
         energy = ks.energy(psi).numpy()
         norm = ks.norm(psi).numpy()
-        finite = bool(np.isfinite(d).all() and np.isfinite(energy).all()
-                      and np.isfinite(norm).all())
+        finite = bool(
+            np.isfinite(d).all() and np.isfinite(energy).all() and np.isfinite(norm).all()
+        )
         series[name] = {"t": t[:m], "d": d}
-        rows.append({
-            "propagator": name,
-            "dt": None if name.startswith("reference") else r.get("dt", cfg.dt),
-            "max |d - d_ref|": float(np.abs(d - d_ref[:m]).max()) if finite else None,
-            "max |E - E0|": float(np.abs(energy - E0).max()) if finite else None,
-            "max |norm - 1|": float(np.abs(norm - 1).max()) if finite else None,
-            "diverged at t": r["diverged"], "wall_s": r["wall_s"],
-            "train_steps": r.get("train_steps"), "train_s": r.get("train_s")})
+        rows.append(
+            {
+                "propagator": name,
+                "dt": None if name.startswith("reference") else r.get("dt", cfg.dt),
+                "max |d - d_ref|": float(np.abs(d - d_ref[:m]).max()) if finite else None,
+                "max |E - E0|": float(np.abs(energy - E0).max()) if finite else None,
+                "max |norm - 1|": float(np.abs(norm - 1).max()) if finite else None,
+                "diverged at t": r["diverged"],
+                "wall_s": r["wall_s"],
+                "train_steps": r.get("train_steps"),
+                "train_s": r.get("train_s"),
+            }
+        )
     _plot_dipole(ctx, series)
     _plot_spectrum(ctx, series, cfg)
-    report = {"ground_state": {"orbital_energies": eps.tolist(), "energy": float(
-                  ks.energy(phi[None])), "scf_iterations": info["iterations"],
-                  "scf_wall_s": scf_wall},
-              "dipole_amplitude": float(np.abs(d_ref).max()), "summary": rows}
+    report = {
+        "ground_state": {
+            "orbital_energies": eps.tolist(),
+            "energy": float(ks.energy(phi[None])),
+            "scf_iterations": info["iterations"],
+            "scf_wall_s": scf_wall,
+        },
+        "dipole_amplitude": float(np.abs(d_ref).max()),
+        "summary": rows,
+    }
     return report, _markdown(report, cfg, ctx)
 
 
@@ -123,14 +169,20 @@ def _train_emulators(ks, cfg, ctx):
     them by :func:`physres.training.fit` (plain squared one-step error) on the run's device,
     then brought back to the CPU for the rollouts next to the reference."""
     train_system = physres.systems.get("kohn_sham_1d", **{**ks.params, "kick": TRAIN_KICK})
-    data = physres.data.generate(train_system, ctx.path("kohn_sham_train.h5"),
-                                 n_traj=cfg.n_train, t_end=cfg.train_t_end,
-                                 dt_save=cfg.emulator_dt, seed=TRAIN_SEED,
-                                 progress=ctx.progress)
+    data = physres.data.generate(
+        train_system,
+        ctx.path("kohn_sham_train.h5"),
+        n_traj=cfg.n_train,
+        t_end=cfg.train_t_end,
+        dt_save=cfg.emulator_dt,
+        seed=TRAIN_SEED,
+        progress=ctx.progress,
+    )
     trained = {}
     for name, kernel in EMULATORS.items():
-        model = physres.models.UnitaryCayleyEmulator(state_shape=ks.state_shape, system=ks,
-                                                     dt=cfg.emulator_dt, density_kernel=kernel)
+        model = physres.models.UnitaryCayleyEmulator(
+            state_shape=ks.state_shape, system=ks, dt=cfg.emulator_dt, density_kernel=kernel
+        )
         # Adam moves the learned potential by ~lr hartree per step; v_Hxc is O(1) hartree
         fit = ctx.fit(model, data, cfg.emulator_steps, lr=0.2, batch_size=64, normalize=False)
         trained[name] = (model.to("cpu"), fit)
@@ -154,8 +206,11 @@ def _omitted(series) -> dict[str, str]:
 
 
 def _omitted_text(omitted) -> str:
-    return ("not drawn: " + ", ".join(f"{n} ({why})" for n, why in omitted.items())
-            if omitted else "every propagator drawn")
+    return (
+        "not drawn: " + ", ".join(f"{n} ({why})" for n, why in omitted.items())
+        if omitted
+        else "every propagator drawn"
+    )
 
 
 def _plot_dipole(ctx, series):
@@ -181,8 +236,7 @@ def _plot_spectrum(ctx, series, cfg):
         window = np.hanning(len(d))
         spec = np.abs(np.fft.rfft(d * window)) * cfg.dt_save
         w = 2 * np.pi * np.fft.rfftfreq(len(d), d=cfg.dt_save)
-        ax.semilogy(w, np.maximum(spec, 1e-12), lw=1.0,
-                    ls=_line(name), label=name)
+        ax.semilogy(w, np.maximum(spec, 1e-12), lw=1.0, ls=_line(name), label=name)
     ax.set_xlim(0, 3.0)
     ax.set_xlabel("frequency ω (Hartree)")
     ax.set_ylabel("|d(ω)| (a.u.; floor 1e-12)")
@@ -193,20 +247,31 @@ def _plot_spectrum(ctx, series, cfg):
 
 
 def _markdown(r, cfg, ctx) -> str:
-    size = ("`--quick` size (CPU)" if ctx.quick else
-            "full size (meant for a GPU; `--quick` runs a reduced version on a CPU)")
+    size = (
+        "`--quick` size (CPU)"
+        if ctx.quick
+        else "full size (meant for a GPU; `--quick` runs a reduced version on a CPU)"
+    )
     g = r["ground_state"]
-    return "\n".join([
-        "# Kohn–Sham: a kicked two-electron atom", "",
-        f"Run at {size}. `kohn_sham_1d`: 2 electrons, soft-Coulomb "
-        f"nucleus Z = 2, Hartree + LDA exchange, {cfg.n_grid} points on [−{cfg.x_max:g}, "
-        f"{cfg.x_max:g}], fd5. Ground state: KS energy {g['energy']:.6f} Ha, orbital energy "
-        f"{g['orbital_energies'][0]:.6f} Ha ({g['scf_iterations']} SCF iterations). Kick "
-        f"κ = {cfg.kick:g}; dt = {cfg.dt:g} up to t = {cfg.t_end:g}. Reference: scipy DOP853 "
-        "(rtol 1e-10) on the same discrete Kohn–Sham Hamiltonian.", "",
-        markdown_table(r["summary"]), "",
-        *_emulator_text(r, cfg), "",
-        *[f"![{f}]({f})" for f in ctx.figures], ""])
+    return "\n".join(
+        [
+            "# Kohn–Sham: a kicked two-electron atom",
+            "",
+            f"Run at {size}. `kohn_sham_1d`: 2 electrons, soft-Coulomb "
+            f"nucleus Z = 2, Hartree + LDA exchange, {cfg.n_grid} points on [−{cfg.x_max:g}, "
+            f"{cfg.x_max:g}], fd5. Ground state: KS energy {g['energy']:.6f} Ha, orbital energy "
+            f"{g['orbital_energies'][0]:.6f} Ha ({g['scf_iterations']} SCF iterations). Kick "
+            f"κ = {cfg.kick:g}; dt = {cfg.dt:g} up to t = {cfg.t_end:g}. Reference: scipy DOP853 "
+            "(rtol 1e-10) on the same discrete Kohn–Sham Hamiltonian.",
+            "",
+            markdown_table(r["summary"]),
+            "",
+            *_emulator_text(r, cfg),
+            "",
+            *[f"![{f}]({f})" for f in ctx.figures],
+            "",
+        ]
+    )
 
 
 def _emulator_text(r, cfg) -> list[str]:
@@ -218,14 +283,16 @@ def _emulator_text(r, cfg) -> list[str]:
         return "—" if v is None else f"{v:.3g}"
 
     return [
-        "## Learned emulators", "",
+        "## Learned emulators",
+        "",
         f"Two `unitary_cayley` emulators know only the one-body `T + v_ext` and are trained by "
         f"`physres.training.fit` ({kernel['train_steps']} Adam steps each, plain squared "
         f"one-step error) on {cfg.n_train} DOP853 trajectories of length {cfg.train_t_end:g} "
         f"of ground states kicked by κ ~ U(−{TRAIN_KICK:g}, {TRAIN_KICK:g}): stronger kicks "
         f"than the κ = {cfg.kick:g} they are evaluated on. They step at dt = "
         f"{cfg.emulator_dt:g}; both are Cayley steps of a real symmetric H, so the norm stays "
-        f"at 1 to {g(max(static['max |norm - 1|'], kernel['max |norm - 1|']))}.", "",
+        f"at 1 to {g(max(static['max |norm - 1|'], kernel['max |norm - 1|']))}.",
+        "",
         f"* static learned potential: max |d − d_ref| = {g(static['max |d - d_ref|'])} "
         f"({g(static['train_s'])} s to train). It learns the ground-state mean field, so it "
         f"propagates independent electrons in a frozen potential: the dipole oscillates at the "

@@ -42,8 +42,10 @@ from physres._output import markdown_table
 from physres.errors import DivergenceError
 from physres.validation import invariant_measure_w1, lyapunov_exponent, wasserstein1
 
-SUMMARY = ("Lorenz-63 emulators: valid prediction time in Lyapunov times, largest Lyapunov "
-           "exponent vs the true system's, attractor histograms vs the reference")
+SUMMARY = (
+    "Lorenz-63 emulators: valid prediction time in Lyapunov times, largest Lyapunov "
+    "exponent vs the true system's, attractor histograms vs the reference"
+)
 LAMBDA_LITERATURE = 0.9056  # Sprott (2003), Chaos and Time-Series Analysis, σ=10, ρ=28, β=8/3
 THRESHOLD = 0.4  # VPT: ‖x̂ − x‖ / ⟨‖x‖²⟩^½ > THRESHOLD ends the valid prediction
 REF_SEED = 777  # initial states of the invariant-measure reference (not the data's seeds)
@@ -70,52 +72,115 @@ class Config:
     inv_every: int  # keep every inv_every-th step
 
 
-QUICK = Config(n_traj=16, t_end=20.0, dt=0.01, resnet_degree=6, node_substeps=4, n_test=8,
-               t_test=35.0, t_start=5.0, horizon=25.0, lyap_steps=5000, long_steps=3000,
-               n_long=8, n_inv=8, t_inv=50.0, t_transient=10.0, inv_every=10)
-FULL = Config(n_traj=64, t_end=40.0, dt=0.01, resnet_degree=6, node_substeps=4, n_test=32,
-              t_test=105.0, t_start=5.0, horizon=30.0, lyap_steps=20_000, long_steps=10_000,
-              n_long=8, n_inv=16, t_inv=1000.0, t_transient=100.0, inv_every=10)
+QUICK = Config(
+    n_traj=16,
+    t_end=20.0,
+    dt=0.01,
+    resnet_degree=6,
+    node_substeps=4,
+    n_test=8,
+    t_test=35.0,
+    t_start=5.0,
+    horizon=25.0,
+    lyap_steps=5000,
+    long_steps=3000,
+    n_long=8,
+    n_inv=8,
+    t_inv=50.0,
+    t_transient=10.0,
+    inv_every=10,
+)
+FULL = Config(
+    n_traj=64,
+    t_end=40.0,
+    dt=0.01,
+    resnet_degree=6,
+    node_substeps=4,
+    n_test=32,
+    t_test=105.0,
+    t_start=5.0,
+    horizon=30.0,
+    lyap_steps=20_000,
+    long_steps=10_000,
+    n_long=8,
+    n_inv=16,
+    t_inv=1000.0,
+    t_transient=100.0,
+    inv_every=10,
+)
 
 
 def run(cfg: Config, ctx: runner.Context):
     if not 1 <= cfg.n_inv <= cfg.n_test:
-        raise ValueError(f"`n_inv` must be in [1, n_test = {cfg.n_test}] (the closed loops start "
-                         f"from held-out states), got {cfg.n_inv}")
+        raise ValueError(
+            f"`n_inv` must be in [1, n_test = {cfg.n_test}] (the closed loops start "
+            f"from held-out states), got {cfg.n_inv}"
+        )
     progress = ctx.progress
     system = physres.systems.get("lorenz63")
-    data = physres.data.generate(system, ctx.path("lorenz.h5"), n_traj=cfg.n_traj, t_end=cfg.t_end,
-                                 dt_save=cfg.dt, workers=2, progress=progress)
-    test_file = physres.data.generate(system, ctx.path("lorenz_test.h5"), n_traj=cfg.n_test,
-                                      t_end=cfg.t_test, dt_save=cfg.dt, seed=12345, workers=2,
-                                      progress=progress)
+    data = physres.data.generate(
+        system,
+        ctx.path("lorenz.h5"),
+        n_traj=cfg.n_traj,
+        t_end=cfg.t_end,
+        dt_save=cfg.dt,
+        workers=2,
+        progress=progress,
+    )
+    test_file = physres.data.generate(
+        system,
+        ctx.path("lorenz_test.h5"),
+        n_traj=cfg.n_test,
+        t_end=cfg.t_test,
+        dt_save=cfg.dt,
+        seed=12345,
+        workers=2,
+        progress=progress,
+    )
 
     steppers = {"rk4 (true field)": physres.steppers.get("rk4", system.rhs)}
     training = {}
     builds = {
-        "resnet emulator": ("resnet", dict(net="poly",
-                                           net_options={"degree": cfg.resnet_degree})),
-        "neural ode": ("node", dict(net="poly", net_options={"degree": 2}, method="rk4",
-                                    step_size=cfg.dt / cfg.node_substeps)),
+        "resnet emulator": ("resnet", dict(net="poly", net_options={"degree": cfg.resnet_degree})),
+        "neural ode": (
+            "node",
+            dict(
+                net="poly",
+                net_options={"degree": 2},
+                method="rk4",
+                step_size=cfg.dt / cfg.node_substeps,
+            ),
+        ),
     }
     # invariant-measure reference: 2·n_inv DOP853 runs from fresh states, every inv_every·dt
     n_inv_steps = int(round((cfg.t_transient + cfg.t_inv) / cfg.dt))
     n_trans = int(round(cfg.t_transient / (cfg.dt * cfg.inv_every)))  # frames dropped
     t_inv_eval = np.arange(n_inv_steps // cfg.inv_every + 1) * cfg.dt * cfg.inv_every
-    inv_ref = np.asarray(physres.reference.solve(
-        system, system.sample_initial(2 * cfg.n_inv, seed=REF_SEED), t_inv_eval, workers=2,
-        progress=progress), dtype=np.float64)  # (2·n_inv, n_frames, 3)
-    ref_inv, ref_other = inv_ref[: cfg.n_inv], inv_ref[cfg.n_inv:]
+    inv_ref = np.asarray(
+        physres.reference.solve(
+            system,
+            system.sample_initial(2 * cfg.n_inv, seed=REF_SEED),
+            t_inv_eval,
+            workers=2,
+            progress=progress,
+        ),
+        dtype=np.float64,
+    )  # (2·n_inv, n_frames, 3)
+    ref_inv, ref_other = inv_ref[: cfg.n_inv], inv_ref[cfg.n_inv :]
 
     def w1_invariant(x):
         """``W1inv`` and ``W1sym`` columns of closed loops ``x`` (n, n_frames, 3) or None."""
         if x is None or not np.isfinite(x).all():
-            return {**{f"W1inv({c})": None for c in "xyz"},
-                    **{f"W1sym({c})": None for c in ("|x|", "|y|")}}
+            return {
+                **{f"W1inv({c})": None for c in "xyz"},
+                **{f"W1sym({c})": None for c in ("|x|", "|y|")},
+            }
         w = invariant_measure_w1(x, ref_inv, transient=n_trans)
         ws = invariant_measure_w1(_fold(x), _fold(ref_inv), transient=n_trans)
-        return {**{f"W1inv({c})": float(v) for c, v in zip("xyz", w, strict=True)},
-                **{f"W1sym({c})": float(v) for c, v in zip(("|x|", "|y|"), ws[:2], strict=True)}}
+        return {
+            **{f"W1inv({c})": float(v) for c, v in zip("xyz", w, strict=True)},
+            **{f"W1sym({c})": float(v) for c, v in zip(("|x|", "|y|"), ws[:2], strict=True)},
+        }
 
     floor = {"stepper": FLOOR, **w1_invariant(ref_other)}
     for label, (kind, options) in builds.items():
@@ -125,8 +190,11 @@ def run(cfg: Config, ctx: runner.Context):
         model = model.to("cpu").eval()
         physres.save(model, ctx.path(f"{kind}.pt"))
         steppers[label] = model
-        training[label] = {"steps": result.steps, "wall_s": result.wall_s,
-                           "training_info": model.training_info}
+        training[label] = {
+            "steps": result.steps,
+            "wall_s": result.wall_s,
+            "training_info": model.training_info,
+        }
 
     # held-out test trajectories (another seed), from t_start on (on the attractor)
     i0 = int(round(cfg.t_start / cfg.dt))
@@ -134,10 +202,11 @@ def run(cfg: Config, ctx: runner.Context):
     with physres.data.open(test_file) as f:
         states = np.asarray(f.states[:])
     with physres.data.open(data) as f:
-        attractor_ref = np.concatenate([f.states[i, int(round(2.0 / cfg.dt)):]
-                                        for i in range(len(f))])  # (N, 3)
-    ref = states[:, i0:i0 + n_pred + 1]
-    ref_long = states[: cfg.n_long, i0:i0 + cfg.long_steps + 1].reshape(-1, 3)
+        attractor_ref = np.concatenate(
+            [f.states[i, int(round(2.0 / cfg.dt)) :] for i in range(len(f))]
+        )  # (N, 3)
+    ref = states[:, i0 : i0 + n_pred + 1]
+    ref_long = states[: cfg.n_long, i0 : i0 + cfg.long_steps + 1].reshape(-1, 3)
     scale = float(np.sqrt(np.mean(np.sum(attractor_ref**2, -1))))  # ⟨‖x‖²⟩^½
     x0 = torch.from_numpy(ref[:, 0].copy())
     t_rel = np.arange(n_pred + 1) * cfg.dt
@@ -149,9 +218,19 @@ def run(cfg: Config, ctx: runner.Context):
         if pred is None:  # diverged: every prediction is invalid from the first step
             pred = np.full_like(ref, np.inf)
         err = np.linalg.norm(pred - ref, axis=-1) / scale  # (n_test, n_pred + 1)
-        lam = float(lyapunov_exponent(stepper, x_lyap, dt=cfg.dt, n_steps=cfg.lyap_steps,
-                                      transient=300, method="benettin",
-                                      progress=progress).detach().mean())
+        lam = float(
+            lyapunov_exponent(
+                stepper,
+                x_lyap,
+                dt=cfg.dt,
+                n_steps=cfg.lyap_steps,
+                transient=300,
+                method="benettin",
+                progress=progress,
+            )
+            .detach()
+            .mean()
+        )
         if lam_true is None:
             lam_true = lam  # the true field by rk4 at dt: λ1 of the Lorenz flow
         lost = ~(err <= THRESHOLD)
@@ -159,30 +238,41 @@ def run(cfg: Config, ctx: runner.Context):
         vpt = first * cfg.dt * LAMBDA_LITERATURE  # Lyapunov times
         x_long = _rollout(stepper, x0[: cfg.n_long], cfg.dt, cfg.long_steps)
         x_long = x_long.reshape(-1, 3) if x_long is not None else None
-        w1 = ({c: wasserstein1(x_long[:, k], ref_long[:, k]) for k, c in enumerate("xyz")}
-              if x_long is not None else None)
-        inv = w1_invariant(_rollout(stepper, x0[: cfg.n_inv], cfg.dt, n_inv_steps,
-                                    every=cfg.inv_every))
+        w1 = (
+            {c: wasserstein1(x_long[:, k], ref_long[:, k]) for k, c in enumerate("xyz")}
+            if x_long is not None
+            else None
+        )
+        inv = w1_invariant(
+            _rollout(stepper, x0[: cfg.n_inv], cfg.dt, n_inv_steps, every=cfg.inv_every)
+        )
         preds[name], errors[name], longs[name] = pred, np.minimum(err, 1e6), x_long
-        rows.append({"stepper": name, "VPT (Lyapunov times)": float(np.median(vpt)),
-                     "VPT min": float(vpt.min()),
-                     "capped": bool(not lost.any(1).all()),
-                     "λ1": lam, "|λ1 − 0.9056| / 0.9056":
-                         abs(lam - LAMBDA_LITERATURE) / LAMBDA_LITERATURE,
-                     **inv,
-                     "W1 short(x)": None if w1 is None else w1["x"],
-                     "W1 short(y)": None if w1 is None else w1["y"],
-                     "W1 short(z)": None if w1 is None else w1["z"],
-                     "W1 short mean": None if w1 is None else float(np.mean(list(w1.values()))),
-                     "train s": training.get(name, {}).get("wall_s", 0.0)})
+        rows.append(
+            {
+                "stepper": name,
+                "VPT (Lyapunov times)": float(np.median(vpt)),
+                "VPT min": float(vpt.min()),
+                "capped": bool(not lost.any(1).all()),
+                "λ1": lam,
+                "|λ1 − 0.9056| / 0.9056": abs(lam - LAMBDA_LITERATURE) / LAMBDA_LITERATURE,
+                **inv,
+                "W1 short(x)": None if w1 is None else w1["x"],
+                "W1 short(y)": None if w1 is None else w1["y"],
+                "W1 short(z)": None if w1 is None else w1["z"],
+                "W1 short mean": None if w1 is None else float(np.mean(list(w1.values()))),
+                "train s": training.get(name, {}).get("wall_s", 0.0),
+            }
+        )
     tl = t_rel * LAMBDA_LITERATURE
     plot_trajectories(ctx, preds, ref, tl)
     plot_error(ctx, {k: e[:, 1:] for k, e in errors.items()}, tl[1:])
     plot_histograms(ctx, longs, ref_long)
     report = {
         "system": {"name": "lorenz63", **system.params},
-        "lambda1_true": lam_true, "lambda1_literature": LAMBDA_LITERATURE,
-        "training": training, "steppers": {r["stepper"]: r for r in rows},
+        "lambda1_true": lam_true,
+        "lambda1_literature": LAMBDA_LITERATURE,
+        "training": training,
+        "steppers": {r["stepper"]: r for r in rows},
         "invariant_floor": {k: v for k, v in floor.items() if k != "stepper"},
         "summary": [{**dict.fromkeys(rows[0]), **floor}, *rows],  # floor first, same columns
         "targets": _targets(rows, ctx.quick),
@@ -194,14 +284,21 @@ def _targets(rows, quick) -> list[dict]:
     """The scenario's targets, each met or not (stated in the report)."""
     by = {r["stepper"]: r for r in rows}
     res, node = by["resnet emulator"], by["neural ode"]
-    checks = [("ResNet median VPT ≥ 15 Lyapunov times", res["VPT (Lyapunov times)"] >= 15),
-              ("Neural ODE median VPT ≥ 10", node["VPT (Lyapunov times)"] >= 10),
-              ("ResNet |λ1 − 0.9056| ≤ 3 %", res["|λ1 − 0.9056| / 0.9056"] <= 0.03),
-              ("Neural ODE |λ1 − 0.9056| ≤ 3 %", node["|λ1 − 0.9056| / 0.9056"] <= 0.03)]
+    checks = [
+        ("ResNet median VPT ≥ 15 Lyapunov times", res["VPT (Lyapunov times)"] >= 15),
+        ("Neural ODE median VPT ≥ 10", node["VPT (Lyapunov times)"] >= 10),
+        ("ResNet |λ1 − 0.9056| ≤ 3 %", res["|λ1 − 0.9056| / 0.9056"] <= 0.03),
+        ("Neural ODE |λ1 − 0.9056| ≤ 3 %", node["|λ1 − 0.9056| / 0.9056"] <= 0.03),
+    ]
     out = [{"target": t, "met": bool(ok)} for t, ok in checks]
     if quick:
-        out.append({"target": "W1inv over 16 × 1000 time units, W1 short over 100 and λ1 from "
-                              "20 000 steps (full run)", "met": False})
+        out.append(
+            {
+                "target": "W1inv over 16 × 1000 time units, W1 short over 100 and λ1 from "
+                "20 000 steps (full run)",
+                "met": False,
+            }
+        )
     return out
 
 
@@ -209,8 +306,11 @@ def _rollout(stepper, x0, dt, n_steps, every=1):
     """Rollout as numpy (batch, n_steps // every + 1, 3); None if it diverges."""
     try:
         with torch.no_grad():
-            return physres.rollout(stepper, x0, dt=dt, n_steps=n_steps,
-                                   save_every=every).double().numpy()
+            return (
+                physres.rollout(stepper, x0, dt=dt, n_steps=n_steps, save_every=every)
+                .double()
+                .numpy()
+            )
     except DivergenceError:
         return None
 
@@ -252,8 +352,9 @@ def plot_histograms(ctx, longs, attractor_ref):
     fig, axes = ctx.subplots(1, 3, figsize=(12, 3.8))
     for k, (ax, c) in enumerate(zip(axes, "xyz", strict=True)):
         bins = np.linspace(attractor_ref[:, k].min(), attractor_ref[:, k].max(), 60)
-        ax.hist(attractor_ref[:, k], bins=bins, density=True, color="0.7",
-                label="reference (scipy)")
+        ax.hist(
+            attractor_ref[:, k], bins=bins, density=True, color="0.7", label="reference (scipy)"
+        )
         for name, x in longs.items():
             if x is not None:
                 ax.hist(x[:, k], bins=bins, density=True, histtype="step", lw=1.3, label=name)
@@ -265,71 +366,80 @@ def plot_histograms(ctx, longs, attractor_ref):
 
 
 def _markdown(r, cfg: Config, quick: bool) -> str:
-    size = ("`--quick` size: fewer and shorter trajectories, λ1 from 5000 steps, invariant "
-            f"measures from {cfg.n_inv} × {cfg.t_inv:g} time units (not {FULL.n_inv} × "
-            f"{FULL.t_inv:g}), W1 short over {cfg.long_steps * cfg.dt:g} time units (not "
-            f"{FULL.long_steps * FULL.dt:g})" if quick
-            else "default size")
+    size = (
+        "`--quick` size: fewer and shorter trajectories, λ1 from 5000 steps, invariant "
+        f"measures from {cfg.n_inv} × {cfg.t_inv:g} time units (not {FULL.n_inv} × "
+        f"{FULL.t_inv:g}), W1 short over {cfg.long_steps * cfg.dt:g} time units (not "
+        f"{FULL.long_steps * FULL.dt:g})"
+        if quick
+        else "default size"
+    )
     fl = r["invariant_floor"]
     info = r["training"]["resnet emulator"]["training_info"]
     node_info = r["training"]["neural ode"]["training_info"]
-    targets = "\n".join(f"- {'met' if t['met'] else '**not met**'}: {t['target']}"
-                         for t in r["targets"])
-    return "\n".join([
-        "# Lorenz: emulators of a chaotic system",
-        "",
-        f"Run at {size}. Lorenz-63 (σ = 10, ρ = 28, "
-        f"β = 8/3); {cfg.n_traj} training trajectories from scipy DOP853 (rtol 1e-10) over "
-        f"t ∈ [0, {cfg.t_end:g}], saved every {cfg.dt:g}; {cfg.n_test} held-out trajectories "
-        f"(another seed), predictions from t = {cfg.t_start:g}. Both emulators step at dt = "
-        f"{cfg.dt:g} and are trained by `physres.training.fit` on its defaults:",
-        "",
-        f"- ResNet emulator, residual block `z + W·φ(z)` with φ every monomial of degree ≤ "
-        f"{cfg.resnet_degree}: {info['optimiser']}.",
-        f"- Neural ODE on a quadratic polynomial field, RK4 with {cfg.node_substeps} sub-steps "
-        f"per dt: {node_info['optimiser']}; finish: {node_info['polish'].get('reason', '')}.",
-        "",
-        f"VPT: first time ‖x̂ − x‖ / ⟨‖x‖²⟩^½ > {THRESHOLD}, in Lyapunov times 1/{LAMBDA_LITERATURE}"
-        " (median over the held-out states; `VPT min` the worst)"
-        f"; scored over {cfg.horizon:g} time units ({cfg.horizon * LAMBDA_LITERATURE:.1f} "
-        "Lyapunov times; `capped`: some prediction was still valid at the end). λ1 of the true "
-        f"field (rk4, dt = {cfg.dt:g}, {cfg.lyap_steps} steps from 8 states on the attractor): "
-        f"**{r['lambda1_true']:.3f}** (literature {LAMBDA_LITERATURE}). Every stepper's λ1 is "
-        "measured from the tangent dynamics of its own map.",
-        "",
-        markdown_table(r["summary"]),
-        "",
-        "Targets:",
-        "",
-        targets,
-        "",
-        "Attractor statistics, as Wasserstein-1 distances (same units as the coordinate). "
-        f"`W1inv`: between invariant measures — each stepper's closed loop from {cfg.n_inv} "
-        f"held-out states over {cfg.t_inv:g} time units after a {cfg.t_transient:g}-time-unit "
-        f"transient, every {cfg.inv_every * cfg.dt:g} time units, against {cfg.n_inv} DOP853 "
-        f"trajectories (rtol 1e-10) from fresh initial states (seed {REF_SEED}) over the same "
-        f"span. `W1sym`: the same on (|x|, |y|, z), the coordinates folded by the symmetry "
-        "(x, y, z) ↦ (−x, −y, z): blind to a preference for one lobe, free of the lobe-occupancy "
-        "noise that dominates `W1inv` in x and y (z is not folded: its `W1sym` is `W1inv(z)`). "
-        f"The row \"{FLOOR}\" is the noise floor: {cfg.n_inv} more DOP853 trajectories of the "
-        "true system, scored against the reference exactly like a stepper "
-        f"(W1inv {fl['W1inv(x)']:.3g} / {fl['W1inv(y)']:.3g} / {fl['W1inv(z)']:.3g}); two samples "
-        "of the same invariant measure differ by that much, so a stepper that scores about the "
-        "floor is indistinguishable from the true system at this sample size, and a difference "
-        "between two steppers smaller than the floor means nothing. `W1 short` (the first "
-        f"measure): each coordinate over {cfg.long_steps * cfg.dt:g} time units"
-        f"{f' ({FULL.long_steps * FULL.dt:g} at the default size)' if quick else ''} from "
-        f"{cfg.n_long} held-out states against the reference over the same span; at that size "
-        "it mostly measures which lobe each short run happened to visit (RK4 on the true field "
-        "scores ~0.28 in x at the default size).",
-        "",
-        "![trajectories](lorenz_trajectories.png)",
-        "",
-        "![error growth](lorenz_error.png)",
-        "",
-        "![attractor histograms](lorenz_attractor.png)",
-        "",
-    ])
+    targets = "\n".join(
+        f"- {'met' if t['met'] else '**not met**'}: {t['target']}" for t in r["targets"]
+    )
+    return "\n".join(
+        [
+            "# Lorenz: emulators of a chaotic system",
+            "",
+            f"Run at {size}. Lorenz-63 (σ = 10, ρ = 28, "
+            f"β = 8/3); {cfg.n_traj} training trajectories from scipy DOP853 (rtol 1e-10) over "
+            f"t ∈ [0, {cfg.t_end:g}], saved every {cfg.dt:g}; {cfg.n_test} held-out trajectories "
+            f"(another seed), predictions from t = {cfg.t_start:g}. Both emulators step at dt = "
+            f"{cfg.dt:g} and are trained by `physres.training.fit` on its defaults:",
+            "",
+            f"- ResNet emulator, residual block `z + W·φ(z)` with φ every monomial of degree ≤ "
+            f"{cfg.resnet_degree}: {info['optimiser']}.",
+            f"- Neural ODE on a quadratic polynomial field, RK4 with {cfg.node_substeps} sub-steps "
+            f"per dt: {node_info['optimiser']}; finish: {node_info['polish'].get('reason', '')}.",
+            "",
+            f"VPT: first time ‖x̂ − x‖ / ⟨‖x‖²⟩^½ > {THRESHOLD}, "
+            f"in Lyapunov times 1/{LAMBDA_LITERATURE}"
+            " (median over the held-out states; `VPT min` the worst)"
+            f"; scored over {cfg.horizon:g} time units ({cfg.horizon * LAMBDA_LITERATURE:.1f} "
+            "Lyapunov times; `capped`: some prediction was still valid at the end). λ1 of the true "
+            f"field (rk4, dt = {cfg.dt:g}, {cfg.lyap_steps} steps from 8 states on the attractor): "
+            f"**{r['lambda1_true']:.3f}** (literature {LAMBDA_LITERATURE}). Every stepper's λ1 is "
+            "measured from the tangent dynamics of its own map.",
+            "",
+            markdown_table(r["summary"]),
+            "",
+            "Targets:",
+            "",
+            targets,
+            "",
+            "Attractor statistics, as Wasserstein-1 distances (same units as the coordinate). "
+            f"`W1inv`: between invariant measures — each stepper's closed loop from {cfg.n_inv} "
+            f"held-out states over {cfg.t_inv:g} time units after a {cfg.t_transient:g}-time-unit "
+            f"transient, every {cfg.inv_every * cfg.dt:g} time units, against {cfg.n_inv} DOP853 "
+            f"trajectories (rtol 1e-10) from fresh initial states (seed {REF_SEED}) over the same "
+            f"span. `W1sym`: the same on (|x|, |y|, z), the coordinates folded by the symmetry "
+            "(x, y, z) ↦ (−x, −y, z): blind to a preference for one lobe, free of the "
+            "lobe-occupancy "
+            "noise that dominates `W1inv` in x and y (z is not folded: its `W1sym` is `W1inv(z)`). "
+            f'The row "{FLOOR}" is the noise floor: {cfg.n_inv} more DOP853 trajectories of the '
+            "true system, scored against the reference exactly like a stepper "
+            f"(W1inv {fl['W1inv(x)']:.3g} / {fl['W1inv(y)']:.3g} / {fl['W1inv(z)']:.3g}); "
+            "two samples "
+            "of the same invariant measure differ by that much, so a stepper that scores about the "
+            "floor is indistinguishable from the true system at this sample size, and a difference "
+            "between two steppers smaller than the floor means nothing. `W1 short` (the first "
+            f"measure): each coordinate over {cfg.long_steps * cfg.dt:g} time units"
+            f"{f' ({FULL.long_steps * FULL.dt:g} at the default size)' if quick else ''} from "
+            f"{cfg.n_long} held-out states against the reference over the same span; at that size "
+            "it mostly measures which lobe each short run happened to visit (RK4 on the true field "
+            "scores ~0.28 in x at the default size).",
+            "",
+            "![trajectories](lorenz_trajectories.png)",
+            "",
+            "![error growth](lorenz_error.png)",
+            "",
+            "![attractor histograms](lorenz_attractor.png)",
+            "",
+        ]
+    )
 
 
 if __name__ == "__main__":

@@ -30,8 +30,10 @@ from physres._output import markdown_table
 from physres.errors import ConvergenceError, DivergenceError
 from physres.validation import relative_l2
 
-SUMMARY = ("stiff systems (Van der Pol mu=1000, Robertson): explicit stability limits vs "
-           "implicit steps at large dt; implicit, explicit and mass-projected ResNet emulators")
+SUMMARY = (
+    "stiff systems (Van der Pol mu=1000, Robertson): explicit stability limits vs "
+    "implicit steps at large dt; implicit, explicit and mass-projected ResNet emulators"
+)
 R_BOUNDARY = {"euler": 2.0, "rk4": 2.785293563}  # |R(z)| = 1 on the negative real axis
 
 
@@ -48,12 +50,28 @@ class Config:
     width: int
 
 
-QUICK = Config(vdp_t_end=3000.0, vdp_rtols=(1e-3,), rob_dts=(1.0, 0.1),
-               probe_steps=1000, n_traj=16, learned_dt=1.0, epochs=16,
-               implicit_steps=150, width=32)
-FULL = Config(vdp_t_end=3000.0, vdp_rtols=(1e-2, 1e-3, 1e-4, 1e-5),
-              rob_dts=(1.0, 0.5, 0.2, 0.1, 0.05), probe_steps=5000, n_traj=64, learned_dt=1.0,
-              epochs=30, implicit_steps=1000, width=32)
+QUICK = Config(
+    vdp_t_end=3000.0,
+    vdp_rtols=(1e-3,),
+    rob_dts=(1.0, 0.1),
+    probe_steps=1000,
+    n_traj=16,
+    learned_dt=1.0,
+    epochs=16,
+    implicit_steps=150,
+    width=32,
+)
+FULL = Config(
+    vdp_t_end=3000.0,
+    vdp_rtols=(1e-2, 1e-3, 1e-4, 1e-5),
+    rob_dts=(1.0, 0.5, 0.2, 0.1, 0.05),
+    probe_steps=5000,
+    n_traj=64,
+    learned_dt=1.0,
+    epochs=30,
+    implicit_steps=1000,
+    width=32,
+)
 MASS = [1.0, 1.0, 1.0]  # Robertson's linear invariant: total mass y1 + y2 + y3
 EXPLICIT, IMPLICIT = ("euler", "rk4"), ("backward_euler", "crank_nicolson")
 
@@ -75,40 +93,76 @@ def run(cfg: Config, ctx: runner.Context):
     t_rob = np.arange(0.0, rob.t_end + 1e-9, 1.0)
     rref = physres.reference.solve(rob, r0, t_rob)
     on_manifold = torch.from_numpy(rref[:, 1].copy())  # t = 1: past the initial transient
-    rob_limits = {name: stability_limit(name, rob, on_manifold, cfg.probe_steps)
-                  for name in EXPLICIT}
+    rob_limits = {
+        name: stability_limit(name, rob, on_manifold, cfg.probe_steps) for name in EXPLICIT
+    }
     rob_runs = implicit_runs(rob, r0, rref, t_rob, cfg.rob_dts, save_dt=1.0, progress=progress)
 
     # --- learned steppers at dt = learned_dt on Robertson ------------------------------------
     learned = learned_study(rob, cfg, ctx)
 
     plot_vdp(ctx, vdp_runs, ref, t_ref)
-    plot_error_vs_dt(ctx, {"Van der Pol μ=1000": (vdp_runs, vdp_limits),
-                           "Robertson": (rob_runs, rob_limits)})
+    plot_error_vs_dt(
+        ctx, {"Van der Pol μ=1000": (vdp_runs, vdp_limits), "Robertson": (rob_runs, rob_limits)}
+    )
     plot_learned(ctx, learned)
     summary = []
-    for label, limits, runs in (("van_der_pol", vdp_limits, vdp_runs),
-                                ("robertson", rob_limits, rob_runs)):
+    for label, limits, runs in (
+        ("van_der_pol", vdp_limits, vdp_runs),
+        ("robertson", rob_limits, rob_runs),
+    ):
         for name, lim in limits.items():
-            summary.append({"system": label, "stepper": name, "dt": lim["measured"],
-                            "what": "largest stable dt (measured)",
-                            "predicted": lim["predicted"], "error": None})
+            summary.append(
+                {
+                    "system": label,
+                    "stepper": name,
+                    "dt": lim["measured"],
+                    "what": "largest stable dt (measured)",
+                    "predicted": lim["predicted"],
+                    "error": None,
+                }
+            )
         for name, rows in runs.items():
             r = rows[0]  # the largest dt
-            what = ("adaptive: mean dt, rel. RMS error" if "rtol" in r
-                    else "fixed dt: rel. RMS error")
-            summary.append({"system": label, "stepper": name, "dt": r["dt"], "what": what,
-                            "predicted": None, "error": r["error"]})
+            what = (
+                "adaptive: mean dt, rel. RMS error" if "rtol" in r else "fixed dt: rel. RMS error"
+            )
+            summary.append(
+                {
+                    "system": label,
+                    "stepper": name,
+                    "dt": r["dt"],
+                    "what": what,
+                    "predicted": None,
+                    "error": r["error"],
+                }
+            )
     for name, r in learned["steppers"].items():
-        summary.append({"system": "robertson", "stepper": name, "dt": cfg.learned_dt,
-                        "what": "learned: rel. error at t_end", "predicted": None,
-                        "error": r["final_error"]})
+        summary.append(
+            {
+                "system": "robertson",
+                "stepper": name,
+                "dt": cfg.learned_dt,
+                "what": "learned: rel. error at t_end",
+                "predicted": None,
+                "error": r["final_error"],
+            }
+        )
     report = {
-        "van_der_pol": {"params": vdp.params, "x0": x0[0].tolist(), "stability": vdp_limits,
-                        "implicit": vdp_runs},
-        "robertson": {"params": rob.params, "x0": r0[0].tolist(), "stability": rob_limits,
-                      "implicit": rob_runs},
-        "learned": learned, "summary": summary,
+        "van_der_pol": {
+            "params": vdp.params,
+            "x0": x0[0].tolist(),
+            "stability": vdp_limits,
+            "implicit": vdp_runs,
+        },
+        "robertson": {
+            "params": rob.params,
+            "x0": r0[0].tolist(),
+            "stability": rob_limits,
+            "implicit": rob_runs,
+        },
+        "learned": learned,
+        "summary": summary,
     }
     return report, _markdown(report, cfg, ctx.quick)
 
@@ -133,8 +187,7 @@ def stability_limit(name, system, x0, n_steps) -> dict:
             if not ok:
                 break
             measured = float(dt)
-    return {"measured": measured, "predicted": predicted, "spectral_radius": rho,
-            "steps": n_steps}
+    return {"measured": measured, "predicted": predicted, "spectral_radius": rho, "steps": n_steps}
 
 
 def implicit_runs(system, x0, ref, t_ref, dts, save_dt, progress) -> dict:
@@ -150,15 +203,29 @@ def implicit_runs(system, x0, ref, t_ref, dts, save_dt, progress) -> dict:
             t0 = time.perf_counter()
             try:
                 with torch.no_grad():
-                    x = physres.rollout(stepper, x0, dt=dt, n_steps=n_steps,
-                                        save_every=save_every, progress=progress)[0].numpy()
+                    x = physres.rollout(
+                        stepper,
+                        x0,
+                        dt=dt,
+                        n_steps=n_steps,
+                        save_every=save_every,
+                        progress=progress,
+                    )[0].numpy()
                 err = float(np.sqrt(np.mean(((x - ref[0]) / scale) ** 2)))
                 status = "ok"
             except (ConvergenceError, DivergenceError) as exc:
                 x, err, status = None, None, type(exc).__name__
-            rows.append({"dt": dt, "error": err, "status": status, "steps": n_steps,
-                         "nfev": stepper.nfev, "wall_s": time.perf_counter() - t0,
-                         "q": None if x is None else x[:, 0].tolist()})
+            rows.append(
+                {
+                    "dt": dt,
+                    "error": err,
+                    "status": status,
+                    "steps": n_steps,
+                    "nfev": stepper.nfev,
+                    "wall_s": time.perf_counter() - t0,
+                    "q": None if x is None else x[:, 0].tolist(),
+                }
+            )
         runs[name] = rows
     return runs
 
@@ -173,16 +240,31 @@ def adaptive_runs(system, x0, ref, t_ref, rtols, progress) -> dict:
         for rtol in rtols:
             stepper = physres.steppers.get(name, system.rhs)
             t0 = time.perf_counter()
-            sol = physres.integrate(stepper, x0, (float(t_ref[0]), float(t_ref[-1])), rtol=rtol,
-                                    atol=rtol * 1e-2, t_eval=t_ref, max_steps=200_000,
-                                    progress=progress)
+            sol = physres.integrate(
+                stepper,
+                x0,
+                (float(t_ref[0]), float(t_ref[-1])),
+                rtol=rtol,
+                atol=rtol * 1e-2,
+                t_eval=t_ref,
+                max_steps=200_000,
+                progress=progress,
+            )
             x = sol.x[0].numpy()
             n_acc = sol.stats["n_accepted"]
-            rows.append({"dt": float(t_ref[-1] - t_ref[0]) / n_acc, "rtol": rtol,
-                         "error": float(np.sqrt(np.mean(((x - ref[0]) / scale) ** 2))),
-                         "status": "ok", "steps": n_acc, "rejected": sol.stats["n_rejected"],
-                         "nfev": stepper.nfev, "wall_s": time.perf_counter() - t0,
-                         "q": x[:, 0].tolist()})
+            rows.append(
+                {
+                    "dt": float(t_ref[-1] - t_ref[0]) / n_acc,
+                    "rtol": rtol,
+                    "error": float(np.sqrt(np.mean(((x - ref[0]) / scale) ** 2))),
+                    "status": "ok",
+                    "steps": n_acc,
+                    "rejected": sol.stats["n_rejected"],
+                    "nfev": stepper.nfev,
+                    "wall_s": time.perf_counter() - t0,
+                    "q": x[:, 0].tolist(),
+                }
+            )
         runs[name] = rows
     return runs
 
@@ -192,8 +274,9 @@ def learned_study(system, cfg, ctx) -> dict:
     an implicit ResNet at ``learned_dt`` on Robertson reference data, then roll them out on
     held-out initial states. The two explicit ResNets are trained by ``fit`` with its defaults
     (``epochs`` and ``frame_step`` chosen); the implicit one for ``implicit_steps`` steps."""
-    data = physres.data.generate(system, ctx.path("robertson.h5"), n_traj=cfg.n_traj,
-                                 progress=ctx.progress)
+    data = physres.data.generate(
+        system, ctx.path("robertson.h5"), n_traj=cfg.n_traj, progress=ctx.progress
+    )
     with physres.data.open(data) as f:
         frame_step = int(round(cfg.learned_dt / f.dt_save))
         test = physres.data.split_indices(len(f))["test"]
@@ -203,15 +286,23 @@ def learned_study(system, cfg, ctx) -> dict:
     net = dict(width=cfg.width)
     models = {  # built after seeding, so the initial weights do not depend on what ran before
         "resnet emulator (explicit)": (
-            "resnet.pt", lambda: physres.models.ResNetEmulator(state_shape=(3,), **net,
-                                                               dt=cfg.learned_dt)),
+            "resnet.pt",
+            lambda: physres.models.ResNetEmulator(state_shape=(3,), **net, dt=cfg.learned_dt),
+        ),
         "resnet emulator (mass-projected)": (
-            "projected.pt", lambda: physres.models.ProjectedEmulator(
-                state_shape=(3,), invariants=MASS, model="resnet", model_options=net,
-                dt=cfg.learned_dt)),
+            "projected.pt",
+            lambda: physres.models.ProjectedEmulator(
+                state_shape=(3,),
+                invariants=MASS,
+                model="resnet",
+                model_options=net,
+                dt=cfg.learned_dt,
+            ),
+        ),
         "implicit resnet": (
-            "implicit.pt", lambda: physres.models.ImplicitResNet(state_shape=(3,), **net,
-                                                                 dt=cfg.learned_dt)),
+            "implicit.pt",
+            lambda: physres.models.ImplicitResNet(state_shape=(3,), **net, dt=cfg.learned_dt),
+        ),
     }
     result = {"dt": cfg.learned_dt, "n_steps": n_steps, "steppers": {}, "curves": {}}
     scale = np.abs(ref).max(axis=(0, 1))
@@ -232,13 +323,20 @@ def learned_study(system, cfg, ctx) -> dict:
         err = np.sqrt(np.mean(((x - ref) / scale) ** 2, axis=2))  # (n_test, n_t)
         rel = relative_l2(x, ref)  # (n_test, n_steps)
         mass = np.abs(x.sum(axis=2) - mass0)  # (n_test, n_t)
-        result["steppers"][name] = {"train_steps": fit.steps, "train_wall_s": fit.wall_s,
-                                    "final_error": float(np.median(err[:, -1])),
-                                    "max_error": float(err.max()),
-                                    "max_rel_l2": float(rel.max()),
-                                    "max_mass_drift": float(mass.max())}
-        result["curves"][name] = {"t": t.tolist(), "error": np.median(err, 0).tolist(),
-                                  "y1": x[0, :, 0].tolist(), "mass_drift": mass.max(0).tolist()}
+        result["steppers"][name] = {
+            "train_steps": fit.steps,
+            "train_wall_s": fit.wall_s,
+            "final_error": float(np.median(err[:, -1])),
+            "max_error": float(err.max()),
+            "max_rel_l2": float(rel.max()),
+            "max_mass_drift": float(mass.max()),
+        }
+        result["curves"][name] = {
+            "t": t.tolist(),
+            "error": np.median(err, 0).tolist(),
+            "y1": x[0, :, 0].tolist(),
+            "mass_drift": mass.max(0).tolist(),
+        }
     result["reference_y1"] = ref[0, :, 0].tolist()
     result["reference_mass_drift"] = float(np.abs(ref.sum(axis=2) - mass0).max())
     return result
@@ -249,14 +347,18 @@ def plot_vdp(ctx, runs, ref, t):
     fig, ax = ctx.subplots(figsize=(8.5, 4.2))
     ax.plot(t, ref[0, :, 0], "k", lw=2.2, label="reference (scipy Radau, rtol 1e-10)")
     for name, rows in runs.items():
-        for r in ([rows[0], rows[-1]] if len(rows) > 1 else rows):
+        for r in [rows[0], rows[-1]] if len(rows) > 1 else rows:
             if r["q"] is not None:
-                ax.plot(t, r["q"], lw=1.0, label=f"{name}, rtol {r['rtol']:g}, "
-                                                 f"mean dt = {r['dt']:.3g}")
+                ax.plot(
+                    t, r["q"], lw=1.0, label=f"{name}, rtol {r['rtol']:g}, mean dt = {r['dt']:.3g}"
+                )
     ax.set_xlabel("time t")
     ax.set_ylabel("q")
-    ax.set_title("Van der Pol, μ = 1000: adaptive implicit steps (labels: mean dt); "
-                 "explicit euler needs dt < 7e-4", fontsize=10)
+    ax.set_title(
+        "Van der Pol, μ = 1000: adaptive implicit steps (labels: mean dt); "
+        "explicit euler needs dt < 7e-4",
+        fontsize=10,
+    )
     ax.legend(fontsize=8, loc="lower left")
     ax.grid(True, alpha=0.3)
     return ctx.save_figure(fig, "stiff_vdp.png")
@@ -268,13 +370,24 @@ def plot_error_vs_dt(ctx, studies):
     for ax, (title, (runs, limits)) in zip(axes, studies.items(), strict=True):
         for (name, rows), c in zip(runs.items(), colors, strict=False):
             ok = [r for r in rows if r["error"] is not None]
-            ax.loglog([r["dt"] for r in ok], [r["error"] for r in ok], "o-", color=c,
-                      label=f"{name} (implicit)")
+            ax.loglog(
+                [r["dt"] for r in ok],
+                [r["error"] for r in ok],
+                "o-",
+                color=c,
+                label=f"{name} (implicit)",
+            )
         for (name, lim), c in zip(limits.items(), colors[2:], strict=False):
-            ax.axvline(lim["measured"], color=c, lw=1.5,
-                       label=f"{name}: largest stable dt (measured)")
-            ax.axvline(lim["predicted"], color=c, lw=1.0, ls=":",
-                       label=f"{name}: predicted {R_BOUNDARY[name]:g}/ρ(J)")
+            ax.axvline(
+                lim["measured"], color=c, lw=1.5, label=f"{name}: largest stable dt (measured)"
+            )
+            ax.axvline(
+                lim["predicted"],
+                color=c,
+                lw=1.0,
+                ls=":",
+                label=f"{name}: predicted {R_BOUNDARY[name]:g}/ρ(J)",
+            )
         ax.set_xlabel("step size dt (adaptive runs: mean accepted dt)")
         ax.set_ylabel("relative RMS error vs Radau")
         ax.set_title(title)
@@ -309,8 +422,7 @@ def plot_learned(ctx, learned):
 
 
 def _markdown(r, cfg: Config, quick: bool) -> str:
-    size = ("`--quick` size (CPU, minutes)" if quick else
-            "full size (minutes on a CPU)")
+    size = "`--quick` size (CPU, minutes)" if quick else "full size (minutes on a CPU)"
     v, b = r["van_der_pol"], r["robertson"]
     lines = [
         "# Stiff: explicit stability limits vs implicit steps",
@@ -325,10 +437,19 @@ def _markdown(r, cfg: Config, quick: bool) -> str:
         "(R = 2 for euler, 2.785 for rk4: where their stability functions cross |R| = 1 on the "
         "negative real axis).",
         "",
-        markdown_table([{"system": s, "stepper": n, "ρ(J)": lim["spectral_radius"],
-                         "predicted dt*": lim["predicted"], "measured dt*": lim["measured"]}
-                        for s, d in (("Van der Pol μ=1000", v), ("Robertson", b))
-                        for n, lim in d["stability"].items()]),
+        markdown_table(
+            [
+                {
+                    "system": s,
+                    "stepper": n,
+                    "ρ(J)": lim["spectral_radius"],
+                    "predicted dt*": lim["predicted"],
+                    "measured dt*": lim["measured"],
+                }
+                for s, d in (("Van der Pol μ=1000", v), ("Robertson", b))
+                for n, lim in d["stability"].items()
+            ]
+        ),
         "",
         "## Implicit steppers at large dt",
         "",
@@ -340,17 +461,38 @@ def _markdown(r, cfg: Config, quick: bool) -> str:
         "saved times of the difference to scipy Radau (rtol 1e-10), each component divided by "
         "its largest magnitude.",
         "",
-        markdown_table([{"system": "Van der Pol μ=1000", "stepper": n, "rtol": row["rtol"],
-                         "mean dt": row["dt"], "accepted": row["steps"],
-                         "rejected": row["rejected"], "error": row["error"],
-                         "mean dt / euler's limit": row["dt"] / v["stability"]["euler"][
-                             "measured"]}
-                        for n, rows in v["implicit"].items() for row in rows]),
+        markdown_table(
+            [
+                {
+                    "system": "Van der Pol μ=1000",
+                    "stepper": n,
+                    "rtol": row["rtol"],
+                    "mean dt": row["dt"],
+                    "accepted": row["steps"],
+                    "rejected": row["rejected"],
+                    "error": row["error"],
+                    "mean dt / euler's limit": row["dt"] / v["stability"]["euler"]["measured"],
+                }
+                for n, rows in v["implicit"].items()
+                for row in rows
+            ]
+        ),
         "",
-        markdown_table([{"system": "Robertson", "stepper": n, "dt": row["dt"],
-                         "steps": row["steps"], "error": row["error"], "status": row["status"],
-                         "dt / euler's limit": row["dt"] / b["stability"]["euler"]["measured"]}
-                        for n, rows in b["implicit"].items() for row in rows]),
+        markdown_table(
+            [
+                {
+                    "system": "Robertson",
+                    "stepper": n,
+                    "dt": row["dt"],
+                    "steps": row["steps"],
+                    "error": row["error"],
+                    "status": row["status"],
+                    "dt / euler's limit": row["dt"] / b["stability"]["euler"]["measured"],
+                }
+                for n, rows in b["implicit"].items()
+                for row in rows
+            ]
+        ),
         "",
         "backward_euler is L-stable (R(z) → 0 as z → −∞): fast modes are damped at any dt. "
         "crank_nicolson is A-stable but R(−∞) = −1: stiff components ring instead of decaying, "

@@ -49,8 +49,12 @@ class NonlinearField:
     x0 = torch.tensor([[1.5, 0.8], [0.7, 1.3]], dtype=F64)
 
     def reference(self, t_end: float) -> torch.Tensor:
-        out = [solve_ivp(self.numpy, (0.0, t_end), y.numpy(), method="DOP853", rtol=1e-12,
-                         atol=1e-14).y[:, -1] for y in self.x0]
+        out = [
+            solve_ivp(
+                self.numpy, (0.0, t_end), y.numpy(), method="DOP853", rtol=1e-12, atol=1e-14
+            ).y[:, -1]
+            for y in self.x0
+        ]
         return torch.tensor(np.array(out), dtype=F64)
 
 
@@ -63,7 +67,7 @@ class HarmonicOscillator:
         self.omega = omega
 
     def rhs(self, t, x):
-        return torch.stack([x[:, 1], -self.omega**2 * x[:, 0]], dim=1)
+        return torch.stack([x[:, 1], -(self.omega**2) * x[:, 0]], dim=1)
 
     def energy(self, x):
         return 0.5 * x[:, 1] ** 2 + 0.5 * self.omega**2 * x[:, 0] ** 2
@@ -84,27 +88,37 @@ class Robertson:
 
     def rhs(self, t, x):
         y1, y2, y3 = x.unbind(-1)
-        return torch.stack([-0.04 * y1 + 1e4 * y2 * y3,
-                            0.04 * y1 - 1e4 * y2 * y3 - 3e7 * y2**2,
-                            3e7 * y2**2], dim=-1)
+        return torch.stack(
+            [-0.04 * y1 + 1e4 * y2 * y3, 0.04 * y1 - 1e4 * y2 * y3 - 3e7 * y2**2, 3e7 * y2**2],
+            dim=-1,
+        )
 
     def jacobian(self, t, x):
         y1, y2, y3 = x.unbind(-1)
         z = torch.zeros_like(y1)
         c = torch.full_like(y1, 0.04)
-        return torch.stack([
-            torch.stack([-c, 1e4 * y3, 1e4 * y2], -1),
-            torch.stack([c, -1e4 * y3 - 6e7 * y2, -1e4 * y2], -1),
-            torch.stack([z, 6e7 * y2, z], -1),
-        ], -2)
+        return torch.stack(
+            [
+                torch.stack([-c, 1e4 * y3, 1e4 * y2], -1),
+                torch.stack([c, -1e4 * y3 - 6e7 * y2, -1e4 * y2], -1),
+                torch.stack([z, 6e7 * y2, z], -1),
+            ],
+            -2,
+        )
 
     def numpy(self, t, y):
         return self.rhs(t, torch.tensor(y)[None])[0].numpy()
 
     def reference(self, t_end: float) -> np.ndarray:
-        sol = solve_ivp(self.numpy, (0.0, t_end), self.x0[0].numpy(), method="Radau",
-                        rtol=1e-11, atol=1e-15,
-                        jac=lambda t, y: self.jacobian(t, torch.tensor(y)[None])[0].numpy())
+        sol = solve_ivp(
+            self.numpy,
+            (0.0, t_end),
+            self.x0[0].numpy(),
+            method="Radau",
+            rtol=1e-11,
+            atol=1e-15,
+            jac=lambda t, y: self.jacobian(t, torch.tensor(y)[None])[0].numpy(),
+        )
         return sol.y[:, -1]
 
 
@@ -118,23 +132,25 @@ def problem_for(name: str):
     if cls.general:
         return NonlinearField(), NonlinearField.x0
     if name == "leapfrog":
-        return HarmonicOscillator(omega=1.3).rhs, torch.tensor([[1.1, 0.4], [0.6, 1.2]],
-                                                               dtype=F64)
+        return HarmonicOscillator(omega=1.3).rhs, torch.tensor([[1.1, 0.4], [0.6, 1.2]], dtype=F64)
     if name == "exponential":
         problem = LinearProblem()
         return problem.rhs, problem.x0
     if name in ("split_operator", "exponential_midpoint", "etrs"):
-        system = physres.systems.get("schrodinger_1d", n=32, x_min=-8.0, x_max=8.0,
-                                     potential="harmonic")
+        system = physres.systems.get(
+            "schrodinger_1d", n=32, x_min=-8.0, x_max=8.0, potential="harmonic"
+        )
         return system.rhs, system.sample_initial(2, seed=0)
     if name == "crank_nicolson_pc":  # nonlinear: gradients flow through the density
-        system = physres.systems.get("gross_pitaevskii_1d", n=32, x_min=-8.0, x_max=8.0,
-                                     kinetic="fd3")
+        system = physres.systems.get(
+            "gross_pitaevskii_1d", n=32, x_min=-8.0, x_max=8.0, kinetic="fd3"
+        )
         return system.rhs, system.sample_initial(2, seed=0)
     if name in ("euler_maruyama", "baoab"):
         dynamics = "underdamped" if name == "baoab" else "overdamped"
-        system = physres.systems.get("bead_chain", n_beads=6, temperature=0.0,
-                                     dynamics=dynamics)
+        system = physres.systems.get("bead_chain", n_beads=6, temperature=0.0, dynamics=dynamics)
         return system.rhs, system.sample_initial(2, seed=0)
-    raise KeyError(f"no test problem for the structured stepper {name!r}: add one to "
-                   "tests/problems.py::problem_for")
+    raise KeyError(
+        f"no test problem for the structured stepper {name!r}: add one to "
+        "tests/problems.py::problem_for"
+    )

@@ -95,9 +95,9 @@ def test_per_sample_t_and_dt_equal_stepping_each_row(name):
     dt = torch.tensor([0.05, -0.02], dtype=torch.float64)
     x1, err = step._step_with_error(field.x0, t, dt)
     for i in range(2):
-        xi, ei = step._step_with_error(field.x0[i:i + 1], float(t[i]), float(dt[i]))
-        torch.testing.assert_close(x1[i:i + 1], xi, rtol=1e-14, atol=1e-15)
-        torch.testing.assert_close(err[i:i + 1], ei, rtol=1e-12, atol=1e-17)
+        xi, ei = step._step_with_error(field.x0[i : i + 1], float(t[i]), float(dt[i]))
+        torch.testing.assert_close(x1[i : i + 1], xi, rtol=1e-14, atol=1e-15)
+        torch.testing.assert_close(err[i : i + 1], ei, rtol=1e-12, atol=1e-17)
 
 
 @pytest.mark.parametrize("name", EXPLICIT_PAIRS)

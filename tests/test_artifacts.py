@@ -15,8 +15,14 @@ MODELS = {
     "resnet": dict(state_shape=(2,), depth=3, width=8, learn_scale=True, alpha=0.5, dt=0.2),
     "node": dict(state_shape=(2,), width=8, method="rk38", step_size=0.05, adjoint=True),
     "implicit": dict(state_shape=(2,), width=8, dtype=torch.float64),
-    "hybrid": dict(state_shape=(2,), system="pendulum", system_params={"omega": 1.3},
-                   coarse="heun", width=8, dt=0.2),
+    "hybrid": dict(
+        state_shape=(2,),
+        system="pendulum",
+        system_params={"omega": 1.3},
+        coarse="heun",
+        width=8,
+        dt=0.2,
+    ),
 }
 
 
@@ -49,9 +55,13 @@ def test_save_load_reproduces_outputs_bit_for_bit(kind, tmp_path):
 
 def test_nested_modules_and_systems_round_trip(tmp_path):
     net = physres.models.MLP(state_shape=(2,), width=5, activation="gelu", dtype=torch.float64)
-    model = physres.models.HybridStepper(state_shape=(2,),
-                                         system=physres.systems.get("pendulum", omega=0.7),
-                                         net=net, dt=0.1, dtype=torch.float64)
+    model = physres.models.HybridStepper(
+        state_shape=(2,),
+        system=physres.systems.get("pendulum", omega=0.7),
+        net=net,
+        dt=0.1,
+        dtype=torch.float64,
+    )
     loaded = physres.load(physres.save(model, tmp_path / "h.pt"))
     assert loaded.system.params == {"omega": 0.7}
     assert loaded.net.config["activation"] == "gelu"
@@ -107,8 +117,12 @@ def test_wrong_files_are_refused_with_a_clear_message(tmp_path):
         "class.pt": {**good, "class": "no_such_model"},
         "weights.pt": {**good, "state_dict": {}},
     }
-    messages = {"tag.pt": "is not a physres model file", "version.pt": "format version 99",
-                "class.pt": "unknown model 'no_such_model'", "weights.pt": "Missing key"}
+    messages = {
+        "tag.pt": "is not a physres model file",
+        "version.pt": "format version 99",
+        "class.pt": "unknown model 'no_such_model'",
+        "weights.pt": "Missing key",
+    }
     for name, data in cases.items():
         torch.save(data, tmp_path / name)
         with pytest.raises(FormatError, match=messages[name]):
@@ -164,17 +178,20 @@ def _validate_cli(model_path, tmp_path, capsys):
     return code, capsys.readouterr().err
 
 
-@pytest.mark.parametrize(("field", "value", "message"), [
-    ("config", "{not json", "field `config` is not valid JSON"),
-    ("config", "5", "field `config` must be a JSON object, got int 5"),
-    ("config", "[" * 10_000 + "]" * 10_000, "field `config` is nested 10000 levels deep"),
-    ("metadata", '{"a": ' * 10_000 + "1" + "}" * 10_000, "field `metadata` is nested"),
-    ("dt", "abc", "field `dt` must be a finite number > 0 or None, got 'abc'"),
-    ("dt", float("nan"), "field `dt` must be a finite number > 0"),
-    ("class", 3, "field `class` must be a model name"),
-    ("training_info", "[1, 2]", "field `training_info` must be a JSON object"),
-    ("state_dict", {"w": "text"}, "field `state_dict` must map names to tensors"),
-])
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("config", "{not json", "field `config` is not valid JSON"),
+        ("config", "5", "field `config` must be a JSON object, got int 5"),
+        ("config", "[" * 10_000 + "]" * 10_000, "field `config` is nested 10000 levels deep"),
+        ("metadata", '{"a": ' * 10_000 + "1" + "}" * 10_000, "field `metadata` is nested"),
+        ("dt", "abc", "field `dt` must be a finite number > 0 or None, got 'abc'"),
+        ("dt", float("nan"), "field `dt` must be a finite number > 0"),
+        ("class", 3, "field `class` must be a model name"),
+        ("training_info", "[1, 2]", "field `training_info` must be a JSON object"),
+        ("state_dict", {"w": "text"}, "field `state_dict` must map names to tensors"),
+    ],
+)
 def test_malformed_fields_are_refused_by_name(tmp_path, capsys, field, value, message):
     data = {**physres.artifacts.payload(_perturbed("resnet")), field: value}
     path = tmp_path / "bad.pt"
@@ -228,8 +245,14 @@ def test_training_info_round_trips(tmp_path):
     assert loaded.training_info == model.training_info
     x = torch.randn(3, 2)
     assert torch.equal(loaded(x, 0.0, 0.2), model(x, 0.0, 0.2))  # bit for bit still
-    assert getattr(physres.load(physres.save(_perturbed("resnet"), tmp_path / "n.pt")),
-                   "training_info", None) is None
+    assert (
+        getattr(
+            physres.load(physres.save(_perturbed("resnet"), tmp_path / "n.pt")),
+            "training_info",
+            None,
+        )
+        is None
+    )
     model.training_info = ["not", "a", "dict"]
     with pytest.raises(TypeError, match="`model.training_info` must be a dict, got list"):
         physres.save(model, tmp_path / "bad.pt")
@@ -249,8 +272,9 @@ def test_files_get_the_permissions_of_a_plain_open(tmp_path):
     mask = os.umask(0o022)
     try:
         path = physres.save(_perturbed("resnet"), tmp_path / "m.pt")
-        data = physres.data.generate("harmonic_oscillator", tmp_path / "d.h5", n_traj=2,
-                                     t_end=1.0, progress=False)
+        data = physres.data.generate(
+            "harmonic_oscillator", tmp_path / "d.h5", n_traj=2, t_end=1.0, progress=False
+        )
         report, md = physres.runner.write_report(tmp_path / "r", {"a": 1}, "# r\n")
         from matplotlib.figure import Figure
 
@@ -259,8 +283,9 @@ def test_files_get_the_permissions_of_a_plain_open(tmp_path):
         optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
         checkpoint = tmp_path / "m.ckpt"
-        physres.training.checkpoint.save_checkpoint(checkpoint, model, optimizer, scheduler,
-                                                    None, {"step": 0}, {})
+        physres.training.checkpoint.save_checkpoint(
+            checkpoint, model, optimizer, scheduler, None, {"step": 0}, {}
+        )
     finally:
         os.umask(mask)
     assert physres.training.checkpoint.load_checkpoint(checkpoint)["state"] == {"step": 0}

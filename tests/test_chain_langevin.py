@@ -20,7 +20,7 @@ def _sample(stepper, x0, dt, t_burn, t_run, every):
     save = max(1, round(every / dt))
     n = round((t_burn + t_run) / dt)
     traj = physres.rollout(stepper, x0, dt, n - n % save, save_every=save)
-    return traj[:, round(t_burn / (save * dt)) + 1:]
+    return traj[:, round(t_burn / (save * dt)) + 1 :]
 
 
 def _mean_and_error(values):
@@ -72,16 +72,20 @@ def test_baoab_reuses_the_last_force():
     assert step.nfev == 11  # one force per step, plus the first
 
 
-@pytest.mark.parametrize("n, n_chains, t_run", [
-    (8, 200, 40.0),
-    pytest.param(24, 400, 400.0, marks=pytest.mark.slow),
-])
+@pytest.mark.parametrize(
+    "n, n_chains, t_run",
+    [
+        (8, 200, 40.0),
+        pytest.param(24, 400, 400.0, marks=pytest.mark.slow),
+    ],
+)
 def test_gaussian_chain_statistics(n, n_chains, t_run):
     """Rouse chain (zero-length springs, bonds only): ⟨R²⟩ = (N−1)b², ⟨Rg²⟩ = b²(N²−1)/(6N),
     ⟨b²⟩ = 3kT/k (Doi & Edwards 1986, §2.1, §4.1), from an extended start."""
     k, kt = 3.0, 1.0
-    chain = _chain(n_beads=n, bond_length=0.0, k_bond=k, temperature=kt,
-                   dynamics="underdamped", **IDEAL)
+    chain = _chain(
+        n_beads=n, bond_length=0.0, k_bond=k, temperature=kt, dynamics="underdamped", **IDEAL
+    )
     step = physres.steppers.get("baoab", chain.rhs, seed=1)
     t_burn = 10.0 * (n / 8) ** 2  # a few Rouse times
     traj = _sample(step, chain.sample_initial(n_chains, seed=1), 0.05, t_burn, t_run, 1.0)
@@ -133,8 +137,14 @@ def test_baoab_equipartition_on_a_folding_chain():
 
 
 def _rg_spread(staples, seed, n_chains=60, t_run=12.0):
-    chain = _chain(n_beads=16, target=None, k_angle=0.0, temperature=1.0,
-                   dynamics="underdamped", staples=staples)
+    chain = _chain(
+        n_beads=16,
+        target=None,
+        k_angle=0.0,
+        temperature=1.0,
+        dynamics="underdamped",
+        staples=staples,
+    )
     step = physres.steppers.get("baoab", chain.rhs, seed=seed)
     traj = _sample(step, chain.sample_initial(n_chains, seed=seed), 0.01, 3.0, t_run, 0.5)
     rg = radius_of_gyration(traj[:, :, 0])  # (chains, frames)
@@ -142,8 +152,9 @@ def _rg_spread(staples, seed, n_chains=60, t_run=12.0):
     return float(rg.std()), float(blocks.std() / np.sqrt(len(blocks))), float(rg.mean())
 
 
-@pytest.mark.parametrize("n_chains, t_run", [
-    (60, 12.0), pytest.param(200, 100.0, marks=pytest.mark.slow)])
+@pytest.mark.parametrize(
+    "n_chains, t_run", [(60, 12.0), pytest.param(200, 100.0, marks=pytest.mark.slow)]
+)
 def test_staples_narrow_the_rg_distribution(n_chains, t_run):
     free, free_err, free_mean = _rg_spread([], 4, n_chains, t_run)
     stapled, stapled_err, stapled_mean = _rg_spread([(1, 14, 20.0, 1.0)], 4, n_chains, t_run)

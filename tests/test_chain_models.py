@@ -12,8 +12,9 @@ from physres.models import ChainGraphEmulator
 
 def _model(**kw):
     torch.manual_seed(0)
-    options = dict(state_shape=(10, 3), staples=[(1, 8)], width=8, depth=2, dt=0.1,
-                   dtype=torch.float64)
+    options = dict(
+        state_shape=(10, 3), staples=[(1, 8)], width=8, depth=2, dt=0.1, dtype=torch.float64
+    )
     return ChainGraphEmulator(**{**options, **kw})
 
 
@@ -52,6 +53,7 @@ def test_save_load_and_noise():
     assert torch.equal(a, m(x, 0.0, 0.1))
     m.temperature = 0.0
     import tempfile
+
     with tempfile.TemporaryDirectory() as d:
         physres.save(m, f"{d}/m.pt")
         loaded = physres.load(f"{d}/m.pt")
@@ -69,30 +71,55 @@ def test_bad_arguments():
 
 
 def test_learns_a_chain_flow_from_hdf5(tmp_path):
-    system = physres.systems.get("bead_chain", n_beads=8, target=None,
-                                 staples=[(0, 7, 10.0, 1.0)])
-    path = physres.data.generate(system, tmp_path / "flow.h5", n_traj=10, t_end=0.4,
-                                 dt=2e-3, dt_save=0.02, stepper="rk4", progress=False)
+    system = physres.systems.get("bead_chain", n_beads=8, target=None, staples=[(0, 7, 10.0, 1.0)])
+    path = physres.data.generate(
+        system,
+        tmp_path / "flow.h5",
+        n_traj=10,
+        t_end=0.4,
+        dt=2e-3,
+        dt_save=0.02,
+        stepper="rk4",
+        progress=False,
+    )
     with physres.data.open(path) as f:
         assert f.attrs["reference_method"] == "rk4" and f.states.shape == (10, 21, 8, 3)
         states = torch.from_numpy(np.asarray(f.states[:]))
     assert torch.allclose(states[:, 0], system.sample_initial(10, seed=0))
     torch.manual_seed(0)
     model = ChainGraphEmulator(state_shape=(8, 3), staples=[(0, 7)], width=16, depth=2)
-    cfg = physres.training.TrainConfig(epochs=25, batch_size=32, lr=1e-2, progress=False,
-                                       patience=None, val_every=25)
+    cfg = physres.training.TrainConfig(
+        epochs=25, batch_size=32, lr=1e-2, progress=False, patience=None, val_every=25
+    )
     result = physres.training.fit(model, path, cfg)
     assert result.losses[-1] < 0.5 * result.losses[0]
 
 
 def test_langevin_files_are_written_by_data_generate(tmp_path):
     system = physres.systems.get("bead_chain", n_beads=8, temperature=0.5)
-    path = physres.data.generate(system, tmp_path / "hot.h5", n_traj=3, t_end=0.1,
-                                 dt=1e-3, dt_save=0.01, seed=1, progress=False)
-    again = physres.data.generate(system, tmp_path / "hot2.h5", n_traj=3, t_end=0.1,
-                                  dt=1e-3, dt_save=0.01, seed=1, progress=False)
-    run = physres.systems.chain.trajectories(system, 3, t_end=0.1, dt=1e-3, dt_save=0.01,
-                                             seed=1, progress=False)
+    path = physres.data.generate(
+        system,
+        tmp_path / "hot.h5",
+        n_traj=3,
+        t_end=0.1,
+        dt=1e-3,
+        dt_save=0.01,
+        seed=1,
+        progress=False,
+    )
+    again = physres.data.generate(
+        system,
+        tmp_path / "hot2.h5",
+        n_traj=3,
+        t_end=0.1,
+        dt=1e-3,
+        dt_save=0.01,
+        seed=1,
+        progress=False,
+    )
+    run = physres.systems.chain.trajectories(
+        system, 3, t_end=0.1, dt=1e-3, dt_save=0.01, seed=1, progress=False
+    )
     with physres.data.open(path) as f, physres.data.open(again) as g:
         assert np.array_equal(f.states[:], g.states[:])  # seeded
         assert np.array_equal(f.states[:], run.states.numpy())  # the simulator's arrays
@@ -118,12 +145,12 @@ def test_langevin_files_are_written_by_data_generate(tmp_path):
 def test_chain_files_have_the_layout_of_scipy_files(tmp_path):
     """Fixed-step and scipy references of the same gradient flow: one writer, one layout, and
     states that agree to the fixed step's accuracy."""
-    system = physres.systems.get("bead_chain", n_beads=6, target=None,
-                                 staples=[(0, 5, 10.0, 1.0)])
+    system = physres.systems.get("bead_chain", n_beads=6, target=None, staples=[(0, 5, 10.0, 1.0)])
     kw = dict(n_traj=2, t_end=0.2, dt_save=0.02, seed=4, progress=False)
     fixed = physres.data.generate(system, tmp_path / "rk4.h5", dt=1e-4, stepper="rk4", **kw)
-    scipy = physres.data.generate(system, tmp_path / "scipy.h5", method="DOP853", rtol=1e-11,
-                                  atol=1e-12, **kw)
+    scipy = physres.data.generate(
+        system, tmp_path / "scipy.h5", method="DOP853", rtol=1e-11, atol=1e-12, **kw
+    )
     with physres.data.open(fixed) as f, physres.data.open(scipy) as g:
         with h5py.File(f.path) as a, h5py.File(g.path) as b:
             assert set(a.attrs) == set(b.attrs) | {"dt"}
@@ -141,9 +168,27 @@ def test_cli_generates_a_langevin_file(tmp_path):
     from physres.cli import main
 
     out = tmp_path / "hot.h5"
-    code = main(["generate", "bead_chain", "--out", str(out), "--n-traj", "2", "--t-end",
-                 "0.05", "--dt-save", "0.01", "--dt", "0.001", "--param", "n_beads=6",
-                 "--param", "temperature=0.3", "--no-progress"])
+    code = main(
+        [
+            "generate",
+            "bead_chain",
+            "--out",
+            str(out),
+            "--n-traj",
+            "2",
+            "--t-end",
+            "0.05",
+            "--dt-save",
+            "0.01",
+            "--dt",
+            "0.001",
+            "--param",
+            "n_beads=6",
+            "--param",
+            "temperature=0.3",
+            "--no-progress",
+        ]
+    )
     assert code == 0
     with physres.data.open(out) as f:
         assert f.attrs["reference_method"] == "euler_maruyama" and f.states.shape == (2, 6, 6, 3)
@@ -168,8 +213,10 @@ def test_force_emulator_symmetries_and_centre_of_mass():
         with torch.no_grad():
             y = m(x, 0.0, 0.1)
             scale = 1.0 + float(y.abs().max())  # round-off relative to the step's size
-            assert float((m(x @ rot.T + shift, 0.0, 0.1) - (y @ rot.T + shift)).abs().max()) \
+            assert (
+                float((m(x @ rot.T + shift, 0.0, 0.1) - (y @ rot.T + shift)).abs().max())
                 < 1e-13 * scale
+            )
             assert float((y - x).abs().max()) > 1e-3
             # equal and opposite pair forces: the centre of mass does not move
             assert float((y.mean(1) - x.mean(1)).abs().max()) < 1e-14 * scale
@@ -214,8 +261,10 @@ def _true_laws(system, model, dt):
     per edge, divided by the far-pair envelope) and ``angle_law`` (``dU/dcos θ``)."""
     p, native = system.params, system.native
     src, dst = model.src.tolist(), model.dst.tolist()
-    contacts = {tuple(c): float(r0) for c, r0 in zip(system.contacts.tolist(),
-                                                   system.native_distances, strict=True)}
+    contacts = {
+        tuple(c): float(r0)
+        for c, r0 in zip(system.contacts.tolist(), system.native_distances, strict=True)
+    }
     staples = {(i, j): (k, r0) for i, j, k, r0 in system.staples}
     far = model.far.bool()
 
@@ -234,7 +283,7 @@ def _true_laws(system, model, dt):
                 s2 = (contacts[i, j] / re) ** 2
                 w[:, e] += 60.0 * p["epsilon"] * (1.0 - s2) * s2**5 / re**2
             elif j - i >= 2:
-                s6 = re ** -6.0
+                s6 = re**-6.0
                 w[:, e] += torch.where(re < 2.0 ** (1 / 6), -48.0 * (s6 - 0.5) * s6 / re**2, 0.0)
             if far[e]:
                 w[:, e] /= 0.5 * (1.0 + torch.cos(torch.pi * re / model.cutoff))
@@ -255,10 +304,18 @@ def test_force_emulator_with_the_true_laws_is_euler_on_bead_chain():
     the edge set holds every interacting pair once, signs and the bending geometry are right."""
     system = physres.systems.get("bead_chain", n_beads=10, target="hairpin", staples=[(1, 8)])
     x = system.sample_initial(3, seed=4)
-    x = x + 0.05 * torch.randn(x.shape, generator=torch.Generator().manual_seed(1),
-                               dtype=x.dtype)  # off the rest lengths
-    m = physres.models.ChainForceEmulator(state_shape=(10, 3), staples=[(1, 8)], cutoff=40.0,
-                                          substeps=5, width=4, dt=0.01, dtype=torch.float64)
+    x = x + 0.05 * torch.randn(
+        x.shape, generator=torch.Generator().manual_seed(1), dtype=x.dtype
+    )  # off the rest lengths
+    m = physres.models.ChainForceEmulator(
+        state_shape=(10, 3),
+        staples=[(1, 8)],
+        cutoff=40.0,
+        substeps=5,
+        width=4,
+        dt=0.01,
+        dtype=torch.float64,
+    )
     m.pair_law, m.angle_law = _true_laws(system, m, 0.01)
     with torch.no_grad():
         force = system.rhs(0.0, x)

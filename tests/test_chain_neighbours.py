@@ -35,9 +35,11 @@ def _compact(chain, n, seed):
 def test_verlet_equals_all_pairs_on_coils_and_folds(n_beads):
     verlet, full = _pair(n_beads, "verlet"), _pair(n_beads, "all")
     g = torch.Generator().manual_seed(n_beads)
-    for x in (verlet.sample_initial(5, seed=1), _compact(verlet, 4, 2),
-              verlet.native + 0.15 * torch.randn(3, n_beads, 3, generator=g,
-                                                 dtype=torch.float64)):
+    for x in (
+        verlet.sample_initial(5, seed=1),
+        _compact(verlet, 4, 2),
+        verlet.native + 0.15 * torch.randn(3, n_beads, 3, generator=g, dtype=torch.float64),
+    ):
         _agree(verlet, full, x)
     # compact coils really exercise the repulsion
     d = physres.systems.chain.distances(_compact(verlet, 4, 2))
@@ -84,10 +86,12 @@ def test_same_langevin_trajectory_through_rebuilds():
     kw = dict(dynamics="underdamped", temperature=1.0, initial="coil")
     verlet, full = _pair(24, "verlet", skin=0.1, **kw), _pair(24, "all", **kw)
     x0 = verlet.sample_initial(3, seed=6)
-    a = physres.rollout(physres.steppers.get("baoab", verlet.rhs, seed=2), x0, 2e-3, 400,
-                        save_every=20)
-    b = physres.rollout(physres.steppers.get("baoab", full.rhs, seed=2), x0, 2e-3, 400,
-                        save_every=20)
+    a = physres.rollout(
+        physres.steppers.get("baoab", verlet.rhs, seed=2), x0, 2e-3, 400, save_every=20
+    )
+    b = physres.rollout(
+        physres.steppers.get("baoab", full.rhs, seed=2), x0, 2e-3, 400, save_every=20
+    )
     assert verlet._verlet.builds >= 5
     assert float((a - b).abs().max()) < 1e-9
     frames = a.flatten(0, 1)[:, 0]
@@ -131,11 +135,19 @@ def test_auto_picks_by_length_and_bad_options():
     assert math.isclose(_pair(30, "verlet", skin=0.25)._verlet.skin, 0.25)
 
 
-@pytest.mark.parametrize("kw", [
-    {"pairs": "all"}, {"pairs": "verlet"}, {"pairs": "all", "k_torsion": 2.0},
-    {"pairs": "verlet", "staples": [], "sigma": 0.9}, {"pairs": "all", "epsilon": 0.0},
-    {"pairs": "verlet", "wca": False}, {"pairs": "all", "k_angle": 0.0},
-    {"pairs": "verlet", "bond": "fene"}])
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {"pairs": "all"},
+        {"pairs": "verlet"},
+        {"pairs": "all", "k_torsion": 2.0},
+        {"pairs": "verlet", "staples": [], "sigma": 0.9},
+        {"pairs": "all", "epsilon": 0.0},
+        {"pairs": "verlet", "wca": False},
+        {"pairs": "all", "k_angle": 0.0},
+        {"pairs": "verlet", "bond": "fene"},
+    ],
+)
 def test_fused_force_matches_the_per_term_force(kw):
     # and the -grad of the energy by autograd; pairs straddle the WCA cutoff (the fused
     # formula cuts by min(w, 0), where the LJ force changes sign)

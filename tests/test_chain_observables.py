@@ -19,9 +19,14 @@ def test_radius_of_gyration_and_end_to_end_of_a_rod():
     n = 11
     assert float(ch.radius_of_gyration(_rod(n))) == pytest.approx(np.sqrt((n * n - 1) / 12))
     assert float(ch.end_to_end(_rod(n))) == pytest.approx(n - 1)
-    ring = torch.stack([torch.cos(torch.linspace(0, 2 * np.pi, 13)[:-1]),
-                        torch.sin(torch.linspace(0, 2 * np.pi, 13)[:-1]),
-                        torch.zeros(12)], dim=-1)
+    ring = torch.stack(
+        [
+            torch.cos(torch.linspace(0, 2 * np.pi, 13)[:-1]),
+            torch.sin(torch.linspace(0, 2 * np.pi, 13)[:-1]),
+            torch.zeros(12),
+        ],
+        dim=-1,
+    )
     assert float(ch.radius_of_gyration(3.0 * ring)) == pytest.approx(3.0)
 
 

@@ -14,8 +14,9 @@ CONFIGS = {
     "hairpin": dict(n_beads=20, staples=[(2, 17)]),
     "helix_torsion": dict(n_beads=16, target="helix", k_torsion=2.0, staples=[(1, 14, 5.0, 3.0)]),
     "fene_homopolymer": dict(n_beads=12, target=None, bond="fene", staples=[(0, 11)]),
-    "underdamped": dict(n_beads=10, target="hairpin", k_torsion=1.0, dynamics="underdamped",
-                        temperature=0.5),
+    "underdamped": dict(
+        n_beads=10, target="hairpin", k_torsion=1.0, dynamics="underdamped", temperature=0.5
+    ),
 }
 
 
@@ -43,8 +44,14 @@ def test_each_term_against_autograd(term):
     x = torch.randn(3, 9, 3, generator=g).cumsum(1).requires_grad_(True)
     i = torch.arange(9)
     calls = {
-        "fene": lambda: potential.fene_pairs(x, i[:-1], i[1:], 30.0, torch.linalg.vector_norm(
-            (x[0, 1:] - x[0, :-1]).detach(), dim=-1) * 1.05, 10.0),
+        "fene": lambda: potential.fene_pairs(
+            x,
+            i[:-1],
+            i[1:],
+            30.0,
+            torch.linalg.vector_norm((x[0, 1:] - x[0, :-1]).detach(), dim=-1) * 1.05,
+            10.0,
+        ),
         "torsion": lambda: potential.torsion(x, i[:-3], 1.5, torch.linspace(-3, 3, 6)),
         "bending": lambda: potential.bending(x, i[1:-1], 4.0, torch.linspace(-1, 1, 7)),
         "wca": lambda: potential.wca_pairs(x, *torch.triu_indices(9, 9, 2), 1.0, 2.5),
@@ -117,11 +124,17 @@ def test_jacobian_matches_finite_differences():
     jac = chain.jacobian(0.0, x)
     h = 1e-6
     flat = x.reshape(2, -1)
-    fd = torch.stack([
-        (chain.rhs(0.0, (flat + h * e).reshape(x.shape)) -
-         chain.rhs(0.0, (flat - h * e).reshape(x.shape))).reshape(2, -1) / (2 * h)
-        for e in torch.eye(flat.shape[1])
-    ], dim=-1)
+    fd = torch.stack(
+        [
+            (
+                chain.rhs(0.0, (flat + h * e).reshape(x.shape))
+                - chain.rhs(0.0, (flat - h * e).reshape(x.shape))
+            ).reshape(2, -1)
+            / (2 * h)
+            for e in torch.eye(flat.shape[1])
+        ],
+        dim=-1,
+    )
     assert torch.allclose(jac, fd, rtol=1e-6, atol=1e-5)
     assert torch.allclose(jac, jac.transpose(1, 2), atol=1e-9)  # −Hessian/γ is symmetric
 
@@ -130,8 +143,16 @@ def _scipy(chain, x0, t_eval, method="DOP853"):
     out = []
     jac = {"jac": chain.numpy_jacobian} if method == "LSODA" else {}
     for y0 in x0.reshape(x0.shape[0], -1).numpy():
-        sol = solve_ivp(chain.numpy_rhs, (t_eval[0], t_eval[-1]), y0, method=method,
-                        t_eval=t_eval, rtol=1e-11, atol=1e-12, **jac)
+        sol = solve_ivp(
+            chain.numpy_rhs,
+            (t_eval[0], t_eval[-1]),
+            y0,
+            method=method,
+            t_eval=t_eval,
+            rtol=1e-11,
+            atol=1e-12,
+            **jac,
+        )
         assert sol.success
         out.append(sol.y.T)
     return np.stack(out).reshape(x0.shape[0], len(t_eval), *chain.state_shape)
@@ -150,8 +171,9 @@ def test_energy_never_rises_along_gradient_flow():
 
 @pytest.mark.parametrize("dynamics", ["overdamped", "underdamped"])
 def test_rk4_rollout_matches_scipy(dynamics):
-    chain = physres.systems.get("bead_chain", n_beads=10, staples=[(0, 9)], k_torsion=1.0,
-                                dynamics=dynamics)
+    chain = physres.systems.get(
+        "bead_chain", n_beads=10, staples=[(0, 9)], k_torsion=1.0, dynamics=dynamics
+    )
     x0 = chain.sample_initial(1, seed=1)
     t = np.linspace(0.0, 0.2, 5)
     ref = torch.from_numpy(_scipy(chain, x0, t))
@@ -205,15 +227,18 @@ def test_invariants():
     assert torch.allclose(inv["energy"], homo.energy(z) + 0.5 * 12 * 3)
 
 
-@pytest.mark.parametrize("staples, match", [
-    ([(3, 40)], r"`staples`.*out of range"),
-    ([(-1, 10)], r"`staples`.*out of range"),
-    ([(3, 4)], r"`staples`.*neighbouring"),
-    ([(3, 5)], r"`staples`.*neighbouring"),
-    ([(3, 28), (28, 3)], r"`staples`.*duplicate"),
-    ([(3,)], r"`staples` entries must be"),
-    ([(3, 28, 1.0)], r"`staples` entries must be"),
-])
+@pytest.mark.parametrize(
+    "staples, match",
+    [
+        ([(3, 40)], r"`staples`.*out of range"),
+        ([(-1, 10)], r"`staples`.*out of range"),
+        ([(3, 4)], r"`staples`.*neighbouring"),
+        ([(3, 5)], r"`staples`.*neighbouring"),
+        ([(3, 28), (28, 3)], r"`staples`.*duplicate"),
+        ([(3,)], r"`staples` entries must be"),
+        ([(3, 28, 1.0)], r"`staples` entries must be"),
+    ],
+)
 def test_bad_staples(staples, match):
     with pytest.raises(ValueError, match=match):
         physres.systems.get("bead_chain", n_beads=32, staples=staples)

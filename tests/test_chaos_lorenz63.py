@@ -13,10 +13,12 @@ LAMBDA = 0.9056  # Sprott (2003)
 @pytest.fixture(scope="module")
 def lorenz(tmp_path_factory):
     root = tmp_path_factory.mktemp("lorenz")
-    train = physres.data.generate("lorenz63", root / "train.h5", n_traj=6, t_end=15.0,
-                                  dt_save=0.01, seed=0, progress=False)
-    test = physres.data.generate("lorenz63", root / "test.h5", n_traj=4, t_end=15.0,
-                                 dt_save=0.01, seed=99, progress=False)
+    train = physres.data.generate(
+        "lorenz63", root / "train.h5", n_traj=6, t_end=15.0, dt_save=0.01, seed=0, progress=False
+    )
+    test = physres.data.generate(
+        "lorenz63", root / "test.h5", n_traj=4, t_end=15.0, dt_save=0.01, seed=99, progress=False
+    )
     with physres.data.open(test) as f:
         states = np.asarray(f.states[:])  # scipy DOP853 at rtol 1e-10: the truth
     return train, states
@@ -26,23 +28,26 @@ def valid_time(model, states):
     """Lyapunov times until ‖x̂ − x‖ / ⟨‖x‖²⟩^½ > 0.4, from t = 5 (held-out states)."""
     ref = states[:, 500:]
     with torch.no_grad():
-        pred = physres.rollout(model, torch.from_numpy(ref[:, 0].copy()), 0.01,
-                               ref.shape[1] - 1).numpy()
+        pred = physres.rollout(
+            model, torch.from_numpy(ref[:, 0].copy()), 0.01, ref.shape[1] - 1
+        ).numpy()
     scale = np.sqrt(np.mean(np.sum(states[:, 200:] ** 2, -1)))
     lost = np.linalg.norm(pred - ref, axis=-1) / scale > 0.4
     first = np.where(lost.any(1), lost.argmax(1), ref.shape[1])
     return first * 0.01 * LAMBDA
 
 
-@pytest.mark.parametrize("kind,options", [
-    ("resnet", dict(net="poly", net_options={"degree": 5})),
-    ("node", dict(net="poly", net_options={"degree": 2}, method="rk4", step_size=0.005)),
-])
+@pytest.mark.parametrize(
+    "kind,options",
+    [
+        ("resnet", dict(net="poly", net_options={"degree": 5})),
+        ("node", dict(net="poly", net_options={"degree": 2}, method="rk4", step_size=0.005)),
+    ],
+)
 def test_emulator_on_fit_defaults_predicts_five_lyapunov_times(lorenz, kind, options):
     train, states = lorenz
     model = physres.training.model_for(train, kind, **options)
-    fit(model, train, TrainConfig(device="cpu", progress=False, val_steps=300,
-                                  polish_windows=1024))
+    fit(model, train, TrainConfig(device="cpu", progress=False, val_steps=300, polish_windows=1024))
     info = model.training_info
     assert info["dtype"].startswith("float64") and "lstsq" in info
     assert info["polish"]["method"] == ("lstsq" if kind == "resnet" else "lm")

@@ -10,8 +10,9 @@ import physres
 def direct_rhs(x, F):
     """Lorenz (1996) written site by site with explicit modular indices."""
     n = len(x)
-    return np.array([(x[(i + 1) % n] - x[(i - 2) % n]) * x[(i - 1) % n] - x[i] + F
-                     for i in range(n)])
+    return np.array(
+        [(x[(i + 1) % n] - x[(i - 2) % n]) * x[(i - 1) % n] - x[i] + F for i in range(n)]
+    )
 
 
 @pytest.mark.parametrize("N,F", [(40, 8.0), (7, 3.5)])

@@ -14,9 +14,31 @@ from physres.cli import main
 
 def test_generate_then_info(tmp_path, capsys):
     out = tmp_path / "vdp.h5"
-    code = main(["generate", "van_der_pol", "--out", str(out), "--n-traj", "3", "--t-end", "2",
-                 "--dt-save", "0.1", "--param", "mu=5", "--seed", "4", "--rtol", "1e-9",
-                 "--atol", "1e-11", "--method", "Radau", "--no-progress"])
+    code = main(
+        [
+            "generate",
+            "van_der_pol",
+            "--out",
+            str(out),
+            "--n-traj",
+            "3",
+            "--t-end",
+            "2",
+            "--dt-save",
+            "0.1",
+            "--param",
+            "mu=5",
+            "--seed",
+            "4",
+            "--rtol",
+            "1e-9",
+            "--atol",
+            "1e-11",
+            "--method",
+            "Radau",
+            "--no-progress",
+        ]
+    )
     assert code == 0
     assert "wrote" in capsys.readouterr().out
     with physres.data.open(out) as f:
@@ -24,36 +46,62 @@ def test_generate_then_info(tmp_path, capsys):
         assert f.attrs["reference_method"] == "Radau" and f.attrs["rtol"] == 1e-9
         assert f.states.shape == (3, 21, 2)
         system = f.make_system()
-        expected = physres.reference.solve(system, system.sample_initial(3, seed=4), f.t,
-                                           method="Radau", rtol=1e-9, atol=1e-11)
+        expected = physres.reference.solve(
+            system, system.sample_initial(3, seed=4), f.t, method="Radau", rtol=1e-9, atol=1e-11
+        )
         np.testing.assert_array_equal(f.states[()], expected)
 
     assert main(["info", str(out)]) == 0
     text = capsys.readouterr().out
-    for piece in ("van_der_pol", '"mu": 5.0', "3 trajectories x 21 times x (2,)",
-                  "dt_save 0.1", "Radau rtol=1e-09", "s/trajectory"):
+    for piece in (
+        "van_der_pol",
+        '"mu": 5.0',
+        "3 trajectories x 21 times x (2,)",
+        "dt_save 0.1",
+        "Radau rtol=1e-09",
+        "s/trajectory",
+    ):
         assert piece in text, piece
 
 
 def test_generate_workers_and_invariants_in_info(tmp_path, capsys):
     out = tmp_path / "ho.h5"
-    assert main(["generate", "harmonic_oscillator", "--out", str(out), "--n-traj", "4",
-                 "--t-end", "1", "--workers", "2", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "generate",
+                "harmonic_oscillator",
+                "--out",
+                str(out),
+                "--n-traj",
+                "4",
+                "--t-end",
+                "1",
+                "--workers",
+                "2",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert main(["info", str(out)]) == 0
     assert "invariant     energy: max relative drift" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["generate", "nope", "--out", "{tmp}/a.h5"], "unknown system 'nope'"),
-    (["generate", "pendulum", "--out", "{tmp}/a.h5", "--param", "omega=-2"], "`omega`"),
-    (["generate", "pendulum", "--out", "{tmp}/a.h5", "--param", "omega"], "key=value"),
-    (["generate", "pendulum", "--out", "{tmp}/missing/a.h5"], "does not exist"),
-    (["generate", "pendulum", "--out", "{tmp}"], "is a directory"),
-    (["generate", "pendulum", "--out", "{tmp}/a.h5", "--n-traj", "0"], "`n_traj`"),
-    (["generate", "pendulum", "--out", "{tmp}/a.h5", "--method", "euler"], "`method`"),
-    (["info", "{tmp}/missing.h5"], "no such file"),
-    (["info", "{tmp}/garbage.h5"], "not a readable HDF5 file"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["generate", "nope", "--out", "{tmp}/a.h5"], "unknown system 'nope'"),
+        (["generate", "pendulum", "--out", "{tmp}/a.h5", "--param", "omega=-2"], "`omega`"),
+        (["generate", "pendulum", "--out", "{tmp}/a.h5", "--param", "omega"], "key=value"),
+        (["generate", "pendulum", "--out", "{tmp}/missing/a.h5"], "does not exist"),
+        (["generate", "pendulum", "--out", "{tmp}"], "is a directory"),
+        (["generate", "pendulum", "--out", "{tmp}/a.h5", "--n-traj", "0"], "`n_traj`"),
+        (["generate", "pendulum", "--out", "{tmp}/a.h5", "--method", "euler"], "`method`"),
+        (["info", "{tmp}/missing.h5"], "no such file"),
+        (["info", "{tmp}/garbage.h5"], "not a readable HDF5 file"),
+    ],
+)
 def test_bad_input_one_line_nonzero(tmp_path, capsys, argv, message):
     (tmp_path / "garbage.h5").write_bytes(b"\x89HDF\r\n\x1a\n" + b"\x00" * 100)
     code = main([a.replace("{tmp}", str(tmp_path)) for a in argv])
@@ -76,15 +124,31 @@ def test_info_refuses_truncated_file(tmp_path, capsys):
 def _command() -> list[str]:
     """The installed ``physres`` script (or the same entry point through the interpreter)."""
     script = shutil.which("physres", path=str(Path(sys.executable).parent))
-    return [script] if script else [sys.executable, "-c",
-                                    "import sys; from physres.cli import main; sys.exit(main())"]
+    return (
+        [script]
+        if script
+        else [sys.executable, "-c", "import sys; from physres.cli import main; sys.exit(main())"]
+    )
 
 
 def test_subprocess_generate(tmp_path):
     out = tmp_path / "lv.h5"
-    ok = subprocess.run([*_command(), "generate", "lotka_volterra", "--out", str(out),
-                         "--n-traj", "2", "--t-end", "1"],
-                        capture_output=True, text=True, timeout=300)
+    ok = subprocess.run(
+        [
+            *_command(),
+            "generate",
+            "lotka_volterra",
+            "--out",
+            str(out),
+            "--n-traj",
+            "2",
+            "--t-end",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert ok.returncode == 0, ok.stderr
     assert "generate lotka_volterra" in ok.stderr  # the progress bar
     with physres.data.open(out) as f:
@@ -129,8 +193,10 @@ def test_generate_takes_the_output_file_as_argument_or_option(tmp_path, capsys):
     with physres.data.open(a) as fa, physres.data.open(b) as fb:
         np.testing.assert_array_equal(fa.states[:], fb.states[:])
     capsys.readouterr()
-    for argv in (["generate", "harmonic_oscillator", *common],
-                 ["generate", "harmonic_oscillator", str(a), "--out", str(b), *common]):
+    for argv in (
+        ["generate", "harmonic_oscillator", *common],
+        ["generate", "harmonic_oscillator", str(a), "--out", str(b), *common],
+    ):
         assert main(argv) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and "`--out FILE`" in err[0], err

@@ -80,8 +80,15 @@ def test_shipped_scenarios_are_the_checkout_folder(monkeypatch):
     shipped = runner.shipped_dir()
     assert (shipped / "__init__.py").is_file()
     assert runner.scenario_dirs() == [shipped.resolve()]
-    assert set(runner.list_scenarios()) >= {"chain_fold", "depth", "kohn_sham", "lorenz",
-                                            "oscillator", "stiff", "wavepacket"}
+    assert set(runner.list_scenarios()) >= {
+        "chain_fold",
+        "depth",
+        "kohn_sham",
+        "lorenz",
+        "oscillator",
+        "stiff",
+        "wavepacket",
+    }
 
 
 def test_every_shipped_scenario_declares_only_the_contract(monkeypatch):
@@ -93,8 +100,14 @@ def test_every_shipped_scenario_declares_only_the_contract(monkeypatch):
         assert isinstance(module.QUICK, module.Config) and isinstance(module.FULL, module.Config)
         assert not hasattr(module, "main"), name  # the runner owns the command line
         text = runner.scenario_path(name).read_text()
-        for boilerplate in ("write_report", "cpu_threads", "time.perf_counter() - start",
-                            "torch.cuda.is_available", "matplotlib.use", "pyplot"):
+        for boilerplate in (
+            "write_report",
+            "cpu_threads",
+            "time.perf_counter() - start",
+            "torch.cuda.is_available",
+            "matplotlib.use",
+            "pyplot",
+        ):
             assert boilerplate not in text, (name, boilerplate)
 
 
@@ -113,8 +126,21 @@ def test_missing_name_is_an_error(capsys):
 
 def test_run_writes_the_report_with_its_header(toy_dir, tmp_path, capsys):
     out = tmp_path / "run_out"
-    assert main(["run", "toy_scenario", "--quick", "--out", str(out), "--device", "cpu",
-                 "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "toy_scenario",
+                "--quick",
+                "--out",
+                str(out),
+                "--device",
+                "cpu",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     text = capsys.readouterr().out
     assert "stepper" in text and "0.00125" in text  # closing table
     assert str(out / "report.md") in text and "line.png" in text
@@ -122,12 +148,18 @@ def test_run_writes_the_report_with_its_header(toy_dir, tmp_path, capsys):
     wall = report.pop("wall_s")
     assert 0 < wall < 60
     assert report == {
-        "scenario": "toy_scenario", "quick": True, "preset": "quick", "device": "cpu",
-        "physres": __version__, "config": {"width": 4, "lr": 0.5, "sizes": [1, 2],
-                                           "label": "toy"},
-        "value": 0.5, "width": 4, "summary": [{"stepper": "toy", "error": 1.25e-3}],
+        "scenario": "toy_scenario",
+        "quick": True,
+        "preset": "quick",
+        "device": "cpu",
+        "physres": __version__,
+        "config": {"width": 4, "lr": 0.5, "sizes": [1, 2], "label": "toy"},
+        "value": 0.5,
+        "width": 4,
+        "summary": [{"stepper": "toy", "error": 1.25e-3}],
         "figures": ["line.png"],
-        "placement": {"counts": {"model": 1, "tensor": 1}, "devices": ["cpu"]}}
+        "placement": {"counts": {"model": 1, "tensor": 1}, "devices": ["cpu"]},
+    }
     md = (out / "report.md").read_text()
     assert md.startswith("# Toy\n\n| scenario | preset | device | physres | wall time |")
     assert "`toy_scenario`" in md and f"| {__version__} |" in md
@@ -164,9 +196,12 @@ def test_device_auto_and_unknown():
 def test_a_model_left_off_the_device_is_caught(tmp_path, monkeypatch):
     # ctx.fit records where training left the model: a training that ignored --device (here
     # one that puts it on "meta", the only other device of a CPU-only machine) fails the run
-    (tmp_path / "stray.py").write_text(TOY.replace(
-        "x = ctx.tensor([[1.0, 2.0]])",
-        "ctx.fit(torch.nn.Linear(2, 2), 'unused.h5', 10)\n    x = ctx.tensor([[1.0, 2.0]])"))
+    (tmp_path / "stray.py").write_text(
+        TOY.replace(
+            "x = ctx.tensor([[1.0, 2.0]])",
+            "ctx.fit(torch.nn.Linear(2, 2), 'unused.h5', 10)\n    x = ctx.tensor([[1.0, 2.0]])",
+        )
+    )
     monkeypatch.setenv(runner.ENV_VAR, str(tmp_path))
     seen = {}
 
@@ -191,44 +226,93 @@ def test_ctx_places_models_and_tensors_on_the_device(tmp_path):
 
 def test_scenario_file_runs_as_a_script(toy_dir, tmp_path):
     out = tmp_path / "script_out"
-    proc = subprocess.run([sys.executable, str(toy_dir / "toy_scenario.py"), "--quick",
-                           "--out", str(out), "--device", "cpu"],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(toy_dir / "toy_scenario.py"),
+            "--quick",
+            "--out",
+            str(out),
+            "--device",
+            "cpu",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "report.md" in proc.stdout
     report = json.loads((out / "report.json").read_text())
     assert report["quick"] is True and report["scenario"] == "toy_scenario"
     # the same command line as `physres run`, errors included
-    bad = subprocess.run([sys.executable, str(toy_dir / "toy_scenario.py"), "--device", "tpu"],
-                         capture_output=True, text=True, timeout=120)
+    bad = subprocess.run(
+        [sys.executable, str(toy_dir / "toy_scenario.py"), "--device", "tpu"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert bad.returncode == 2 and "--device" in bad.stderr
 
 
 def test_run_config_toml_overrides_the_preset(toy_dir, tmp_path):
     cfg = tmp_path / "c.toml"
-    cfg.write_text('width = 3\nlr = 1\nsizes = [5, 6, 7]\n')
+    cfg.write_text("width = 3\nlr = 1\nsizes = [5, 6, 7]\n")
     out = tmp_path / "o"
-    assert main(["run", "toy_scenario", "--quick", "--config", str(cfg), "--out", str(out),
-                 "--no-progress", "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "toy_scenario",
+                "--quick",
+                "--config",
+                str(cfg),
+                "--out",
+                str(out),
+                "--no-progress",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     report = json.loads((out / "report.json").read_text())
     assert report["config"] == {"width": 3, "lr": 1.0, "sizes": [5, 6, 7], "label": "toy"}
     assert report["width"] == 3 and report["preset"] == "quick"
     assert report["config_overrides"] == {"width": 3, "lr": 1, "sizes": [5, 6, 7]}
-    assert "Changed from the quick preset by `--config`: `width`, `lr`, `sizes`." in (
-        out / "report.md").read_text()
+    assert (
+        "Changed from the quick preset by `--config`: `width`, `lr`, `sizes`."
+        in (out / "report.md").read_text()
+    )
 
 
-@pytest.mark.parametrize("text, message", [
-    ("depth = 3\n", "unknown key 'depth' for Config; valid keys: width, lr, sizes, label"),
-    ("width = 'wide'\n", "`width` must be int like 4, got 'wide'"),
-    ("sizes = 3\n", "`sizes` must be an array"),
-    ("width = [\n", "is not valid TOML"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("depth = 3\n", "unknown key 'depth' for Config; valid keys: width, lr, sizes, label"),
+        ("width = 'wide'\n", "`width` must be int like 4, got 'wide'"),
+        ("sizes = 3\n", "`sizes` must be an array"),
+        ("width = [\n", "is not valid TOML"),
+    ],
+)
 def test_run_config_errors_are_one_line(toy_dir, tmp_path, capsys, text, message):
     cfg = tmp_path / "c.toml"
     cfg.write_text(text)
-    assert main(["run", "toy_scenario", "--quick", "--config", str(cfg), "--out",
-                 str(tmp_path / "o"), "--device", "cpu"]) == 2
+    assert (
+        main(
+            [
+                "run",
+                "toy_scenario",
+                "--quick",
+                "--config",
+                str(cfg),
+                "--out",
+                str(tmp_path / "o"),
+                "--device",
+                "cpu",
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0] and "--config" in err[0], err
     assert not (tmp_path / "o").exists()
@@ -254,11 +338,13 @@ SUMMARY_LINE = 'SUMMARY = "toy: writes a report and one figure"'
 
 def test_load_scenario_requires_the_declaration(tmp_path, monkeypatch):
     (tmp_path / "broken.py").write_text('SUMMARY = "no run here"\n')
-    (tmp_path / "old.py").write_text(textwrap.dedent('''
+    (tmp_path / "old.py").write_text(
+        textwrap.dedent("""
         SUMMARY = "the old protocol"
         def main(out, quick=False, device=None, progress=True):
             return {}
-    '''))
+    """)
+    )
     monkeypatch.setenv(runner.ENV_VAR, str(tmp_path))
     for name in ("broken", "old"):
         with pytest.raises(TypeError, match="must define SUMMARY, a Config"):
@@ -268,11 +354,21 @@ def test_load_scenario_requires_the_declaration(tmp_path, monkeypatch):
 
 
 def test_write_report_converts_and_refuses_non_finite(tmp_path):
-    report = {"a": np.float32(1.5), "b": torch.tensor([1.0, 2.0]), "c": np.arange(3),
-              "d": None, "nested": {"x": [np.int64(4)]}}
+    report = {
+        "a": np.float32(1.5),
+        "b": torch.tensor([1.0, 2.0]),
+        "c": np.arange(3),
+        "d": None,
+        "nested": {"x": [np.int64(4)]},
+    }
     json_path, md_path = runner.write_report(tmp_path, report, "# title")
-    assert json.loads(json_path.read_text()) == {"a": 1.5, "b": [1.0, 2.0], "c": [0, 1, 2],
-                                                 "d": None, "nested": {"x": [4]}}
+    assert json.loads(json_path.read_text()) == {
+        "a": 1.5,
+        "b": [1.0, 2.0],
+        "c": [0, 1, 2],
+        "d": None,
+        "nested": {"x": [4]},
+    }
     assert md_path.read_text() == "# title\n"
     with pytest.raises(ValueError, match=r"report\['nested'\]\['x'\]\[1\] is nan"):
         runner.write_report(tmp_path, {"nested": {"x": [1.0, float("nan")]}}, "")
@@ -284,8 +380,12 @@ def test_write_report_converts_and_refuses_non_finite(tmp_path):
 
 
 def test_summary_table_aligns_columns():
-    text = _output.text_table([{"stepper": "rk4", "error": 1.5e-7, "stable": True},
-                               {"stepper": "backward_euler", "error": 0.25}])
+    text = _output.text_table(
+        [
+            {"stepper": "rk4", "error": 1.5e-7, "stable": True},
+            {"stepper": "backward_euler", "error": 0.25},
+        ]
+    )
     lines = text.splitlines()
     assert lines[0].split() == ["stepper", "error", "stable"]
     assert set(lines[1].replace(" ", "")) == {"-"}
@@ -293,7 +393,7 @@ def test_summary_table_aligns_columns():
     assert lines[3].split() == ["backward_euler", "0.25", "—"]  # missing cell
     # every column starts at the same offset on every line
     col = lines[0].index("error")
-    assert all(line[col - 2:col] == "  " for line in lines[2:])
+    assert all(line[col - 2 : col] == "  " for line in lines[2:])
     assert _output.text_table([["a", "b"], [1, 2.0]]).splitlines()[2].split() == ["1", "2"]
     assert _output.markdown_table([{"a": 1}]) == "| a |\n|---|\n| 1 |"
     with pytest.raises(TypeError, match="`rows`"):
@@ -306,8 +406,7 @@ def test_the_documented_example_scenario_runs(tmp_path, monkeypatch):
     code = re.search(r"```python\n(\"\"\"Decay.*?)```", text, re.S).group(1)
     (tmp_path / "decay.py").write_text(code)
     monkeypatch.setenv(runner.ENV_VAR, str(tmp_path))
-    report = runner.run_scenario("decay", tmp_path / "o", quick=True, device="cpu",
-                                 progress=False)
+    report = runner.run_scenario("decay", tmp_path / "o", quick=True, device="cpu", progress=False)
     errors = [row["error"] for row in report["summary"]]
     # euler on y' = -y is first order: halving dt halves the error at t = 2, up to O(dt)
     assert all(1.8 < a / b < 2.2 for a, b in zip(errors, errors[1:], strict=False))

@@ -12,13 +12,25 @@ from physres.cli import main
 @pytest.fixture(scope="module")
 def ho_file(tmp_path_factory):
     path = tmp_path_factory.mktemp("data") / "ho.h5"
-    physres.data.generate("harmonic_oscillator", path, n_traj=10, t_end=6.0, dt_save=0.05,
-                          seed=1, progress=False)
+    physres.data.generate(
+        "harmonic_oscillator", path, n_traj=10, t_end=6.0, dt_save=0.05, seed=1, progress=False
+    )
     return path
 
 
-FAST = ["--epochs", "3", "--frame-step", "5", "--width", "16", "--batch-size", "64",
-        "--val-steps", "10", "--no-progress"]
+FAST = [
+    "--epochs",
+    "3",
+    "--frame-step",
+    "5",
+    "--width",
+    "16",
+    "--batch-size",
+    "64",
+    "--val-steps",
+    "10",
+    "--no-progress",
+]
 
 
 def losses(log_prefix):
@@ -44,8 +56,10 @@ def test_train_writes_a_loadable_model_and_logs(ho_file, tmp_path, capsys):
 @pytest.mark.parametrize("kind", ["node", "implicit", "hybrid"])
 def test_train_every_model_kind(ho_file, tmp_path, kind):
     out = tmp_path / f"{kind}.pt"
-    assert main(["train", str(ho_file), "--model", kind, "--out", str(out), *FAST,
-                 "--epochs", "1"]) == 0
+    assert (
+        main(["train", str(ho_file), "--model", kind, "--out", str(out), *FAST, "--epochs", "1"])
+        == 0
+    )
     model = physres.load(out)
     assert type(model).name == kind
     if kind == "hybrid":  # the coarse physics comes from the data file's system
@@ -56,8 +70,22 @@ def test_interrupt_and_resume_gives_the_same_losses(ho_file, tmp_path, capsys):
     straight = tmp_path / "a.pt"
     assert main(["train", str(ho_file), "--out", str(straight), *FAST]) == 0
     out = tmp_path / "b.pt"
-    assert main(["train", str(ho_file), "--out", str(out), *FAST, "--max-steps", "4",
-                 "--checkpoint-every", "2"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                str(ho_file),
+                "--out",
+                str(out),
+                *FAST,
+                "--max-steps",
+                "4",
+                "--checkpoint-every",
+                "2",
+            ]
+        )
+        == 0
+    )
     assert "continue with --resume" in capsys.readouterr().out
     assert not out.exists()
     assert main(["train", str(ho_file), "--out", str(out), *FAST, "--resume"]) == 0
@@ -66,14 +94,17 @@ def test_interrupt_and_resume_gives_the_same_losses(ho_file, tmp_path, capsys):
     assert torch.equal(physres.load(out)(x, 0.0, 0.25), physres.load(straight)(x, 0.0, 0.25))
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["missing.h5", "--out", "{tmp}/m.pt"], "data file 'missing.h5' does not exist"),
-    (["{data}", "--out", "{tmp}/no/m.pt"], "directory of --out"),
-    (["{data}", "--out", "{tmp}/m.pt", "--batch-size", "0"], "`batch_size` must be >= 1"),
-    (["{data}", "--out", "{tmp}/m.pt", "--net", "transformer"], "unknown model 'transformer'"),
-    (["{data}", "--out", "{tmp}/m.pt", "--resume"], "nothing to resume"),
-    (["{data}", "--out", "{tmp}/m.pt", "--frame-step", "1000"], "spans"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["missing.h5", "--out", "{tmp}/m.pt"], "data file 'missing.h5' does not exist"),
+        (["{data}", "--out", "{tmp}/no/m.pt"], "directory of --out"),
+        (["{data}", "--out", "{tmp}/m.pt", "--batch-size", "0"], "`batch_size` must be >= 1"),
+        (["{data}", "--out", "{tmp}/m.pt", "--net", "transformer"], "unknown model 'transformer'"),
+        (["{data}", "--out", "{tmp}/m.pt", "--resume"], "nothing to resume"),
+        (["{data}", "--out", "{tmp}/m.pt", "--frame-step", "1000"], "spans"),
+    ],
+)
 def test_bad_input_is_one_line_without_traceback(ho_file, tmp_path, capsys, args, message):
     argv = ["train"] + [a.format(tmp=tmp_path, data=ho_file) for a in args] + ["--no-progress"]
     assert main(argv) == 2
@@ -143,23 +174,39 @@ def test_help_generator_copes_with_fields_without_metadata():
     assert train.field_help(fields["gamma"], doc) == "Group: gamma"
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["--device", "tpu"], "--device must be cpu or cuda (cuda:N), got 'tpu'"),
-    (["--batch-size", "0"], "--batch-size: `batch_size` must be >= 1, got 0"),
-    (["--lr", "-1"], "--lr: `lr` must be finite and > 0"),
-    (["--resume", "--overwrite"], "--resume and --overwrite exclude each other"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--device", "tpu"], "--device must be cpu or cuda (cuda:N), got 'tpu'"),
+        (["--batch-size", "0"], "--batch-size: `batch_size` must be >= 1, got 0"),
+        (["--lr", "-1"], "--lr: `lr` must be finite and > 0"),
+        (["--resume", "--overwrite"], "--resume and --overwrite exclude each other"),
+    ],
+)
 def test_refusals_name_the_option(ho_file, tmp_path, capsys, args, message):
-    assert main(["train", str(ho_file), "--out", str(tmp_path / "m.pt"), *args,
-                 "--no-progress"]) == 2
+    assert (
+        main(["train", str(ho_file), "--out", str(tmp_path / "m.pt"), *args, "--no-progress"]) == 2
+    )
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available here")
 def test_cuda_without_cuda_is_one_line(ho_file, tmp_path, capsys):
-    assert main(["train", str(ho_file), "--out", str(tmp_path / "m.pt"), "--device", "cuda",
-                 "--no-progress"]) == 2
+    assert (
+        main(
+            [
+                "train",
+                str(ho_file),
+                "--out",
+                str(tmp_path / "m.pt"),
+                "--device",
+                "cuda",
+                "--no-progress",
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "CUDA is not available" in err and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1
@@ -175,8 +222,9 @@ def test_existing_checkpoint_is_not_overwritten_without_a_word(ho_file, tmp_path
     err = capsys.readouterr().err
     assert str(checkpoint) in err and "--resume" in err and "--overwrite" in err
     assert checkpoint.read_bytes() == before
-    assert main(["train", str(ho_file), "--out", str(out), *FAST, "--epochs", "1",
-                 "--overwrite"]) == 0
+    assert (
+        main(["train", str(ho_file), "--out", str(out), *FAST, "--epochs", "1", "--overwrite"]) == 0
+    )
 
 
 def test_interrupt_message_points_at_resume(ho_file, tmp_path, capsys, monkeypatch):
@@ -194,6 +242,7 @@ def test_a_bug_keeps_its_traceback(ho_file, tmp_path, monkeypatch):
     """Only physres's own checks and path errors become one-liners: an error from deep inside
     a library (here a TypeError that no physres check raised) still shows where it came
     from."""
+
     def buggy(*args, **kwargs):
         return len(5)  # TypeError raised by Python, not by a physres check
 

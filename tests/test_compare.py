@@ -16,14 +16,25 @@ STUDY = ["euler", "heun", "midpoint", "rk4", "leapfrog", "crank_nicolson", "back
 
 @pytest.fixture(scope="module")
 def oscillator_study():
-    return compare_steppers("harmonic_oscillator", STUDY, dts=[0.1, 0.05, 0.025, 0.0125, 0.00625],
-                            t_end=5.0, progress=False)
+    return compare_steppers(
+        "harmonic_oscillator",
+        STUDY,
+        dts=[0.1, 0.05, 0.025, 0.0125, 0.00625],
+        t_end=5.0,
+        progress=False,
+    )
 
 
 def test_orders_on_the_harmonic_oscillator(oscillator_study):
     orders = oscillator_study.orders
-    for name, p in {"euler": 1, "crank_nicolson": 2, "rk4": 4, "heun": 2, "leapfrog": 2,
-                    "backward_euler": 1}.items():
+    for name, p in {
+        "euler": 1,
+        "crank_nicolson": 2,
+        "rk4": 4,
+        "heun": 2,
+        "leapfrog": 2,
+        "backward_euler": 1,
+    }.items():
         assert orders[name] == pytest.approx(p, abs=0.2), name
     # errors decrease with dt and are measured against the exact flow
     assert np.all(np.diff(oscillator_study.errors["rk4"]) < 0)
@@ -44,8 +55,14 @@ def test_largest_stable_dt_matches_linear_stability_theory(oscillator_study):
 
 
 def test_stable_dt_scales_with_the_frequency():
-    study = compare_steppers("harmonic_oscillator", ["rk4", "leapfrog"], params={"omega": 4.0},
-                             dts=[0.01, 0.005], t_end=1.0, progress=False)
+    study = compare_steppers(
+        "harmonic_oscillator",
+        ["rk4", "leapfrog"],
+        params={"omega": 4.0},
+        dts=[0.01, 0.005],
+        t_end=1.0,
+        progress=False,
+    )
     assert study.largest_stable_dt["rk4"] == pytest.approx(2 * math.sqrt(2) / 4, rel=0.05)
     assert study.largest_stable_dt["leapfrog"] == pytest.approx(0.5, rel=0.05)
 
@@ -73,8 +90,9 @@ class Decay(System):
 
 def test_dissipative_linear_system_real_axis_limits():
     # on the negative real axis: euler and heun stable for k·dt ≤ 2, rk4 for k·dt ≤ 2.7853
-    study = compare_steppers(Decay(k=10.0), ["euler", "heun", "rk4"],
-                             dts=[0.01, 0.005], progress=False)
+    study = compare_steppers(
+        Decay(k=10.0), ["euler", "heun", "rk4"], dts=[0.01, 0.005], progress=False
+    )
     dt = study.largest_stable_dt
     assert dt["euler"] == pytest.approx(0.2, rel=1e-4)
     assert dt["heun"] == pytest.approx(0.2, rel=1e-4)
@@ -83,8 +101,15 @@ def test_dissipative_linear_system_real_axis_limits():
 
 
 def test_nonlinear_system_uses_scipy_and_the_growth_criterion():
-    study = compare_steppers("pendulum", ["euler", "rk4"], dts=[0.1, 0.05, 0.025], t_end=2.0,
-                             n_traj=2, stability_steps=400, progress=False)
+    study = compare_steppers(
+        "pendulum",
+        ["euler", "rk4"],
+        dts=[0.1, 0.05, 0.025],
+        t_end=2.0,
+        n_traj=2,
+        stability_steps=400,
+        progress=False,
+    )
     assert "scipy" in study.reference
     assert study.orders["rk4"] == pytest.approx(4, abs=0.3)
     s = study.stability["rk4"]
@@ -97,12 +122,18 @@ def test_report_files(oscillator_study, tmp_path):
     out = oscillator_study.save(tmp_path / "study")
     metrics = json.loads((out / "report.json").read_text())
     assert metrics["steppers"]["rk4"]["stability"]["largest_stable_dt"] == pytest.approx(
-        2 * math.sqrt(2), rel=0.05)
+        2 * math.sqrt(2), rel=0.05
+    )
     assert metrics["steppers"]["crank_nicolson"]["stability"]["largest_stable_dt"] is None
     md = (out / "report.md").read_text()
     assert "| stepper |" in md and "largest stable dt" in md
-    for name in ("error_vs_dt", "work_precision", "invariant_drift", "amplification",
-                 "stability_regions"):
+    for name in (
+        "error_vs_dt",
+        "work_precision",
+        "invariant_drift",
+        "amplification",
+        "stability_regions",
+    ):
         assert (out / f"{name}.png").stat().st_size > 10_000
         assert f"({name}.png)" in md
     table = oscillator_study.report().table()
@@ -129,8 +160,12 @@ def test_bad_input():
     with pytest.raises(ValueError, match="duplicates"):
         compare_steppers("harmonic_oscillator", ["rk4", "rk4"], progress=False)
     with pytest.raises(ValueError, match="`params`"):
-        compare_steppers(physres.systems.get("harmonic_oscillator"), ["rk4"],
-                         params={"omega": 2.0}, progress=False)
+        compare_steppers(
+            physres.systems.get("harmonic_oscillator"),
+            ["rk4"],
+            params={"omega": 2.0},
+            progress=False,
+        )
     with pytest.raises(ValueError, match="`growth`"):
         compare_steppers("harmonic_oscillator", ["rk4"], growth=0.5, progress=False)
     with pytest.raises(TypeError, match="`system`"):

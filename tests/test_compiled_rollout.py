@@ -46,8 +46,7 @@ def test_compiled_matches_eager(name):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", [n for n in physres.steppers.names(general=True)
-                                  if n not in FAST])
+@pytest.mark.parametrize("name", [n for n in physres.steppers.names(general=True) if n not in FAST])
 def test_compiled_matches_eager_whole_registry(name):
     _compare(name)
 
@@ -133,6 +132,5 @@ def test_compiled_step_counts_and_gradients():
 
 def test_import_does_not_load_scipy_integrate():
     code = "import physres, sys; print('scipy.integrate' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

@@ -41,8 +41,9 @@ class Rotor(System):
         return DenseOperator(-1j * self.omega * torch.eye(2, dtype=torch.complex128))
 
     def sample_initial(self, n, seed=0):
-        return torch.randn(n, 2, generator=torch.Generator().manual_seed(seed),
-                           dtype=torch.complex128)
+        return torch.randn(
+            n, 2, generator=torch.Generator().manual_seed(seed), dtype=torch.complex128
+        )
 
     def invariants(self, x):
         return {"norm": (x.abs() ** 2).sum(1)}
@@ -52,8 +53,7 @@ class Rotor(System):
 def ho_file(tmp_path_factory):
     path = tmp_path_factory.mktemp("data") / "ho.h5"
     system = physres.systems.get("harmonic_oscillator", omega=1.5)
-    physres.data.generate(system, path, n_traj=10, t_end=3.0, dt_save=0.1, seed=3,
-                          progress=False)
+    physres.data.generate(system, path, n_traj=10, t_end=3.0, dt_save=0.1, seed=3, progress=False)
     return path
 
 
@@ -85,8 +85,9 @@ def test_round_trip_schema_and_values(ho_file):
 
 
 def test_complex_states_and_expm(tmp_path):
-    path = physres.data.generate(Rotor(), tmp_path / "rotor.h5", n_traj=3, method="expm",
-                                 progress=False)
+    path = physres.data.generate(
+        Rotor(), tmp_path / "rotor.h5", n_traj=3, method="expm", progress=False
+    )
     with physres.data.open(path) as f:
         assert f.dtype == torch.complex128 and f.states.dtype == np.complex128
         np.testing.assert_array_equal(f.grid["x"], [-0.5, 0.5])
@@ -94,8 +95,9 @@ def test_complex_states_and_expm(tmp_path):
         exact = x0[:, None] * np.exp(-1.3j * f.t)[None, :, None]
         np.testing.assert_allclose(f.states[()], exact, atol=1e-13)
         norm0 = (np.abs(x0) ** 2).sum(1)
-        np.testing.assert_allclose(f.invariants["norm"][()], np.repeat(norm0[:, None], 11, 1),
-                                   rtol=1e-12)
+        np.testing.assert_allclose(
+            f.invariants["norm"][()], np.repeat(norm0[:, None], 11, 1), rtol=1e-12
+        )
     ds = WindowDataset(path, input_len=1, target_len=1, split="all")
     assert ds[0][0].dtype == torch.complex128
     assert ds.normalization["std"].dtype == torch.float64
@@ -124,7 +126,7 @@ def test_windows_match_stored_frames(ho_file):
     for k in range(len(ds)):
         traj = ds.trajectory_indices[k // ds.windows_per_trajectory]
         start = 4 * (k % ds.windows_per_trajectory)
-        frames = states[traj, start:start + span:2]
+        frames = states[traj, start : start + span : 2]
         x, y = ds[k]
         assert x.shape == (2, 2) and y.shape == (3, 2)
         assert torch.equal(x, frames[:2]) and torch.equal(y, frames[2:])
@@ -151,7 +153,7 @@ def test_block_sampler_covers_every_window_once_per_epoch(ho_file):
     assert sorted(first) == list(range(len(ds))) == sorted(second)
     assert first != second  # reshuffled each epoch
     w = ds.windows_per_trajectory
-    blocks = [{i // w for i in first[lo:lo + 3 * w]} for lo in range(0, len(first), 3 * w)]
+    blocks = [{i // w for i in first[lo : lo + 3 * w]} for lo in range(0, len(first), 3 * w)]
     assert all(len(b) <= 3 for b in blocks)  # each stretch of 3 trajectories' windows
     assert set().union(*blocks) == set(range(10))
 
@@ -165,8 +167,10 @@ def test_dataloader_workers_stream_the_same_windows(ho_file):
 
 
 def test_splits_disjoint_deterministic_and_complete(ho_file):
-    parts = {s: WindowDataset(ho_file, split=s, seed=5).trajectory_indices
-             for s in ("train", "val", "test")}
+    parts = {
+        s: WindowDataset(ho_file, split=s, seed=5).trajectory_indices
+        for s in ("train", "val", "test")
+    }
     union = np.concatenate(list(parts.values()))
     assert sorted(union.tolist()) == list(range(10))  # every trajectory exactly once
     assert [len(p) for p in parts.values()] == [8, 1, 1]
@@ -193,8 +197,9 @@ def test_normalization_from_training_split_only(ho_file):
         torch.testing.assert_close(ds.normalization["mean"], torch.from_numpy(x.mean(0)))
         torch.testing.assert_close(ds.normalization["std"], torch.from_numpy(x.std(0)))
         everything = states.reshape(-1, 2)
-        assert not np.allclose(ds.normalization["mean"].numpy(), everything.mean(0),
-                               rtol=1e-6, atol=0)
+        assert not np.allclose(
+            ds.normalization["mean"].numpy(), everything.mean(0), rtol=1e-6, atol=0
+        )
 
 
 def test_truncated_and_corrupted_files_refused(ho_file, tmp_path):
@@ -269,8 +274,10 @@ def test_failed_generation_leaves_nothing(tmp_path, monkeypatch):
 
 def test_killed_generation_leaves_no_file(tmp_path):
     dest = tmp_path / "killed.h5"
-    code = (f"import physres; physres.data.generate('lorenz63', {str(dest)!r}, n_traj=400, "
-            "t_end=50.0, progress=False)")
+    code = (
+        f"import physres; physres.data.generate('lorenz63', {str(dest)!r}, n_traj=400, "
+        "t_end=50.0, progress=False)"
+    )
     proc = subprocess.Popen([sys.executable, "-c", code])
     try:
         _wait_for(tmp_path / ".killed.h5.lock", proc)  # the run holds its lock: it is writing
@@ -299,8 +306,7 @@ def test_generate_bad_input(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         physres.data.generate(ho, tmp_path / "nowhere" / "a.h5", progress=False)
     with pytest.raises(ValueError, match="`compression`"):
-        physres.data.generate(ho, tmp_path / "a.h5", n_traj=1, compression="zstd",
-                              progress=False)
+        physres.data.generate(ho, tmp_path / "a.h5", n_traj=1, compression="zstd", progress=False)
     with pytest.raises(ValueError, match="unknown system 'nope'"):
         physres.data.generate("nope", tmp_path / "a.h5", progress=False)
     assert list(tmp_path.iterdir()) == []

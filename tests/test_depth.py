@@ -20,8 +20,9 @@ def test_tied_resnet_is_forward_euler_of_its_block():
     x0 = torch.randn(8, 2)
     with torch.no_grad():
         res = Stack(g, depth=L, alpha=T / L)(x0)
-        euler = physres.rollout(physres.steppers.get("euler", lambda t, x: g(x)), x0,
-                                dt=T / L, n_steps=L)[:, -1]
+        euler = physres.rollout(
+            physres.steppers.get("euler", lambda t, x: g(x)), x0, dt=T / L, n_steps=L
+        )[:, -1]
     torch.testing.assert_close(res, euler, rtol=1e-13, atol=1e-13)
 
 
@@ -61,8 +62,9 @@ def test_plain_gradient_vanishes_residual_does_not():
     torch.manual_seed(0)
     plain = first_layer_grad_norm(DeepNet(2, 16, 48, residual=False, dtype=torch.float64), x, y)
     torch.manual_seed(0)
-    scaled = first_layer_grad_norm(DeepNet(2, 16, 48, alpha=alpha_for("1/sqrt(L)", 48),
-                                           dtype=torch.float64), x, y)
+    scaled = first_layer_grad_norm(
+        DeepNet(2, 16, 48, alpha=alpha_for("1/sqrt(L)", 48), dtype=torch.float64), x, y
+    )
     # default init of a tanh layer shrinks gradients by ~1/√3 per layer: (1/√3)^48 ≈ 4e-12
     assert plain[0] < 1e-8 * scaled[0]
     assert 1e-2 < scaled[0] / scaled[1] < 1e2

@@ -25,7 +25,7 @@ def python_blocks(text: str) -> list[tuple[int, str, bool]]:
     """(line number, code, skipped) of each ```python block."""
     blocks = []
     for m in FENCE.finditer(text):
-        before = text[:m.start()].rstrip().splitlines()
+        before = text[: m.start()].rstrip().splitlines()
         skipped = bool(before) and before[-1].strip() == SKIP
         blocks.append((text.count("\n", 0, m.start()) + 1, m.group(1), skipped))
     return blocks
@@ -45,11 +45,15 @@ def test_page_examples_run(page, tmp_path, monkeypatch):
         try:
             exec(compile(code, f"{page.name}:{line}", "exec"), namespace)
         except Exception as exc:
-            raise AssertionError(f"{page.relative_to(ROOT)}, block at line {line} failed: "
-                                 f"{type(exc).__name__}: {exc}") from exc
+            raise AssertionError(
+                f"{page.relative_to(ROOT)}, block at line {line} failed: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
 
 
 def test_skip_marker_is_recognised():
     text = "a\n\n<!-- skip-test -->\n```python\nraise SystemExit\n```\n```python\nx = 1\n```\n"
-    assert [(s, c) for _, c, s in python_blocks(text)] == [(True, "raise SystemExit\n"),
-                                                          (False, "x = 1\n")]
+    assert [(s, c) for _, c, s in python_blocks(text)] == [
+        (True, "raise SystemExit\n"),
+        (False, "x = 1\n"),
+    ]

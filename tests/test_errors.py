@@ -24,9 +24,13 @@ def test_every_public_exception_class_is_defined_in_errors():
     stray = set()
     for module in _modules():
         for name, obj in vars(module).items():
-            if (inspect.isclass(obj) and issubclass(obj, BaseException)
-                    and obj.__module__.startswith("physres") and not name.startswith("_")
-                    and obj.__module__ != "physres.errors"):
+            if (
+                inspect.isclass(obj)
+                and issubclass(obj, BaseException)
+                and obj.__module__.startswith("physres")
+                and not name.startswith("_")
+                and obj.__module__ != "physres.errors"
+            ):
                 stray.add(f"{obj.__module__}.{name}")
     assert not stray, f"define these in physres/errors.py and re-export them: {sorted(stray)}"
 

@@ -9,15 +9,17 @@ import physres
 from physres import steppers
 
 
-@pytest.mark.parametrize("name,rtol", [("rk4", 1e-8), ("heun", 1e-6), ("crank_nicolson", 1e-6),
-                                       ("backward_euler", 1e-5)])
+@pytest.mark.parametrize(
+    "name,rtol", [("rk4", 1e-8), ("heun", 1e-6), ("crank_nicolson", 1e-6), ("backward_euler", 1e-5)]
+)
 def test_every_accepted_step_meets_the_local_tolerance(name, rtol):
     """The controller bounds the local error of each step (as scipy's do): compare every
     accepted step with the exact flow from the previous accepted state."""
     problem = LinearProblem()
     atol = rtol * 1e-2
-    sol = physres.integrate(steppers.get(name, problem.rhs), problem.x0, (0.0, 4.0), rtol=rtol,
-                            atol=atol)
+    sol = physres.integrate(
+        steppers.get(name, problem.rhs), problem.x0, (0.0, 4.0), rtol=rtol, atol=atol
+    )
     h = sol.t.diff()
     flows = torch.linalg.matrix_exp(h[:, None, None] * problem.A)  # (n, 3, 3)
     exact_next = torch.einsum("nij,bnj->bni", flows, sol.x[:, :-1])
@@ -33,8 +35,14 @@ def test_rk4_global_error_is_within_tolerance_and_tightens_with_it():
     exact = torch.stack([problem.exact(float(t)) for t in t_eval], dim=1)
     errors = []
     for rtol in [1e-6, 1e-8, 1e-10]:
-        sol = physres.integrate(steppers.get("rk4", problem.rhs), problem.x0, (0.0, 4.0),
-                                rtol=rtol, atol=rtol * 1e-2, t_eval=t_eval)
+        sol = physres.integrate(
+            steppers.get("rk4", problem.rhs),
+            problem.x0,
+            (0.0, 4.0),
+            rtol=rtol,
+            atol=rtol * 1e-2,
+            t_eval=t_eval,
+        )
         assert torch.equal(sol.t, t_eval)
         errors.append(float((sol.x - exact).abs().max() / exact.abs().max()))
         assert errors[-1] < 10 * rtol
@@ -43,21 +51,29 @@ def test_rk4_global_error_is_within_tolerance_and_tightens_with_it():
 
 def test_without_t_eval_every_accepted_step_is_returned():
     field = NonlinearField()
-    sol = physres.integrate(steppers.get("rk4", field), field.x0, (0.0, 1.0), rtol=1e-10,
-                            atol=1e-12)
+    sol = physres.integrate(
+        steppers.get("rk4", field), field.x0, (0.0, 1.0), rtol=1e-10, atol=1e-12
+    )
     assert sol.t[0] == 0.0 and sol.t[-1] == 1.0 and bool((sol.t.diff() > 0).all())
     assert sol.x.shape == (2, len(sol.t), 2)
     torch.testing.assert_close(sol.x[:, -1], field.reference(1.0), rtol=1e-8, atol=1e-9)
     assert sol.stats["n_accepted"] == len(sol.t) - 1
 
 
-@pytest.mark.parametrize("name,rtol,accuracy", [("backward_euler", 1e-4, 2e-2),
-                                                ("crank_nicolson", 1e-5, 2e-3)])
+@pytest.mark.parametrize(
+    "name,rtol,accuracy", [("backward_euler", 1e-4, 2e-2), ("crank_nicolson", 1e-5, 2e-3)]
+)
 def test_implicit_steppers_carry_robertson_over_ten_decades(name, rtol, accuracy):
     problem = Robertson()
     t_eval = torch.tensor([0.0, 1e-3, 1.0, 1e2, 1e4, 1e5])
-    sol = physres.integrate(steppers.get(name, problem.rhs), problem.x0, (0.0, 1e5),
-                            rtol=rtol, atol=1e-10, t_eval=t_eval)
+    sol = physres.integrate(
+        steppers.get(name, problem.rhs),
+        problem.x0,
+        (0.0, 1e5),
+        rtol=rtol,
+        atol=1e-10,
+        t_eval=t_eval,
+    )
     reference = problem.reference(1e5)
     rel = np.abs(sol.x[0, -1].numpy() - reference) / np.abs(reference)
     assert rel.max() < accuracy, rel  # every species, y2 ~ 1e-10 included
@@ -68,8 +84,14 @@ def test_implicit_steppers_carry_robertson_over_ten_decades(name, rtol, accuracy
 def test_explicit_stepper_on_a_stiff_problem_reports_max_steps():
     problem = Robertson()
     with pytest.raises(physres.StepSizeError, match="`max_steps` = 200.*implicit stepper"):
-        physres.integrate(steppers.get("rk4", problem.rhs), problem.x0, (0.0, 1e5), rtol=1e-6,
-                          atol=1e-10, max_steps=200)
+        physres.integrate(
+            steppers.get("rk4", problem.rhs),
+            problem.x0,
+            (0.0, 1e5),
+            rtol=1e-6,
+            atol=1e-10,
+            max_steps=200,
+        )
 
 
 def test_bad_arguments():

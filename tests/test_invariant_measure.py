@@ -23,8 +23,7 @@ def test_oscillator_orbits_arcsine_law():
     # on the orbit of amplitude A, x is arcsine-distributed on [−A, A]; W1(A₁X, A₂X) =
     # |A₁ − A₂| E|X| with E|cos| = 2/π, for x and for p alike
     a1, a2 = 1.0, 1.5
-    w1 = invariant_measure_w1(_oscillator(a1, junk=300), _oscillator(a2, n_traj=3),
-                              transient=300)
+    w1 = invariant_measure_w1(_oscillator(a1, junk=300), _oscillator(a2, n_traj=3), transient=300)
     assert w1.shape == (2,)
     np.testing.assert_allclose(w1, (2 / math.pi) * (a2 - a1), rtol=2e-3)
     # the transient matters: without dropping it the junk frames dominate
@@ -41,8 +40,10 @@ def test_gaussians_and_uniforms_per_component():
     w1 = invariant_measure_w1(torch.from_numpy(a), b)
     np.testing.assert_allclose(w1, [0.7, 0.5], rtol=1e-3)
     # every-th frame: the same as slicing by hand, both sides
-    np.testing.assert_allclose(invariant_measure_w1(a, b, transient=3, every=7),
-                               invariant_measure_w1(a[:, 3::7], b[:, 3::7]))
+    np.testing.assert_allclose(
+        invariant_measure_w1(a, b, transient=3, every=7),
+        invariant_measure_w1(a[:, 3::7], b[:, 3::7]),
+    )
 
 
 def test_state_shape_is_kept():
@@ -52,8 +53,9 @@ def test_state_shape_is_kept():
     assert w1.shape == (3, 2)
     from scipy.stats import wasserstein_distance
 
-    assert w1[2, 1] == pytest.approx(wasserstein_distance(a[..., 2, 1].ravel(),
-                                                          b[..., 2, 1].ravel()))
+    assert w1[2, 1] == pytest.approx(
+        wasserstein_distance(a[..., 2, 1].ravel(), b[..., 2, 1].ravel())
+    )
 
 
 def test_bad_input_named():

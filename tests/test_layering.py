@@ -44,9 +44,13 @@ LAYERS = {
     "scenarios": TOP,  # the scenario runner (module or package, either name)
     "runner": TOP,
 }
-NAMES = {0: "private helpers and errors", 1: "systems, steppers and drivers",
-         2: "data and models", 3: "training, validation and artifacts",
-         4: "CLI and scenario runner"}
+NAMES = {
+    0: "private helpers and errors",
+    1: "systems, steppers and drivers",
+    2: "data and models",
+    3: "training, validation and artifacts",
+    4: "CLI and scenario runner",
+}
 
 
 def _modules() -> dict[str, tuple[Path, bool]]:
@@ -64,8 +68,9 @@ MODULES = _modules()
 
 def _is_type_checking(node: ast.If) -> bool:
     test = node.test
-    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or \
-        (isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
 
 
 def _imports(name: str) -> list[tuple[str, int, bool]]:
@@ -78,18 +83,22 @@ def _imports(name: str) -> list[tuple[str, int, bool]]:
         if node.level == 0:
             return node.module or ""
         base = name.split(".") if package else name.split(".")[:-1]
-        base = base[:len(base) - (node.level - 1)]
+        base = base[: len(base) - (node.level - 1)]
         return ".".join(base + ([node.module] if node.module else []))
 
     def visit(node, deferred: bool):
         for child in ast.iter_child_nodes(node):
             if isinstance(child, ast.If) and _is_type_checking(child):
                 continue
-            inner = deferred or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef,
-                                                   ast.Lambda))
+            inner = deferred or isinstance(
+                child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)
+            )
             if isinstance(child, ast.Import):
-                found.extend((a.name, child.lineno, deferred) for a in child.names
-                             if a.name == "physres" or a.name.startswith("physres."))
+                found.extend(
+                    (a.name, child.lineno, deferred)
+                    for a in child.names
+                    if a.name == "physres" or a.name.startswith("physres.")
+                )
             elif isinstance(child, ast.ImportFrom):
                 mod = target(child)
                 if mod == "physres" or mod.startswith("physres."):
@@ -129,7 +138,7 @@ def _cycle(edges: dict[str, set[str]]) -> list[str] | None:
         stack.append(v)
         for w in sorted(edges.get(v, ())):
             if state.get(w) == 1:
-                return stack[stack.index(w):] + [w]
+                return stack[stack.index(w) :] + [w]
             if w not in state:
                 found = visit(w)
                 if found:
@@ -152,26 +161,39 @@ def test_every_top_level_module_is_in_the_layer_table():
     assert not missing, (
         f"physres/{missing[0]} is not in the layer table: add it to LAYERS in "
         f"tests/test_layering.py and to docs/architecture.md, at the lowest layer whose "
-        f"modules it needs ({'; '.join(f'{k}: {v}' for k, v in NAMES.items())})")
+        f"modules it needs ({'; '.join(f'{k}: {v}' for k, v in NAMES.items())})"
+    )
 
 
 def test_imports_resolve_to_physres_modules():
-    unknown = [(name, mod, line) for name, imports in GRAPH.items()
-               for mod, line, _ in imports if mod not in MODULES]
+    unknown = [
+        (name, mod, line)
+        for name, imports in GRAPH.items()
+        for mod, line, _ in imports
+        if mod not in MODULES
+    ]
     assert not unknown, f"imports of modules that do not exist: {unknown}"
 
 
 def test_no_module_imports_the_facade():
-    offenders = [f"{MODULES[name][0].relative_to(ROOT.parent)}:{line}"
-                 for name, imports in GRAPH.items() if name != "physres"
-                 for mod, line, _ in imports if mod == "physres"]
-    assert not offenders, ("import the submodule you need, not the `physres` facade (it "
-                           f"imports every layer): {offenders}")
+    offenders = [
+        f"{MODULES[name][0].relative_to(ROOT.parent)}:{line}"
+        for name, imports in GRAPH.items()
+        if name != "physres"
+        for mod, line, _ in imports
+        if mod == "physres"
+    ]
+    assert not offenders, (
+        "import the submodule you need, not the `physres` facade (it "
+        f"imports every layer): {offenders}"
+    )
 
 
 def test_no_import_time_cycle():
-    edges = {name: {m for m, _, deferred in imports if not deferred and m in MODULES}
-             for name, imports in GRAPH.items()}
+    edges = {
+        name: {m for m, _, deferred in imports if not deferred and m in MODULES}
+        for name, imports in GRAPH.items()
+    }
     cycle = _cycle(edges)
     assert cycle is None, f"import cycle at import time: {' -> '.join(cycle)}"
 
@@ -180,8 +202,11 @@ def test_no_cycle_below_the_top_layer():
     def low(name):
         return name != "physres" and _layer(_unit(name)) < TOP
 
-    edges = {name: {m for m, _, _ in imports if m in MODULES and low(m)}
-             for name, imports in GRAPH.items() if low(name)}
+    edges = {
+        name: {m for m, _, _ in imports if m in MODULES and low(m)}
+        for name, imports in GRAPH.items()
+        if low(name)
+    }
     cycle = _cycle(edges)
     assert cycle is None, f"import cycle (deferred imports included): {' -> '.join(cycle)}"
 
@@ -189,12 +214,16 @@ def test_no_cycle_below_the_top_layer():
 @pytest.mark.parametrize("name", sorted(n for n in MODULES if n != "physres"))
 def test_imports_point_down(name):
     here = _layer(_unit(name))
-    upward = [f"line {line}: {mod} (layer {_layer(_unit(mod))}, {NAMES[_layer(_unit(mod))]})"
-              for mod, line in sorted({(m, n) for m, n, _ in GRAPH[name]}, key=lambda e: e[1])
-              if mod != "physres" and _layer(_unit(mod)) > here]
-    assert not upward, (f"{name} (layer {here}, {NAMES[here]}) imports upward: "
-                        f"{'; '.join(upward)}; move the code down or the import up "
-                        "(docs/architecture.md)")
+    upward = [
+        f"line {line}: {mod} (layer {_layer(_unit(mod))}, {NAMES[_layer(_unit(mod))]})"
+        for mod, line in sorted({(m, n) for m, n, _ in GRAPH[name]}, key=lambda e: e[1])
+        if mod != "physres" and _layer(_unit(mod)) > here
+    ]
+    assert not upward, (
+        f"{name} (layer {here}, {NAMES[here]}) imports upward: "
+        f"{'; '.join(upward)}; move the code down or the import up "
+        "(docs/architecture.md)"
+    )
 
 
 def test_the_checks_catch_what_they_should():

@@ -53,8 +53,14 @@ def test_complex_eigenvalues_and_complex_states():
     np.testing.assert_allclose(auto.numpy(), math.log(1.1) / 0.5, rtol=1e-8)
     Mc = torch.diag(torch.tensor([0.9j, 0.5 + 0.0j]))
     for method, rtol in (("jvp", 1e-10), ("benettin", 1e-8)):
-        lam_c = lyapunov_exponent(LinearMap(Mc), torch.randn(2, 2, dtype=torch.complex128), 1.0,
-                                  n_steps=60, transient=60, method=method)
+        lam_c = lyapunov_exponent(
+            LinearMap(Mc),
+            torch.randn(2, 2, dtype=torch.complex128),
+            1.0,
+            n_steps=60,
+            transient=60,
+            method=method,
+        )
         np.testing.assert_allclose(lam_c.numpy(), math.log(0.9), rtol=rtol)
 
 
@@ -86,16 +92,14 @@ def test_lorenz63_largest_exponent():
     system = physres.systems.get("lorenz63")
     stepper = physres.steppers.get("rk4", system.rhs)
     x0 = physres.rollout(stepper, system.sample_initial(2, seed=1), 0.01, 2000)[:, -1]
-    lam = lyapunov_exponent(stepper, x0, 0.01, n_steps=50_000, transient=1000,
-                            method="benettin")
+    lam = lyapunov_exponent(stepper, x0, 0.01, n_steps=50_000, transient=1000, method="benettin")
     assert float(lam.mean()) == pytest.approx(0.9056, abs=0.05)
 
 
 def test_learned_map_tangent_and_two_trajectory_estimates_agree():
     # an (untrained) residual network is a map like any other; float64 so both methods resolve
     torch.manual_seed(0)
-    model = physres.models.get("resnet", state_shape=(3,), dt=0.1, width=16,
-                               dtype=torch.float64)
+    model = physres.models.get("resnet", state_shape=(3,), dt=0.1, width=16, dtype=torch.float64)
     x0 = torch.randn(2, 3)
     jvp = lyapunov_exponent(model, x0, 0.1, n_steps=200, transient=20, method="jvp")
     ben = lyapunov_exponent(model, x0, 0.1, n_steps=200, transient=20, method="benettin")

@@ -55,12 +55,14 @@ def train(model, steps=300, lr=1e-2):
 
 MODELS = {
     "resnet": lambda: ResNetEmulator(state_shape=(2,), width=32, dt=DT),
-    "resnet-euler-tied": lambda: ResNetEmulator(state_shape=(2,), width=32, depth=4,
-                                                tie_weights=True, form="euler", dt=DT),
+    "resnet-euler-tied": lambda: ResNetEmulator(
+        state_shape=(2,), width=32, depth=4, tie_weights=True, form="euler", dt=DT
+    ),
     "node": lambda: NeuralODE(state_shape=(2,), width=32, method="rk4", step_size=DT / 2),
     "implicit": lambda: ImplicitResNet(state_shape=(2,), width=32),
-    "hybrid": lambda: HybridStepper(state_shape=(2,), system="harmonic_oscillator",
-                                    coarse="euler", width=32, dt=DT),
+    "hybrid": lambda: HybridStepper(
+        state_shape=(2,), system="harmonic_oscillator", coarse="euler", width=32, dt=DT
+    ),
 }
 
 
@@ -98,8 +100,15 @@ def test_residual_and_scaled_forms():
 
 
 def test_tied_euler_form_is_euler_substeps_of_its_field():
-    model = ResNetEmulator(state_shape=(2,), width=8, depth=3, tie_weights=True, form="euler",
-                           dtype=torch.float64, net_options={"init_scale": 1.0})
+    model = ResNetEmulator(
+        state_shape=(2,),
+        width=8,
+        depth=3,
+        tie_weights=True,
+        form="euler",
+        dtype=torch.float64,
+        net_options={"init_scale": 1.0},
+    )
     model.set_normalization(torch.tensor([0.3, 0.0]), torch.tensor([1.5, 0.7]))
     assert len(model.blocks) == 1
     x = torch.randn(4, 2)
@@ -116,8 +125,13 @@ def test_untied_blocks_have_their_own_weights():
 
 
 def test_stochastic_depth_is_unbiased_and_off_in_eval():
-    model = ResNetEmulator(state_shape=(2,), width=8, stochastic_depth=0.5, dtype=torch.float64,
-                           net_options={"init_scale": 1.0})
+    model = ResNetEmulator(
+        state_shape=(2,),
+        width=8,
+        stochastic_depth=0.5,
+        dtype=torch.float64,
+        net_options={"init_scale": 1.0},
+    )
     x = torch.randn(1, 2).expand(40_000, 2)
     model.eval()
     ref = model(x[:1], 0.0, 1.0)
@@ -153,8 +167,9 @@ def test_implicit_resnet_solves_its_stage_equation_and_reports_stats():
 
 
 def test_implicit_resnet_gradients_match_finite_differences():
-    model = ImplicitResNet(state_shape=(2,), width=6, dtype=torch.float64,
-                           net_options={"init_scale": 1.0})
+    model = ImplicitResNet(
+        state_shape=(2,), width=6, dtype=torch.float64, net_options={"init_scale": 1.0}
+    )
     model.set_normalization(torch.zeros(2), torch.full((2,), 0.8))
     name, weight = "net.net.0.weight", model.net.net[0].weight
 
@@ -167,8 +182,9 @@ def test_implicit_resnet_gradients_match_finite_differences():
 
 
 def test_neural_ode_adjoint_and_direct_gradients_match():
-    kwargs = dict(state_shape=(2,), width=8, method="dopri5", rtol=1e-10, atol=1e-12,
-                  dtype=torch.float64)
+    kwargs = dict(
+        state_shape=(2,), width=8, method="dopri5", rtol=1e-10, atol=1e-12, dtype=torch.float64
+    )
     torch.manual_seed(3)
     direct = NeuralODE(**kwargs)
     adjoint = NeuralODE(**kwargs, adjoint=True)
@@ -183,18 +199,21 @@ def test_neural_ode_adjoint_and_direct_gradients_match():
     assert grads[0].abs().max() > 0
 
 
-@pytest.mark.parametrize("method,step_size", [("rk38", None), ("rk38", 0.2),
-                                              ("midpoint", 0.15), ("euler", 0.3)])
+@pytest.mark.parametrize(
+    "method,step_size", [("rk38", None), ("rk38", 0.2), ("midpoint", 0.15), ("euler", 0.3)]
+)
 def test_neural_ode_fixed_grid_steps_are_torchdiffeqs_and_vmap(method, step_size):
     torch.manual_seed(4)
-    model = NeuralODE(state_shape=(2,), width=8, method=method, step_size=step_size,
-                      dtype=torch.float64)
+    model = NeuralODE(
+        state_shape=(2,), width=8, method=method, step_size=step_size, dtype=torch.float64
+    )
     x = torch.randn(5, 2, dtype=torch.float64)
     td = {"rk38": "rk4"}.get(method, method)  # torchdiffeq's fixed-grid "rk4" is the 3/8 rule
     options = None if step_size is None else {"step_size": step_size}
     with torch.no_grad():
-        ref = torchdiffeq.odeint(model.rhs, x, torch.tensor([0.3, 0.8], dtype=torch.float64),
-                                 method=td, options=options)[-1]
+        ref = torchdiffeq.odeint(
+            model.rhs, x, torch.tensor([0.3, 0.8], dtype=torch.float64), method=td, options=options
+        )[-1]
     torch.testing.assert_close(model(x, 0.3, 0.5), ref, rtol=0, atol=1e-15)
     torch.testing.assert_close(model._functional_step(x, 0.3, 0.5), ref, rtol=0, atol=1e-15)
     per_sample = torch.func.vmap(lambda xi: model._functional_step(xi[None], 0.3, 0.5)[0])
@@ -220,8 +239,13 @@ def _three_eighths(f, x, t, h):
 @pytest.mark.parametrize("step_size", [None, 0.25])
 def test_neural_ode_rk4_is_classical_rk4_and_rk38_the_three_eighths_rule(step_size):
     torch.manual_seed(5)
-    kw = dict(state_shape=(2,), width=16, step_size=step_size, dtype=torch.float64,
-              net_options={"init_scale": 3.0})
+    kw = dict(
+        state_shape=(2,),
+        width=16,
+        step_size=step_size,
+        dtype=torch.float64,
+        net_options={"init_scale": 3.0},
+    )
     rk4 = NeuralODE(method="rk4", **kw)
     rk38 = NeuralODE(method="rk38", **kw)
     rk38.load_state_dict(rk4.state_dict())
@@ -255,8 +279,7 @@ def test_neural_ode_rk4_is_classical_rk4_and_rk38_the_three_eighths_rule(step_si
 
 def test_neural_ode_files_from_before_rk38_load_their_rk4_as_rk38(tmp_path):
     torch.manual_seed(6)
-    model = NeuralODE(state_shape=(2,), width=8, method="rk38", step_size=0.25,
-                      dtype=torch.float64)
+    model = NeuralODE(state_shape=(2,), width=8, method="rk38", step_size=0.25, dtype=torch.float64)
     path = physres.save(model, tmp_path / "new.pt")
     old = torch.load(path, weights_only=True)
     assert old["config_version"] == 2
@@ -278,8 +301,14 @@ def test_neural_ode_files_from_before_rk38_load_their_rk4_as_rk38(tmp_path):
 
 
 def test_learned_field_runs_under_scipy_and_odeint_like_the_rollout(tmp_path):
-    model = NeuralODE(state_shape=(2,), width=8, rtol=1e-11, atol=1e-13, dtype=torch.float64,
-                      net_options={"init_scale": 1.0})
+    model = NeuralODE(
+        state_shape=(2,),
+        width=8,
+        rtol=1e-11,
+        atol=1e-13,
+        dtype=torch.float64,
+        net_options={"init_scale": 1.0},
+    )
     model.set_normalization(torch.tensor([0.1, 0.0]), torch.tensor([1.0, 2.0]))
     physres.save(model, tmp_path / "node.pt")
     loaded = physres.load(tmp_path / "node.pt")
@@ -287,12 +316,21 @@ def test_learned_field_runs_under_scipy_and_odeint_like_the_rollout(tmp_path):
     t = np.linspace(0.0, 3.0, 13)
     with torch.no_grad():
         traj = physres.rollout(loaded, x0, t[1] - t[0], len(t) - 1)[0].numpy()
-        ode = torchdiffeq.odeint(loaded.rhs, x0, torch.from_numpy(t), rtol=1e-11,
-                                 atol=1e-13)[:, 0].numpy()
-        ode_adj = torchdiffeq.odeint_adjoint(loaded.vector_field(), x0, torch.from_numpy(t),
-                                             rtol=1e-11, atol=1e-13)[:, 0].numpy()
-    sol = scipy.integrate.solve_ivp(loaded.numpy_rhs, (0.0, 3.0), x0[0].numpy(), t_eval=t,
-                                    method="DOP853", rtol=1e-12, atol=1e-13)
+        ode = torchdiffeq.odeint(loaded.rhs, x0, torch.from_numpy(t), rtol=1e-11, atol=1e-13)[
+            :, 0
+        ].numpy()
+        ode_adj = torchdiffeq.odeint_adjoint(
+            loaded.vector_field(), x0, torch.from_numpy(t), rtol=1e-11, atol=1e-13
+        )[:, 0].numpy()
+    sol = scipy.integrate.solve_ivp(
+        loaded.numpy_rhs,
+        (0.0, 3.0),
+        x0[0].numpy(),
+        t_eval=t,
+        method="DOP853",
+        rtol=1e-12,
+        atol=1e-13,
+    )
     assert sol.success
     np.testing.assert_allclose(sol.y.T, traj, rtol=0, atol=1e-8)
     np.testing.assert_allclose(ode, traj, rtol=0, atol=1e-8)
@@ -308,8 +346,15 @@ def test_step_maps_have_no_vector_field():
 
 
 def test_hybrid_starts_as_its_coarse_stepper_and_keeps_its_structure():
-    model = HybridStepper(state_shape=(2,), system="harmonic_oscillator", coarse="rk4",
-                          coarse_substeps=2, width=8, dtype=torch.float64, correction_scale=0.0)
+    model = HybridStepper(
+        state_shape=(2,),
+        system="harmonic_oscillator",
+        coarse="rk4",
+        coarse_substeps=2,
+        width=8,
+        dtype=torch.float64,
+        correction_scale=0.0,
+    )
     system = physres.systems.get("harmonic_oscillator")
     rk4 = physres.steppers.get("rk4", system.rhs)
     x = torch.randn(3, 2)
@@ -319,8 +364,14 @@ def test_hybrid_starts_as_its_coarse_stepper_and_keeps_its_structure():
 
 
 def test_periodic_conv_is_translation_equivariant_and_handles_complex_states():
-    field = PeriodicConv1d(state_shape=(16,), complex_state=True, width=6, layers=2,
-                           dtype=torch.float64, init_scale=1.0)
+    field = PeriodicConv1d(
+        state_shape=(16,),
+        complex_state=True,
+        width=6,
+        layers=2,
+        dtype=torch.float64,
+        init_scale=1.0,
+    )
     z = torch.randn(3, 16, dtype=torch.complex128)
     out = field(0.0, z)
     assert out.dtype == torch.complex128 and out.shape == z.shape
@@ -330,8 +381,15 @@ def test_periodic_conv_is_translation_equivariant_and_handles_complex_states():
 
 
 def test_complex_state_emulator_steps_wavefunctions():
-    model = ResNetEmulator(state_shape=(16,), complex_state=True, net="conv1d", width=6,
-                           layers=2, net_options={"kernel_size": 3}, dt=0.1)
+    model = ResNetEmulator(
+        state_shape=(16,),
+        complex_state=True,
+        net="conv1d",
+        width=6,
+        layers=2,
+        net_options={"kernel_size": 3},
+        dt=0.1,
+    )
     psi = torch.randn(2, 16, dtype=torch.complex128)
     out = model(psi, 0.0, 0.1)
     assert out.dtype == torch.complex128 and out.shape == psi.shape
@@ -340,24 +398,33 @@ def test_complex_state_emulator_steps_wavefunctions():
 
 
 def test_mlp_time_dependence_and_complex_states():
-    field = MLP(state_shape=(3,), complex_state=True, width=8, time_dependent=True,
-                dtype=torch.float64, init_scale=1.0)
+    field = MLP(
+        state_shape=(3,),
+        complex_state=True,
+        width=8,
+        time_dependent=True,
+        dtype=torch.float64,
+        init_scale=1.0,
+    )
     z = torch.randn(2, 3, dtype=torch.complex128)
     assert field(0.0, z).dtype == torch.complex128
     assert not torch.allclose(field(0.0, z), field(1.0, z))
 
 
-@pytest.mark.parametrize(("kwargs", "match"), [
-    (dict(state_shape=()), "`state_shape` must be a non-empty tuple"),
-    (dict(state_shape=(2,), net="nope"), "unknown model 'nope'; valid names"),
-    (dict(state_shape=(2,), net="resnet"), "`net` must name a learned field"),
-    (dict(state_shape=(2,), activation="sigmoidal"), "`activation` must be one of"),
-    (dict(state_shape=(2,), stochastic_depth=1.0), r"`stochastic_depth` must be in \[0, 1\)"),
-    (dict(state_shape=(2,), form="rk4"), "`form` must be 'residual' or 'euler'"),
-    (dict(state_shape=(2,), depth=0), "`depth` must be >= 1"),
-    (dict(state_shape=(2,), dtype=torch.float16), "`dtype` must be torch.float32"),
-    (dict(state_shape=(2,), dt=-1.0), "`dt` must be finite and > 0"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        (dict(state_shape=()), "`state_shape` must be a non-empty tuple"),
+        (dict(state_shape=(2,), net="nope"), "unknown model 'nope'; valid names"),
+        (dict(state_shape=(2,), net="resnet"), "`net` must name a learned field"),
+        (dict(state_shape=(2,), activation="sigmoidal"), "`activation` must be one of"),
+        (dict(state_shape=(2,), stochastic_depth=1.0), r"`stochastic_depth` must be in \[0, 1\)"),
+        (dict(state_shape=(2,), form="rk4"), "`form` must be 'residual' or 'euler'"),
+        (dict(state_shape=(2,), depth=0), "`depth` must be >= 1"),
+        (dict(state_shape=(2,), dtype=torch.float16), "`dtype` must be torch.float32"),
+        (dict(state_shape=(2,), dt=-1.0), "`dt` must be finite and > 0"),
+    ],
+)
 def test_bad_model_arguments(kwargs, match):
     with pytest.raises((ValueError, TypeError), match=match):
         ResNetEmulator(**kwargs)
@@ -402,8 +469,9 @@ def test_symplectic_emulator_fits_the_exact_flow_and_keeps_its_area():
 
 def test_projected_resnet_keeps_a_linear_invariant_of_the_oscillator_data():
     # any linear invariant may be imposed: every step keeps q + p, whatever the network
-    model = physres.models.ProjectedEmulator(state_shape=(2,), invariants=[1.0, 1.0],
-                                             model_options={"width": 8}, dt=DT)
+    model = physres.models.ProjectedEmulator(
+        state_shape=(2,), invariants=[1.0, 1.0], model_options={"width": 8}, dt=DT
+    )
     model.set_normalization(torch.zeros(2), torch.full((2,), 0.6))
     x = torch.randn(4, 2, dtype=torch.float64)
     out = model(x, 0.0, DT)

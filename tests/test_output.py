@@ -14,11 +14,26 @@ from physres import _output
 
 
 def test_jsonable_converts_and_scrubs_in_one_place():
-    doc = {"a": np.float32(1.5), "b": torch.tensor([1.0, float("inf")]), "c": np.arange(2),
-           "z": 1 + 2j, "p": Path("x/y"), 3: (np.int64(4), None), "ok": np.bool_(True),
-           "nan": float("nan")}
-    assert _output.jsonable(doc) == {"a": 1.5, "b": [1.0, None], "c": [0, 1], "z": [1.0, 2.0],
-                                     "p": "x/y", "3": [4, None], "ok": True, "nan": None}
+    doc = {
+        "a": np.float32(1.5),
+        "b": torch.tensor([1.0, float("inf")]),
+        "c": np.arange(2),
+        "z": 1 + 2j,
+        "p": Path("x/y"),
+        3: (np.int64(4), None),
+        "ok": np.bool_(True),
+        "nan": float("nan"),
+    }
+    assert _output.jsonable(doc) == {
+        "a": 1.5,
+        "b": [1.0, None],
+        "c": [0, 1],
+        "z": [1.0, 2.0],
+        "p": "x/y",
+        "3": [4, None],
+        "ok": True,
+        "nan": None,
+    }
     with pytest.raises(ValueError, match=r"`report`: report\['b'\]\[1\] is inf"):
         _output.jsonable(doc, nonfinite="raise", where="report")
     with pytest.raises(TypeError, match=r"doc\['o'\] has type object"):
@@ -48,8 +63,10 @@ def test_write_json_refuses_before_writing(tmp_path):
 
 
 def test_tables_share_one_cell_format():
-    rows = [{"stepper": "rk4", "error": 1.23456e-7, "stable": True},
-            {"stepper": "euler|x", "wall": None}]
+    rows = [
+        {"stepper": "rk4", "error": 1.23456e-7, "stable": True},
+        {"stepper": "euler|x", "wall": None},
+    ]
     text = _output.text_table(rows).splitlines()
     assert text[0].split() == ["stepper", "error", "stable", "wall"]
     assert set(text[1]) == {"-", " "}
@@ -114,15 +131,23 @@ assert "matplotlib.pyplot" not in sys.modules, "pyplot was imported"
 assert matplotlib.rcParams._get_backend_or_none() == backend, "the backend was switched"
 print("clean")
 """
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
-           "OMP_NUM_THREADS": "1", "MPLBACKEND": ""}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+        "OMP_NUM_THREADS": "1",
+        "MPLBACKEND": "",
+    }
     env.pop("MPLBACKEND")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          env=env, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "clean"
-    assert {p.name for p in (tmp_path / "cmp").iterdir()} >= {"report.json", "report.md",
-                                                              "error_vs_dt.png"}
+    assert {p.name for p in (tmp_path / "cmp").iterdir()} >= {
+        "report.json",
+        "report.md",
+        "error_vs_dt.png",
+    }
 
 
 def test_training_logs_are_written_through_the_atomic_writer(tmp_path):

@@ -19,14 +19,14 @@ def test_untrained_emulator_is_the_crank_nicolson_step_of_the_known_h():
     assert torch.allclose(model(x, 0.0, 0.05), cn(x, 0.0, 0.05), atol=1e-13)
 
 
-@pytest.mark.parametrize("kw", [{}, {"boundary": "periodic", "kinetic": "fd5"},
-                                {"kinetic": "spectral"}])
+@pytest.mark.parametrize(
+    "kw", [{}, {"boundary": "periodic", "kinetic": "fd5"}, {"kinetic": "spectral"}]
+)
 def test_banded_step_matches_the_dense_cayley_step_and_its_gradients(kw):
     """Banded H₀ (fd3 Dirichlet, cyclic fd5) steps by an O(N) band solve; spectral H₀ densely.
     Both must be the Cayley step of ``hamiltonian()`` and carry exact gradients."""
     qs = _trap(**kw)
-    model = physres.models.UnitaryCayleyEmulator(state_shape=(48,), system=qs, bandwidth=2,
-                                                 dt=0.05)
+    model = physres.models.UnitaryCayleyEmulator(state_shape=(48,), system=qs, bandwidth=2, dt=0.05)
     assert model.banded == (kw.get("kinetic") != "spectral")
     with torch.no_grad():
         model.dv.normal_(0, 0.5)
@@ -34,16 +34,22 @@ def test_banded_step_matches_the_dense_cayley_step_and_its_gradients(kw):
     x = qs.sample_initial(3)
     H = model.hamiltonian().detach().to(torch.complex128)
     assert torch.allclose(H, H.T) and torch.allclose(
-        H, (qs.linear_operator(0.0).dense() * 1j).to(H.dtype) + _correction(model), atol=1e-12)
+        H, (qs.linear_operator(0.0).dense() * 1j).to(H.dtype) + _correction(model), atol=1e-12
+    )
     eye = torch.eye(48, dtype=H.dtype)
     dense = torch.linalg.solve(eye + 0.025j * H, (eye - 0.025j * H) @ x.T).T
     assert torch.allclose(model(x, 0.0, 0.05), dense, atol=1e-12)
-    small = physres.models.UnitaryCayleyEmulator(state_shape=(12,), system=physres.systems.get(
-        "schrodinger_1d", n=12, x_min=-3.0, x_max=3.0, **kw), bandwidth=2, dt=0.1)
+    small = physres.models.UnitaryCayleyEmulator(
+        state_shape=(12,),
+        system=physres.systems.get("schrodinger_1d", n=12, x_min=-3.0, x_max=3.0, **kw),
+        bandwidth=2,
+        dt=0.1,
+    )
     y = physres.systems.get("schrodinger_1d", n=12, x_min=-3.0, x_max=3.0).sample_initial(2)
     assert torch.autograd.gradcheck(
         lambda dv, dw: torch.func.functional_call(small, {"dv": dv, "dw": dw}, (y, 0.0, 0.1)),
-        (small.dv.detach().clone().requires_grad_(), small.dw.detach().clone().requires_grad_()))
+        (small.dv.detach().clone().requires_grad_(), small.dw.detach().clone().requires_grad_()),
+    )
 
 
 def _correction(model):
@@ -74,8 +80,9 @@ def test_emulator_learns_a_missing_potential_and_stays_unitary(tmp_path):
     known = _trap()
     dt = 0.05
     exact = physres.steppers.get("exponential", true.rhs)
-    data = physres.data.generate(true, tmp_path / "trap.h5", n_traj=32, t_end=8 * dt,
-                                 dt_save=dt, seed=0, progress=False)
+    data = physres.data.generate(
+        true, tmp_path / "trap.h5", n_traj=32, t_end=8 * dt, dt_save=dt, seed=0, progress=False
+    )
     # the loss is scored independently of fit, on trajectories of the same 32 packets
     x_train = true.sample_initial(32, seed=0)
     with torch.no_grad():
@@ -88,8 +95,16 @@ def test_emulator_learns_a_missing_potential_and_stays_unitary(tmp_path):
 
     first = float(loss_fn().detach())
     config = physres.training.TrainConfig(
-        epochs=800, batch_size=256, lr=0.02, weight_decay=0.0, schedule="constant",
-        grad_clip=None, fractions=(1.0, 0.0, 0.0), normalize=False, progress=False)
+        epochs=800,
+        batch_size=256,
+        lr=0.02,
+        weight_decay=0.0,
+        schedule="constant",
+        grad_clip=None,
+        fractions=(1.0, 0.0, 0.0),
+        normalize=False,
+        progress=False,
+    )
     result = physres.training.fit(model, data, config)
     assert result.steps == 800
     final = float(loss_fn().detach())
@@ -98,10 +113,12 @@ def test_emulator_learns_a_missing_potential_and_stays_unitary(tmp_path):
     with torch.no_grad():
         ref = physres.rollout(exact, x_test, dt, 200)[:, -1]
         out = physres.rollout(model, x_test, dt, 200)[:, -1]
-        uncorrected = physres.rollout(model.__class__(state_shape=(48,), system=known, dt=dt),
-                                      x_test, dt, 200)[:, -1]
-        cayley_true = physres.rollout(physres.steppers.get("crank_nicolson", true.rhs), x_test,
-                                      dt, 200)[:, -1]
+        uncorrected = physres.rollout(
+            model.__class__(state_shape=(48,), system=known, dt=dt), x_test, dt, 200
+        )[:, -1]
+        cayley_true = physres.rollout(
+            physres.steppers.get("crank_nicolson", true.rhs), x_test, dt, 200
+        )[:, -1]
 
     def fidelity(psi):
         return ((ref.conj() * psi).sum(-1) * known.dx).abs() ** 2
@@ -115,8 +132,9 @@ def test_emulator_learns_a_missing_potential_and_stays_unitary(tmp_path):
 
 def test_model_for_builds_the_emulator_from_a_wavefunction_file(tmp_path):
     qs = _trap()
-    data = physres.data.generate(qs, tmp_path / "trap.h5", n_traj=2, t_end=0.2, dt_save=0.05,
-                                 progress=False)
+    data = physres.data.generate(
+        qs, tmp_path / "trap.h5", n_traj=2, t_end=0.2, dt_save=0.05, progress=False
+    )
     model = physres.training.model_for(data, "unitary_cayley", system=qs)
     assert isinstance(model, physres.models.UnitaryCayleyEmulator)
     assert model.state_shape == (48,) and model.complex_state

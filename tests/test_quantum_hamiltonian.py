@@ -11,8 +11,7 @@ from physres.systems.quantum import Grid1D, SpectralOperator, ground_state_imagi
 
 
 def ho(**kw):
-    return physres.systems.get("schrodinger_1d", **{"n": 128, "x_min": -10.0, "x_max": 10.0,
-                                                   **kw})
+    return physres.systems.get("schrodinger_1d", **{"n": 128, "x_min": -10.0, "x_max": 10.0, **kw})
 
 
 @pytest.mark.parametrize("boundary", ["periodic", "dirichlet"])
@@ -41,11 +40,17 @@ def test_kinetic_symbol_is_the_spectrum_of_the_matrix(kinetic, boundary):
     """The split-operator step uses ``kinetic_symbol``; it must be the exact spectrum of T."""
     qs = ho(n=40, kinetic=kinetic, boundary=boundary, potential="free")
     ham = qs.hamiltonian
-    T = ham.operator(0.0, scale=1.0).dense().real.numpy() if kinetic != "spectral" else \
-        SpectralOperator(qs.grid1d, ham.kinetic_symbol, torch.zeros(40)).dense().real.numpy()
+    T = (
+        ham.operator(0.0, scale=1.0).dense().real.numpy()
+        if kinetic != "spectral"
+        else SpectralOperator(qs.grid1d, ham.kinetic_symbol, torch.zeros(40)).dense().real.numpy()
+    )
     assert np.allclose(T, T.T, atol=1e-12)
-    assert np.allclose(np.sort(np.linalg.eigvalsh(T)), np.sort(ham.kinetic_symbol.numpy()),
-                       atol=1e-9 * np.abs(T).max())
+    assert np.allclose(
+        np.sort(np.linalg.eigvalsh(T)),
+        np.sort(ham.kinetic_symbol.numpy()),
+        atol=1e-9 * np.abs(T).max(),
+    )
 
 
 @pytest.mark.parametrize("p,periodic", [(1, False), (1, True), (2, False), (2, True)])
@@ -54,7 +59,7 @@ def test_banded_operator_against_dense(p, periodic):
     bands = rng.standard_normal((p + 1, 24))
     if not periodic:
         for k in range(1, p + 1):
-            bands[k, 24 - k:] = 0
+            bands[k, 24 - k :] = 0
     op = BandedOperator(bands, -1j / 0.7, periodic=periodic)
     A = op.dense()
     x = torch.randn(5, 24, dtype=torch.complex128)
@@ -82,16 +87,19 @@ def test_band_matrix_solve_against_dense_and_its_gradients(periodic):
     bands = torch.from_numpy(rng.standard_normal((p + 1, n)))
     if not periodic:
         for k in range(1, p + 1):
-            bands[k, n - k:] = 0
+            bands[k, n - k :] = 0
     b = torch.randn(3, n, dtype=torch.complex128)
-    A = torch.eye(n, dtype=torch.complex128) - c * BandedOperator(bands.numpy(), 1.0,
-                                                                 periodic=periodic).dense()
+    A = (
+        torch.eye(n, dtype=torch.complex128)
+        - c * BandedOperator(bands.numpy(), 1.0, periodic=periodic).dense()
+    )
     z = solve_banded(bands, c, b, periodic=periodic)
     assert torch.allclose(z, torch.linalg.solve(A, b.T).T, atol=1e-13)
     bands.requires_grad_()
     b.requires_grad_()
-    assert torch.autograd.gradcheck(lambda m, v: solve_banded(m, c, v, periodic=periodic),
-                                    (bands, b))
+    assert torch.autograd.gradcheck(
+        lambda m, v: solve_banded(m, c, v, periodic=periodic), (bands, b)
+    )
 
 
 def test_band_matrix_solve_names_bad_arguments():
@@ -150,8 +158,15 @@ def test_eigenstates_normalised_orthogonal_and_eigen():
 
 
 def test_hbar_and_mass_scale_the_spectrum():
-    qs = ho(n=128, x_min=-6.0, x_max=6.0, kinetic="spectral", hbar=0.5, mass=2.0,
-            potential_params={"omega": 1.5})
+    qs = ho(
+        n=128,
+        x_min=-6.0,
+        x_max=6.0,
+        kinetic="spectral",
+        hbar=0.5,
+        mass=2.0,
+        potential_params={"omega": 1.5},
+    )
     E = qs.eigenstates(3)[0].numpy()
     assert np.allclose(E, 0.5 * 1.5 * (np.arange(3) + 0.5), atol=1e-9)
 
@@ -165,8 +180,15 @@ def test_callable_potential_and_parameters():
 
 @pytest.mark.parametrize("system", ["schrodinger_1d", "gross_pitaevskii_1d"])
 def test_imaginary_time_matches_the_sparse_eigensolver(system):
-    qs = physres.systems.get(system, n=96, x_min=-10.0, x_max=10.0, potential="harmonic",
-                             kinetic="fd5", **({"g": 0.0} if system != "schrodinger_1d" else {}))
+    qs = physres.systems.get(
+        system,
+        n=96,
+        x_min=-10.0,
+        x_max=10.0,
+        potential="harmonic",
+        kinetic="fd5",
+        **({"g": 0.0} if system != "schrodinger_1d" else {}),
+    )
     k = 3 if system == "schrodinger_1d" else 1
     E, S = ground_state_imaginary_time(qs, n_states=k, tol=1e-10)
     E_ref, S_ref = qs.hamiltonian.eigenstates(k)
@@ -175,8 +197,15 @@ def test_imaginary_time_matches_the_sparse_eigensolver(system):
 
 
 def test_imaginary_time_gross_pitaevskii_is_self_consistent():
-    gp = physres.systems.get("gross_pitaevskii_1d", n=128, x_min=-10.0, x_max=10.0,
-                             potential="harmonic", kinetic="fd5", g=5.0)
+    gp = physres.systems.get(
+        "gross_pitaevskii_1d",
+        n=128,
+        x_min=-10.0,
+        x_max=10.0,
+        potential="harmonic",
+        kinetic="fd5",
+        g=5.0,
+    )
     mu, psi = ground_state_imaginary_time(gp, tol=1e-10)
     v = gp.effective_potential(0.0, gp.density(psi))
     residual = gp.hamiltonian.apply(psi, potential=v) - mu * psi
@@ -184,17 +213,20 @@ def test_imaginary_time_gross_pitaevskii_is_self_consistent():
     assert mu > 0.5  # repulsion raises the chemical potential above ħω/2
 
 
-@pytest.mark.parametrize("kw,match", [
-    ({"kinetic": "fd7"}, "`kinetic`"),
-    ({"boundary": "open"}, "`boundary`"),
-    ({"potential": "morse"}, "`potential`"),
-    ({"potential_params": {"omgea": 2.0}}, "`potential_params`"),
-    ({"n": 4}, "`n`"),
-    ({"x_min": 1.0, "x_max": -1.0}, "`x_min`"),
-    ({"hbar": 0.0}, "`hbar`"),
-    ({"field": "laser"}, "`field`"),
-    ({"k_max": 100.0}, "`k_max`"),
-])
+@pytest.mark.parametrize(
+    "kw,match",
+    [
+        ({"kinetic": "fd7"}, "`kinetic`"),
+        ({"boundary": "open"}, "`boundary`"),
+        ({"potential": "morse"}, "`potential`"),
+        ({"potential_params": {"omgea": 2.0}}, "`potential_params`"),
+        ({"n": 4}, "`n`"),
+        ({"x_min": 1.0, "x_max": -1.0}, "`x_min`"),
+        ({"hbar": 0.0}, "`hbar`"),
+        ({"field": "laser"}, "`field`"),
+        ({"k_max": 100.0}, "`k_max`"),
+    ],
+)
 def test_bad_parameters_are_named(kw, match):
     with pytest.raises(ValueError, match=match):
         ho(**kw)
@@ -210,8 +242,9 @@ def test_eigenstates_give_the_full_basis_of_a_small_grid():
     the fd3 particle-in-a-box energies (2/h²)·sin²(jπ/(2(n+1))) of the discrete Laplacian and
     the periodic spectral plane-wave energies k²/2."""
     for kinetic in ("fd3", "spectral"):
-        qs = physres.systems.get("schrodinger_1d", n=24, x_min=-3.0, x_max=3.0,
-                                 potential="free", kinetic=kinetic)
+        qs = physres.systems.get(
+            "schrodinger_1d", n=24, x_min=-3.0, x_max=3.0, potential="free", kinetic=kinetic
+        )
         n, dx = qs.grid.size, qs.dx
         energies, states = qs.eigenstates(n)
         assert energies.shape == (n,) and states.shape == (n, n)

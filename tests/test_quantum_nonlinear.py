@@ -20,8 +20,9 @@ def ks():
     return physres.systems.get("kohn_sham_1d", n=96, x_min=-12.0, x_max=12.0)
 
 
-@pytest.mark.parametrize("name,dt", [("split_operator", 0.005), ("etrs", 0.01),
-                                     ("crank_nicolson_pc", 0.0025)])
+@pytest.mark.parametrize(
+    "name,dt", [("split_operator", 0.005), ("etrs", 0.01), ("crank_nicolson_pc", 0.0025)]
+)
 def test_bright_soliton_keeps_shape_and_speed(name, dt):
     gp = physres.systems.get("gross_pitaevskii_1d", n=256, g=-1.0)
     x0, v, a, t = -3.0, 0.8, 1.0, 2.0
@@ -69,7 +70,7 @@ def test_kohn_sham_potential_is_the_derivative_of_the_energy(ks):
     """dE/dε along φ + εη equals Σ_j f_j·2Re⟨η_j|H[n]φ_j⟩dx, so the propagated energy is
     conserved by exact dynamics (Hartree and LDA exchange consistent with their potentials)."""
     phi = ks.sample_initial(1, seed=3)
-    eta = torch.randn_like(phi) * torch.exp(-ks.grid1d.x**2 / 8)
+    eta = torch.randn_like(phi) * torch.exp(-(ks.grid1d.x**2) / 8)
     eps = 1e-5
     fd = (ks.energy(phi + eps * eta) - ks.energy(phi - eps * eta)) / (2 * eps)
     v = ks.effective_potential(0.0, ks.density(phi))
@@ -110,15 +111,27 @@ def test_kohn_sham_propagators_against_the_dop853_reference(ks):
     x = ks.sample_initial(1, seed=4)
     ref = physres.reference.solve(ks, x, np.array([0.0, 0.5]), rtol=1e-11, atol=1e-12)[:, -1]
     for name in ("etrs", "exponential_midpoint", "split_operator", "crank_nicolson_pc"):
-        errs = [float(np.abs(physres.rollout(physres.steppers.get(name, ks.rhs), x, 0.5 / n, n)
-                             [:, -1].numpy() - ref).max()) for n in (10, 20)]
+        errs = [
+            float(
+                np.abs(
+                    physres.rollout(physres.steppers.get(name, ks.rhs), x, 0.5 / n, n)[
+                        :, -1
+                    ].numpy()
+                    - ref
+                ).max()
+            )
+            for n in (10, 20)
+        ]
         assert 1.8 < math.log2(errs[0] / errs[1]) < 2.3, (name, errs)
 
 
 def test_crank_nicolson_pc_is_crank_nicolson_on_a_linear_hamiltonian():
     """Time-independent linear H: the same Cayley step as the generic implicit stepper."""
-    for kw in ({"kinetic": "fd3"}, {"kinetic": "fd5", "boundary": "periodic"},
-               {"kinetic": "spectral"}):
+    for kw in (
+        {"kinetic": "fd3"},
+        {"kinetic": "fd5", "boundary": "periodic"},
+        {"kinetic": "spectral"},
+    ):
         qs = physres.systems.get("schrodinger_1d", n=64, x_min=-8.0, x_max=8.0, **kw)
         x = qs.sample_initial(3, seed=2)
         a = physres.steppers.get("crank_nicolson_pc", qs.rhs)(x, 0.0, 0.05)

@@ -60,31 +60,41 @@ def test_backward_euler_loses_norm_as_its_stability_function_predicts():
     assert np.allclose(qs.norm(traj[:, -1]).numpy(), (c2 * R2**n).sum(-1), rtol=1e-10)
 
 
-@pytest.mark.parametrize("kw", [{"kinetic": "fd3", "n": 63},
-                                pytest.param({"kinetic": "fd5", "boundary": "periodic", "n": 48},
-                                             marks=pytest.mark.slow)])
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {"kinetic": "fd3", "n": 63},
+        pytest.param({"kinetic": "fd5", "boundary": "periodic", "n": 48}, marks=pytest.mark.slow),
+    ],
+)
 def test_crank_nicolson_conserves_the_norm_to_1e12_over_1e4_steps(kw):
     qs = qsys(**kw)
     x = qs.sample_initial(2, seed=5)
     x = x / qs.norm(x).sqrt()[:, None]
-    traj = physres.rollout(physres.steppers.get("crank_nicolson", qs.rhs), x, 0.01, 10_000,
-                           save_every=2500)
+    traj = physres.rollout(
+        physres.steppers.get("crank_nicolson", qs.rhs), x, 0.01, 10_000, save_every=2500
+    )
     drift = (qs.norm(traj.reshape(-1, kw["n"])) - 1).abs().max()
     assert float(drift) < 1e-12
 
 
-@pytest.mark.parametrize("kw", [{"kinetic": "spectral"},
-                                pytest.param({"kinetic": "fd3"}, marks=pytest.mark.slow),
-                                pytest.param({"kinetic": "fd5", "boundary": "periodic"},
-                                             marks=pytest.mark.slow)])
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {"kinetic": "spectral"},
+        pytest.param({"kinetic": "fd3"}, marks=pytest.mark.slow),
+        pytest.param({"kinetic": "fd5", "boundary": "periodic"}, marks=pytest.mark.slow),
+    ],
+)
 def test_split_operator_conserves_the_norm_over_1e4_steps(kw):
     """Unitary to round-off: after 10⁴ steps the drift is below 1e-12 plus the drift of 10⁴
     bare transform round trips (torch's FFT has a systematic ~1e-16 bias per round trip)."""
     qs = qsys(n=48, **kw)
     x = qs.sample_initial(2, seed=5)
     x = x / qs.norm(x).sqrt()[:, None]
-    traj = physres.rollout(physres.steppers.get("split_operator", qs.rhs), x, 0.01, 10_000,
-                           save_every=2500)
+    traj = physres.rollout(
+        physres.steppers.get("split_operator", qs.rhs), x, 0.01, 10_000, save_every=2500
+    )
     drift = float((qs.norm(traj.reshape(-1, 48)) - 1).abs().max())
     g, y = qs.grid1d, x.clone()
     for _ in range(10_000):
@@ -114,8 +124,16 @@ def _free_gaussian_width(sigma0, t, hbar, mass):
 def test_free_gaussian_spreads_and_moves_as_the_closed_form(name):
     """Free particle, spectral kinetic: ⟨x⟩ = x0 + ħk0t/m, σ(t) = σ0√(1 + (ħt/2mσ0²)²)."""
     hbar, mass = 0.5, 2.0
-    qs = physres.systems.get("schrodinger_1d", n=256, x_min=-40.0, x_max=40.0,
-                             potential="free", kinetic="spectral", hbar=hbar, mass=mass)
+    qs = physres.systems.get(
+        "schrodinger_1d",
+        n=256,
+        x_min=-40.0,
+        x_max=40.0,
+        potential="free",
+        kinetic="spectral",
+        hbar=hbar,
+        mass=mass,
+    )
     x0, k0, s0 = -5.0, 3.0, 1.2
     psi = qs.gaussian_packet([x0], [k0], [s0])
     step = physres.steppers.get(name, qs.rhs)
@@ -126,16 +144,17 @@ def test_free_gaussian_spreads_and_moves_as_the_closed_form(name):
     mean = (rho * x).sum(-1) * qs.dx
     width = (((x - mean[:, None]) ** 2 * rho).sum(-1) * qs.dx).sqrt()
     assert np.allclose(mean.numpy(), x0 + hbar * k0 * t / mass, atol=1e-10)
-    assert np.allclose(width.numpy(), [_free_gaussian_width(s0, ti, hbar, mass) for ti in t],
-                       atol=1e-10)
+    assert np.allclose(
+        width.numpy(), [_free_gaussian_width(s0, ti, hbar, mass) for ti in t], atol=1e-10
+    )
 
 
-@pytest.mark.parametrize("name,dt,tol", [("exponential", 0.25, 1e-10),
-                                         ("split_operator", 0.005, 2e-5),
-                                         ("etrs", 0.25, 1e-9)])
+@pytest.mark.parametrize(
+    "name,dt,tol",
+    [("exponential", 0.25, 1e-10), ("split_operator", 0.005, 2e-5), ("etrs", 0.25, 1e-9)],
+)
 def test_coherent_state_oscillates_as_x0_cos_t(name, dt, tol):
-    qs = physres.systems.get("schrodinger_1d", n=128, x_min=-12.0, x_max=12.0,
-                             kinetic="spectral")
+    qs = physres.systems.get("schrodinger_1d", n=128, x_min=-12.0, x_max=12.0, kinetic="spectral")
     x0 = 2.5
     psi = qs.gaussian_packet([x0], [0.0], [math.sqrt(0.5)])  # displaced ground state
     n = round(2.0 / dt)
@@ -155,22 +174,34 @@ def _transmission(k, V0, a):
     return 1 / (1 + V0**2 * np.sin(q * a) ** 2 / (4 * E * (E - V0)))
 
 
-@pytest.mark.parametrize("n,dx,tol", [(1200, 0.25, 7e-3),
-                                      pytest.param(2000, 0.125, 2e-3, marks=pytest.mark.slow)])
+@pytest.mark.parametrize(
+    "n,dx,tol", [(1200, 0.25, 7e-3), pytest.param(2000, 0.125, 2e-3, marks=pytest.mark.slow)]
+)
 def test_barrier_transmission_matches_the_momentum_averaged_analytic_value(n, dx, tol):
     """A packet through a rectangular barrier: transmitted probability vs ∫|φ(k)|²T(k)dk.
     The sampled step barrier is the leading error (∝ dx²): 0.7% at dx = 0.25, 0.2% at 0.125."""
     V0, a = 1.0, 1.0
     x_min = -n * dx / 2 + dx / 2  # barrier edges midway between grid points: width exactly a
-    qs = physres.systems.get("schrodinger_1d", n=n, x_min=x_min, x_max=x_min + n * dx,
-                             potential="barrier", potential_params={"height": V0, "width": a},
-                             kinetic="spectral")
+    qs = physres.systems.get(
+        "schrodinger_1d",
+        n=n,
+        x_min=x_min,
+        x_max=x_min + n * dx,
+        potential="barrier",
+        potential_params={"height": V0, "width": a},
+        kinetic="spectral",
+    )
     assert np.isclose((qs.hamiltonian.V_np > 0).sum() * qs.dx, a)
     k0, s = 1.4, 4.0
     psi = qs.gaussian_packet([-30.0], [k0], [s])
     dt, t_end = 0.01, 45.0
-    traj = physres.rollout(physres.steppers.get("split_operator", qs.rhs), psi, dt,
-                           round(t_end / dt), save_every=round(t_end / dt))
+    traj = physres.rollout(
+        physres.steppers.get("split_operator", qs.rhs),
+        psi,
+        dt,
+        round(t_end / dt),
+        save_every=round(t_end / dt),
+    )
     rho = traj[0, -1].abs() ** 2
     x = qs.grid1d.x
     assert float((rho * (x.abs() < 5)).sum() * qs.dx) < 1e-4  # the packet has left the barrier
@@ -196,8 +227,15 @@ def test_exponential_agrees_with_the_expm_multiply_reference(kinetic):
 def test_time_dependent_field_second_order_against_dop853():
     """A pulse E(t)·x: every second-order propagator converges at rate 2 to the DOP853
     reference computed on the same discrete H(t) (so only time stepping is measured)."""
-    qs = qsys(n=48, kinetic="fd3", boundary="periodic", field="pulse", field_amplitude=0.5,
-              field_omega=2.0, field_duration=2.0)
+    qs = qsys(
+        n=48,
+        kinetic="fd3",
+        boundary="periodic",
+        field="pulse",
+        field_amplitude=0.5,
+        field_omega=2.0,
+        field_duration=2.0,
+    )
     assert qs.reference_method == "DOP853"
     x = qs.sample_initial(2, seed=1)
     ref = physres.reference.solve(qs, x, np.array([0.0, 1.0]), rtol=1e-12, atol=1e-13)[:, -1]
@@ -231,15 +269,23 @@ def test_krylov_options_are_checked():
 
 def test_generate_stores_the_grid(tmp_path):
     qs = qsys(n=32)
-    path = physres.data.generate(qs, tmp_path / "q.h5", n_traj=2, t_end=0.2, dt_save=0.1,
-                                 progress=False)
+    path = physres.data.generate(
+        qs, tmp_path / "q.h5", n_traj=2, t_end=0.2, dt_save=0.1, progress=False
+    )
     with physres.data.open(path) as f:
         assert f.dtype == torch.complex128
         assert np.allclose(f.grid["x"], qs.grid)
         rebuilt = f.make_system()
-        assert np.allclose(f.states[0, -1], physres.rollout(
-            physres.steppers.get("exponential", rebuilt.rhs),
-            torch.from_numpy(f.states[0, :1]), 0.1, 2)[0, -1].numpy(), atol=1e-10)
+        assert np.allclose(
+            f.states[0, -1],
+            physres.rollout(
+                physres.steppers.get("exponential", rebuilt.rhs),
+                torch.from_numpy(f.states[0, :1]),
+                0.1,
+                2,
+            )[0, -1].numpy(),
+            atol=1e-10,
+        )
 
 
 @pytest.mark.parametrize("n", [10, 100, 2047, 2048])
@@ -268,9 +314,17 @@ def test_sine_transform_is_differentiable_on_the_bluestein_path():
     assert torch.autograd.gradcheck(_dst1, (x,))
 
 
-@pytest.mark.parametrize("kinetic,n,dt,short", [
-    ("fd3", 100, 1e-3, True), ("fd5", 256, 1e-3, True), ("fd3", 60, 0.05, True),
-    ("fd3", 60, 5.0, False), ("fd3", 60, 50.0, False), ("spectral", 60, 1e-3, False)])
+@pytest.mark.parametrize(
+    "kinetic,n,dt,short",
+    [
+        ("fd3", 100, 1e-3, True),
+        ("fd5", 256, 1e-3, True),
+        ("fd3", 60, 0.05, True),
+        ("fd3", 60, 5.0, False),
+        ("fd3", 60, 50.0, False),
+        ("spectral", 60, 1e-3, False),
+    ],
+)
 def test_kinetic_propagator_is_the_exact_exponential_of_t(kinetic, n, dt, short):
     # the method-of-images convolution (short kernels) and the sine-transform pair (the rest)
     # against scipy's dense expm of the same discrete T; pre/post factors applied pointwise
@@ -282,8 +336,9 @@ def test_kinetic_propagator_is_the_exact_exponential_of_t(kinetic, n, dt, short)
     U = sla.expm(-1j * dt * T)
     phase = torch.exp(-1j * dt * ham.kinetic_symbol)
     gen = torch.Generator().manual_seed(n)
-    pre, post = (torch.exp(1j * torch.rand(n, generator=gen, dtype=torch.float64))
-                 for _ in range(2))
+    pre, post = (
+        torch.exp(1j * torch.rand(n, generator=gen, dtype=torch.float64)) for _ in range(2)
+    )
     prop = g.diagonal_propagator(phase, pre=pre, post=post)
     assert (prop.band is not None) == short  # the images path where the kernel is short
     x = qs.sample_initial(3)
@@ -308,8 +363,9 @@ def test_split_operator_is_unchanged_where_n_plus_1_has_a_large_prime():
     half = torch.exp(-0.5j * dt * ham.potential_at(0.0))
     expected = x
     for _ in range(3):
-        expected = half * g.inverse(torch.exp(-1j * dt * ham.kinetic_symbol)
-                                    * g.forward(half * expected))
+        expected = half * g.inverse(
+            torch.exp(-1j * dt * ham.kinetic_symbol) * g.forward(half * expected)
+        )
     # the first step of a Δt takes the transform pair, the next ones the image convolution
     stepper = physres.steppers.get("split_operator", qs.rhs)
     steps = physres.rollout(stepper, x, dt, 3)[:, -1]

@@ -51,19 +51,27 @@ def test_harmonic_oscillator_against_exact():
     x0 = ho.sample_initial(3)
     t = np.linspace(0.0, 5.0, 51)
     exact = ho.solution(x0, t).numpy()
-    for method, rtol, atol, tol in [("DOP853", 1e-12, 1e-13, 1e-9), ("RK45", 1e-10, 1e-12, 1e-7),
-                                    ("Radau", 1e-11, 1e-13, 1e-8), ("BDF", 1e-10, 1e-12, 1e-6),
-                                    ("LSODA", 1e-10, 1e-12, 1e-6), ("expm", None, None, 1e-13)]:
+    for method, rtol, atol, tol in [
+        ("DOP853", 1e-12, 1e-13, 1e-9),
+        ("RK45", 1e-10, 1e-12, 1e-7),
+        ("Radau", 1e-11, 1e-13, 1e-8),
+        ("BDF", 1e-10, 1e-12, 1e-6),
+        ("LSODA", 1e-10, 1e-12, 1e-6),
+        ("expm", None, None, 1e-13),
+    ]:
         y = solve(ho, x0, t, method=method, rtol=rtol, atol=atol)
         assert y.shape == (3, 51, 2) and y.dtype == np.float64
         assert np.abs(y - exact).max() < tol, method
 
 
-@pytest.mark.parametrize("name, params, t_end, atol", [
-    ("robertson", {}, 40.0, 1e-14),
-    ("hires", {}, 320.0, 1e-13),
-    ("van_der_pol", {"mu": 1000.0}, 300.0, 1e-11),  # two relaxation jumps
-])
+@pytest.mark.parametrize(
+    "name, params, t_end, atol",
+    [
+        ("robertson", {}, 40.0, 1e-14),
+        ("hires", {}, 320.0, 1e-13),
+        ("van_der_pol", {"mu": 1000.0}, 300.0, 1e-11),  # two relaxation jumps
+    ],
+)
 def test_stiff_radau_agrees_with_bdf(name, params, t_end, atol):
     system = physres.systems.get(name, **params)
     x0 = system.sample_initial(1, seed=5)
@@ -99,8 +107,9 @@ def test_expm_nonuniform_times():
     ho = physres.systems.get("harmonic_oscillator")
     x0 = ho.sample_initial(2)
     t = np.array([0.0, 0.1, 0.5, 2.0, 7.3])
-    np.testing.assert_allclose(solve(ho, x0, t, method="expm"), ho.solution(x0, t).numpy(),
-                               atol=1e-13)
+    np.testing.assert_allclose(
+        solve(ho, x0, t, method="expm"), ho.solution(x0, t).numpy(), atol=1e-13
+    )
 
 
 def test_parallel_and_executor_identical_to_serial():
@@ -119,9 +128,12 @@ def test_dask_local_cluster():
     lorenz = physres.systems.get("lorenz63")
     x0 = lorenz.sample_initial(3)
     t = np.linspace(0.0, 1.0, 11)
-    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
-                                  dashboard_address=None) as cluster, \
-            distributed.Client(cluster) as client:
+    with (
+        distributed.LocalCluster(
+            n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
         remote = solve(lorenz, x0, t, executor=client.get_executor())
     assert remote.tobytes() == solve(lorenz, x0, t).tobytes()
 
@@ -129,8 +141,11 @@ def test_dask_local_cluster():
 @pytest.mark.parametrize("workers", [1, 2])
 def test_failure_names_trajectory_and_scipy_message(workers):
     x0 = np.array([[0.1], [1.0], [0.2]])  # trajectory 1 blows up at t = 1
-    with pytest.raises(ReferenceSolveError, match=r"trajectory 1: RK45 failed after t = 0\.5 "
-                                                  r".*Required step size") as info:
+    with pytest.raises(
+        ReferenceSolveError,
+        match=r"trajectory 1: RK45 failed after t = 0\.5 "
+        r".*Required step size",
+    ) as info:
         solve(BlowUp(), x0, np.linspace(0, 2, 5), method="RK45", workers=workers)
     assert info.value.index == 1
 

@@ -25,8 +25,13 @@ def ho_file(tmp_path_factory):
 @pytest.fixture(scope="module")
 def comparison_doc(tmp_path_factory):
     out = tmp_path_factory.mktemp("cmp")
-    study = compare_steppers("harmonic_oscillator", ["euler", "rk4", "backward_euler"],
-                             dts=[0.2, 0.1], t_end=2.0, progress=False)
+    study = compare_steppers(
+        "harmonic_oscillator",
+        ["euler", "rk4", "backward_euler"],
+        dts=[0.2, 0.1],
+        t_end=2.0,
+        progress=False,
+    )
     study.save(out)
     return json.loads((out / "report.json").read_text()), study
 
@@ -41,7 +46,8 @@ def test_comparison_report_follows_the_schema(comparison_doc):
         assert entry["errors"] == pytest.approx(list(study.errors[name]))
         assert entry["status"] == ["ok", "ok"] and rec.status == ["ok", "ok"]
         assert entry["invariant_drift"]["energy"] == pytest.approx(
-            list(study.drift[name]["energy"]))
+            list(study.drift[name]["energy"])
+        )
     assert doc["steppers"]["euler"]["stability"]["largest_stable_dt"] == 0.0
     assert doc["steppers"]["backward_euler"]["stability"]["largest_stable_dt"] is None  # inf
 
@@ -86,8 +92,7 @@ def test_a_failed_comparison_run_is_a_record_with_its_status():
         def invariants(self, x):
             return {}
 
-    study = compare_steppers(Decay(), ["euler"], dts=[1.0, 0.015], stability=False,
-                             progress=False)
+    study = compare_steppers(Decay(), ["euler"], dts=[1.0, 0.015], stability=False, progress=False)
     run = study.results["euler"].runs[0]
     assert run.status == "diverged" and run.error == float("inf")
     assert run.failed_time == pytest.approx(155.0)
@@ -113,7 +118,8 @@ def test_the_checker_names_every_departure(comparison_doc):
     assert any(p.startswith("report['steppers']['rk4']['stability']") for p in problems)
     assert len(problems) == 5
     assert schema.check({"kind": "other"}) == [
-        "report['kind'] is 'other'; expected one of ['comparison', 'validation']"]
+        "report['kind'] is 'other'; expected one of ['comparison', 'validation']"
+    ]
 
 
 def test_the_docs_list_every_field():

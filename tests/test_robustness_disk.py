@@ -36,8 +36,22 @@ def nearly_full(monkeypatch):
 
 def test_generate_checks_free_space_before_writing(tmp_path, nearly_full, capsys):
     out = tmp_path / "l.h5"
-    assert main(["generate", "lorenz63", "--out", str(out), "--n-traj", "8", "--t-end", "5",
-                 "--no-progress"]) == 2
+    assert (
+        main(
+            [
+                "generate",
+                "lorenz63",
+                "--out",
+                str(out),
+                "--n-traj",
+                "8",
+                "--t-end",
+                "5",
+                "--no-progress",
+            ]
+        )
+        == 2
+    )
     _one_line(capsys.readouterr().err, "not enough free space", str(out))
     assert list(tmp_path.iterdir()) == []
 
@@ -85,8 +99,9 @@ def tiny_fs(tmp_path):
     mnt.mkdir()
     if shutil.which("mount") is None or os.geteuid() != 0:
         pytest.skip("a 2 MB tmpfs needs root and mount")
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mnt)],
-                          capture_output=True)
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mnt)], capture_output=True
+    )
     if done.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
     yield mnt
@@ -95,8 +110,13 @@ def tiny_fs(tmp_path):
 
 def _run_code(code, **kw):
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", **kw}
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
-                          text=True, env=env, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
 
 
 def test_generate_on_a_full_tmpfs_exits_2_not_139(tiny_fs):
@@ -161,11 +181,13 @@ def test_run_on_a_full_tmpfs_exits_2(tiny_fs, tmp_path):
     d = tmp_path / "toys"
     d.mkdir()
     (d / "toy_disk.py").write_text(TOY)
-    done = _run_code(f"""
+    done = _run_code(
+        f"""
         import sys
         from physres.cli import main
         sys.exit(main(["run", "toy_disk", "--out", {str(tiny_fs / "run")!r}, "--no-progress"]))""",
-                     **{runner.ENV_VAR: str(d)})
+        **{runner.ENV_VAR: str(d)},
+    )
     assert done.returncode == 2, done.stderr
     _one_line(done.stderr, "data.h5")
     assert os.listdir(tiny_fs / "run") == []

@@ -22,8 +22,12 @@ pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="reads /proc for
 def _start(out: Path):
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     code = "import sys; from physres.cli import main; sys.exit(main(sys.argv[1:]))"
-    return subprocess.Popen([sys.executable, "-c", code, "generate", *LONG, "--out", str(out)],
-                            env=env, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-c", code, "generate", *LONG, "--out", str(out)],
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _stop(proc) -> None:
@@ -98,8 +102,22 @@ def test_sigkill_workers_die_with_the_parent_and_leftovers_are_cleaned(tmp_path)
     stale.write_bytes(b"partial")
     mine = tmp_path / f".l.h5.{os.getpid()}.abcd1234.tmp"  # a live process's: kept
     mine.write_bytes(b"in progress")
-    assert main(["generate", "harmonic_oscillator", "--out", str(out), "--n-traj", "2",
-                 "--t-end", "1", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "generate",
+                "harmonic_oscillator",
+                "--out",
+                str(out),
+                "--n-traj",
+                "2",
+                "--t-end",
+                "1",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert not stale.exists() and mine.exists() and out.exists()
 
 
@@ -109,8 +127,22 @@ def test_second_run_to_the_same_path_is_refused(tmp_path, capsys):
     try:
         _wait(lambda: _io.lock_path(out).exists() or proc.poll() is not None, 120, "no lock")
         assert proc.poll() is None
-        assert main(["generate", "harmonic_oscillator", "--out", str(out), "--n-traj", "2",
-                     "--t-end", "1", "--no-progress"]) == 2
+        assert (
+            main(
+                [
+                    "generate",
+                    "harmonic_oscillator",
+                    "--out",
+                    str(out),
+                    "--n-traj",
+                    "2",
+                    "--t-end",
+                    "1",
+                    "--no-progress",
+                ]
+            )
+            == 2
+        )
         err = capsys.readouterr().err
         assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
         assert str(_io.lock_path(out)) in err and f"pid {proc.pid}" in err

@@ -31,8 +31,9 @@ def test_observer_sees_every_saved_state_in_order(compile):
     seen, observer = _watch()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", _compile.CompileFallbackWarning)
-        traj = physres.rollout(step, x0, 0.1, 12, t0=0.5, save_every=3, compile=compile,
-                               chunk=3, observer=observer)
+        traj = physres.rollout(
+            step, x0, 0.1, 12, t0=0.5, save_every=3, compile=compile, chunk=3, observer=observer
+        )
     assert [n for n, _, _ in seen] == [0, 3, 6, 9, 12]
     assert [t for _, t, _ in seen] == pytest.approx([0.5 + 0.1 * n for n in (0, 3, 6, 9, 12)])
     torch.testing.assert_close(torch.stack([x for _, _, x in seen], 1), traj, rtol=0, atol=0)
@@ -52,8 +53,9 @@ def test_on_divergence_return_gives_what_the_error_carries():
     step = physres.steppers.get("euler", _blowup)
     with pytest.raises(DivergenceError) as info:
         physres.rollout(step, x0, 0.5, 40, save_every=2, compile=False)
-    out = physres.rollout(step, x0, 0.5, 40, save_every=2, compile=False,
-                          on_divergence="return", full_output=True)
+    out = physres.rollout(
+        step, x0, 0.5, 40, save_every=2, compile=False, on_divergence="return", full_output=True
+    )
     assert isinstance(out, Rollout) and out.status == "diverged"
     assert out.failed_step == info.value.step and out.steps == info.value.step - 1
     torch.testing.assert_close(out.trajectory, info.value.trajectory, rtol=0, atol=0)
@@ -63,8 +65,7 @@ def test_on_divergence_return_gives_what_the_error_carries():
         x = x + 0.5 * x * x
     assert math.isfinite(x) and out.final.item() == pytest.approx(x, rel=1e-12)
     assert out.t_final == pytest.approx(0.5 * out.steps)
-    plain = physres.rollout(step, x0, 0.5, 40, save_every=2, compile=False,
-                            on_divergence="return")
+    plain = physres.rollout(step, x0, 0.5, 40, save_every=2, compile=False, on_divergence="return")
     torch.testing.assert_close(plain, out.trajectory, rtol=0, atol=0)
 
 
@@ -84,8 +85,9 @@ def test_a_failed_solve_is_captured_with_its_step():
     x0 = torch.ones(2, 3, dtype=torch.float64)
     with pytest.raises(ConvergenceError):
         physres.rollout(_FailsAt(0.3), x0, 0.1, 10, compile=False)
-    out = physres.rollout(_FailsAt(0.3), x0, 0.1, 10, compile=False, on_divergence="return",
-                          full_output=True)
+    out = physres.rollout(
+        _FailsAt(0.3), x0, 0.1, 10, compile=False, on_divergence="return", full_output=True
+    )
     assert out.status == "solver failed" and out.steps == 3 and out.failed_step == 4
     assert out.trajectory.shape == (2, 4, 3)
     torch.testing.assert_close(out.final, torch.full((2, 3), 0.125, dtype=torch.float64))
@@ -93,8 +95,15 @@ def test_a_failed_solve_is_captured_with_its_step():
 
 def test_observer_time_is_kept_apart_from_the_stepping():
     x0 = torch.ones(1, 1, dtype=torch.float64)
-    out = physres.rollout(lambda x, t, dt: x, x0, 0.1, 4, compile=False,
-                          observer=lambda n, t, x: time.sleep(0.02), full_output=True)
+    out = physres.rollout(
+        lambda x, t, dt: x,
+        x0,
+        0.1,
+        4,
+        compile=False,
+        observer=lambda n, t, x: time.sleep(0.02),
+        full_output=True,
+    )
     assert out.status == "ok" and out.failure is None and out.steps == 4
     assert out.observer_s >= 5 * 0.02  # five saved states, each observed once
     assert out.wall_s >= 0.0 and _compile.last_run["wall_s"] == out.wall_s

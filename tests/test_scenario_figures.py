@@ -85,8 +85,11 @@ def check_wavepacket(report, lines):
         if row["stepper"] == "reference":
             continue
         ok = row["status"] == "ok"
-        assert ok == (row["diverged at t"] is None and row["max |norm-1|"] is not None
-                      and row["max |norm-1|"] <= wp.NORM_TOLERANCE), row
+        assert ok == (
+            row["diverged at t"] is None
+            and row["max |norm-1|"] is not None
+            and row["max |norm-1|"] <= wp.NORM_TOLERANCE
+        ), row
         if not ok:  # flagged in the legend, never drawn as if it were a propagator
             assert any(lab.startswith(f"{row['stepper']} (") for lab in labels), row
             assert row["stepper"] not in labels, row

@@ -86,14 +86,18 @@ def check_depth(r):
     deepest = r["config"]["depths"][-1]
     g = r["gradients_at_init"]
     # plain tanh stacks lose the gradient geometrically; 1/√L-scaled residual stacks keep it O(1)
-    assert _at(g["plain"], deepest)["grad_first"] < 1e-10 * _at(g["residual, α=1/√L"],
-                                                                    deepest)["grad_first"]
+    assert (
+        _at(g["plain"], deepest)["grad_first"]
+        < 1e-10 * _at(g["residual, α=1/√L"], deepest)["grad_first"]
+    )
     scaled = [row["grad_first"] for row in g["residual, α=1/√L"]]
     assert max(scaled) / min(scaled) < 10
     # the unscaled residual stack's gradient grows with depth; a constant β > 0 makes it vanish
     assert _at(g["residual, α=1"], deepest)["grad_first"] > g["residual, α=1"][0]["grad_first"]
-    assert (_at(g["residual, α=1/√L, β=0.1"], deepest)["grad_first"]
-            < 1e-2 * _at(g["residual, α=1/√L"], deepest)["grad_first"])
+    assert (
+        _at(g["residual, α=1/√L, β=0.1"], deepest)["grad_first"]
+        < 1e-2 * _at(g["residual, α=1/√L"], deepest)["grad_first"]
+    )
     # training: the deepest plain network learns nothing, the scaled residual one does
     final = r["training"]["final"]
     assert _at(final["plain"], deepest)["train_rel_mse"] > 0.5
@@ -207,6 +211,12 @@ def check_chain_fold(r):
     assert emu["graph_no_staples"]["rollout_rel_l2"] > 5 * staples["rollout_rel_l2"]
 
 
-CLAIMS = {"depth": check_depth, "kohn_sham": check_kohn_sham, "oscillator": check_oscillator,
-          "lorenz": check_lorenz, "stiff": check_stiff, "wavepacket": check_wavepacket}
+CLAIMS = {
+    "depth": check_depth,
+    "kohn_sham": check_kohn_sham,
+    "oscillator": check_oscillator,
+    "lorenz": check_lorenz,
+    "stiff": check_stiff,
+    "wavepacket": check_wavepacket,
+}
 CLAIMS["chain_fold"] = check_chain_fold

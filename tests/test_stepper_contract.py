@@ -15,8 +15,9 @@ def test_shape_dtype_and_batch_independence(name):
     batch = step(x0, 0.1, 0.05)
     assert batch.shape == x0.shape and batch.dtype == x0.dtype
     assert bool(torch.isfinite(batch).all())
-    single = torch.cat([steppers.get(name, field)(x0[i:i + 1], 0.1, 0.05)
-                        for i in range(x0.shape[0])])
+    single = torch.cat(
+        [steppers.get(name, field)(x0[i : i + 1], 0.1, 0.05) for i in range(x0.shape[0])]
+    )
     torch.testing.assert_close(batch, single, rtol=1e-11, atol=1e-12)
 
 

@@ -28,10 +28,18 @@ def test_tableau_orders_are_exact(tab):
     assert max(abs(r) for _, r in order_residuals(A, tab.b, tab.order)) < 1e-11
     assert max(abs(r) for _, r in order_residuals(A, tab.b_hat, tab.error_order)) < 1e-11
     # ... and no higher: some condition of the next order fails clearly
-    assert max(abs(r) for n, r in order_residuals(A, tab.b, tab.order + 1)
-               if n == tab.order + 1) > 1e-4
-    assert max(abs(r) for n, r in order_residuals(A, tab.b_hat, tab.error_order + 1)
-               if n == tab.error_order + 1) > 1e-4
+    assert (
+        max(abs(r) for n, r in order_residuals(A, tab.b, tab.order + 1) if n == tab.order + 1)
+        > 1e-4
+    )
+    assert (
+        max(
+            abs(r)
+            for n, r in order_residuals(A, tab.b_hat, tab.error_order + 1)
+            if n == tab.error_order + 1
+        )
+        > 1e-4
+    )
     assert np.allclose(A.sum(1), tab.c, atol=1e-13)
     assert tuple(tab.b) == tuple(tab.a[-1])  # stiffly accurate
 
@@ -70,8 +78,9 @@ def test_fixed_step_order_against_dop853(name):
     errors = []
     for dt in dts:
         n = round(1.0 / dt)
-        traj = physres.rollout(steppers.get(name, field, tol=1e-14), field.x0, dt=dt,
-                               n_steps=n, save_every=n)
+        traj = physres.rollout(
+            steppers.get(name, field, tol=1e-14), field.x0, dt=dt, n_steps=n, save_every=n
+        )
         errors.append(float((traj[:, -1] - reference).abs().max()))
     slope = np.polyfit(np.log(dts), np.log(errors), 1)[0]
     assert abs(slope - steppers.REGISTRY.resolve(name).order) < 0.3, errors
@@ -89,9 +98,16 @@ def test_embedded_estimate_tracks_the_true_local_error(name):
         step = steppers.get(name, field, tol=1e-14)
         with torch.no_grad():
             x1, err = step._step_with_error(x0, 0.0, h)
-        exact = torch.tensor(np.array([solve_ivp(field.numpy, (0.0, h), y.numpy(),
-                                                 method="DOP853", rtol=1e-13,
-                                                 atol=1e-15).y[:, -1] for y in x0]))
+        exact = torch.tensor(
+            np.array(
+                [
+                    solve_ivp(
+                        field.numpy, (0.0, h), y.numpy(), method="DOP853", rtol=1e-13, atol=1e-15
+                    ).y[:, -1]
+                    for y in x0
+                ]
+            )
+        )
         est.append(float(err.abs().max()))
         true.append(float((x1 - err - exact).abs().max()))
         assert float((x1 - exact).abs().max()) < 0.3 * float((x1 - err - exact).abs().max())
@@ -122,14 +138,14 @@ def test_per_sample_steps_equal_separate_steps(name):
         x1, err = steppers.get(name, field, tol=1e-15)._step_with_error(x0, t, dt)
         for i in range(2):
             xi, ei = steppers.get(name, field, tol=1e-15)._step_with_error(
-                x0[i:i + 1], float(t[i]), float(dt[i]))
-            torch.testing.assert_close(x1[i:i + 1], xi, rtol=1e-12, atol=1e-13)
-            torch.testing.assert_close(err[i:i + 1], ei, rtol=1e-3, atol=1e-13)
+                x0[i : i + 1], float(t[i]), float(dt[i])
+            )
+            torch.testing.assert_close(x1[i : i + 1], xi, rtol=1e-12, atol=1e-13)
+            torch.testing.assert_close(err[i : i + 1], ei, rtol=1e-3, atol=1e-13)
     assert float(err.abs().min()) > 1e-11  # the estimates compared are not round-off
 
 
-@pytest.mark.parametrize("name", ["backward_euler", "crank_nicolson", "implicit_midpoint",
-                                  *PAIRS])
+@pytest.mark.parametrize("name", ["backward_euler", "crank_nicolson", "implicit_midpoint", *PAIRS])
 def test_implicit_steps_keep_float32(name):
     linear = LinearProblem()
     x32 = linear.x0.float()
@@ -145,8 +161,7 @@ def test_implicit_steps_keep_float32(name):
 def test_linear_structure_and_newton_give_the_same_step():
     linear = LinearProblem()
     direct = steppers.get("kvaerno5", linear.rhs)(linear.x0, 0.0, 0.05)
-    newton = steppers.get("kvaerno5", lambda t, x: x @ linear.A.T, tol=1e-14)(linear.x0,
-                                                                               0.0, 0.05)
+    newton = steppers.get("kvaerno5", lambda t, x: x @ linear.A.T, tol=1e-14)(linear.x0, 0.0, 0.05)
     torch.testing.assert_close(direct, newton, rtol=1e-12, atol=1e-13)
     torch.testing.assert_close(direct, linear.exact(0.05), rtol=0, atol=1e-8)
 
@@ -155,6 +170,7 @@ def test_per_sample_float32_state_stays_float32():
     field = NonlinearField()
     dt = torch.tensor([0.05, 0.1], dtype=torch.float64)
     with torch.no_grad():
-        x1, err = steppers.get("kvaerno5", field)._step_with_error(field.x0.float(),
-                                                                   torch.zeros(2), dt)
+        x1, err = steppers.get("kvaerno5", field)._step_with_error(
+            field.x0.float(), torch.zeros(2), dt
+        )
     assert x1.dtype == err.dtype == torch.float32

@@ -20,8 +20,14 @@ def _solve(name, rtol, stepper="kvaerno5", t_eval=None):
     step = physres.steppers.get(stepper, system.rhs, atol=1e-3 * atol)
     x0 = torch.tensor([ref["x0"]], dtype=torch.float64)
     with torch.no_grad():
-        sol = physres.integrate(step, x0, (0.0, ref["t_end"]), rtol=rtol, atol=atol,
-                                t_eval=[ref["t_end"]] if t_eval is None else t_eval)
+        sol = physres.integrate(
+            step,
+            x0,
+            (0.0, ref["t_end"]),
+            rtol=rtol,
+            atol=atol,
+            t_eval=[ref["t_end"]] if t_eval is None else t_eval,
+        )
     return system, sol, atol
 
 
@@ -56,10 +62,23 @@ def test_backward_euler_starts_stiff_van_der_pol():
     system = physres.systems.get("van_der_pol", mu=1e6)
     x0 = torch.tensor([[2.0, 0.0]], dtype=torch.float64)
     with torch.no_grad():
-        sol = physres.integrate(physres.steppers.get("backward_euler", system.rhs), x0,
-                                (0.0, 1e5), rtol=1e-6, atol=1e-6, t_eval=[1e5])
-    ref = solve_ivp(system.numpy_rhs, (0.0, 1e5), [2.0, 0.0], method="Radau", rtol=1e-10,
-                    atol=1e-12, jac=system.numpy_jacobian).y[:, -1]
+        sol = physres.integrate(
+            physres.steppers.get("backward_euler", system.rhs),
+            x0,
+            (0.0, 1e5),
+            rtol=1e-6,
+            atol=1e-6,
+            t_eval=[1e5],
+        )
+    ref = solve_ivp(
+        system.numpy_rhs,
+        (0.0, 1e5),
+        [2.0, 0.0],
+        method="Radau",
+        rtol=1e-10,
+        atol=1e-12,
+        jac=system.numpy_jacobian,
+    ).y[:, -1]
     assert abs(float(sol.x[0, -1, 0]) - ref[0]) < 1e-3 * abs(ref[0])
 
 
@@ -71,10 +90,19 @@ def test_kvaerno5_through_two_relaxation_periods_of_van_der_pol_mu_1e6():
     x0 = torch.tensor([[2.0, 0.0]], dtype=torch.float64)
     step = physres.steppers.get("kvaerno5", system.rhs, atol=1e-9)
     with torch.no_grad():
-        sol = physres.integrate(step, x0, (0.0, 3e6), rtol=1e-6, atol=1e-6,
-                                t_eval=[1.2e6, 2e6, 3e6])
-    ref = solve_ivp(system.numpy_rhs, (0.0, 2e6), [2.0, 0.0], method="Radau", rtol=1e-8,
-                    atol=1e-8, jac=system.numpy_jacobian, t_eval=[1.2e6, 2e6]).y[0]
+        sol = physres.integrate(
+            step, x0, (0.0, 3e6), rtol=1e-6, atol=1e-6, t_eval=[1.2e6, 2e6, 3e6]
+        )
+    ref = solve_ivp(
+        system.numpy_rhs,
+        (0.0, 2e6),
+        [2.0, 0.0],
+        method="Radau",
+        rtol=1e-8,
+        atol=1e-8,
+        jac=system.numpy_jacobian,
+        t_eval=[1.2e6, 2e6],
+    ).y[0]
     np.testing.assert_allclose(sol.x[0, :2, 0].numpy(), ref, rtol=1e-4)
     assert abs(float(sol.x[0, -1, 0])) < 2.1
 
@@ -86,21 +114,37 @@ def test_published_reference_reached_at_rtol_1e6_slow(name):
     assert scd(sol.x[0, -1], system.REFERENCE["x_end"]) >= 4.0
 
 
-_RADAU_ATOL = {"robertson": 1e-22, "hires": 1e-14, "pollu": 1e-16, "oregonator": 1e-10,
-               "vdpol_stiff": 1e-12}
+_RADAU_ATOL = {
+    "robertson": 1e-22,
+    "hires": 1e-14,
+    "pollu": 1e-16,
+    "oregonator": 1e-10,
+    "vdpol_stiff": 1e-12,
+}
 
 
-@pytest.mark.parametrize("name", [
-    "hires", "pollu",
-    pytest.param("robertson", marks=pytest.mark.slow),
-    pytest.param("oregonator", marks=pytest.mark.slow),
-    pytest.param("vdpol_stiff", marks=pytest.mark.slow)])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "hires",
+        "pollu",
+        pytest.param("robertson", marks=pytest.mark.slow),
+        pytest.param("oregonator", marks=pytest.mark.slow),
+        pytest.param("vdpol_stiff", marks=pytest.mark.slow),
+    ],
+)
 def test_published_values_agree_with_radau(name):
     system = physres.systems.get(name)
     ref = system.REFERENCE
-    sol = solve_ivp(system.numpy_rhs, (0.0, ref["t_end"]), np.array(ref["x0"]),
-                    method="Radau", rtol=1e-11, atol=_RADAU_ATOL[name],
-                    jac=system.numpy_jacobian)
+    sol = solve_ivp(
+        system.numpy_rhs,
+        (0.0, ref["t_end"]),
+        np.array(ref["x0"]),
+        method="Radau",
+        rtol=1e-11,
+        atol=_RADAU_ATOL[name],
+        jac=system.numpy_jacobian,
+    )
     assert scd(sol.y[:, -1], ref["x_end"]) > 9
 
 
@@ -117,6 +161,7 @@ def test_reference_records_are_complete(name):
 
 def test_scd_scores_relative_and_mixed_errors():
     assert scd([1.0 + 1e-5, 2e-10 * (1 + 1e-3)], [1.0, 2e-10]) == pytest.approx(3.0)
-    assert scd([1.0, 3e-22], [1.0, 1e-22], floor=1e-18) == pytest.approx(-np.log10(2e-22 / (
-        1e-22 + 1e-18)))
+    assert scd([1.0, 3e-22], [1.0, 1e-22], floor=1e-18) == pytest.approx(
+        -np.log10(2e-22 / (1e-22 + 1e-18))
+    )
     assert scd([5.0, 0.0], [5.0, 0.0]) > 15  # zero reference components are skipped

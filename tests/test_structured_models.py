@@ -20,16 +20,19 @@ def omega(n):
 
 def random_symplectic(state_shape, linear=True, seed=0):
     torch.manual_seed(seed)
-    model = SymplecticEmulator(state_shape=state_shape, width=8, depth=3, linear=linear,
-                               init_scale=1.0, dt=0.1)
+    model = SymplecticEmulator(
+        state_shape=state_shape, width=8, depth=3, linear=linear, init_scale=1.0, dt=0.1
+    )
     with torch.no_grad():  # generic weights of order one: far from the identity map
         for name, p in model.named_parameters():
             p.copy_(0.6 * torch.randn_like(p) / (math.sqrt(model.n) if name == "A" else 1))
     size = math.prod(state_shape)
     g = torch.Generator().manual_seed(seed + 1)
     # a different scale for every component: q and p of one pair, and pairs among themselves
-    model.set_normalization(torch.randn(size, generator=g).reshape(state_shape),
-                            torch.exp(0.7 * torch.randn(size, generator=g)).reshape(state_shape))
+    model.set_normalization(
+        torch.randn(size, generator=g).reshape(state_shape),
+        torch.exp(0.7 * torch.randn(size, generator=g)).reshape(state_shape),
+    )
     return model.eval()
 
 
@@ -42,8 +45,9 @@ def flat_jacobian(model, x):
     return torch.autograd.functional.jacobian(step, x.reshape(-1))
 
 
-@pytest.mark.parametrize("state_shape,linear", [((2,), True), ((4,), True), ((6,), False),
-                                                ((2, 2, 3), True)])
+@pytest.mark.parametrize(
+    "state_shape,linear", [((2,), True), ((4,), True), ((6,), False), ((2, 2, 3), True)]
+)
 def test_symplectic_emulator_is_symplectic_in_physical_coordinates(state_shape, linear):
     model = random_symplectic(state_shape, linear)
     n = math.prod(state_shape) // 2
@@ -58,8 +62,9 @@ def test_symplectic_emulator_is_symplectic_in_physical_coordinates(state_shape, 
 
 def test_the_check_catches_a_map_that_is_not_symplectic():
     torch.manual_seed(0)
-    resnet = ResNetEmulator(state_shape=(4,), width=8, dtype=torch.float64,
-                            net_options={"init_scale": 1.0})
+    resnet = ResNetEmulator(
+        state_shape=(4,), width=8, dtype=torch.float64, net_options={"init_scale": 1.0}
+    )
     jac = flat_jacobian(resnet, torch.randn(4, dtype=torch.float64))
     assert (jac.T @ omega(2) @ jac - omega(2)).abs().max() > 1e-3
 
@@ -134,11 +139,15 @@ def robertson_like_states(n, seed=0):
 
 def random_projected(invariants=(1.0, 1.0, 1.0), size=3, seed=0):
     torch.manual_seed(seed)
-    model = ProjectedEmulator(state_shape=(size,), invariants=list(invariants), dt=1.0,
-                              model_options=dict(width=8, dtype=torch.float64,
-                                                 net_options={"init_scale": 0.3}))
-    model.set_normalization(torch.linspace(0.1, 0.5, size),
-                            torch.tensor([0.2, 1e-5, 0.2, 0.7][:size]))
+    model = ProjectedEmulator(
+        state_shape=(size,),
+        invariants=list(invariants),
+        dt=1.0,
+        model_options=dict(width=8, dtype=torch.float64, net_options={"init_scale": 0.3}),
+    )
+    model.set_normalization(
+        torch.linspace(0.1, 0.5, size), torch.tensor([0.2, 1e-5, 0.2, 0.7][:size])
+    )
     return model.eval()
 
 
@@ -221,10 +230,10 @@ def test_save_load_reproduces_outputs_bit_for_bit(kind, tmp_path):
         else:
             torch.manual_seed(6)
             inner = ResNetEmulator(state_shape=(3,), width=6, depth=2, dt=1.0)
-            model = ProjectedEmulator(state_shape=(3,), invariants=[1.0, 1.0, 1.0],
-                                      model=inner, dt=1.0)
-            model.set_normalization(torch.tensor([0.7, 1e-5, 0.3]),
-                                    torch.tensor([0.2, 1e-5, 0.2]))
+            model = ProjectedEmulator(
+                state_shape=(3,), invariants=[1.0, 1.0, 1.0], model=inner, dt=1.0
+            )
+            model.set_normalization(torch.tensor([0.7, 1e-5, 0.3]), torch.tensor([0.2, 1e-5, 0.2]))
         with torch.no_grad():
             for p in model.parameters():
                 p.add_(0.1 * torch.randn_like(p))
@@ -234,16 +243,16 @@ def test_save_load_reproduces_outputs_bit_for_bit(kind, tmp_path):
     assert type(loaded) is type(model)
     with torch.no_grad():
         assert torch.equal(loaded(x, 0.0, model.dt), model(x, 0.0, model.dt))
-        assert torch.equal(physres.rollout(loaded, x, model.dt, 30),
-                           physres.rollout(model, x, model.dt, 30))
+        assert torch.equal(
+            physres.rollout(loaded, x, model.dt, 30), physres.rollout(model, x, model.dt, 30)
+        )
     assert torch.equal(loaded.norm_std, model.norm_std)
 
 
 @pytest.fixture(scope="module")
 def oscillator_file(tmp_path_factory):
     path = tmp_path_factory.mktemp("ho") / "ho.h5"
-    return physres.data.generate("harmonic_oscillator", path, n_traj=10, t_end=10.0,
-                                 progress=False)
+    return physres.data.generate("harmonic_oscillator", path, n_traj=10, t_end=10.0, progress=False)
 
 
 @pytest.fixture(scope="module")
@@ -253,8 +262,9 @@ def robertson_file(tmp_path_factory):
 
 
 def _short_fit(model, path, frame_step):
-    config = physres.training.TrainConfig(epochs=4, batch_size=64, frame_step=frame_step,
-                                          progress=False, device="cpu")
+    config = physres.training.TrainConfig(
+        epochs=4, batch_size=64, frame_step=frame_step, progress=False, device="cpu"
+    )
     return physres.training.fit(model, path, config)
 
 
@@ -270,8 +280,9 @@ def test_fit_trains_the_symplectic_emulator(oscillator_file):
 
 def test_fit_trains_the_mass_projected_emulator(robertson_file):
     torch.manual_seed(0)
-    model = physres.training.model_for(robertson_file, "projected", invariants=[1, 1, 1],
-                                       model_options={"width": 16})
+    model = physres.training.model_for(
+        robertson_file, "projected", invariants=[1, 1, 1], model_options={"width": 16}
+    )
     result = _short_fit(model, robertson_file, frame_step=5)
     assert result.losses[-1] < 0.1 * result.losses[0]
     with physres.data.open(robertson_file) as f:
@@ -286,27 +297,37 @@ def test_the_models_are_registered():
     assert {"symplectic", "projected"} <= set(names)
 
 
-@pytest.mark.parametrize(("build", "match"), [
-    (lambda: SymplecticEmulator(state_shape=(3,)), "even number"),
-    (lambda: SymplecticEmulator(state_shape=(2,), complex_state=True), "`complex_state`"),
-    (lambda: SymplecticEmulator(state_shape=(2,), width=0), "`width` must be >= 1"),
-    (lambda: ProjectedEmulator(state_shape=(3,), invariants=[1, 1]), r"shape \(3,\) or"),
-    (lambda: ProjectedEmulator(state_shape=(3,), invariants=[[1, 1, 1], [2, 2, 2]]),
-     "linearly independent"),
-    (lambda: ProjectedEmulator(state_shape=(3,), invariants="mass"), "`invariants` must"),
-    (lambda: ProjectedEmulator(state_shape=(3,), invariants=[1, 1, 1], model="mlp"),
-     "must name a learned stepper"),
-    (lambda: ProjectedEmulator(state_shape=(3,), invariants=[1, 1, 1],
-                               model=ResNetEmulator(state_shape=(2,))), "state_shape"),
-])
+@pytest.mark.parametrize(
+    ("build", "match"),
+    [
+        (lambda: SymplecticEmulator(state_shape=(3,)), "even number"),
+        (lambda: SymplecticEmulator(state_shape=(2,), complex_state=True), "`complex_state`"),
+        (lambda: SymplecticEmulator(state_shape=(2,), width=0), "`width` must be >= 1"),
+        (lambda: ProjectedEmulator(state_shape=(3,), invariants=[1, 1]), r"shape \(3,\) or"),
+        (
+            lambda: ProjectedEmulator(state_shape=(3,), invariants=[[1, 1, 1], [2, 2, 2]]),
+            "linearly independent",
+        ),
+        (lambda: ProjectedEmulator(state_shape=(3,), invariants="mass"), "`invariants` must"),
+        (
+            lambda: ProjectedEmulator(state_shape=(3,), invariants=[1, 1, 1], model="mlp"),
+            "must name a learned stepper",
+        ),
+        (
+            lambda: ProjectedEmulator(
+                state_shape=(3,), invariants=[1, 1, 1], model=ResNetEmulator(state_shape=(2,))
+            ),
+            "state_shape",
+        ),
+    ],
+)
 def test_bad_arguments(build, match):
     with pytest.raises((ValueError, TypeError), match=match):
         build()
 
 
 @pytest.mark.parametrize("kind", ["symplectic", "projected"])
-def test_levenberg_marquardt_polish_runs_through_both_models(kind, oscillator_file,
-                                                             robertson_file):
+def test_levenberg_marquardt_polish_runs_through_both_models(kind, oscillator_file, robertson_file):
     """The second-order finish builds per-sample Jacobians with torch.func.vmap: both steps
     must be vmappable, and the polish must lower the loss."""
     torch.manual_seed(0)
@@ -315,11 +336,19 @@ def test_levenberg_marquardt_polish_runs_through_both_models(kind, oscillator_fi
         model = SymplecticEmulator(state_shape=(2,), width=6)
     else:
         path, frame_step = robertson_file, 5
-        model = ProjectedEmulator(state_shape=(3,), invariants=[1, 1, 1],
-                                  model_options=dict(width=6, dtype=torch.float64))
-    config = physres.training.TrainConfig(epochs=1, batch_size=64, frame_step=frame_step,
-                                          polish_steps=3, polish_method="lm",
-                                          polish_windows=100, progress=False, device="cpu")
+        model = ProjectedEmulator(
+            state_shape=(3,), invariants=[1, 1, 1], model_options=dict(width=6, dtype=torch.float64)
+        )
+    config = physres.training.TrainConfig(
+        epochs=1,
+        batch_size=64,
+        frame_step=frame_step,
+        polish_steps=3,
+        polish_method="lm",
+        polish_windows=100,
+        progress=False,
+        device="cpu",
+    )
     result = physres.training.fit(model, path, config)
     polish = result.losses[-3:]
     assert polish[2] < polish[1] < polish[0]  # every iteration accepted a step

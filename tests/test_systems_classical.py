@@ -8,8 +8,15 @@ from scipy.integrate import solve_ivp
 import physres
 from physres.reference import solve
 
-NAMES = ["harmonic_oscillator", "pendulum", "van_der_pol", "lorenz63", "lotka_volterra",
-         "robertson", "hires"]
+NAMES = [
+    "harmonic_oscillator",
+    "pendulum",
+    "van_der_pol",
+    "lorenz63",
+    "lotka_volterra",
+    "robertson",
+    "hires",
+]
 
 
 def _states(system, n=5, seed=3):
@@ -25,8 +32,12 @@ def test_rhs_matches_numpy_adapter(name):
     fx = system.rhs(0.3, x)
     assert fx.shape == x.shape and fx.dtype == torch.float64
     for i in range(x.shape[0]):
-        np.testing.assert_allclose(system.numpy_rhs(0.3, x[i].numpy()), fx[i].numpy(),
-                                   rtol=1e-14, atol=1e-14 * float(fx.abs().max()))
+        np.testing.assert_allclose(
+            system.numpy_rhs(0.3, x[i].numpy()),
+            fx[i].numpy(),
+            rtol=1e-14,
+            atol=1e-14 * float(fx.abs().max()),
+        )
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -38,8 +49,9 @@ def test_jacobian_matches_autograd(name):
     for i in range(x.shape[0]):
         auto = torch.autograd.functional.jacobian(lambda y: system.rhs(0.3, y[None])[0], x[i])
         torch.testing.assert_close(J[i], auto, rtol=1e-13, atol=1e-12)
-        np.testing.assert_allclose(system.numpy_jacobian(0.3, x[i].numpy()), auto.numpy(),
-                                   rtol=1e-13, atol=1e-12)
+        np.testing.assert_allclose(
+            system.numpy_jacobian(0.3, x[i].numpy()), auto.numpy(), rtol=1e-13, atol=1e-12
+        )
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -55,8 +67,9 @@ def test_sample_initial_is_seeded(name):
         system.sample_initial(2, seed=0.5)
 
 
-@pytest.mark.parametrize("name", ["harmonic_oscillator", "pendulum", "lotka_volterra",
-                                  "robertson", "hires"])
+@pytest.mark.parametrize(
+    "name", ["harmonic_oscillator", "pendulum", "lotka_volterra", "robertson", "hires"]
+)
 def test_invariants_conserved_along_reference(name):
     system = physres.systems.get(name)
     x0 = system.sample_initial(2, seed=4)
@@ -109,16 +122,30 @@ def test_pendulum_elliptic_solution_matches_scipy():
     t = np.linspace(0.0, 15.0, 31)
     exact = pendulum.solution(x0, t).numpy()
     for i in range(3):
-        sol = solve_ivp(pendulum.numpy_rhs, (0, 15), x0[i].numpy(), t_eval=t, method="DOP853",
-                        rtol=1e-12, atol=1e-13)
+        sol = solve_ivp(
+            pendulum.numpy_rhs,
+            (0, 15),
+            x0[i].numpy(),
+            t_eval=t,
+            method="DOP853",
+            rtol=1e-12,
+            atol=1e-13,
+        )
         np.testing.assert_allclose(exact[i], sol.y.T, atol=1e-9)
 
 
 def test_van_der_pol_limit_cycle():
     """mu = 1: amplitude 2.00862 and period 6.66329 (e.g. Strogatz, Nonlinear Dynamics, §7.5)."""
     vdp = physres.systems.get("van_der_pol", mu=1.0)
-    sol = solve_ivp(vdp.numpy_rhs, (0, 60), [0.5, 0.0], method="DOP853", rtol=1e-11,
-                    atol=1e-12, dense_output=True)
+    sol = solve_ivp(
+        vdp.numpy_rhs,
+        (0, 60),
+        [0.5, 0.0],
+        method="DOP853",
+        rtol=1e-11,
+        atol=1e-12,
+        dense_output=True,
+    )
     t = np.linspace(30, 60, 300001)
     q = sol.sol(t)[0]
     assert abs(q.max() - 2.00862) < 2e-5
@@ -149,22 +176,32 @@ def test_hires_published_values():
     hires = physres.systems.get("hires")
     x0 = np.array([[1.0, 0, 0, 0, 0, 0, 0, 0.0057]])
     y = solve(hires, x0, np.array([0.0, 321.8122]))[0, -1]
-    ref = [0.7371312573325668e-3, 0.1442485726316185e-3, 0.5888729740967575e-4,
-           0.1175651343283149e-2, 0.2386356198831331e-2, 0.6238968252742796e-2,
-           0.2849998395185769e-2, 0.2850001604814231e-2]
+    ref = [
+        0.7371312573325668e-3,
+        0.1442485726316185e-3,
+        0.5888729740967575e-4,
+        0.1175651343283149e-2,
+        0.2386356198831331e-2,
+        0.6238968252742796e-2,
+        0.2849998395185769e-2,
+        0.2850001604814231e-2,
+    ]
     np.testing.assert_allclose(y, ref, rtol=1e-7)
 
 
-@pytest.mark.parametrize("name, params, match, error", [
-    ("harmonic_oscillator", {"omega": -1.0}, "`omega`", ValueError),
-    ("harmonic_oscillator", {"omega": "fast"}, "`omega`", TypeError),
-    ("pendulum", {"omega": 0.0}, "`omega`", ValueError),
-    ("van_der_pol", {"mu": -0.1}, "`mu`", ValueError),
-    ("lorenz63", {"sigma": float("nan")}, "`sigma`", ValueError),
-    ("lotka_volterra", {"delta": 0}, "`delta`", ValueError),
-    ("robertson", {"k2": -3e7}, "`k2`", ValueError),
-    ("hires", {"k": float("inf")}, "`k`", ValueError),
-])
+@pytest.mark.parametrize(
+    "name, params, match, error",
+    [
+        ("harmonic_oscillator", {"omega": -1.0}, "`omega`", ValueError),
+        ("harmonic_oscillator", {"omega": "fast"}, "`omega`", TypeError),
+        ("pendulum", {"omega": 0.0}, "`omega`", ValueError),
+        ("van_der_pol", {"mu": -0.1}, "`mu`", ValueError),
+        ("lorenz63", {"sigma": float("nan")}, "`sigma`", ValueError),
+        ("lotka_volterra", {"delta": 0}, "`delta`", ValueError),
+        ("robertson", {"k2": -3e7}, "`k2`", ValueError),
+        ("hires", {"k": float("inf")}, "`k`", ValueError),
+    ],
+)
 def test_bad_parameters(name, params, match, error):
     with pytest.raises(error, match=match):
         physres.systems.get(name, **params)

@@ -19,14 +19,25 @@ from physres.training import TrainConfig, fit
 @pytest.fixture(scope="module")
 def ho_file(tmp_path_factory):
     path = tmp_path_factory.mktemp("data") / "ho.h5"
-    physres.data.generate("harmonic_oscillator", path, n_traj=12, t_end=10.0, dt_save=0.05,
-                          seed=3, progress=False)
+    physres.data.generate(
+        "harmonic_oscillator", path, n_traj=12, t_end=10.0, dt_save=0.05, seed=3, progress=False
+    )
     return path
 
 
 def small(**overrides):
-    base = dict(epochs=4, batch_size=64, lr=1e-2, frame_step=5, progress=False, device="cpu",
-                val_steps=20, unroll=1, polish_steps=0, val_metric="full")
+    base = dict(
+        epochs=4,
+        batch_size=64,
+        lr=1e-2,
+        frame_step=5,
+        progress=False,
+        device="cpu",
+        val_steps=20,
+        unroll=1,
+        polish_steps=0,
+        val_metric="full",
+    )
     return TrainConfig(**{**base, **overrides})
 
 
@@ -96,17 +107,23 @@ def test_interrupted_run_resumes_with_identical_losses(ho_file, tmp_path):
 
     ckpt = str(tmp_path / "run.ckpt")
     with pytest.raises(Interrupt):
-        fit(model(), ho_file, small(**config, checkpoint=ckpt, checkpoint_every=5),
-            callback=stop_at_13)
+        fit(
+            model(),
+            ho_file,
+            small(**config, checkpoint=ckpt, checkpoint_every=5),
+            callback=stop_at_13,
+        )
     assert not any(p.name.endswith(".tmp") for p in tmp_path.iterdir())
-    resumed_model = physres.models.ResNetEmulator(state_shape=(2,), width=32, depth=2,
-                                                  stochastic_depth=0.3)
+    resumed_model = physres.models.ResNetEmulator(
+        state_shape=(2,), width=32, depth=2, stochastic_depth=0.3
+    )
     resumed = fit(resumed_model, ho_file, small(**config, checkpoint=ckpt, resume=True))
     assert resumed.history[10]["step"] == 11  # the checkpoint at step 10, then onwards
     assert resumed.losses == straight.losses  # bit for bit, including the restored history
     x = torch.randn(4, 2)
-    torch.testing.assert_close(resumed_model(x, 0.0, 0.25), straight_model(x, 0.0, 0.25),
-                               rtol=0, atol=0)
+    torch.testing.assert_close(
+        resumed_model(x, 0.0, 0.25), straight_model(x, 0.0, 0.25), rtol=0, atol=0
+    )
 
 
 def test_max_steps_stops_and_resume_finishes(ho_file, tmp_path):
@@ -126,8 +143,11 @@ def test_early_stopping_restores_the_best_weights(ho_file):
 
 @pytest.mark.parametrize("kind", ["node", "implicit", "hybrid"])
 def test_fit_other_models(ho_file, kind):
-    options = {"node": dict(method="rk4"), "implicit": {},
-               "hybrid": dict(system="harmonic_oscillator", coarse="euler")}[kind]
+    options = {
+        "node": dict(method="rk4"),
+        "implicit": {},
+        "hybrid": dict(system="harmonic_oscillator", coarse="euler"),
+    }[kind]
     torch.manual_seed(0)
     model = physres.models.get(kind, state_shape=(2,), width=16, **options)
     result = fit(model, ho_file, small(epochs=3, batch_size=128))
@@ -175,8 +195,15 @@ def test_two_process_torchrun_ends_with_identical_weights(ho_file, tmp_path):
     script = tmp_path / "ddp.py"
     script.write_text(DDP_SCRIPT)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [torchrun, "--standalone", "--nproc_per_node", "2", str(script), str(ho_file),
-           str(tmp_path)]
+    cmd = [
+        torchrun,
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        str(script),
+        str(ho_file),
+        str(tmp_path),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     w0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
@@ -190,8 +217,11 @@ def test_two_process_torchrun_ends_with_identical_weights(ho_file, tmp_path):
 def test_lbfgs_polish_lowers_the_loss_and_keeps_the_better_weights(ho_file):
     torch.manual_seed(0)
     model = resnet(dtype=torch.float64)
-    result = fit(model, ho_file, small(epochs=3, unroll=2, polish_steps=3, polish_iter=10,
-                                       polish_windows=512))
+    result = fit(
+        model,
+        ho_file,
+        small(epochs=3, unroll=2, polish_steps=3, polish_iter=10, polish_windows=512),
+    )
     polish = result.losses[-3:]
     assert polish[-1] < polish[0]
     before, after = (e["val_error"] for e in result.evaluations[-2:])
@@ -210,8 +240,11 @@ def test_lm_polish_reaches_the_exact_flow_of_the_oscillator(ho_file):
     # against the analytic solution from held-out initial states over 400 steps.
     torch.manual_seed(0)
     model = resnet(dtype=torch.float64, net_options={"linear_skip": True})
-    result = fit(model, ho_file, small(epochs=1, lr=1e-3, polish_steps=60, polish_method="lm",
-                                       polish_windows=256))
+    result = fit(
+        model,
+        ho_file,
+        small(epochs=1, lr=1e-3, polish_steps=60, polish_method="lm", polish_windows=256),
+    )
     assert result.losses[-1] < 1e-12
     system = physres.systems.get("harmonic_oscillator")
     x0 = system.sample_initial(8, seed=99)
@@ -230,8 +263,7 @@ def test_lm_polish_of_a_fixed_grid_neural_ode_and_refusal_of_adaptive_ones(ho_fi
     inputs = torch.stack([a for a, _ in items])
     targets = torch.stack([b for _, b in items])
     torch.manual_seed(0)
-    model = physres.models.NeuralODE(state_shape=(2,), width=8, method="rk4",
-                                     dtype=torch.float64)
+    model = physres.models.NeuralODE(state_shape=(2,), width=8, method="rk4", dtype=torch.float64)
     model.set_normalization(data.normalization["mean"], data.normalization["std"])
     with torch.no_grad():
         before = float(physres.training.unrolled_loss(model, inputs, targets, 0.25, 2))
@@ -268,8 +300,7 @@ def test_physres_train_on_oscillator_defaults_reaches_1e_3_over_1000_steps(tmp_p
 
     data, out = tmp_path / "ho.h5", tmp_path / "ho.pt"
     assert main(["generate", "harmonic_oscillator", "--out", str(data), "--no-progress"]) == 0
-    assert main(["train", str(data), "--out", str(out), "--frame-step", "10",
-                 "--no-progress"]) == 0
+    assert main(["train", str(data), "--out", str(out), "--frame-step", "10", "--no-progress"]) == 0
     model = physres.load(out)
     assert model.training_info["polish"]["method"] == "lm"
     system = physres.systems.get("harmonic_oscillator")

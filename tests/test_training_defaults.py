@@ -15,14 +15,22 @@ from physres.training.losses import rollout_error, unrolled_loss
 @pytest.fixture(scope="module")
 def ho_file(tmp_path_factory):
     path = tmp_path_factory.mktemp("data") / "ho.h5"
-    physres.data.generate("harmonic_oscillator", path, n_traj=12, t_end=10.0, dt_save=0.05,
-                          seed=3, progress=False)
+    physres.data.generate(
+        "harmonic_oscillator", path, n_traj=12, t_end=10.0, dt_save=0.05, seed=3, progress=False
+    )
     return path
 
 
 def quick(**overrides):
-    base = dict(epochs=1, batch_size=64, frame_step=5, progress=False, device="cpu",
-                val_steps=20, polish_steps=0)
+    base = dict(
+        epochs=1,
+        batch_size=64,
+        frame_step=5,
+        progress=False,
+        device="cpu",
+        val_steps=20,
+        polish_steps=0,
+    )
     return TrainConfig(**{**base, **overrides})
 
 
@@ -68,10 +76,16 @@ def test_a_nan_state_is_refused_naming_file_and_trajectory(ho_file, tmp_path):
     with h5py.File(bad, "r+") as f:
         f["states"][traj, 17, 0] = np.nan
     for in_memory in (True, False):
-        with pytest.raises(ValueError, match=rf"`data_path` .*bad.h5.*trajectory {traj} "
-                                             "has a non-finite state") as info:
-            fit(physres.models.ResNetEmulator(state_shape=(2,), width=8), bad,
-                quick(in_memory=in_memory, batch_size=1024))
+        with pytest.raises(
+            ValueError,
+            match=rf"`data_path` .*bad.h5.*trajectory {traj} "
+            "has a non-finite state",
+        ) as info:
+            fit(
+                physres.models.ResNetEmulator(state_shape=(2,), width=8),
+                bad,
+                quick(in_memory=in_memory, batch_size=1024),
+            )
         assert "\n" not in str(info.value)
 
 
@@ -79,16 +93,21 @@ def test_model_and_data_mismatch_name_the_argument(ho_file):
     with pytest.raises(ValueError, match=r"`model` has state_shape \(3,\).*\(2,\)"):
         fit(physres.models.ResNetEmulator(state_shape=(3,), width=8), ho_file, quick())
     with pytest.raises(ValueError, match="`model` takes complex states.*are real"):
-        fit(physres.models.ResNetEmulator(state_shape=(2,), width=8, complex_state=True),
-            ho_file, quick())
+        fit(
+            physres.models.ResNetEmulator(state_shape=(2,), width=8, complex_state=True),
+            ho_file,
+            quick(),
+        )
     with pytest.raises(ValueError, match="model's `dt` = 0.1 differs"):
-        fit(physres.models.ResNetEmulator(state_shape=(2,), width=8, dt=0.1), ho_file,
-            quick())
+        fit(physres.models.ResNetEmulator(state_shape=(2,), width=8, dt=0.1), ho_file, quick())
     with pytest.raises(ValueError, match="`precision` must be one of"):
         quick(precision="float16")
     with pytest.raises(ValueError, match="`polish_method` = 'lstsq' needs a model linear"):
-        fit(physres.models.ResNetEmulator(state_shape=(2,), width=8), ho_file,
-            quick(polish_method="lstsq"))
+        fit(
+            physres.models.ResNetEmulator(state_shape=(2,), width=8),
+            ho_file,
+            quick(polish_method="lstsq"),
+        )
 
 
 def test_large_models_get_the_matrix_free_finish_and_dense_lm_names_its_limit(ho_file):
@@ -98,8 +117,11 @@ def test_large_models_get_the_matrix_free_finish_and_dense_lm_names_its_limit(ho
     assert big.training_info["polish"]["iterations"] >= 1
     assert result.steps > 2
     with pytest.raises(ValueError, match="`polish_method` = 'lm' builds"):
-        fit(physres.models.ResNetEmulator(state_shape=(2,), width=200, layers=2), ho_file,
-            quick(polish_steps=1, polish_method="lm"))
+        fit(
+            physres.models.ResNetEmulator(state_shape=(2,), width=200, layers=2),
+            ho_file,
+            quick(polish_steps=1, polish_method="lm"),
+        )
     small = physres.models.ResNetEmulator(state_shape=(2,), width=8)
     fit(small, ho_file, quick(polish_steps=2))
     assert small.training_info["polish"]["method"] == "lm"
@@ -111,8 +133,9 @@ def test_gauss_newton_cg_reaches_the_exact_oscillator_flow(ho_file):
     data = TrainingData(ho_file, quick(unroll=2))
     inputs, targets = data.gather(torch.arange(0, len(data.train), 6))
     torch.manual_seed(0)
-    model = physres.models.ResNetEmulator(state_shape=(2,), width=8, dtype=torch.float64,
-                                          net_options={"linear_skip": True})
+    model = physres.models.ResNetEmulator(
+        state_shape=(2,), width=8, dtype=torch.float64, net_options={"linear_skip": True}
+    )
     model.set_normalization(data.normalization["mean"], data.normalization["std"])
     before = float(unrolled_loss(model, inputs, targets, 0.25, 2).detach())
     losses = gn_polish(model, inputs, targets, 0.25, 2, 20, cg_iter=30)
@@ -164,8 +187,7 @@ def test_pushforward_scores_the_last_step_with_gradient_through_it_only(ho_file)
 def test_noise_and_pushforward_train(ho_file):
     torch.manual_seed(0)
     model = physres.models.ResNetEmulator(state_shape=(2,), width=16)
-    result = fit(model, ho_file, quick(epochs=4, unroll=3, noise=1e-3, pushforward=True,
-                                       lr=1e-2))
+    result = fit(model, ho_file, quick(epochs=4, unroll=3, noise=1e-3, pushforward=True, lr=1e-2))
     assert result.losses[-1] < result.losses[0] / 10
     assert "noise" in model.training_info and "pushforward" in model.training_info
 
@@ -178,18 +200,26 @@ def test_ctrl_c_writes_a_checkpoint_and_says_how_to_resume(ho_file, tmp_path, ca
     ckpt = tmp_path / "run.ckpt"
     torch.manual_seed(0)
     with pytest.raises(KeyboardInterrupt):
-        fit(physres.models.ResNetEmulator(state_shape=(2,), width=8), ho_file,
-            quick(epochs=2, checkpoint=str(ckpt)), callback=interrupt)
+        fit(
+            physres.models.ResNetEmulator(state_shape=(2,), width=8),
+            ho_file,
+            quick(epochs=2, checkpoint=str(ckpt)),
+            callback=interrupt,
+        )
     assert ckpt.is_file()
     err = capsys.readouterr().err
     assert "fit interrupted at step 4" in err and "--resume" in err
     state = torch.load(ckpt, weights_only=True)["state"]
     assert state["step"] == 4
     torch.manual_seed(0)
-    straight = fit(physres.models.ResNetEmulator(state_shape=(2,), width=8), ho_file,
-                   quick(epochs=2))
-    resumed = fit(physres.models.ResNetEmulator(state_shape=(2,), width=8), ho_file,
-                  quick(epochs=2, checkpoint=str(ckpt), resume=True))
+    straight = fit(
+        physres.models.ResNetEmulator(state_shape=(2,), width=8), ho_file, quick(epochs=2)
+    )
+    resumed = fit(
+        physres.models.ResNetEmulator(state_shape=(2,), width=8),
+        ho_file,
+        quick(epochs=2, checkpoint=str(ckpt), resume=True),
+    )
     assert resumed.losses == straight.losses
 
 
@@ -232,8 +262,9 @@ def test_model_for_a_small_float64_state_is_float64_and_fits_the_dense_finish(ho
     wider = [w for w in build.WIDTHS if w > width]
     assert wider
     for w in wider:
-        big = physres.models.ResNetEmulator(state_shape=(2,), width=w,
-                                            net_options={"linear_skip": True})
+        big = physres.models.ResNetEmulator(
+            state_shape=(2,), width=w, net_options={"linear_skip": True}
+        )
         n = sum(p.numel() for p in big.parameters())
         assert DENSE_FLOPS / (per_window * n**2) < wanted
     # fit's plan: dense LM, a warm-up of whole epochs of >= WARMUP_STEPS AdamW steps and the
@@ -246,8 +277,7 @@ def test_model_for_a_small_float64_state_is_float64_and_fits_the_dense_finish(ho
     epochs, why = loop._epochs_plan(config, plan, per_epoch)
     assert (epochs - 1) * per_epoch < loop.WARMUP_STEPS <= epochs * per_epoch and "warm-up" in why
     # with `epochs` set the finish is the short one, and without a dense finish 100 epochs
-    assert loop._polish_plan(model, TrainConfig(epochs=3), data, None)["steps"] == \
-        loop.POLISH_STEPS
+    assert loop._polish_plan(model, TrainConfig(epochs=3), data, None)["steps"] == loop.POLISH_STEPS
     assert loop._epochs_plan(config, {"method": "gn"}, per_epoch)[0] == loop.EPOCHS
     # explicit arguments win
     given = physres.training.model_for(ho_file, width=8, dtype=torch.float32)
@@ -255,23 +285,25 @@ def test_model_for_a_small_float64_state_is_float64_and_fits_the_dense_finish(ho
 
 
 def test_a_large_state_keeps_the_wide_mlp_and_the_matrix_free_finish(tmp_path):
-    path = physres.data.generate("lorenz96", tmp_path / "l96.h5", n_traj=3, t_end=0.5,
-                                 progress=False)
+    path = physres.data.generate(
+        "lorenz96", tmp_path / "l96.h5", n_traj=3, t_end=0.5, progress=False
+    )
     model = physres.training.model_for(path)
     assert model.blocks[0].net[0].out_features == 64 and model.blocks[0].linear is None
     assert "too large" in model.training_info["model"]["width"]
 
 
-def test_declared_linear_invariants_are_exact_and_pick_the_projected_model(robertson_file,
-                                                                          ho_file):
-    declared = [n for n in physres.systems.names()
-                if physres.systems.REGISTRY.resolve(n).linear_invariants]
+def test_declared_linear_invariants_are_exact_and_pick_the_projected_model(robertson_file, ho_file):
+    declared = [
+        n for n in physres.systems.names() if physres.systems.REGISTRY.resolve(n).linear_invariants
+    ]
     assert {"robertson", "hires", "e5"} <= set(declared)
     for name in declared:
         system = physres.systems.get(name)
         x = system.sample_initial(4, seed=1)
-        x = x * (1 + 0.1 * torch.rand(x.shape, generator=torch.Generator().manual_seed(2),
-                                      dtype=x.dtype))
+        x = x * (
+            1 + 0.1 * torch.rand(x.shape, generator=torch.Generator().manual_seed(2), dtype=x.dtype)
+        )
         c = torch.tensor(system.linear_invariants, dtype=x.dtype)
         f = system.rhs(0.0, x).reshape(4, -1)
         scale = f.abs().sum(1, keepdim=True)
@@ -283,8 +315,9 @@ def test_declared_linear_invariants_are_exact_and_pick_the_projected_model(rober
     assert "robertson declares" in model.training_info["model"]["projection"]
     plain = physres.training.model_for(robertson_file, project=False)
     assert isinstance(plain, physres.models.ResNetEmulator)
-    assert isinstance(physres.training.model_for(robertson_file, "projected"),
-                      physres.models.ProjectedEmulator)
+    assert isinstance(
+        physres.training.model_for(robertson_file, "projected"), physres.models.ProjectedEmulator
+    )
     with pytest.raises(ValueError, match="`project` = True needs linear invariants"):
         physres.training.model_for(ho_file, project=True)
     with pytest.raises(ValueError, match="`kind` = 'projected' needs `invariants`"):
@@ -313,18 +346,27 @@ def test_a_saved_model_records_its_choices_and_reloads_bit_for_bit(robertson_fil
 def test_an_untrainable_finish_is_refused_before_training_naming_the_setting(ho_file):
     steps = []
     with pytest.raises(ValueError, match=r"^`polish_method` = 'lm' builds") as info:
-        fit(physres.models.ResNetEmulator(state_shape=(2,), width=200), ho_file,
-            quick(polish_steps=1, polish_method="lm"), callback=lambda s, loss: steps.append(s))
+        fit(
+            physres.models.ResNetEmulator(state_shape=(2,), width=200),
+            ho_file,
+            quick(polish_steps=1, polish_method="lm"),
+            callback=lambda s, loss: steps.append(s),
+        )
     assert "\n" not in str(info.value) and steps == []
     # 19106 parameters (dense normal equations allowed) but a ~16000-row Jacobian: too large
     with pytest.raises(ValueError, match=r"lower `polish_windows` \(now \d+\)"):
-        fit(physres.models.ResNetEmulator(state_shape=(2,), width=96, layers=3), ho_file,
+        fit(
+            physres.models.ResNetEmulator(state_shape=(2,), width=96, layers=3),
+            ho_file,
             quick(frame_step=1, unroll=4, polish_steps=1, polish_method="lm", max_steps=1),
-            callback=lambda s, loss: steps.append(s))
+            callback=lambda s, loss: steps.append(s),
+        )
     assert steps == []
-    for bad, match in ((dict(polish_stall=1.0), "`polish_stall` must be below 1"),
-                       (dict(epochs=0), "`epochs` must be >= 1"),
-                       (dict(polish_steps=-1), "`polish_steps` must be >= 0")):
+    for bad, match in (
+        (dict(polish_stall=1.0), "`polish_stall` must be below 1"),
+        (dict(epochs=0), "`epochs` must be >= 1"),
+        (dict(polish_steps=-1), "`polish_steps` must be >= 0"),
+    ):
         with pytest.raises(ValueError, match=match):
             TrainConfig(**bad)
 
@@ -344,7 +386,7 @@ def test_levenberg_marquardt_stops_when_its_loss_stalls(ho_file):
     model = physres.models.ResNetEmulator(state_shape=(2,), width=6, dtype=torch.float64)
     model.set_normalization(data.normalization["mean"], data.normalization["std"])
     stopped = lm_polish(model, inputs, targets, 0.25, 2, 60, stall=(5, 0.5))
-    assert stopped == free[:len(stopped)]  # the same iterations, ended early
+    assert stopped == free[: len(stopped)]  # the same iterations, ended early
     assert len(stopped) < len(free) and stalled(stopped, 5, 0.5)
     assert not any(stalled(stopped[:i], 5, 0.5) for i in range(len(stopped)))
 
@@ -355,8 +397,9 @@ def test_model_for_leaves_the_random_state_to_the_model(ho_file):
     torch.manual_seed(3)
     auto = physres.training.model_for(ho_file)
     torch.manual_seed(3)
-    direct = physres.models.ResNetEmulator(state_shape=(2,), width=16, dtype=torch.float64,
-                                           net_options={"linear_skip": True})
+    direct = physres.models.ResNetEmulator(
+        state_shape=(2,), width=16, dtype=torch.float64, net_options={"linear_skip": True}
+    )
     for a, b in zip(auto.state_dict().values(), direct.state_dict().values(), strict=True):
         assert torch.equal(a, b)
 

@@ -24,8 +24,9 @@ def _amplification(name, h):
     return complex(physres.steppers.stability_function(name, np.array(-1j * h)))
 
 
-@pytest.mark.parametrize(("name", "substeps"), [("rk4", 1), ("euler", 1), ("euler", 2),
-                                                ("crank_nicolson", 1)])
+@pytest.mark.parametrize(
+    ("name", "substeps"), [("rk4", 1), ("euler", 1), ("euler", 2), ("crank_nicolson", 1)]
+)
 def test_errors_match_the_analytic_amplification(ho_file, name, substeps):
     report = validate(name, ho_file, substeps=substeps, progress=False)
     m = report.metrics
@@ -36,11 +37,11 @@ def test_errors_match_the_analytic_amplification(ho_file, name, substeps):
     np.testing.assert_allclose(m["t"], 0.05 * k)
     # every trajectory has the same relative error |R^n - e^{-i t}| (the reference's own
     # error is ~1e-10)
-    np.testing.assert_allclose(m["relative_l2"]["per_step_mean"], np.abs(R - exact),
-                               rtol=1e-4, atol=1e-9)
+    np.testing.assert_allclose(
+        m["relative_l2"]["per_step_mean"], np.abs(R - exact), rtol=1e-4, atol=1e-9
+    )
     energy = m["invariant_drift"]["energy"]
-    assert energy["max_abs"] == pytest.approx(np.abs(np.abs(R) ** 2 - 1).max(), rel=1e-6,
-                                              abs=1e-12)
+    assert energy["max_abs"] == pytest.approx(np.abs(np.abs(R) ** 2 - 1).max(), rel=1e-6, abs=1e-12)
     assert energy["reference_max_abs"] < 1e-8
     cost = m["cost"]
     assert cost["steps"] == 100 * substeps
@@ -56,7 +57,8 @@ def test_report_files_and_summary(ho_file, tmp_path):
     metrics = json.loads((out / "report.json").read_text())
     assert metrics["n_traj"] == 2 and metrics["trajectories"] == [0, 1]
     assert metrics["relative_l2"]["final_mean"] == pytest.approx(
-        report.metrics["relative_l2"]["final_mean"])
+        report.metrics["relative_l2"]["final_mean"]
+    )
     md = (out / "report.md").read_text()
     assert "| quantity | rk4 | reference |" in md
     for name in ("error_vs_time", "trajectories", "invariant_drift"):
@@ -69,8 +71,7 @@ def test_report_files_and_summary(ho_file, tmp_path):
 def test_valid_prediction_time_in_lyapunov_times(ho_file):
     # euler's nRMSE grows past a small threshold; VPT scales with the given exponent
     plain = validate("euler", ho_file, threshold=0.05, progress=False).metrics
-    lyap = validate("euler", ho_file, threshold=0.05, lyapunov_exponent=2.0,
-                    progress=False).metrics
+    lyap = validate("euler", ho_file, threshold=0.05, lyapunov_exponent=2.0, progress=False).metrics
     vpt = plain["valid_prediction_time"]["mean"]
     assert 0 < vpt < 5.0
     assert lyap["valid_prediction_time"]["mean_lyapunov_times"] == pytest.approx(2 * vpt)
@@ -102,8 +103,11 @@ def test_learned_map_steps_at_its_training_dt(ho_file):
     np.testing.assert_allclose(m["t"], 0.1 * np.arange(1, 51))  # every second saved frame
     assert m["cost"]["steps"] == 50
     with pytest.raises(ValueError, match="not a whole number"):
-        validate(physres.models.get("resnet", state_shape=(2,), dt=0.075, width=8), ho_file,
-                 progress=False)
+        validate(
+            physres.models.get("resnet", state_shape=(2,), dt=0.075, width=8),
+            ho_file,
+            progress=False,
+        )
     with pytest.raises(ValueError, match="`substeps`"):
         validate(model, ho_file, substeps=2, progress=False)
 
@@ -113,11 +117,13 @@ def test_mismatched_model_and_dataset(ho_file, tmp_path):
     with pytest.raises(ValueError, match=r"shape \(3,\).*shape \(2,\)"):
         validate(physres.steppers.get("rk4", lorenz.rhs), ho_file, progress=False)
     with pytest.raises(ValueError, match=r"shape \(3,\)"):
-        validate(physres.models.get("resnet", state_shape=(3,), dt=0.05), ho_file,
-                 progress=False)
+        validate(physres.models.get("resnet", state_shape=(3,), dt=0.05), ho_file, progress=False)
     with pytest.raises(TypeError, match="complex"):
-        validate(physres.models.get("resnet", state_shape=(2,), complex_state=True, dt=0.05),
-                 ho_file, progress=False)
+        validate(
+            physres.models.get("resnet", state_shape=(2,), complex_state=True, dt=0.05),
+            ho_file,
+            progress=False,
+        )
     pendulum = physres.systems.get("pendulum")  # same state shape, other physics
     with pytest.raises(ValueError, match="system mismatch.*'pendulum'.*'harmonic_oscillator'"):
         validate(physres.steppers.get("rk4", pendulum.rhs), ho_file, progress=False)

@@ -23,8 +23,9 @@ PRED = np.array([[[9.0, 9.0], [3.0, 5.0], [1.0, 2.0]]])
 def test_relative_l2_by_hand_and_context_not_scored():
     err = relative_l2(PRED, REF)  # context=1: frame 0 (wrong on purpose) is dropped
     np.testing.assert_allclose(err, [[1 / 5, 1 / 2]])
-    np.testing.assert_allclose(relative_l2(PRED, REF, context=0), [[math.sqrt(64 + 81), 1 / 5,
-                                                                      1 / 2]])
+    np.testing.assert_allclose(
+        relative_l2(PRED, REF, context=0), [[math.sqrt(64 + 81), 1 / 5, 1 / 2]]
+    )
     # torch input gives the same numbers
     np.testing.assert_allclose(relative_l2(torch.tensor(PRED), torch.tensor(REF)), err)
 
@@ -71,10 +72,14 @@ def test_valid_prediction_time_constructed_exponential_growth():
 
 def test_valid_prediction_time_edge_cases():
     t = np.array([0.1, 0.2, 0.3, 0.4])
-    err = np.array([[0.1, 0.2, 0.6, 0.1],   # the later dip below the threshold does not count
-                    [0.7, 0.1, 0.1, 0.1],   # exceeds at once
-                    [0.1, 0.1, 0.1, 0.1],   # never exceeds: the horizon (a lower bound)
-                    [0.1, np.nan, 0.1, 0.1]])  # nan counts as exceeded
+    err = np.array(
+        [
+            [0.1, 0.2, 0.6, 0.1],  # the later dip below the threshold does not count
+            [0.7, 0.1, 0.1, 0.1],  # exceeds at once
+            [0.1, 0.1, 0.1, 0.1],  # never exceeds: the horizon (a lower bound)
+            [0.1, np.nan, 0.1, 0.1],
+        ]
+    )  # nan counts as exceeded
     np.testing.assert_allclose(valid_prediction_time(err, t, threshold=0.5), [0.2, 0.0, 0.4, 0.1])
     with pytest.raises(ValueError, match="len\\(t\\)"):
         valid_prediction_time(err, t[:3])
@@ -85,8 +90,9 @@ def test_valid_prediction_time_edge_cases():
 def test_invariant_drift_by_hand():
     values = np.array([[2.0, 2.2, 1.8], [-4.0, -4.0, -3.0]])
     np.testing.assert_allclose(invariant_drift(values), [[0, 0.1, -0.1], [0, 0, 0.25]])
-    np.testing.assert_allclose(invariant_drift(values, relative=False),
-                               [[0, 0.2, -0.2], [0, 0, 1.0]])
+    np.testing.assert_allclose(
+        invariant_drift(values, relative=False), [[0, 0.2, -0.2], [0, 0, 1.0]]
+    )
     with pytest.raises(ValueError, match="relative=False"):
         invariant_drift(np.array([[0.0, 1.0]]))
     with pytest.raises(ValueError, match="`values`"):
@@ -104,15 +110,16 @@ def test_fidelity_of_shifted_gaussians_matches_the_analytic_overlap():
 
     kick = np.exp(1j * 0.7 * x)  # a momentum kick k = 0.7
     assert fidelity(psi(0), psi(0), dx) == pytest.approx(1.0, abs=1e-12)
-    assert fidelity(psi(0), psi(d), dx) == pytest.approx(math.exp(-d**2 / (4 * sigma**2)),
-                                                         rel=1e-10)
+    assert fidelity(psi(0), psi(d), dx) == pytest.approx(
+        math.exp(-(d**2) / (4 * sigma**2)), rel=1e-10
+    )
     # ⟨ψ|e^{ikx}ψ⟩ is the characteristic function of |ψ|² (variance σ²): |·|² = exp(-k²σ²)
-    assert fidelity(psi(0), kick * psi(0), dx) == pytest.approx(math.exp(-0.49 * sigma**2),
-                                                                rel=1e-10)
+    assert fidelity(psi(0), kick * psi(0), dx) == pytest.approx(
+        math.exp(-0.49 * sigma**2), rel=1e-10
+    )
     batch = np.stack([psi(0), 2 * psi(0)])
     np.testing.assert_allclose(fidelity(batch, psi(0), dx), [1.0, 4.0], rtol=1e-12)
-    np.testing.assert_allclose(fidelity(batch, psi(0), dx, normalize=True), [1.0, 1.0],
-                               rtol=1e-12)
+    np.testing.assert_allclose(fidelity(batch, psi(0), dx, normalize=True), [1.0, 1.0], rtol=1e-12)
     with pytest.raises(ValueError, match="`dx`"):
         fidelity(psi(0), psi(0), 0.0)
 

@@ -12,8 +12,9 @@ import torch
 RUNNING = -1  # status of a sample still being integrated (the public codes are >= 0)
 
 
-def error_ratio(err: torch.Tensor, x_old: torch.Tensor, x_new: torch.Tensor, rtol: float,
-                atol: float) -> torch.Tensor:
+def error_ratio(
+    err: torch.Tensor, x_old: torch.Tensor, x_new: torch.Tensor, rtol: float, atol: float
+) -> torch.Tensor:
     """Per-sample ``‖err / (atol + rtol·max(|x_old|, |x_new|))‖_RMS``, shape (batch,).
 
     A component whose error and scale are both zero (``atol = 0`` on a zero component)
@@ -48,8 +49,13 @@ class Controller:
     min_factor: float = 0.2
     max_factor: float = 10.0
 
-    def factors(self, ratio: torch.Tensor, prev: torch.Tensor, accept: torch.Tensor,
-                after_reject: torch.Tensor) -> torch.Tensor:
+    def factors(
+        self,
+        ratio: torch.Tensor,
+        prev: torch.Tensor,
+        accept: torch.Tensor,
+        after_reject: torch.Tensor,
+    ) -> torch.Tensor:
         """Multipliers of ``h`` (batch,): PI on acceptance, I on rejection, ``min_factor`` when
         the trial was non-finite or an implicit solve failed (``ratio = inf``)."""
         k = 1.0 / (self.q + 1)
@@ -70,8 +76,17 @@ class Controller:
         return torch.where(accept, grow, shrink)
 
 
-def initial_step(f, x0: torch.Tensor, f0: torch.Tensor, t0, direction: float, span: float,
-                 q: int, rtol: float, atol: float) -> torch.Tensor:
+def initial_step(
+    f,
+    x0: torch.Tensor,
+    f0: torch.Tensor,
+    t0,
+    direction: float,
+    span: float,
+    q: int,
+    rtol: float,
+    atol: float,
+) -> torch.Tensor:
     """Hairer, Nørsett & Wanner, Solving ODEs I, §II.4 (scipy's ``select_initial_step``), per
     sample, shape (batch,). ``f(t, x)`` costs one more evaluation. Components whose scale is
     zero (``atol = 0`` on a zero component) are left out of the norms, and a degenerate
@@ -111,8 +126,9 @@ class Trial:
     doubling: ``(two steps of dt/2 − one of dt) / (2^p − 1)``, keeping the two half steps."""
 
     def __init__(self, stepper):
-        self.embedded = (isinstance(getattr(stepper, "error_order", None), int)
-                         and hasattr(stepper, "_step_with_error"))
+        self.embedded = isinstance(getattr(stepper, "error_order", None), int) and hasattr(
+            stepper, "_step_with_error"
+        )
         self.fsal = self.embedded and bool(getattr(stepper, "fsal", False))
         self.stepper = stepper
         order = stepper.order
@@ -132,36 +148,54 @@ class Trial:
         return fine, (fine - full) / self._denominator, None
 
 
-def failure(status: int, *, t: float, h: float, t1: float, stepper, max_steps: int,
-            sample: int | None = None) -> Exception:
+def failure(
+    status: int,
+    *,
+    t: float,
+    h: float,
+    t1: float,
+    stepper,
+    max_steps: int,
+    sample: int | None = None,
+) -> Exception:
     """The exception for a failed solve: it names where, why, and what to do."""
     from ..errors import DivergenceError, Status, StepSizeError
 
     where = f"sample {sample}: " if sample is not None else ""
     explicit = bool(getattr(stepper, "explicit", False))
-    stiff_hint = ("use an L-stable implicit stepper ('kvaerno5') if the problem is stiff"
-                  if explicit else
-                  "check the field for a singularity near this t (finite-time blow-up), give "
-                  "its owner an analytic `jacobian(t, x)`")
+    stiff_hint = (
+        "use an L-stable implicit stepper ('kvaerno5') if the problem is stiff"
+        if explicit
+        else "check the field for a singularity near this t (finite-time blow-up), give "
+        "its owner an analytic `jacobian(t, x)`"
+    )
     if status == Status.MAX_STEPS:
-        msg = (f"{where}integrate reached `max_steps` = {max_steps} at t = {t:.6g} (of {t1:g}); "
-               f"raise `max_steps`, loosen rtol/atol, or {stiff_hint}")
+        msg = (
+            f"{where}integrate reached `max_steps` = {max_steps} at t = {t:.6g} (of {t1:g}); "
+            f"raise `max_steps`, loosen rtol/atol, or {stiff_hint}"
+        )
         error = StepSizeError(msg)
     elif status == Status.NON_FINITE:
-        msg = (f"{where}trial states stayed non-finite (nan/inf) down to step size {h:.3e} at "
-               f"t = {t:.6g}: the field is undefined or singular there; check its domain, or "
-               "end `t_span` before this t")
+        msg = (
+            f"{where}trial states stayed non-finite (nan/inf) down to step size {h:.3e} at "
+            f"t = {t:.6g}: the field is undefined or singular there; check its domain, or "
+            "end `t_span` before this t"
+        )
         error = DivergenceError(msg, step=0, time=t)
     elif status == Status.NEWTON_FAILURE:
-        msg = (f"{where}implicit stages did not converge down to step size {h:.3e} at "
-               f"t = {t:.6g}; give the field's owner an analytic `jacobian(t, x)`, raise the "
-               "stepper's `max_iter`, or loosen rtol/atol")
+        msg = (
+            f"{where}implicit stages did not converge down to step size {h:.3e} at "
+            f"t = {t:.6g}; give the field's owner an analytic `jacobian(t, x)`, raise the "
+            "stepper's `max_iter`, or loosen rtol/atol"
+        )
         error = StepSizeError(msg)
     else:
-        tight = ("loosen rtol/atol, or " + stiff_hint if explicit else
-                 "loosen rtol/atol (float64 cannot resolve them at this t), or " + stiff_hint)
-        msg = (f"{where}step size fell to {h:.3e} at t = {t:.6g}, below the resolution of t; "
-               f"{tight}")
+        tight = (
+            "loosen rtol/atol, or " + stiff_hint
+            if explicit
+            else "loosen rtol/atol (float64 cannot resolve them at this t), or " + stiff_hint
+        )
+        msg = f"{where}step size fell to {h:.3e} at t = {t:.6g}, below the resolution of t; {tight}"
         error = StepSizeError(msg)
     error.status = Status(status)
     return error

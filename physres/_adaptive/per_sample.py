@@ -19,8 +19,24 @@ def _rows(mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return mask.reshape(-1, *[1] * (like.dim() - 1))
 
 
-def run(trial: Trial, ctrl: Controller, x0, f0, t0: float, t1: float, direction: float,
-        outputs: list, h0: torch.Tensor, *, rtol, atol, max_steps, throw, bar, stepper):
+def run(
+    trial: Trial,
+    ctrl: Controller,
+    x0,
+    f0,
+    t0: float,
+    t1: float,
+    direction: float,
+    outputs: list,
+    h0: torch.Tensor,
+    *,
+    rtol,
+    atol,
+    max_steps,
+    throw,
+    bar,
+    stepper,
+):
     """Integrate; returns ``(states, status, n_accepted, n_rejected, nfev)``: states of shape
     (batch, len(outputs), *state_shape) (NaN where not reached), the rest of shape (batch,)."""
     B = x0.shape[0]
@@ -62,13 +78,18 @@ def run(trial: Trial, ctrl: Controller, x0, f0, t0: float, t1: float, direction:
         spacing = (torch.nextafter(ta, toward) - ta).abs_().mul_(10)
         bad = (take(n_try) >= max_steps) | ((h_try < spacing) & ~landing)
         if bool(bad.any()):
-            fail = torch.where(take(n_try) >= max_steps, int(Status.MAX_STEPS),
-                               take(last_failure))
+            fail = torch.where(take(n_try) >= max_steps, int(Status.MAX_STEPS), take(last_failure))
             i = int(bad.nonzero()[0])
             if throw:
-                raise failure(int(fail[i]), t=float(ta[i]), h=float(h_try[i]), t1=t1,
-                              stepper=stepper, max_steps=max_steps,
-                              sample=i if idx is None else int(idx[i]))
+                raise failure(
+                    int(fail[i]),
+                    t=float(ta[i]),
+                    h=float(h_try[i]),
+                    t1=t1,
+                    stepper=stepper,
+                    max_steps=max_steps,
+                    sample=i if idx is None else int(idx[i]),
+                )
             rows = all_rows if idx is None else idx
             status = status.index_copy(0, rows, torch.where(bad, fail, take(status)))
             idx = (status == RUNNING).nonzero().squeeze(1)
@@ -77,10 +98,10 @@ def run(trial: Trial, ctrl: Controller, x0, f0, t0: float, t1: float, direction:
         before = stepper.nfev
         try:
             x_new, err, f_new = trial(xa, ta, direction * h_try, fa)
-            ratio = error_ratio(err, xa, x_new, rtol, atol).nan_to_num_(nan=math.inf,
-                                                                       posinf=math.inf)
-            kind = torch.where(ratio < math.inf, int(Status.STEP_FLOOR),
-                               int(Status.NON_FINITE))
+            ratio = error_ratio(err, xa, x_new, rtol, atol).nan_to_num_(
+                nan=math.inf, posinf=math.inf
+            )
+            kind = torch.where(ratio < math.inf, int(Status.STEP_FLOOR), int(Status.NON_FINITE))
         except ConvergenceError:  # a batched solve fails as a whole: every sample retries
             x_new, f_new = xa, None
             ratio = torch.full_like(ta, math.inf)
@@ -88,8 +109,9 @@ def run(trial: Trial, ctrl: Controller, x0, f0, t0: float, t1: float, direction:
         spent = stepper.nfev - before
         accept = ratio <= 1.0
         h_new = h_try * ctrl.factors(ratio, take(prev), accept, take(after_reject))
-        t_new = torch.where(accept, torch.where(landing, tg, torch.add(ta, h_try,
-                                                                      alpha=direction)), ta)
+        t_new = torch.where(
+            accept, torch.where(landing, tg, torch.add(ta, h_try, alpha=direction)), ta
+        )
         x_upd = torch.where(_rows(accept, xa), x_new, xa)
         f_upd = None if fa is None or f_new is None else torch.where(_rows(accept, fa), f_new, fa)
         landed = accept & landing
@@ -106,13 +128,17 @@ def run(trial: Trial, ctrl: Controller, x0, f0, t0: float, t1: float, direction:
             nfev_all += spent
             sel = all_rows
         else:
-            x, t, h = (x.index_copy(0, idx, x_upd), t.index_copy(0, idx, t_new),
-                       h.index_copy(0, idx, h_new))
+            x, t, h = (
+                x.index_copy(0, idx, x_upd),
+                t.index_copy(0, idx, t_new),
+                h.index_copy(0, idx, h_new),
+            )
             if f_upd is not None:
                 f_cur = f_cur.index_copy(0, idx, f_upd)
             if ctrl.kp:
-                prev = prev.index_copy(0, idx, torch.where(accept, ratio.clamp(min=1e-4),
-                                                           take(prev)))
+                prev = prev.index_copy(
+                    0, idx, torch.where(accept, ratio.clamp(min=1e-4), take(prev))
+                )
             after_reject = after_reject.index_copy(0, idx, ~accept)
             last_failure = last_failure.index_copy(0, idx, kind)
             n_acc = n_acc.index_add(0, idx, accept.long())
@@ -138,9 +164,7 @@ def run(trial: Trial, ctrl: Controller, x0, f0, t0: float, t1: float, direction:
             new_reached = float((t - t0).abs().min())
             bar.update(new_reached - reached)
             reached = new_reached
-    states = torch.full((B, len(outputs), *x0.shape[1:]), math.nan, dtype=x0.dtype,
-                        device=dev)
+    states = torch.full((B, len(outputs), *x0.shape[1:]), math.nan, dtype=x0.dtype, device=dev)
     if saved:
-        states = states.index_put((torch.cat(saved_rows), torch.cat(saved_cols)),
-                                  torch.cat(saved))
+        states = states.index_put((torch.cat(saved_rows), torch.cat(saved_cols)), torch.cat(saved))
     return states, status, n_acc, n_try - n_acc, nfev + nfev_all

@@ -15,8 +15,24 @@ from ..errors import ConvergenceError, Status
 from .control import Controller, Trial, error_ratio, failure
 
 
-def run(trial: Trial, ctrl: Controller, x0, f0, t0: float, t1: float, direction: float,
-        outputs, h: float, *, rtol, atol, max_steps, throw, bar, stepper):
+def run(
+    trial: Trial,
+    ctrl: Controller,
+    x0,
+    f0,
+    t0: float,
+    t1: float,
+    direction: float,
+    outputs,
+    h: float,
+    *,
+    rtol,
+    atol,
+    max_steps,
+    throw,
+    bar,
+    stepper,
+):
     """Integrate; returns ``(ts, xs, status, n_accepted, n_rejected)`` with ``ts`` a list of
     floats and ``xs`` a list of (batch, *state_shape) states (NaN where the solve failed)."""
     t, x, f_cur = t0, x0, f0

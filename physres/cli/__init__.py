@@ -20,9 +20,23 @@ from ..errors import PhysresError
 # of the operating system about a path (missing, not writable, disk full). Anything else is
 # a bug and keeps its traceback.
 USER_ERRORS = (PhysresError, ValueError, TypeError, LookupError, OSError, FloatingPointError)
-PATH_ERRNOS = frozenset({errno.ENOENT, errno.EACCES, errno.EPERM, errno.EEXIST, errno.EISDIR,
-                         errno.ENOTDIR, errno.ENOSPC, errno.EDQUOT, errno.EROFS,
-                         errno.ENAMETOOLONG, errno.EFBIG, errno.ENOTEMPTY, errno.EBUSY})
+PATH_ERRNOS = frozenset(
+    {
+        errno.ENOENT,
+        errno.EACCES,
+        errno.EPERM,
+        errno.EEXIST,
+        errno.EISDIR,
+        errno.ENOTDIR,
+        errno.ENOSPC,
+        errno.EDQUOT,
+        errno.EROFS,
+        errno.ENAMETOOLONG,
+        errno.EFBIG,
+        errno.ENOTEMPTY,
+        errno.EBUSY,
+    }
+)
 _RAISE = dis.opmap["RAISE_VARARGS"]
 
 
@@ -30,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="physres",
         description="Residual blocks as time-steppers: generate reference data, train learned "
-                    "integrators, validate and compare steppers, run scenarios.",
+        "integrators, validate and compare steppers, run scenarios.",
     )
     parser.add_argument("--version", action="version", version=f"physres {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")

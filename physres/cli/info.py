@@ -9,14 +9,17 @@ import numpy as np
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
-        "info", help="summarise a trajectory file (system, parameters, shapes, time grid, cost)",
+        "info",
+        help="summarise a trajectory file (system, parameters, shapes, time grid, cost)",
         description="Check FILE against HDF5 schema v1 and against its system (rebuilt from "
-                    "the `system` and `system_params` attributes when registered: state "
-                    "shape and dtype), read every trajectory once (checksums) and print a "
-                    "summary.")
+        "the `system` and `system_params` attributes when registered: state "
+        "shape and dtype), read every trajectory once (checksums) and print a "
+        "summary.",
+    )
     p.add_argument("file", metavar="FILE", help="a .h5 file written by `physres generate`")
-    p.add_argument("--no-verify", action="store_true",
-                   help="skip reading the states (metadata checks only)")
+    p.add_argument(
+        "--no-verify", action="store_true", help="skip reading the states (metadata checks only)"
+    )
     p.set_defaults(func=run)
 
 
@@ -49,16 +52,19 @@ def summary(f) -> str:
     ]
     if "wall_s" in f.stats:
         wall, nfev = f.stats["wall_s"], f.stats.get("nfev", np.zeros(0))
-        lines.append(f"cost          {wall.sum():.3g} s total, {wall.mean():.3g} s/trajectory "
-                     f"(max {wall.max():.3g} s)"
-                     + (f", {nfev.mean():.0f} f-evals/trajectory" if nfev.any() else ""))
+        lines.append(
+            f"cost          {wall.sum():.3g} s total, {wall.mean():.3g} s/trajectory "
+            f"(max {wall.max():.3g} s)"
+            + (f", {nfev.mean():.0f} f-evals/trajectory" if nfev.any() else "")
+        )
     for name, ds in f.invariants.items():
         v = ds[()]
         drift = np.abs(v - v[:, :1]).max() / max(np.abs(v[:, 0]).max(), 1e-300)
         lines.append(f"invariant     {name}: max relative drift {drift:.2e}")
     for axis, values in f.grid.items():
-        lines.append(f"grid          {axis}: {values.size} points {values.min():g} .. "
-                     f"{values.max():g}")
+        lines.append(
+            f"grid          {axis}: {values.size} points {values.min():g} .. {values.max():g}"
+        )
     return "\n".join(lines)
 
 

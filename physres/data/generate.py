@@ -27,9 +27,25 @@ from .windows import DEFAULT_FRACTIONS, moments, split_indices
 from .writer import atomic_h5, check_destination, create_states
 
 
-def generate(system, path, n_traj: int = 64, t_end=None, dt_save=None, method=None, rtol=None,
-             atol=None, workers: int = 1, seed: int = 0, executor=None, progress: bool = True,
-             compression: str | None = "gzip", *, dt=None, stepper=None, x0=None):
+def generate(
+    system,
+    path,
+    n_traj: int = 64,
+    t_end=None,
+    dt_save=None,
+    method=None,
+    rtol=None,
+    atol=None,
+    workers: int = 1,
+    seed: int = 0,
+    executor=None,
+    progress: bool = True,
+    compression: str | None = "gzip",
+    *,
+    dt=None,
+    stepper=None,
+    x0=None,
+):
     """Write ``n_traj`` reference trajectories of ``system`` to ``path`` (HDF5 schema v1).
 
     Initial states are ``system.sample_initial(n_traj, seed)`` (or ``x0``); times
@@ -76,30 +92,47 @@ def generate(system, path, n_traj: int = 64, t_end=None, dt_save=None, method=No
     if isinstance(system, str):
         system = get(system)
     if not isinstance(system, System):
-        raise TypeError(f"`system` must be a physres System or a registered name, "
-                        f"got {type(system).__name__}")
+        raise TypeError(
+            f"`system` must be a physres System or a registered name, got {type(system).__name__}"
+        )
     n_traj = _checks.positive_int("n_traj", n_traj)
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
         raise TypeError(f"`seed` must be an int, got {type(seed).__name__}")
     seed = int(seed)
-    fixed_step = stepper is not None or dt is not None or \
-        (isinstance(system, BeadChain) and system.temperature > 0)
+    fixed_step = (
+        stepper is not None
+        or dt is not None
+        or (isinstance(system, BeadChain) and system.temperature > 0)
+    )
     if fixed_step:
         if not isinstance(system, BeadChain):
-            raise ValueError(f"`stepper` and `dt` give a fixed-step reference, which is "
-                             f"available for bead_chain systems; {system.name!r} is solved by "
-                             "scipy (pass `method`, `rtol`, `atol` instead)")
-        given = [name for name, value in (("method", method), ("rtol", rtol), ("atol", atol),
-                                          ("executor", executor)) if value is not None]
+            raise ValueError(
+                f"`stepper` and `dt` give a fixed-step reference, which is "
+                f"available for bead_chain systems; {system.name!r} is solved by "
+                "scipy (pass `method`, `rtol`, `atol` instead)"
+            )
+        given = [
+            name
+            for name, value in (
+                ("method", method),
+                ("rtol", rtol),
+                ("atol", atol),
+                ("executor", executor),
+            )
+            if value is not None
+        ]
         if workers != 1:
             given.append("workers")
         if given:
-            raise ValueError(f"{', '.join(f'`{g}`' for g in given)} apply to scipy references"
-                             f"; the fixed-step reference of {system.name!r} (temperature "
-                             f"{system.temperature:g}) takes `stepper` and `dt`")
+            raise ValueError(
+                f"{', '.join(f'`{g}`' for g in given)} apply to scipy references"
+                f"; the fixed-step reference of {system.name!r} (temperature "
+                f"{system.temperature:g}) takes `stepper` and `dt`"
+            )
         path = check_destination(path)
-        return _write_fixed_step(system, path, n_traj, t_end, dt_save, dt, stepper, seed, x0,
-                                 progress, compression)
+        return _write_fixed_step(
+            system, path, n_traj, t_end, dt_save, dt, stepper, seed, x0, progress, compression
+        )
     t = _time_grid(system, t_end, dt_save)
     dt_save = float(t[1] - t[0])
     path = check_destination(path)
@@ -122,14 +155,19 @@ def generate(system, path, n_traj: int = 64, t_end=None, dt_save=None, method=No
             _write_attrs(f, system, t, method, rtol, atol, seed)
             states = create_states(f, n_traj, t.size, system.state_shape, x0.dtype, compression)
             _write_grid(f, system)
-            stats = {"nfev": np.zeros(n_traj, np.int64), "njev": np.zeros(n_traj, np.int64),
-                     "wall_s": np.zeros(n_traj)}
+            stats = {
+                "nfev": np.zeros(n_traj, np.int64),
+                "njev": np.zeros(n_traj, np.int64),
+                "wall_s": np.zeros(n_traj),
+            }
             invariants: dict = {}  # name -> dataset, created with the first trajectory
-            bar = tqdm(total=n_traj, desc=f"generate {system.name}", unit="traj",
-                       disable=not progress)
+            bar = tqdm(
+                total=n_traj, desc=f"generate {system.name}", unit="traj", disable=not progress
+            )
             with bar:
-                for i, y, info in reference.iter_solve(system, x0, t, method, rtol, atol,
-                                                       executor=pool or executor):
+                for i, y, info in reference.iter_solve(
+                    system, x0, t, method, rtol, atol, executor=pool or executor
+                ):
                     states[i] = y
                     for key in stats:
                         stats[key][i] = info[key]
@@ -139,43 +177,63 @@ def generate(system, path, n_traj: int = 64, t_end=None, dt_save=None, method=No
     return path
 
 
-def _write_fixed_step(system, path, n_traj, t_end, dt_save, dt, stepper, seed, x0, progress,
-                      compression):
+def _write_fixed_step(
+    system, path, n_traj, t_end, dt_save, dt, stepper, seed, x0, progress, compression
+):
     """The fixed-step reference of a bead chain (see :func:`generate`), same layout."""
     from ..systems.chain import trajectories
 
     with contextlib.ExitStack() as stack:
         stack.enter_context(_io.exclusive_lock(path, "`generate`"))
         stack.enter_context(_terminate_on_sigterm())
-        run = trajectories(system, n_traj, t_end=t_end, dt_save=dt_save, stepper=stepper,
-                           seed=seed, x0=x0, progress=progress,
-                           **({} if dt is None else {"dt": dt}))
+        run = trajectories(
+            system,
+            n_traj,
+            t_end=t_end,
+            dt_save=dt_save,
+            stepper=stepper,
+            seed=seed,
+            x0=x0,
+            progress=progress,
+            **({} if dt is None else {"dt": dt}),
+        )
         x = run.states.detach().cpu().numpy()  # (n_traj, n_t, *state_shape)
         with atomic_h5(path, _estimated_bytes(system, n_traj, run.t.size)) as f:
             _write_attrs(f, system, run.t, run.stepper, 0.0, 0.0, seed, dt=run.dt)
-            states = create_states(f, n_traj, run.t.size, system.state_shape, x.dtype,
-                                   compression)
+            states = create_states(f, n_traj, run.t.size, system.state_shape, x.dtype, compression)
             states[...] = x
             _write_grid(f, system)
             invariants: dict = {}
             for i in range(n_traj):
                 _write_invariants(f, invariants, system, i, x[i], n_traj)
-            stats = {"nfev": np.full(n_traj, run.nfev, np.int64),  # batched: each saw all
-                     "njev": np.zeros(n_traj, np.int64),
-                     "wall_s": np.full(n_traj, run.wall_s / n_traj)}
+            stats = {
+                "nfev": np.full(n_traj, run.nfev, np.int64),  # batched: each saw all
+                "njev": np.zeros(n_traj, np.int64),
+                "wall_s": np.full(n_traj, run.wall_s / n_traj),
+            }
             _write_stats_and_normalization(f, stats, states, n_traj)
     return path
 
 
 def _write_attrs(f, system, t, method, rtol, atol, seed, **extra) -> None:
     """The root attributes of schema v1, and ``/t``."""
-    f.attrs.update({
-        "format": FORMAT, "format_version": FORMAT_VERSION, "system": system.name,
-        "system_params": json.dumps(system.params), "reference_method": method,
-        "rtol": rtol, "atol": atol, "seed": seed, "physres_version": __version__,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "t_end": float(t[-1]), "dt_save": float(t[1] - t[0]), **extra,
-    })
+    f.attrs.update(
+        {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "system": system.name,
+            "system_params": json.dumps(system.params),
+            "reference_method": method,
+            "rtol": rtol,
+            "atol": atol,
+            "seed": seed,
+            "physres_version": __version__,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "t_end": float(t[-1]),
+            "dt_save": float(t[1] - t[0]),
+            **extra,
+        }
+    )
     f.create_dataset("t", data=t)
 
 
@@ -206,8 +264,10 @@ class _Terminated(SystemExit):
 def _terminate_on_sigterm():
     """In the main thread, turn SIGTERM into :class:`_Terminated` (exit status 143) for the
     block, when SIGTERM still has its default action; restore it afterwards."""
-    if threading.current_thread() is not threading.main_thread() or \
-            signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
+    ):
         yield
         return
 
@@ -238,6 +298,7 @@ def _die_with_parent(parent: int | None) -> None:
         if libc.prctl(1, signal.SIGKILL, 0, 0, 0) != 0:  # PR_SET_PDEATHSIG
             raise OSError(ctypes.get_errno(), "prctl")
     except (OSError, AttributeError, TypeError):
+
         def watch():
             while True:
                 threading.Event().wait(1.0)
@@ -261,8 +322,12 @@ def _worker_pool(workers: int):
     if method not in multiprocessing.get_all_start_methods():
         method = "spawn"
     context = multiprocessing.get_context(method)
-    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_die_with_parent,
-                               initargs=(os.getpid() if method != "forkserver" else None,))
+    pool = ProcessPoolExecutor(
+        workers,
+        mp_context=context,
+        initializer=_die_with_parent,
+        initargs=(os.getpid() if method != "forkserver" else None,),
+    )
     try:
         yield pool
     except BaseException:
@@ -304,6 +369,10 @@ def _write_invariants(f, datasets, system, i, y, n_traj) -> None:
     for name, v in values.items():
         v = v.detach().cpu().numpy()
         if name not in datasets:
-            datasets[name] = f.create_dataset(f"invariants/{name}", shape=(n_traj, y.shape[0]),
-                                              dtype=v.dtype, chunks=(1, y.shape[0]))
+            datasets[name] = f.create_dataset(
+                f"invariants/{name}",
+                shape=(n_traj, y.shape[0]),
+                dtype=v.dtype,
+                chunks=(1, y.shape[0]),
+            )
         datasets[name][i] = v

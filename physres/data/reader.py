@@ -39,8 +39,9 @@ class TrajectoryFile:
         try:
             self._file = h5py.File(self.path, "r")
         except OSError as exc:
-            raise FormatError(f"{self.path}: not a readable HDF5 file (truncated or corrupt?): "
-                              f"{_first_line(exc)}") from None
+            raise FormatError(
+                f"{self.path}: not a readable HDF5 file (truncated or corrupt?): {_first_line(exc)}"
+            ) from None
         try:
             validate(self._file, self.path)
             self._load()
@@ -49,8 +50,9 @@ class TrajectoryFile:
             raise
         except (OSError, KeyError, ValueError, TypeError) as exc:
             self._file.close()
-            raise FormatError(f"{self.path}: unreadable metadata (corrupt file?): "
-                              f"{_first_line(exc)}") from None
+            raise FormatError(
+                f"{self.path}: unreadable metadata (corrupt file?): {_first_line(exc)}"
+            ) from None
 
     def _load(self) -> None:
         f = self._file
@@ -65,8 +67,13 @@ class TrajectoryFile:
         self.grid = {k: v[()] for k, v in f["grid"].items()} if "grid" in f else {}
         self.stats = {k: v[()] for k, v in f["stats"].items()} if "stats" in f else {}
         dt = self.attrs.get("dt_save")
-        self.dt_save = float(dt) if dt is not None else float(np.diff(self.t[:2])[0]) \
-            if self.t.size > 1 else float("nan")
+        self.dt_save = (
+            float(dt)
+            if dt is not None
+            else float(np.diff(self.t[:2])[0])
+            if self.t.size > 1
+            else float("nan")
+        )
 
     def make_system(self):
         """Rebuild the :class:`~physres.systems.System` that generated this file."""
@@ -86,18 +93,24 @@ class TrajectoryFile:
         try:
             system = self.make_system()
         except (TypeError, ValueError) as exc:
-            raise FormatError(f"{self.path}: attribute `system_params` "
-                              f"{json.dumps(self.system_params)} does not build system "
-                              f"{self.system_name!r}: {_first_line(exc)}") from None
+            raise FormatError(
+                f"{self.path}: attribute `system_params` "
+                f"{json.dumps(self.system_params)} does not build system "
+                f"{self.system_name!r}: {_first_line(exc)}"
+            ) from None
         expected = tuple(system.state_shape)
         if self.state_shape != expected:
-            raise FormatError(f"{self.path}: /states has state shape {self.state_shape}, but "
-                              f"system {self.system_name!r} with the file's `system_params` "
-                              f"has state_shape {expected}")
+            raise FormatError(
+                f"{self.path}: /states has state shape {self.state_shape}, but "
+                f"system {self.system_name!r} with the file's `system_params` "
+                f"has state_shape {expected}"
+            )
         if self.dtype != system.dtype:
-            raise FormatError(f"{self.path}: /states is {self.states.dtype}, but system "
-                              f"{self.system_name!r} has dtype "
-                              f"{str(system.dtype).removeprefix('torch.')}")
+            raise FormatError(
+                f"{self.path}: /states is {self.states.dtype}, but system "
+                f"{self.system_name!r} has dtype "
+                f"{str(system.dtype).removeprefix('torch.')}"
+            )
         return system
 
     def verify(self, progress: bool = False) -> None:
@@ -105,13 +118,15 @@ class TrajectoryFile:
         :class:`FormatError` naming the first unreadable one."""
         from tqdm.auto import tqdm
 
-        for i in tqdm(range(len(self)), desc="verify", unit="traj", disable=not progress,
-                      leave=False):
+        for i in tqdm(
+            range(len(self)), desc="verify", unit="traj", disable=not progress, leave=False
+        ):
             try:
                 x = self.states[i]
             except OSError as exc:
-                raise FormatError(f"{self.path}: trajectory {i} is corrupt: "
-                                  f"{_first_line(exc)}") from None
+                raise FormatError(
+                    f"{self.path}: trajectory {i} is corrupt: {_first_line(exc)}"
+                ) from None
             if not np.isfinite(x).all():
                 raise FormatError(f"{self.path}: trajectory {i} holds non-finite states")
 
@@ -128,8 +143,10 @@ class TrajectoryFile:
         self.close()
 
     def __repr__(self) -> str:
-        return (f"TrajectoryFile({str(self.path)!r}, system={self.system_name!r}, "
-                f"n_traj={len(self)}, n_t={self.t.size}, state_shape={self.state_shape})")
+        return (
+            f"TrajectoryFile({str(self.path)!r}, system={self.system_name!r}, "
+            f"n_traj={len(self)}, n_t={self.t.size}, state_shape={self.state_shape})"
+        )
 
 
 def open(path) -> TrajectoryFile:  # noqa: A001 (the contract name physres.data.open)

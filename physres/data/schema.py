@@ -28,8 +28,18 @@ from ..errors import FormatError
 
 FORMAT = "physres-trajectories"
 FORMAT_VERSION = 1
-REQUIRED_ATTRS = ("format", "format_version", "system", "system_params", "reference_method",
-                  "rtol", "atol", "seed", "physres_version", "created")
+REQUIRED_ATTRS = (
+    "format",
+    "format_version",
+    "system",
+    "system_params",
+    "reference_method",
+    "rtol",
+    "atol",
+    "seed",
+    "physres_version",
+    "created",
+)
 STATE_DTYPES = (np.dtype(np.float64), np.dtype(np.complex128))
 
 
@@ -44,8 +54,10 @@ def validate(f: h5py.File, path) -> None:
         fail(f"not a physres trajectory file (attribute `format` is {fmt!r}, expected {FORMAT!r})")
     version = f.attrs.get("format_version")
     if version is None or int(version) != FORMAT_VERSION:
-        fail(f"unsupported format_version {_attr_text(version)}; this physres reads version "
-             f"{FORMAT_VERSION}")
+        fail(
+            f"unsupported format_version {_attr_text(version)}; this physres reads version "
+            f"{FORMAT_VERSION}"
+        )
     missing = [a for a in REQUIRED_ATTRS if a not in f.attrs]
     if missing:
         fail(f"missing attributes: {', '.join(missing)}")
@@ -64,16 +76,19 @@ def validate(f: h5py.File, path) -> None:
     if states.dtype not in STATE_DTYPES:
         fail(f"/states must be float64 or complex128, got {states.dtype}")
     if states.ndim < 3 or states.shape[1] != t.shape[0]:
-        fail(f"/states must have shape (n_traj, n_t={t.shape[0]}, *state_shape), "
-             f"got {states.shape}")
+        fail(
+            f"/states must have shape (n_traj, n_t={t.shape[0]}, *state_shape), got {states.shape}"
+        )
     times = t[()]
     if not np.isfinite(times).all() or np.any(np.diff(times) <= 0):
         fail("/t must be finite and strictly increasing")
     for group, shape in (("invariants", states.shape[:2]), ("stats", states.shape[:1])):
         for name, ds in f.get(group, {}).items():
             if not isinstance(ds, h5py.Dataset) or ds.shape != shape:
-                fail(f"/{group}/{name} must have shape {shape}, "
-                     f"got {getattr(ds, 'shape', 'a group')}")
+                fail(
+                    f"/{group}/{name} must have shape {shape}, "
+                    f"got {getattr(ds, 'shape', 'a group')}"
+                )
 
 
 def _text(value) -> str | None:

@@ -46,8 +46,11 @@ def split_indices(n_traj: int, fractions=DEFAULT_FRACTIONS, seed: int = 0) -> di
     n_train = n_traj - n_val - n_test
     if n_train < 1:
         raise ValueError(f"`fractions` {fractions} leave no training trajectory out of {n_traj}")
-    cuts = {"train": perm[:n_train], "val": perm[n_train:n_train + n_val],
-            "test": perm[n_train + n_val:]}
+    cuts = {
+        "train": perm[:n_train],
+        "val": perm[n_train : n_train + n_val],
+        "test": perm[n_train + n_val :],
+    }
     return {k: np.sort(v) for k, v in cuts.items()}
 
 
@@ -105,9 +108,18 @@ class WindowDataset(Dataset):
         training split only.
     """
 
-    def __init__(self, path, input_len: int = 1, target_len: int = 1, stride: int = 1,
-                 frame_step: int = 1, split: str = "train", fractions=DEFAULT_FRACTIONS,
-                 seed: int = 0, cache_bytes: int = 32 << 20):
+    def __init__(
+        self,
+        path,
+        input_len: int = 1,
+        target_len: int = 1,
+        stride: int = 1,
+        frame_step: int = 1,
+        split: str = "train",
+        fractions=DEFAULT_FRACTIONS,
+        seed: int = 0,
+        cache_bytes: int = 32 << 20,
+    ):
         from .reader import open as open_file
 
         self.input_len = _checks.positive_int("input_len", input_len)
@@ -129,13 +141,14 @@ class WindowDataset(Dataset):
             n_traj, self.n_t = len(f), f.t.shape[0]
             splits = split_indices(n_traj, self.fractions, self.seed)
             self.normalization = self._normalization(f, splits["train"])
-        self.trajectory_indices = (np.arange(n_traj) if split == "all" else splits[split])
+        self.trajectory_indices = np.arange(n_traj) if split == "all" else splits[split]
         self.span = (self.input_len + self.target_len - 1) * self.frame_step + 1
         if self.span > self.n_t:
             raise ValueError(
                 f"a window of input_len={self.input_len} + target_len={self.target_len} frames "
                 f"{self.frame_step} saved steps apart spans {self.span} frames, more than the "
-                f"{self.n_t} saved in {self.path}")
+                f"{self.n_t} saved in {self.path}"
+            )
         self.windows_per_trajectory = (self.n_t - self.span) // self.stride + 1
         self._handle, self._pid, self._cache = None, None, None
 
@@ -159,7 +172,7 @@ class WindowDataset(Dataset):
 
     def _split(self, frames: np.ndarray):
         x = torch.from_numpy(np.array(frames, copy=True))  # never a view of the cache
-        return x[: self.input_len], x[self.input_len:]
+        return x[: self.input_len], x[self.input_len :]
 
     def __getitem__(self, index):
         traj, start = self._locate(index)
@@ -172,7 +185,7 @@ class WindowDataset(Dataset):
         blocks = [self._block(traj, b) for b in range(first, last + 1)]
         frames = blocks[0] if len(blocks) == 1 else np.concatenate(blocks)
         lo = start - first * length
-        return frames[lo:lo + self.span:self.frame_step]
+        return frames[lo : lo + self.span : self.frame_step]
 
     def _block(self, traj: int, b: int) -> np.ndarray:
         """Frames of one HDF5 chunk (decompressed once, kept in an LRU of ``cache_bytes``)."""
@@ -183,7 +196,7 @@ class WindowDataset(Dataset):
             cache.move_to_end(key)
             return block
         length = self._block_length()
-        block = self._handle["states"][traj, b * length:(b + 1) * length]
+        block = self._handle["states"][traj, b * length : (b + 1) * length]
         cache[key] = block
         self._cached_bytes += block.nbytes
         while self._cached_bytes > self.cache_bytes and len(cache) > 1:
@@ -229,9 +242,11 @@ class WindowDataset(Dataset):
             pass
 
     def __repr__(self) -> str:
-        return (f"WindowDataset({str(self.path)!r}, split={self.split!r}, "
-                f"trajectories={len(self.trajectory_indices)}, windows={len(self)}, "
-                f"input_len={self.input_len}, target_len={self.target_len}, dt={self.dt:g})")
+        return (
+            f"WindowDataset({str(self.path)!r}, split={self.split!r}, "
+            f"trajectories={len(self.trajectory_indices)}, windows={len(self)}, "
+            f"input_len={self.input_len}, target_len={self.target_len}, dt={self.dt:g})"
+        )
 
 
 class BlockSampler(Sampler):
@@ -256,7 +271,7 @@ class BlockSampler(Sampler):
         w = self.dataset.windows_per_trajectory
         order = rng.permutation(len(self.dataset.trajectory_indices))
         for lo in range(0, order.size, self.per_block):
-            block = order[lo:lo + self.per_block]
+            block = order[lo : lo + self.per_block]
             items = (block[:, None] * w + np.arange(w)[None, :]).ravel()
             yield from rng.permutation(items).tolist()
 
@@ -265,10 +280,17 @@ def _check_fractions(fractions) -> tuple[float, float, float]:
     try:
         values = tuple(float(x) for x in fractions)
     except (TypeError, ValueError):
-        raise TypeError(f"`fractions` must be three numbers (train, val, test), "
-                        f"got {fractions!r}") from None
-    if len(values) != 3 or any(not np.isfinite(x) or x < 0 for x in values) \
-            or abs(sum(values) - 1.0) > 1e-9 or values[0] <= 0:
-        raise ValueError(f"`fractions` must be three non-negative numbers (train > 0) summing "
-                         f"to 1, got {fractions!r}")
+        raise TypeError(
+            f"`fractions` must be three numbers (train, val, test), got {fractions!r}"
+        ) from None
+    if (
+        len(values) != 3
+        or any(not np.isfinite(x) or x < 0 for x in values)
+        or abs(sum(values) - 1.0) > 1e-9
+        or values[0] <= 0
+    ):
+        raise ValueError(
+            f"`fractions` must be three non-negative numbers (train > 0) summing "
+            f"to 1, got {fractions!r}"
+        )
     return values

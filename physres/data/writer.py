@@ -72,8 +72,9 @@ def atomic_h5(path, nbytes: int | None = None):
                 f.close()
 
 
-def create_states(f: h5py.File, n_traj: int, n_t: int, state_shape, dtype,
-                  compression="gzip") -> h5py.Dataset:
+def create_states(
+    f: h5py.File, n_traj: int, n_t: int, state_shape, dtype, compression="gzip"
+) -> h5py.Dataset:
     """``/states`` of shape ``(n_traj, n_t, *state_shape)``: one chunk per trajectory (or per
     time block of a trajectory when it exceeds ``CHUNK_BYTES``), compressed, checksummed."""
     if compression not in COMPRESSIONS:
@@ -83,5 +84,11 @@ def create_states(f: h5py.File, n_traj: int, n_t: int, state_shape, dtype,
     options = {"compression": compression, "shuffle": compression is not None}
     if compression == "gzip":
         options["compression_opts"] = 4
-    return f.create_dataset("states", shape=(n_traj, n_t, *state_shape), dtype=dtype,
-                            chunks=(1, n_chunk, *state_shape), fletcher32=True, **options)
+    return f.create_dataset(
+        "states",
+        shape=(n_traj, n_t, *state_shape),
+        dtype=dtype,
+        chunks=(1, n_chunk, *state_shape),
+        fletcher32=True,
+        **options,
+    )

@@ -101,10 +101,12 @@ def state_shape_arg(state_shape) -> tuple[int, ...]:
         shape = tuple(state_shape)
     except TypeError:
         raise TypeError(f"`state_shape` must be a tuple of ints, got {state_shape!r}") from None
-    if not shape or not all(isinstance(n, int) and not isinstance(n, bool) and n > 0
-                            for n in shape):
-        raise ValueError(f"`state_shape` must be a non-empty tuple of positive ints, "
-                         f"got {state_shape!r}")
+    if not shape or not all(
+        isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in shape
+    ):
+        raise ValueError(
+            f"`state_shape` must be a non-empty tuple of positive ints, got {state_shape!r}"
+        )
     return shape
 
 
@@ -176,8 +178,10 @@ class LearnedStepper(Configurable, Stepper):
         std = torch.as_tensor(std, dtype=torch.float64)
         for label, value in (("mean", mean), ("std", std)):
             if tuple(value.shape) != self.state_shape:
-                raise ValueError(f"normalisation `{label}` must have shape {self.state_shape}, "
-                                 f"got {tuple(value.shape)}")
+                raise ValueError(
+                    f"normalisation `{label}` must have shape {self.state_shape}, "
+                    f"got {tuple(value.shape)}"
+                )
             if not bool(torch.isfinite(value).all()):
                 raise ValueError(f"normalisation `{label}` contains non-finite values")
         if not bool((std > 0).all()):
@@ -249,9 +253,11 @@ class LearnedStepper(Configurable, Stepper):
         Usable as ``func`` for ``torchdiffeq.odeint(model.rhs, x0, t)``.
         """
         if not self.has_field:
-            raise TypeError(f"{type(self).__name__} learns a step map, not a vector field; "
-                            "`rhs` exists for models with a learned field (node, implicit, "
-                            "resnet with form='euler')")
+            raise TypeError(
+                f"{type(self).__name__} learns a step map, not a vector field; "
+                "`rhs` exists for models with a learned field (node, implicit, "
+                "resnet with form='euler')"
+            )
         z = self.to_net(self.normalize(x))
         self.nfev += 1
         _, std = self._stats(x)

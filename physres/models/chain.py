@@ -41,8 +41,7 @@ class _EGNNBlock(nn.Module):
         super().__init__()
         self.n_radial = n_radial
         if n_radial:  # Gaussian radial basis on [0.5, r_max] (Schütt et al. 2017, SchNet)
-            self.register_buffer("centres", torch.linspace(0.5, r_max, n_radial),
-                                 persistent=False)
+            self.register_buffer("centres", torch.linspace(0.5, r_max, n_radial), persistent=False)
             self.gamma = (n_radial / (r_max - 0.5)) ** 2
         n_in = 2 * width + 1 + n_radial + len(EDGE_TYPES)
         self.edge = nn.Sequential(_mlp(n_in, width, width), nn.SiLU())
@@ -70,8 +69,18 @@ class _ChainEmulator(LearnedStepper):
     """What both chain emulators share: at inference with ``temperature > 0``, each step adds
     overdamped Langevin noise of std √(2·T·dt/γ), drawn from a seeded stream."""
 
-    def __init__(self, state_shape, *, staples, use_staples: bool, cutoff: float | None,
-                 temperature: float, friction: float, seed: int, dt: float | None):
+    def __init__(
+        self,
+        state_shape,
+        *,
+        staples,
+        use_staples: bool,
+        cutoff: float | None,
+        temperature: float,
+        friction: float,
+        seed: int,
+        dt: float | None,
+    ):
         shape = state_shape_arg(state_shape)
         if len(shape) != 2 or shape[1] != 3:
             raise ValueError(f"`state_shape` must be (n_beads, 3), got {shape}")
@@ -95,8 +104,10 @@ class _ChainEmulator(LearnedStepper):
             if i < 0 or j >= n or j - i < 1:
                 raise ValueError(f"`staples` entry {tuple(s)!r} is out of range for {n} beads")
             pairs[(i, j)] = 2
-        return (torch.tensor(list(pairs), dtype=torch.long),
-                torch.tensor(list(pairs.values()), dtype=torch.long))
+        return (
+            torch.tensor(list(pairs), dtype=torch.long),
+            torch.tensor(list(pairs.values()), dtype=torch.long),
+        )
 
     def _with_noise(self, out, dt):
         if self.temperature > 0 and not self.training:
@@ -107,8 +118,9 @@ class _ChainEmulator(LearnedStepper):
     def _noise(self, like):
         if self._generator is None or self._generator.device != like.device:
             self._generator = torch.Generator(device=like.device).manual_seed(self.seed)
-        return torch.randn(like.shape, generator=self._generator, dtype=like.dtype,
-                           device=like.device)
+        return torch.randn(
+            like.shape, generator=self._generator, dtype=like.dtype, device=like.device
+        )
 
     def reseed(self, seed: int | None = None) -> None:
         """Restart the noise stream (from ``seed`` or the constructor's)."""
@@ -139,13 +151,33 @@ class ChainGraphEmulator(_ChainEmulator):
 
     fixed_dt = True
 
-    def __init__(self, state_shape, *, staples=(), use_staples: bool = True,
-                 cutoff: float | None = None, width: int = 32, depth: int = 3,
-                 n_radial: int = 0, r_max: float | None = None,
-                 temperature: float = 0.0, friction: float = 1.0, seed: int = 0,
-                 dt: float | None = None, dtype: torch.dtype = torch.float32):
-        super().__init__(state_shape, staples=staples, use_staples=use_staples, cutoff=cutoff,
-                         temperature=temperature, friction=friction, seed=seed, dt=dt)
+    def __init__(
+        self,
+        state_shape,
+        *,
+        staples=(),
+        use_staples: bool = True,
+        cutoff: float | None = None,
+        width: int = 32,
+        depth: int = 3,
+        n_radial: int = 0,
+        r_max: float | None = None,
+        temperature: float = 0.0,
+        friction: float = 1.0,
+        seed: int = 0,
+        dt: float | None = None,
+        dtype: torch.dtype = torch.float32,
+    ):
+        super().__init__(
+            state_shape,
+            staples=staples,
+            use_staples=use_staples,
+            cutoff=cutoff,
+            temperature=temperature,
+            friction=friction,
+            seed=seed,
+            dt=dt,
+        )
         width = _checks.positive_int("width", width)
         depth = _checks.positive_int("depth", depth)
         dtype = real_dtype_arg(dtype)
@@ -159,8 +191,9 @@ class ChainGraphEmulator(_ChainEmulator):
         r_max = _checks.positive("r_max", r_max if r_max is not None else (cutoff or 3.0))
         if n_radial and r_max <= 0.5:
             raise ValueError(f"`r_max` must be > 0.5 (the first radial centre), got {r_max:g}")
-        self.blocks = nn.ModuleList(_EGNNBlock(width, n_radial, r_max)
-                                    for _ in range(depth)).to(dtype)
+        self.blocks = nn.ModuleList(_EGNNBlock(width, n_radial, r_max) for _ in range(depth)).to(
+            dtype
+        )
 
     def _edges(self, x):
         if self.cutoff is None:
@@ -169,12 +202,13 @@ class ChainGraphEmulator(_ChainEmulator):
             d = torch.cdist(x, x).amin(0)
             near = torch.nonzero(torch.triu(d < self.cutoff, diagonal=3))
         n_types = len(EDGE_TYPES)
-        near_type = torch.zeros(1, 2 * len(near), n_types, dtype=self.types.dtype,
-                                device=x.device)
+        near_type = torch.zeros(1, 2 * len(near), n_types, dtype=self.types.dtype, device=x.device)
         near_type[..., 3] = 1.0
-        return (torch.cat([self.src, near[:, 0], near[:, 1]]),
-                torch.cat([self.dst, near[:, 1], near[:, 0]]),
-                torch.cat([self.types, near_type], dim=1))
+        return (
+            torch.cat([self.src, near[:, 0], near[:, 1]]),
+            torch.cat([self.dst, near[:, 1], near[:, 0]]),
+            torch.cat([self.types, near_type], dim=1),
+        )
 
     def _step(self, x, t, dt):
         self.check_step_size(dt)
@@ -232,13 +266,34 @@ class ChainForceEmulator(_ChainEmulator):
 
     fixed_dt = True
 
-    def __init__(self, state_shape, *, staples=(), use_staples: bool = True,
-                 cutoff: float | None = 2.5, width: int = 32, n_radial: int = 16,
-                 substeps: int = 4, angles: bool = True, tables: bool = True,
-                 temperature: float = 0.0, friction: float = 1.0, seed: int = 0,
-                 dt: float | None = None, dtype: torch.dtype = torch.float32):
-        super().__init__(state_shape, staples=staples, use_staples=use_staples, cutoff=cutoff,
-                         temperature=temperature, friction=friction, seed=seed, dt=dt)
+    def __init__(
+        self,
+        state_shape,
+        *,
+        staples=(),
+        use_staples: bool = True,
+        cutoff: float | None = 2.5,
+        width: int = 32,
+        n_radial: int = 16,
+        substeps: int = 4,
+        angles: bool = True,
+        tables: bool = True,
+        temperature: float = 0.0,
+        friction: float = 1.0,
+        seed: int = 0,
+        dt: float | None = None,
+        dtype: torch.dtype = torch.float32,
+    ):
+        super().__init__(
+            state_shape,
+            staples=staples,
+            use_staples=use_staples,
+            cutoff=cutoff,
+            temperature=temperature,
+            friction=friction,
+            seed=seed,
+            dt=dt,
+        )
         self.substeps = _checks.positive_int("substeps", substeps)
         width = _checks.positive_int("width", width)
         n_radial = _checks.positive_int("n_radial", n_radial)
@@ -247,36 +302,48 @@ class ChainForceEmulator(_ChainEmulator):
         self.register_buffer("src", ij[:, 0].clone(), persistent=False)
         self.register_buffer("dst", ij[:, 1].clone(), persistent=False)
         self.register_buffer("far", (kinds == 3).to(dtype), persistent=False)
-        self.register_buffer("types", nn.functional.one_hot(kinds, len(EDGE_TYPES)).to(dtype),
-                             persistent=False)
+        self.register_buffer(
+            "types", nn.functional.one_hot(kinds, len(EDGE_TYPES)).to(dtype), persistent=False
+        )
         r_max = self.cutoff or 3.0
-        self.register_buffer("centres", torch.linspace(0.5, r_max, n_radial, dtype=dtype),
-                             persistent=False)
+        self.register_buffer(
+            "centres", torch.linspace(0.5, r_max, n_radial, dtype=dtype), persistent=False
+        )
         self.gamma = (n_radial / (r_max - 0.5)) ** 2 if r_max > 0.5 else 1.0
         self.embed = nn.Embedding(self.state_shape[0], width, dtype=dtype)
         self.pair = nn.Linear(2 * width + len(EDGE_TYPES), width, dtype=dtype)
         self.radial = nn.Linear(n_radial + 1, width, bias=False, dtype=dtype)
-        self.head = nn.Sequential(nn.SiLU(), nn.Linear(width, width, dtype=dtype), nn.SiLU(),
-                                  nn.Linear(width, 1, dtype=dtype))
+        self.head = nn.Sequential(
+            nn.SiLU(),
+            nn.Linear(width, width, dtype=dtype),
+            nn.SiLU(),
+            nn.Linear(width, 1, dtype=dtype),
+        )
         with torch.no_grad():  # start near the identity step
             self.head[-1].weight.mul_(1e-2)
             self.head[-1].bias.zero_()
         self.angles = bool(angles)
         # each edge's and angle's own law, linear in the radial (angular) basis
-        self.table = (nn.Parameter(torch.zeros(len(ij), n_radial, dtype=dtype)) if tables
-                      else None)
-        self.angle_table = (nn.Parameter(torch.zeros(self.state_shape[0] - 2, n_radial,
-                                                     dtype=dtype))
-                            if tables and self.angles else None)
+        self.table = nn.Parameter(torch.zeros(len(ij), n_radial, dtype=dtype)) if tables else None
+        self.angle_table = (
+            nn.Parameter(torch.zeros(self.state_shape[0] - 2, n_radial, dtype=dtype))
+            if tables and self.angles
+            else None
+        )
         if self.angles:  # dU/dcos θ at each middle bead 1 … n − 2
             n_ang = n_radial
-            self.register_buffer("angle_centres", torch.linspace(-1.0, 1.0, n_ang, dtype=dtype),
-                                 persistent=False)
+            self.register_buffer(
+                "angle_centres", torch.linspace(-1.0, 1.0, n_ang, dtype=dtype), persistent=False
+            )
             self.angle_gamma = ((n_ang - 1) / 2.0) ** 2
             self.angle_static = nn.Linear(width, width, dtype=dtype)
             self.angle_radial = nn.Linear(n_ang + 1, width, bias=False, dtype=dtype)
-            self.angle_head = nn.Sequential(nn.SiLU(), nn.Linear(width, width, dtype=dtype),
-                                            nn.SiLU(), nn.Linear(width, 1, dtype=dtype))
+            self.angle_head = nn.Sequential(
+                nn.SiLU(),
+                nn.Linear(width, width, dtype=dtype),
+                nn.SiLU(),
+                nn.Linear(width, 1, dtype=dtype),
+            )
             with torch.no_grad():
                 self.angle_head[-1].weight.mul_(1e-2)
                 self.angle_head[-1].bias.zero_()
@@ -342,5 +409,8 @@ class ChainForceEmulator(_ChainEmulator):
         fa = -g * (v / (nu * nv) - c * u / nu**2)  # on bead i − 1
         fc = -g * (u / (nu * nv) - c * v / nv**2)  # on bead i + 1
         zero = torch.zeros_like(fa[:, :2])
-        return (torch.cat([fa, zero], 1) + torch.cat([zero, fc], 1)
-                - torch.cat([zero[:, :1], fa + fc, zero[:, :1]], 1))
+        return (
+            torch.cat([fa, zero], 1)
+            + torch.cat([zero, fc], 1)
+            - torch.cat([zero[:, :1], fa + fc, zero[:, :1]], 1)
+        )

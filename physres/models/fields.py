@@ -13,14 +13,21 @@ from torch import nn
 from .. import _checks
 from .base import LearnedField, real_dtype_arg, register, state_shape_arg
 
-ACTIVATIONS = {"tanh": nn.Tanh, "gelu": nn.GELU, "silu": nn.SiLU, "relu": nn.ReLU,
-               "softplus": nn.Softplus, "elu": nn.ELU}
+ACTIVATIONS = {
+    "tanh": nn.Tanh,
+    "gelu": nn.GELU,
+    "silu": nn.SiLU,
+    "relu": nn.ReLU,
+    "softplus": nn.Softplus,
+    "elu": nn.ELU,
+}
 
 
 def make_activation(name: str) -> nn.Module:
     if name not in ACTIVATIONS:
-        raise ValueError(f"`activation` must be one of {', '.join(sorted(ACTIVATIONS))}, "
-                         f"got {name!r}")
+        raise ValueError(
+            f"`activation` must be one of {', '.join(sorted(ACTIVATIONS))}, got {name!r}"
+        )
     return ACTIVATIONS[name]()
 
 
@@ -30,8 +37,9 @@ def build_net(net, state_shape, complex_state: bool, dtype, **options) -> Learne
 
     if isinstance(net, LearnedField):
         if tuple(net.state_shape) != tuple(state_shape):
-            raise ValueError(f"`net` has state_shape {net.state_shape}, the model has "
-                             f"{tuple(state_shape)}")
+            raise ValueError(
+                f"`net` has state_shape {net.state_shape}, the model has {tuple(state_shape)}"
+            )
         return net
     cls = REGISTRY.resolve(net)
     if not issubclass(cls, LearnedField):
@@ -64,10 +72,19 @@ class MLP(LearnedField):
     dtype : torch.float32 or torch.float64
     """
 
-    def __init__(self, state_shape, *, complex_state: bool = False, width: int = 64,
-                 layers: int = 2, activation: str = "tanh", time_dependent: bool = False,
-                 init_scale: float = 0.1, linear_skip: bool = False,
-                 dtype: torch.dtype = torch.float32):
+    def __init__(
+        self,
+        state_shape,
+        *,
+        complex_state: bool = False,
+        width: int = 64,
+        layers: int = 2,
+        activation: str = "tanh",
+        time_dependent: bool = False,
+        init_scale: float = 0.1,
+        linear_skip: bool = False,
+        dtype: torch.dtype = torch.float32,
+    ):
         super().__init__()
         self.state_shape = state_shape_arg(state_shape)
         self.complex_state = bool(complex_state)
@@ -119,14 +136,24 @@ class PeriodicConv1d(LearnedField):
     activation, init_scale, dtype : as :class:`MLP`
     """
 
-    def __init__(self, state_shape, *, complex_state: bool = False, width: int = 32,
-                 layers: int = 3, kernel_size: int = 5, activation: str = "gelu",
-                 init_scale: float = 0.1, dtype: torch.dtype = torch.float32):
+    def __init__(
+        self,
+        state_shape,
+        *,
+        complex_state: bool = False,
+        width: int = 32,
+        layers: int = 3,
+        kernel_size: int = 5,
+        activation: str = "gelu",
+        init_scale: float = 0.1,
+        dtype: torch.dtype = torch.float32,
+    ):
         super().__init__()
         self.state_shape = state_shape_arg(state_shape)
         if len(self.state_shape) not in (1, 2):
-            raise ValueError(f"`state_shape` must be (n,) or (channels, n) for conv1d, "
-                             f"got {self.state_shape}")
+            raise ValueError(
+                f"`state_shape` must be (n,) or (channels, n) for conv1d, got {self.state_shape}"
+            )
         self.complex_state = bool(complex_state)
         width = _checks.positive_int("width", width)
         layers = _checks.positive_int("layers", layers)
@@ -134,16 +161,32 @@ class PeriodicConv1d(LearnedField):
         if kernel_size % 2 == 0:
             raise ValueError(f"`kernel_size` must be odd, got {kernel_size}")
         dtype = real_dtype_arg(dtype)
-        channels = (self.state_shape[0] if len(self.state_shape) == 2 else 1)
+        channels = self.state_shape[0] if len(self.state_shape) == 2 else 1
         channels *= 2 if complex_state else 1
         sizes = [channels] + [width] * layers
         modules: list[nn.Module] = []
         for a, b in zip(sizes[:-1], sizes[1:], strict=True):
-            modules += [nn.Conv1d(a, b, kernel_size, padding=kernel_size // 2,
-                                  padding_mode="circular", dtype=dtype),
-                        make_activation(activation)]
-        modules.append(nn.Conv1d(width, channels, kernel_size, padding=kernel_size // 2,
-                                 padding_mode="circular", dtype=dtype))
+            modules += [
+                nn.Conv1d(
+                    a,
+                    b,
+                    kernel_size,
+                    padding=kernel_size // 2,
+                    padding_mode="circular",
+                    dtype=dtype,
+                ),
+                make_activation(activation),
+            ]
+        modules.append(
+            nn.Conv1d(
+                width,
+                channels,
+                kernel_size,
+                padding=kernel_size // 2,
+                padding_mode="circular",
+                dtype=dtype,
+            )
+        )
         _scale_last(modules[-1], init_scale)
         self.net = nn.Sequential(*modules)
 

@@ -37,11 +37,24 @@ class HybridStepper(LearnedStepper):
 
     fixed_dt = True
 
-    def __init__(self, state_shape, *, system, system_params: dict | None = None,
-                 coarse: str = "rk4", coarse_substeps: int = 1, complex_state: bool = False,
-                 net="mlp", width: int = 64, layers: int = 2, activation: str = "tanh",
-                 net_options: dict | None = None, correction_scale: float = 1.0,
-                 dt: float | None = None, dtype: torch.dtype = torch.float32):
+    def __init__(
+        self,
+        state_shape,
+        *,
+        system,
+        system_params: dict | None = None,
+        coarse: str = "rk4",
+        coarse_substeps: int = 1,
+        complex_state: bool = False,
+        net="mlp",
+        width: int = 64,
+        layers: int = 2,
+        activation: str = "tanh",
+        net_options: dict | None = None,
+        correction_scale: float = 1.0,
+        dt: float | None = None,
+        dtype: torch.dtype = torch.float32,
+    ):
         super().__init__(state_shape, complex_state=complex_state, dt=dt)
         if isinstance(system, _systems.System):
             if system_params:
@@ -50,15 +63,18 @@ class HybridStepper(LearnedStepper):
         else:
             self.system = _systems.get(system, **(system_params or {}))
         if tuple(self.system.state_shape) != self.state_shape:
-            raise ValueError(f"`state_shape` {self.state_shape} does not match the system's "
-                             f"{tuple(self.system.state_shape)}")
+            raise ValueError(
+                f"`state_shape` {self.state_shape} does not match the system's "
+                f"{tuple(self.system.state_shape)}"
+            )
         self.coarse = _steppers.get(coarse, self.system.rhs)
         self.explicit = self.coarse.explicit
         self.coarse_substeps = _checks.positive_int("coarse_substeps", coarse_substeps)
         self.correction_scale = float(correction_scale)
         options = dict(width=width, layers=layers, activation=activation, **(net_options or {}))
-        self.net = build_net(net, self.state_shape, self.complex_state, real_dtype_arg(dtype),
-                             **options)
+        self.net = build_net(
+            net, self.state_shape, self.complex_state, real_dtype_arg(dtype), **options
+        )
 
     def _step(self, x, t, dt):
         h = float(dt) / self.coarse_substeps

@@ -40,14 +40,27 @@ class ImplicitResNet(LearnedStepper):
     has_field = True
     vmappable = False  # its Newton solve syncs with the host: torch.func.vmap cannot trace it
 
-    def __init__(self, state_shape, *, complex_state: bool = False, net="mlp", width: int = 64,
-                 layers: int = 2, activation: str = "tanh", net_options: dict | None = None,
-                 tol: float | None = None, max_iter: int = 30, krylov_above: int = 128,
-                 dt: float | None = None, dtype: torch.dtype = torch.float32):
+    def __init__(
+        self,
+        state_shape,
+        *,
+        complex_state: bool = False,
+        net="mlp",
+        width: int = 64,
+        layers: int = 2,
+        activation: str = "tanh",
+        net_options: dict | None = None,
+        tol: float | None = None,
+        max_iter: int = 30,
+        krylov_above: int = 128,
+        dt: float | None = None,
+        dtype: torch.dtype = torch.float32,
+    ):
         super().__init__(state_shape, complex_state=complex_state, dt=dt)
         options = dict(width=width, layers=layers, activation=activation, **(net_options or {}))
-        self.net = build_net(net, self.state_shape, self.complex_state, real_dtype_arg(dtype),
-                             **options)
+        self.net = build_net(
+            net, self.state_shape, self.complex_state, real_dtype_arg(dtype), **options
+        )
         self.newton = NewtonOptions(tol=tol, max_iter=max_iter, krylov_above=krylov_above)
         self.steps = 0
 
@@ -59,8 +72,15 @@ class ImplicitResNet(LearnedStepper):
 
     def _step(self, x, t, dt):
         z = self.to_net(self.normalize(x))
-        z1 = solve_stage(self._stage_field, t + dt, float(dt), z, options=self.newton,
-                         method="implicit ResNet", counts=self.counts)
+        z1 = solve_stage(
+            self._stage_field,
+            t + dt,
+            float(dt),
+            z,
+            options=self.newton,
+            method="implicit ResNet",
+            counts=self.counts,
+        )
         self.steps += 1
         return self.denormalize(z1.to(x.dtype))
 

@@ -53,33 +53,53 @@ class NeuralODE(LearnedStepper):
     has_field = True
     config_version = 2  # 2: "rk4" is classical RK4; in version 1 files it meant the 3/8 rule
 
-    def __init__(self, state_shape, *, complex_state: bool = False, net="mlp", width: int = 64,
-                 layers: int = 2, activation: str = "tanh", net_options: dict | None = None,
-                 method: str = "dopri5", rtol: float = 1e-6, atol: float = 1e-8,
-                 step_size: float | None = None, adjoint: bool = False,
-                 dt: float | None = None, dtype: torch.dtype = torch.float32):
+    def __init__(
+        self,
+        state_shape,
+        *,
+        complex_state: bool = False,
+        net="mlp",
+        width: int = 64,
+        layers: int = 2,
+        activation: str = "tanh",
+        net_options: dict | None = None,
+        method: str = "dopri5",
+        rtol: float = 1e-6,
+        atol: float = 1e-8,
+        step_size: float | None = None,
+        adjoint: bool = False,
+        dt: float | None = None,
+        dtype: torch.dtype = torch.float32,
+    ):
         super().__init__(state_shape, complex_state=complex_state, dt=dt)
         from torchdiffeq._impl.odeint import SOLVERS
 
         valid = sorted({*_STAGES, *(m for m in SOLVERS if m not in _TORCHDIFFEQ_NAMES.values())})
         if method not in valid:
-            raise ValueError(f"`method` must be one of {', '.join(valid)} (rk4: classical "
-                             f"Runge–Kutta; rk38: the 3/8 rule), got {method!r}")
+            raise ValueError(
+                f"`method` must be one of {', '.join(valid)} (rk4: classical "
+                f"Runge–Kutta; rk38: the 3/8 rule), got {method!r}"
+            )
         if adjoint and method == "rk4":
-            raise ValueError("`adjoint=True` integrates with torchdiffeq, which has no classical "
-                             "fixed-grid RK4; use method='rk38' (the 3/8 rule, also order 4), "
-                             "an adaptive method such as 'dopri5', or adjoint=False")
+            raise ValueError(
+                "`adjoint=True` integrates with torchdiffeq, which has no classical "
+                "fixed-grid RK4; use method='rk38' (the 3/8 rule, also order 4), "
+                "an adaptive method such as 'dopri5', or adjoint=False"
+            )
         self.method = method
         self.rtol = _checks.positive("rtol", rtol)
         self.atol = _checks.positive("atol", atol)
         self.step_size = None if step_size is None else _checks.positive("step_size", step_size)
         if self.step_size is not None and method not in _FIXED_GRID:
-            raise ValueError(f"`step_size` applies to fixed-grid methods ({', '.join(_FIXED_GRID)})"
-                             f", not {method!r}")
+            raise ValueError(
+                f"`step_size` applies to fixed-grid methods ({', '.join(_FIXED_GRID)})"
+                f", not {method!r}"
+            )
         self.adjoint = bool(adjoint)
         options = dict(width=width, layers=layers, activation=activation, **(net_options or {}))
-        self.net = build_net(net, self.state_shape, self.complex_state, real_dtype_arg(dtype),
-                             **options)
+        self.net = build_net(
+            net, self.state_shape, self.complex_state, real_dtype_arg(dtype), **options
+        )
         self._func = _CountingField(self)
         if method in _STAGES and method != "rk38":  # physres's tableau (not a submodule)
             self.__dict__["_tableau_step"] = _steppers.get(method, self._func)
@@ -91,10 +111,13 @@ class NeuralODE(LearnedStepper):
     def upgrade_config(cls, config: dict, version: int) -> dict:
         """Version 1 files (before ``"rk38"``) stored torchdiffeq's 3/8 rule as ``"rk4"``."""
         if version < 2 and config.get("method") == "rk4":
-            warnings.warn("this model file predates method 'rk38': its method 'rk4' was "
-                          "torchdiffeq's 3/8 rule and is loaded as 'rk38' (in physres 'rk4' is "
-                          "classical RK4); save it again to record the new name", UserWarning,
-                          stacklevel=4)
+            warnings.warn(
+                "this model file predates method 'rk38': its method 'rk4' was "
+                "torchdiffeq's 3/8 rule and is loaded as 'rk38' (in physres 'rk4' is "
+                "classical RK4); save it again to record the new name",
+                UserWarning,
+                stacklevel=4,
+            )
             config = {**config, "method": "rk38"}
         return config
 
@@ -106,15 +129,16 @@ class NeuralODE(LearnedStepper):
         z = self.normalize(x)
         real = torch.view_as_real(z) if z.is_complex() else z  # torchdiffeq on real tensors
         tt = torch.tensor([float(t), float(t) + float(dt)], dtype=real.dtype, device=real.device)
-        kwargs = dict(rtol=self.rtol, atol=self.atol,
-                      method=_TORCHDIFFEQ_NAMES.get(self.method, self.method))
+        kwargs = dict(
+            rtol=self.rtol, atol=self.atol, method=_TORCHDIFFEQ_NAMES.get(self.method, self.method)
+        )
         if self.step_size is not None:
             kwargs["options"] = {"step_size": self.step_size}
         if self.adjoint:
             # adjoint_params: the field's parameters (the buffers are constants)
-            out = torchdiffeq.odeint_adjoint(self._func, real, tt,
-                                             adjoint_params=tuple(self.net.parameters()),
-                                             **kwargs)[-1]
+            out = torchdiffeq.odeint_adjoint(
+                self._func, real, tt, adjoint_params=tuple(self.net.parameters()), **kwargs
+            )[-1]
         else:
             out = torchdiffeq.odeint(self._func, real, tt, **kwargs)[-1]
         z1 = torch.view_as_complex(out.contiguous()) if z.is_complex() else out

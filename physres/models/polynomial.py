@@ -45,10 +45,18 @@ class PolynomialField(LearnedField):
         the identity map). ``n_out`` is the state size, or 1 with a stencil.
     """
 
-    def __init__(self, state_shape, *, complex_state: bool = False, degree: int = 2,
-                 stencil: tuple[int, int] | list[int] | None = None,
-                 dtype: torch.dtype = torch.float64, width: int | None = None,
-                 layers: int | None = None, activation: str | None = None):
+    def __init__(
+        self,
+        state_shape,
+        *,
+        complex_state: bool = False,
+        degree: int = 2,
+        stencil: tuple[int, int] | list[int] | None = None,
+        dtype: torch.dtype = torch.float64,
+        width: int | None = None,
+        layers: int | None = None,
+        activation: str | None = None,
+    ):
         super().__init__()
         self.state_shape = state_shape_arg(state_shape)
         if complex_state:
@@ -62,8 +70,10 @@ class PolynomialField(LearnedField):
                 raise ValueError(f"`stencil` needs a state of shape (n,), got {self.state_shape}")
             lo, hi = (int(s) for s in stencil)
             if lo > hi or hi - lo + 1 > n:
-                raise ValueError(f"`stencil` must be (lo, hi) with lo <= hi spanning at most "
-                                 f"{n} sites, got {stencil!r}")
+                raise ValueError(
+                    f"`stencil` must be (lo, hi) with lo <= hi spanning at most "
+                    f"{n} sites, got {stencil!r}"
+                )
             self.stencil = (lo, hi)
             self.register_buffer("offsets", torch.arange(lo, hi + 1), persistent=False)
             m, n_out = hi - lo + 1, 1

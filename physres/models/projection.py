@@ -40,35 +40,49 @@ class ProjectedEmulator(LearnedStepper):
     The normalisation set on this model (:meth:`set_normalization`) is passed to the inner one.
     """
 
-    def __init__(self, state_shape, *, invariants, model="resnet",
-                 model_options: dict | None = None, complex_state: bool = False,
-                 dt: float | None = None):
+    def __init__(
+        self,
+        state_shape,
+        *,
+        invariants,
+        model="resnet",
+        model_options: dict | None = None,
+        complex_state: bool = False,
+        dt: float | None = None,
+    ):
         if complex_state:
-            raise ValueError("`complex_state` must be False: the linear invariants here are "
-                             "real")
+            raise ValueError("`complex_state` must be False: the linear invariants here are real")
         super().__init__(state_shape, dt=dt)
         size = math.prod(self.state_shape)
         try:
             c = torch.as_tensor(invariants, dtype=torch.float64)
         except (TypeError, ValueError, RuntimeError):
-            raise TypeError(f"`invariants` must be a list of {size} numbers or a list of such "
-                            f"lists, got {invariants!r}") from None
+            raise TypeError(
+                f"`invariants` must be a list of {size} numbers or a list of such "
+                f"lists, got {invariants!r}"
+            ) from None
         c = c.reshape(1, -1) if c.dim() == 1 else c
         if c.dim() != 2 or c.shape[1] != size or c.shape[0] == 0:
-            raise ValueError(f"`invariants` must have shape ({size},) or (k, {size}) for state "
-                             f"shape {self.state_shape}, got {tuple(c.shape)}")
+            raise ValueError(
+                f"`invariants` must have shape ({size},) or (k, {size}) for state "
+                f"shape {self.state_shape}, got {tuple(c.shape)}"
+            )
         if not bool(torch.isfinite(c).all()):
             raise ValueError("`invariants` contains non-finite values")
         if int(torch.linalg.matrix_rank(c)) < c.shape[0]:
-            raise ValueError(f"`invariants` rows must be linearly independent (rank "
-                             f"{int(torch.linalg.matrix_rank(c))} < {c.shape[0]} rows)")
+            raise ValueError(
+                f"`invariants` rows must be linearly independent (rank "
+                f"{int(torch.linalg.matrix_rank(c))} < {c.shape[0]} rows)"
+            )
         self.register_buffer("invariant_matrix", c, persistent=False)
         if isinstance(model, LearnedStepper):
             if model_options:
                 raise ValueError("`model_options` applies only when `model` is a name")
             if tuple(model.state_shape) != self.state_shape:
-                raise ValueError(f"`model` has state_shape {tuple(model.state_shape)}, this "
-                                 f"model has {self.state_shape}")
+                raise ValueError(
+                    f"`model` has state_shape {tuple(model.state_shape)}, this "
+                    f"model has {self.state_shape}"
+                )
             inner = model
         else:
             cls = REGISTRY.resolve(model)

@@ -46,28 +46,43 @@ class UnitaryCayleyEmulator(LearnedStepper):
     occupations : ``f_k`` per orbital for the density (default: the system's, else 1).
     """
 
-    def __init__(self, state_shape, *, system=None, bandwidth: int = 1, hbar: float = 1.0,
-                 complex_state: bool = True, dt: float | None = None,
-                 density_kernel: bool = False, occupations=None):
+    def __init__(
+        self,
+        state_shape,
+        *,
+        system=None,
+        bandwidth: int = 1,
+        hbar: float = 1.0,
+        complex_state: bool = True,
+        dt: float | None = None,
+        density_kernel: bool = False,
+        occupations=None,
+    ):
         if not complex_state:
-            raise ValueError("`complex_state` must be True: UnitaryCayleyEmulator steps complex "
-                             "wavefunctions (got False; is the data file of a real system?)")
+            raise ValueError(
+                "`complex_state` must be True: UnitaryCayleyEmulator steps complex "
+                "wavefunctions (got False; is the data file of a real system?)"
+            )
         super().__init__(state_shape, complex_state=True, dt=dt)
         if len(self.state_shape) not in (1, 2):
             raise ValueError(f"`state_shape` must be (n,) or (n_orb, n), got {self.state_shape}")
         n, n_orb = self.state_shape[-1], math.prod(self.state_shape[:-1])
-        if isinstance(bandwidth, bool) or not isinstance(bandwidth, int) or \
-                not 0 <= bandwidth < n // 2:
-            raise ValueError(f"`bandwidth` must be an int in [0, {n // 2 - 1}], got "
-                             f"{bandwidth!r}")
+        if (
+            isinstance(bandwidth, bool)
+            or not isinstance(bandwidth, int)
+            or not 0 <= bandwidth < n // 2
+        ):
+            raise ValueError(f"`bandwidth` must be an int in [0, {n // 2 - 1}], got {bandwidth!r}")
         self.bandwidth = bandwidth
         self.periodic, self.banded = False, True  # banded: H0 in band storage (p + 1, n)
         if system is None:
             H0 = torch.zeros(bandwidth + 1, n, dtype=torch.float64)
         else:
             if getattr(system, "grid1d", None) is None or system.grid1d.n != n:
-                raise ValueError(f"`system` must be a grid quantum system with n = {n} points, "
-                                 f"got {type(system).__name__}")
+                raise ValueError(
+                    f"`system` must be a grid quantum system with n = {n} points, "
+                    f"got {type(system).__name__}"
+                )
             hbar = system.hbar
             ham = system.hamiltonian
             self.periodic = system.grid1d.boundary == "periodic"
@@ -85,11 +100,15 @@ class UnitaryCayleyEmulator(LearnedStepper):
         self.dw = nn.Parameter(torch.zeros(bandwidth, n - 1, dtype=torch.float64))
         if occupations is None:
             occupations = getattr(system, "occupations", None)
-        occ = torch.ones(n_orb, dtype=torch.float64) if occupations is None else \
-            torch.as_tensor(occupations, dtype=torch.float64).reshape(-1)
+        occ = (
+            torch.ones(n_orb, dtype=torch.float64)
+            if occupations is None
+            else torch.as_tensor(occupations, dtype=torch.float64).reshape(-1)
+        )
         if occ.numel() != n_orb:
-            raise ValueError(f"`occupations` must have one entry per orbital ({n_orb}), got "
-                             f"{occ.numel()}")
+            raise ValueError(
+                f"`occupations` must have one entry per orbital ({n_orb}), got {occ.numel()}"
+            )
         self.register_buffer("occupations", occ)
         self.dx = float(system.dx) if system is not None else 1.0
         self.kernel = None
@@ -151,11 +170,13 @@ class UnitaryCayleyEmulator(LearnedStepper):
         v = None
         if self.kernel is not None:  # predictor–corrector on the density, as crank_nicolson_pc
             rho = self._density(flat)
-            pred = cayley_banded(bands, -c, flat, self.density_potential(rho),
-                                 periodic=self.periodic)
+            pred = cayley_banded(
+                bands, -c, flat, self.density_potential(rho), periodic=self.periodic
+            )
             v = self.density_potential(0.5 * (rho + self._density(pred)))
-        return cayley_banded(bands, -c, flat, v, periodic=self.periodic).reshape(x.shape).to(
-            x.dtype)
+        return (
+            cayley_banded(bands, -c, flat, v, periodic=self.periodic).reshape(x.shape).to(x.dtype)
+        )
 
     def _density(self, psi):
         return torch.einsum("k,bkn->bn", self.occupations.to(psi.device), psi.abs() ** 2)

@@ -45,12 +45,26 @@ class ResNetEmulator(LearnedStepper):
     dtype : torch.float32 or torch.float64, the parameters' dtype
     """
 
-    def __init__(self, state_shape, *, complex_state: bool = False, net="mlp", width: int = 64,
-                 layers: int = 2, activation: str = "tanh", net_options: dict | None = None,
-                 depth: int = 1, tie_weights: bool = False, stochastic_depth: float = 0.0,
-                 form: str = "residual", alpha: float = 1.0, beta: float = 0.0,
-                 learn_scale: bool = False, dt: float | None = None,
-                 dtype: torch.dtype = torch.float32):
+    def __init__(
+        self,
+        state_shape,
+        *,
+        complex_state: bool = False,
+        net="mlp",
+        width: int = 64,
+        layers: int = 2,
+        activation: str = "tanh",
+        net_options: dict | None = None,
+        depth: int = 1,
+        tie_weights: bool = False,
+        stochastic_depth: float = 0.0,
+        form: str = "residual",
+        alpha: float = 1.0,
+        beta: float = 0.0,
+        learn_scale: bool = False,
+        dt: float | None = None,
+        dtype: torch.dtype = torch.float32,
+    ):
         super().__init__(state_shape, complex_state=complex_state, dt=dt)
         if form not in ("residual", "euler"):
             raise ValueError(f"`form` must be 'residual' or 'euler', got {form!r}")

@@ -59,17 +59,30 @@ class SymplecticEmulator(LearnedStepper):
 
     fixed_dt = True
 
-    def __init__(self, state_shape, *, complex_state: bool = False, width: int = 32,
-                 depth: int = 2, linear: bool = True, init_scale: float = 0.01,
-                 dt: float | None = None, dtype: torch.dtype = torch.float64):
+    def __init__(
+        self,
+        state_shape,
+        *,
+        complex_state: bool = False,
+        width: int = 32,
+        depth: int = 2,
+        linear: bool = True,
+        init_scale: float = 0.01,
+        dt: float | None = None,
+        dtype: torch.dtype = torch.float64,
+    ):
         if complex_state:
-            raise ValueError("`complex_state` must be False: a symplectic emulator steps real "
-                             "canonical coordinates (q, p)")
+            raise ValueError(
+                "`complex_state` must be False: a symplectic emulator steps real "
+                "canonical coordinates (q, p)"
+            )
         super().__init__(state_shape, dt=dt)
         size = math.prod(self.state_shape)
         if size % 2:
-            raise ValueError(f"`state_shape` {self.state_shape} has {size} components; a "
-                             "symplectic emulator needs canonical pairs (q, p): an even number")
+            raise ValueError(
+                f"`state_shape` {self.state_shape} has {size} components; a "
+                "symplectic emulator needs canonical pairs (q, p): an even number"
+            )
         self.n = size // 2
         self.width = _checks.positive_int("width", width)
         self.depth = _checks.positive_int("depth", depth)
@@ -79,8 +92,9 @@ class SymplecticEmulator(LearnedStepper):
         # gradient modules: K (blocks, m, n), b (blocks, m), a (blocks, m)
         self.K = nn.Parameter(torch.randn(blocks, m, n, dtype=dtype) / math.sqrt(n))
         self.b = nn.Parameter(torch.randn(blocks, m, dtype=dtype))
-        self.a = nn.Parameter(float(init_scale) * torch.randn(blocks, m, dtype=dtype)
-                              / math.sqrt(m))
+        self.a = nn.Parameter(
+            float(init_scale) * torch.randn(blocks, m, dtype=dtype) / math.sqrt(m)
+        )
         # linear modules: S = (A + Aᵀ)/2, zero at start
         self.A = nn.Parameter(torch.zeros(blocks, n, n, dtype=dtype)) if self.linear else None
 
@@ -92,11 +106,15 @@ class SymplecticEmulator(LearnedStepper):
         if torch.is_grad_enabled():
             return self._folded(x)
         tensors = (self.K, self.b, self.a, self.A, self.norm_mean, self.norm_std)
-        state = tuple(None if t is None else (t._version, t.data_ptr(), t.dtype, t.device)
-                      for t in tensors) + (x.dtype, x.device)
+        state = tuple(
+            None if t is None else (t._version, t.data_ptr(), t.dtype, t.device) for t in tensors
+        ) + (x.dtype, x.device)
         cache = self.__dict__.get("_cache")
-        if (cache is None or cache[2] != state
-                or any(a is not b for a, b in zip(cache[0], tensors, strict=True))):
+        if (
+            cache is None
+            or cache[2] != state
+            or any(a is not b for a, b in zip(cache[0], tensors, strict=True))
+        ):
             cache = (tensors, self._folded(x), state)
             self.__dict__["_cache"] = cache
         return cache[1]
@@ -124,7 +142,7 @@ class SymplecticEmulator(LearnedStepper):
     def _step(self, x, t, dt):
         shape = x.shape
         y = x.reshape(shape[0], 2 * self.n)
-        q, p = y[:, : self.n], y[:, self.n:]
+        q, p = y[:, : self.n], y[:, self.n :]
         K, b, W, S, d = self._weights(x)
         for j in range(2 * self.depth):
             self.nfev += 1

@@ -24,7 +24,22 @@ from .discovery import (
 from .report import closing_text, savefig, write_report
 from .run import add_run_arguments, run_scenario, scenario_config, script
 
-__all__ = ["ENV_VAR", "Context", "add_run_arguments", "closing_text", "cpu_threads",
-           "list_scenarios", "load_scenario", "resolve_device", "run_scenario", "savefig",
-           "scenario_config", "scenario_dirs", "scenario_path", "scenario_summary",
-           "script", "shipped_dir", "write_report"]
+__all__ = [
+    "ENV_VAR",
+    "Context",
+    "add_run_arguments",
+    "closing_text",
+    "cpu_threads",
+    "list_scenarios",
+    "load_scenario",
+    "resolve_device",
+    "run_scenario",
+    "savefig",
+    "scenario_config",
+    "scenario_dirs",
+    "scenario_path",
+    "scenario_summary",
+    "script",
+    "shipped_dir",
+    "write_report",
+]

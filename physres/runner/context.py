@@ -33,8 +33,9 @@ def resolve_device(device) -> str:
     if device not in DEVICES:
         raise ValueError(f"`--device` must be one of {', '.join(DEVICES)}, got {device!r}")
     if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("`--device cuda` was requested but CUDA is not available; "
-                         "use --device cpu (or auto)")
+        raise ValueError(
+            "`--device cuda` was requested but CUDA is not available; use --device cpu (or auto)"
+        )
     return device
 
 
@@ -100,8 +101,9 @@ class Context:
 
     # --- the device ---------------------------------------------------------------------------
     def _record(self, kind: str, obj) -> None:
-        self.placement.append({"kind": kind, "type": type(obj).__name__,
-                               "devices": sorted(devices_of(obj))})
+        self.placement.append(
+            {"kind": kind, "type": type(obj).__name__, "devices": sorted(devices_of(obj))}
+        )
 
     def model(self, module: torch.nn.Module) -> torch.nn.Module:
         """``module`` moved to the device (in place, returned)."""
@@ -120,8 +122,9 @@ class Context:
         setting; returns the ``FitResult`` (the model stays on the device)."""
         from .. import training
 
-        result = training.fit_for_steps(model, data, steps, device=self.device,
-                                        progress=self.progress, **options)
+        result = training.fit_for_steps(
+            model, data, steps, device=self.device, progress=self.progress, **options
+        )
         self._record("trained model", model)
         return result
 

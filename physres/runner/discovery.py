@@ -69,13 +69,15 @@ def scenario_path(name) -> Path:
             raise FileNotFoundError(f"scenario file {str(path)!r} does not exist")
         return path.resolve()
     if not isinstance(name, str):
-        raise TypeError(f"`name` must be a scenario name (str) or a .py path, "
-                        f"got {type(name).__name__}")
+        raise TypeError(
+            f"`name` must be a scenario name (str) or a .py path, got {type(name).__name__}"
+        )
     files = _files()
     if name not in files:
         valid = ", ".join(sorted(files)) or "none found"
-        raise ValueError(f"unknown scenario {name!r}; valid names: {valid} "
-                         f"(`physres run --list` describes them)")
+        raise ValueError(
+            f"unknown scenario {name!r}; valid names: {valid} (`physres run --list` describes them)"
+        )
     return files[name]
 
 
@@ -84,9 +86,14 @@ def scenario_summary(name) -> str:
     path = scenario_path(name)
     tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
     for node in tree.body:
-        if (isinstance(node, ast.Assign) and len(node.targets) == 1
-                and isinstance(node.targets[0], ast.Name) and node.targets[0].id == "SUMMARY"
-                and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)):
+        if (
+            isinstance(node, ast.Assign)
+            and len(node.targets) == 1
+            and isinstance(node.targets[0], ast.Name)
+            and node.targets[0].id == "SUMMARY"
+            and isinstance(node.value, ast.Constant)
+            and isinstance(node.value.value, str)
+        ):
             return node.value.value.strip().splitlines()[0]
     doc = ast.get_docstring(tree, clean=True)
     return doc.splitlines()[0] if doc else ""
@@ -106,11 +113,15 @@ def load_scenario(name):
         raise
     missing = [n for n in REQUIRED if not hasattr(module, n)]
     if missing or not callable(module.run):
-        raise TypeError(f"scenario {path.stem!r} ({path}) must define SUMMARY, a Config "
-                        "dataclass with QUICK and FULL presets, and run(cfg, ctx); missing: "
-                        + ", ".join(missing or ["a callable run"]))
+        raise TypeError(
+            f"scenario {path.stem!r} ({path}) must define SUMMARY, a Config "
+            "dataclass with QUICK and FULL presets, and run(cfg, ctx); missing: "
+            + ", ".join(missing or ["a callable run"])
+        )
     for preset in ("QUICK", "FULL"):
         if not isinstance(getattr(module, preset), module.Config):
-            raise TypeError(f"scenario {path.stem!r}: {preset} must be a Config, got "
-                            f"{type(getattr(module, preset)).__name__}")
+            raise TypeError(
+                f"scenario {path.stem!r}: {preset} must be a Config, got "
+                f"{type(getattr(module, preset)).__name__}"
+            )
     return module

@@ -9,14 +9,29 @@ from pathlib import Path
 from .. import _output
 from .._version import __version__
 
-HEADER = ("scenario", "quick", "preset", "device", "physres", "config", "config_overrides",
-          "placement", "wall_s")
+HEADER = (
+    "scenario",
+    "quick",
+    "preset",
+    "device",
+    "physres",
+    "config",
+    "config_overrides",
+    "placement",
+    "wall_s",
+)
 
 
 def header(name: str, preset: str, device: str, config: dict, overrides: dict | None) -> dict:
     """The report's first keys: what ran, how, and with which physres."""
-    head = {"scenario": name, "quick": preset == "quick", "preset": preset, "device": device,
-            "physres": __version__, "config": config}
+    head = {
+        "scenario": name,
+        "quick": preset == "quick",
+        "preset": preset,
+        "device": device,
+        "physres": __version__,
+        "config": config,
+    }
     if overrides:
         head["config_overrides"] = dict(overrides)
     return head
@@ -25,24 +40,38 @@ def header(name: str, preset: str, device: str, config: dict, overrides: dict | 
 def header_markdown(report: Mapping) -> str:
     """The run's line and its config, placed under the title of ``report.md``."""
     preset = report["preset"] + (" (`--quick`)" if report["quick"] else "")
-    lines = [_output.markdown_table([{"scenario": f"`{report['scenario']}`", "preset": preset,
-                                      "device": f"`{report['device']}`",
-                                      "physres": report["physres"],
-                                      "wall time": f"{report['wall_s']:.0f} s"}]), ""]
+    lines = [
+        _output.markdown_table(
+            [
+                {
+                    "scenario": f"`{report['scenario']}`",
+                    "preset": preset,
+                    "device": f"`{report['device']}`",
+                    "physres": report["physres"],
+                    "wall time": f"{report['wall_s']:.0f} s",
+                }
+            ]
+        ),
+        "",
+    ]
     config = ", ".join(f"`{k}` = {v!r}" for k, v in report["config"].items())
     lines.append(f"Config: {config}.")
     overrides = report.get("config_overrides")
     if overrides:
-        lines.append(f"Changed from the {report['preset']} preset by `--config`: "
-                     + ", ".join(f"`{k}`" for k in overrides) + ".")
+        lines.append(
+            f"Changed from the {report['preset']} preset by `--config`: "
+            + ", ".join(f"`{k}`" for k in overrides)
+            + "."
+        )
     return "\n".join(lines)
 
 
 def compose_markdown(report: Mapping, body: str) -> str:
     """``body``'s title line, the header, then the rest of ``body``."""
     if not isinstance(body, str):
-        raise TypeError(f"`body` (the Markdown a scenario returns) must be a str, "
-                        f"got {type(body).__name__}")
+        raise TypeError(
+            f"`body` (the Markdown a scenario returns) must be a str, got {type(body).__name__}"
+        )
     first, _, rest = body.lstrip("\n").partition("\n")
     if not first.startswith("# "):
         first, rest = f"# {report['scenario']}", body
@@ -78,8 +107,9 @@ def closing_text(report: Mapping, out) -> str:
     out = Path(out)
     rows = report.get("summary")
     if not rows:
-        rows = [{"metric": k, "value": v} for k, v in _leaves(report)
-                if k.split(".")[0] not in HEADER][:30]
+        rows = [
+            {"metric": k, "value": v} for k, v in _leaves(report) if k.split(".")[0] not in HEADER
+        ][:30]
     figures = sorted(p.name for p in out.glob("*.png"))
     lines = [_output.text_table(rows), ""]
     if (out / "report.md").exists():

@@ -22,16 +22,28 @@ from .report import HEADER, compose_markdown, header, write_report
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     """The flags every scenario takes."""
-    parser.add_argument("--quick", action="store_true",
-                        help="start from the QUICK preset: small sizes, at most a few minutes "
-                             "of CPU time (one core); wall time grows with the machine's load")
-    parser.add_argument("--config", metavar="FILE.toml", default=None,
-                        help="a TOML table of Config fields that replace the preset's")
-    parser.add_argument("--out", metavar="DIR", default=None,
-                        help="output directory (default: runs/NAME)")
-    parser.add_argument("--device", choices=DEVICES, default="auto",
-                        help="torch device of the models and tensors (default: auto, cuda "
-                             "when available, else cpu)")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="start from the QUICK preset: small sizes, at most a few minutes "
+        "of CPU time (one core); wall time grows with the machine's load",
+    )
+    parser.add_argument(
+        "--config",
+        metavar="FILE.toml",
+        default=None,
+        help="a TOML table of Config fields that replace the preset's",
+    )
+    parser.add_argument(
+        "--out", metavar="DIR", default=None, help="output directory (default: runs/NAME)"
+    )
+    parser.add_argument(
+        "--device",
+        choices=DEVICES,
+        default="auto",
+        help="torch device of the models and tensors (default: auto, cuda "
+        "when available, else cpu)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
@@ -49,8 +61,9 @@ def scenario_config(module, quick: bool = False, config=None):
     return _overrides.override(cfg, values, where=where), preset, values
 
 
-def run_scenario(name, out=None, *, quick: bool = False, device="auto", progress: bool = True,
-                 config=None) -> dict:
+def run_scenario(
+    name, out=None, *, quick: bool = False, device="auto", progress: bool = True, config=None
+) -> dict:
     """Run scenario ``name`` (a name found by discovery, or a ``.py`` path) into ``out``
     (default ``runs/NAME``) and return its report (what ``report.json`` holds).
 
@@ -74,8 +87,9 @@ def run_scenario(name, out=None, *, quick: bool = False, device="auto", progress
     report = header(name, preset, device, dataclasses.asdict(cfg), overrides)
     clash = sorted(set(values) & set(HEADER))
     if clash:
-        raise TypeError(f"scenario {name!r}: the runner sets {', '.join(clash)}; "
-                        "run must not return them")
+        raise TypeError(
+            f"scenario {name!r}: the runner sets {', '.join(clash)}; run must not return them"
+        )
     report.update(values)
     report.setdefault("figures", list(ctx.figures))
     misplaced = ctx.misplaced()
@@ -91,11 +105,17 @@ def _unpack(name, result) -> tuple[dict, str]:
     """``run`` returns ``(report, markdown)`` or only the report dict."""
     if isinstance(result, Mapping):
         return dict(result), ""
-    if (isinstance(result, tuple) and len(result) == 2 and isinstance(result[0], Mapping)
-            and isinstance(result[1], str)):
+    if (
+        isinstance(result, tuple)
+        and len(result) == 2
+        and isinstance(result[0], Mapping)
+        and isinstance(result[1], str)
+    ):
         return dict(result[0]), result[1]
-    raise TypeError(f"scenario {name!r}: run must return (report dict, markdown str), "
-                    f"got {type(result).__name__}")
+    raise TypeError(
+        f"scenario {name!r}: run must return (report dict, markdown str), "
+        f"got {type(result).__name__}"
+    )
 
 
 def _placement(ctx: Context) -> dict:

@@ -43,7 +43,7 @@ class BandedOperator(LinearOperator):
             raise ValueError(f"`bands`: n = {n} is too small for bandwidth {p}")
         if not periodic:
             for k in range(1, p + 1):
-                if np.any(bands[k, n - k:]):
+                if np.any(bands[k, n - k :]):
                     raise ValueError("`bands`: wrap-around entries must be zero unless periodic")
         super().__init__((n,))
         self.bands, self.p, self.n = bands, p, n
@@ -83,8 +83,9 @@ class BandedOperator(LinearOperator):
             rows += [i, j]
             cols += [j, i]
             vals += [self.bands[k][keep]] * 2
-        M = sp.coo_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
-                          shape=(n, n))
+        M = sp.coo_matrix(
+            (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n)
+        )
         return M.tocsr()
 
     def dense(self) -> torch.Tensor:
@@ -140,8 +141,9 @@ class _BandedSolve(torch.autograd.Function):
         return ctx.op._solve(ctx.a, grad.conj()).conj(), None, None
 
 
-def solve_banded(bands: torch.Tensor, c: complex, b: torch.Tensor, *,
-                 periodic: bool = False) -> torch.Tensor:
+def solve_banded(
+    bands: torch.Tensor, c: complex, b: torch.Tensor, *, periodic: bool = False
+) -> torch.Tensor:
     """``z`` with ``(I - c·M) z = b`` for ``M`` real symmetric banded; O(N·p²) per call.
 
     ``bands`` (p + 1, n) real, stored as in :class:`BandedOperator`; ``b`` (..., n). Unlike
@@ -149,19 +151,22 @@ def solve_banded(bands: torch.Tensor, c: complex, b: torch.Tensor, *,
     band matrix (e.g. a Hermitian ``H_θ`` stepped by Cayley) trains without a dense solve.
     """
     if bands.dim() != 2 or bands.is_complex():
-        raise ValueError(f"`bands` must be a real (p + 1, n) tensor, got shape "
-                         f"{tuple(bands.shape)} and dtype {bands.dtype}")
+        raise ValueError(
+            f"`bands` must be a real (p + 1, n) tensor, got shape "
+            f"{tuple(bands.shape)} and dtype {bands.dtype}"
+        )
     if b.shape[-1] != bands.shape[1]:
-        raise ValueError(f"`b` has last dimension {b.shape[-1]}, `bands` has n = "
-                         f"{bands.shape[1]}")
+        raise ValueError(f"`b` has last dimension {b.shape[-1]}, `bands` has n = {bands.shape[1]}")
     if bands.shape[1] < 2 * bands.shape[0]:
-        raise ValueError(f"`bands`: n = {bands.shape[1]} is too small for bandwidth "
-                         f"{bands.shape[0] - 1}")
+        raise ValueError(
+            f"`bands`: n = {bands.shape[1]} is too small for bandwidth {bands.shape[0] - 1}"
+        )
     return _BandMatrixSolve.apply(bands, b, complex(c), bool(periodic))
 
 
-def cayley_banded(bands: torch.Tensor, c: complex, psi: torch.Tensor, v=None, *,
-                  periodic: bool = False) -> torch.Tensor:
+def cayley_banded(
+    bands: torch.Tensor, c: complex, psi: torch.Tensor, v=None, *, periodic: bool = False
+) -> torch.Tensor:
     """The Cayley step ``(I − cH)⁻¹(I + cH)ψ = 2(I − cH)⁻¹ψ − ψ`` with ``H = M + diag(v_b)``.
 
     ``bands`` holds ``M`` as in :func:`solve_banded`; ``psi`` (batch, ..., n); ``v`` None (one
@@ -170,8 +175,10 @@ def cayley_banded(bands: torch.Tensor, c: complex, psi: torch.Tensor, v=None, *,
     """
     if v is None:
         return 2 * solve_banded(bands, c, psi, periodic=periodic) - psi
-    out = [solve_banded(torch.cat([bands[:1] + v[b], bands[1:]]), c, psi[b:b + 1],
-                        periodic=periodic) for b in range(psi.shape[0])]
+    out = [
+        solve_banded(torch.cat([bands[:1] + v[b], bands[1:]]), c, psi[b : b + 1], periodic=periodic)
+        for b in range(psi.shape[0])
+    ]
     return 2 * torch.cat(out) - psi
 
 
@@ -201,7 +208,7 @@ class _BandMatrixSolve(torch.autograd.Function):
             for k in range(1, bands.shape[0]):
                 fold = (g2 * torch.roll(y2, -k, -1) + torch.roll(g2, -k, -1) * y2).sum(0)
                 if not ctx.periodic:
-                    fold[n - k:] = 0
+                    fold[n - k :] = 0
                 rows.append(fold)
             grad_bands = (torch.stack(rows) * ctx.c.conjugate()).real.to(bands)
         return grad_bands, gb if ctx.needs_input_grad[1] else None, None, None
@@ -238,8 +245,9 @@ def _factorise(bands: np.ndarray, c: complex, periodic: bool):
         ab[2 * p + k, : n - k] = -c * inner  # subdiagonal k: A[i+k, i] at row 2p + k, column i
     lu, piv, info = lapack.zgbtrf(ab, p, p)
     if info != 0:
-        raise np.linalg.LinAlgError(f"`I - a·A` is singular (zgbtrf info={info}); "
-                                    "choose another dt")
+        raise np.linalg.LinAlgError(
+            f"`I - a·A` is singular (zgbtrf info={info}); choose another dt"
+        )
     if not periodic:
         return lu, piv, None
     # corners: W[i, i+k-n] = W[i+k-n, i] = -c·bands[k, i] for i >= n - k

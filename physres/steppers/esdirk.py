@@ -38,7 +38,7 @@ def _grow(tree):
     yield tuple(sorted(tree + ((),)))
     for i, child in enumerate(tree):
         for grown in _grow(child):
-            yield tuple(sorted(tree[:i] + (grown,) + tree[i + 1:]))
+            yield tuple(sorted(tree[:i] + (grown,) + tree[i + 1 :]))
 
 
 def rooted_trees(order: int) -> list[tuple]:
@@ -70,8 +70,7 @@ def order_residuals(A, b, order: int) -> list[tuple[int, float]]:
     """(tree size, ``b·Φ(t) − 1/γ(t)``) for every rooted tree up to ``order`` (Butcher 1963;
     Hairer, Nørsett & Wanner, *Solving ODEs I*, §II.2)."""
     A, b = np.asarray(A, dtype=float), np.asarray(b, dtype=float)
-    return [(_size(t), float(b @ _weights(t, A) - 1.0 / _density(t)))
-            for t in rooted_trees(order)]
+    return [(_size(t), float(b @ _weights(t, A) - 1.0 / _density(t))) for t in rooted_trees(order)]
 
 
 @dataclass(frozen=True)
@@ -116,15 +115,20 @@ class DirkTableau:
             raise ValueError(f"tableau: `predictor` must have {s - 1} rows")
         for i, row in enumerate(self.predictor, start=1):
             if len(row) != i or abs(sum(row) - 1) > self.tol:
-                raise ValueError(f"tableau: predictor row of stage {i} must have {i} weights "
-                                 "summing to 1")
+                raise ValueError(
+                    f"tableau: predictor row of stage {i} must have {i} weights summing to 1"
+                )
         A = self.matrix()
-        for weights, p, label in ((self.b, self.order, "b"),
-                                  (self.b_hat, self.error_order, "b_hat")):
+        for weights, p, label in (
+            (self.b, self.order, "b"),
+            (self.b_hat, self.error_order, "b_hat"),
+        ):
             for size, residual in order_residuals(A, weights, p):
                 if abs(residual) > 10 * self.tol:
-                    raise ValueError(f"tableau: an order-{size} condition of `{label}` fails "
-                                     f"(residual {residual:.2e})")
+                    raise ValueError(
+                        f"tableau: an order-{size} condition of `{label}` fails "
+                        f"(residual {residual:.2e})"
+                    )
 
     @property
     def stages(self) -> int:
@@ -133,7 +137,7 @@ class DirkTableau:
     def matrix(self) -> np.ndarray:
         A = np.zeros((self.stages, self.stages))
         for i, row in enumerate(self.a):
-            A[i, :i + 1] = row
+            A[i, : i + 1] = row
         return A
 
 
@@ -162,18 +166,34 @@ class ESDIRK(Stepper):
         tab = cls.tableau
         cls.order, cls.error_order = tab.order, tab.error_order
         # Built once, not per step: (c_i, [(j, a_ij)], [(j, α_ij)]) for the implicit stages.
-        cls._stages = [(float(tab.c[i]),
-                        [(j, float(v)) for j, v in enumerate(tab.a[i][:-1]) if v],
-                        [(j, float(v)) for j, v in enumerate(tab.predictor[i - 1]) if v])
-                       for i in range(1, tab.stages)]
-        cls._error_weights = [(j, float(b - bh)) for j, (b, bh)
-                              in enumerate(zip(tab.b, tab.b_hat, strict=True)) if b != bh]
+        cls._stages = [
+            (
+                float(tab.c[i]),
+                [(j, float(v)) for j, v in enumerate(tab.a[i][:-1]) if v],
+                [(j, float(v)) for j, v in enumerate(tab.predictor[i - 1]) if v],
+            )
+            for i in range(1, tab.stages)
+        ]
+        cls._error_weights = [
+            (j, float(b - bh))
+            for j, (b, bh) in enumerate(zip(tab.b, tab.b_hat, strict=True))
+            if b != bh
+        ]
 
-    def __init__(self, field=None, *, state_shape=None, tol: float | None = None,
-                 atol: float | None = None, max_iter: int = 10, krylov_above: int = 128):
+    def __init__(
+        self,
+        field=None,
+        *,
+        state_shape=None,
+        tol: float | None = None,
+        atol: float | None = None,
+        max_iter: int = 10,
+        krylov_above: int = 128,
+    ):
         super().__init__(field, state_shape=state_shape)
-        self.newton = NewtonOptions(tol=tol, atol=atol, max_iter=max_iter,
-                                    krylov_above=krylov_above)
+        self.newton = NewtonOptions(
+            tol=tol, atol=atol, max_iter=max_iter, krylov_above=krylov_above
+        )
         self._full_max_iter = max(30, max_iter)
         self._fsal = None  # (x_next, t_next, f(t_next, x_next)) of the last step
 
@@ -182,8 +202,12 @@ class ESDIRK(Stepper):
 
     def _first_derivative(self, x, t):
         cached = self._fsal
-        if (cached is not None and cached[0] is x and not isinstance(t, torch.Tensor)
-                and cached[1] == t):
+        if (
+            cached is not None
+            and cached[0] is x
+            and not isinstance(t, torch.Tensor)
+            and cached[1] == t
+        ):
             return cached[2]
         return self.f(t, x)
 
@@ -196,8 +220,11 @@ class ESDIRK(Stepper):
     def _exact_gradients(self, b) -> bool:
         """Whether a stage needs the full Newton with implicit-function gradients (autograd
         on and something to differentiate, a complex state, or a Krylov-sized one)."""
-        return (b.is_complex() or b[0].numel() > self.newton.krylov_above
-                or (torch.is_grad_enabled() and _needs_grad(b, self.field)))
+        return (
+            b.is_complex()
+            or b[0].numel() > self.newton.krylov_above
+            or (torch.is_grad_enabled() and _needs_grad(b, self.field))
+        )
 
     def _step_with_error(self, x, t, dt):
         """One step and its local error estimate, both of the shape of ``x``."""
@@ -225,15 +252,34 @@ class ESDIRK(Stepper):
                 z = None
                 if not self._exact_gradients(b):
                     try:
-                        z = simplified_newton(self.field, tau, gamma_dt, b, z0, lu=lu,
-                                              jacobian=jacobian, options=self.newton,
-                                              method=self.name, counts=self.counts, x_jac=x)
+                        z = simplified_newton(
+                            self.field,
+                            tau,
+                            gamma_dt,
+                            b,
+                            z0,
+                            lu=lu,
+                            jacobian=jacobian,
+                            options=self.newton,
+                            method=self.name,
+                            counts=self.counts,
+                            x_jac=x,
+                        )
                     except ConvergenceError:
                         lu.clear()  # strongly nonlinear stage: full damped Newton below
                 if z is None:
-                    z = solve_stage(self.field, tau, gamma_dt, b, jacobian=jacobian,
-                                    options=self._full_newton, method=self.name,
-                                    counts=self.counts, z0=z0, lu=lu)
+                    z = solve_stage(
+                        self.field,
+                        tau,
+                        gamma_dt,
+                        b,
+                        jacobian=jacobian,
+                        options=self._full_newton,
+                        method=self.name,
+                        counts=self.counts,
+                        z0=z0,
+                        lu=lu,
+                    )
             k.append((z - b) / gh)
         err = _combine(None, h, k, self._error_weights, per_sample)
         if not per_sample and not (torch.is_grad_enabled() and z.requires_grad):
@@ -271,14 +317,23 @@ _A3 = (
     (0,),
     (_G3, _G3),
     ((-4 * _G3**2 + 6 * _G3 - 1) / (4 * _G3), (-2 * _G3 + 1) / (4 * _G3), _G3),
-    ((6 * _G3 - 1) / (12 * _G3), -1 / ((24 * _G3 - 12) * _G3),
-     (-6 * _G3**2 + 6 * _G3 - 1) / (6 * _G3 - 3), _G3),
+    (
+        (6 * _G3 - 1) / (12 * _G3),
+        -1 / ((24 * _G3 - 12) * _G3),
+        (-6 * _G3**2 + 6 * _G3 - 1) / (6 * _G3 - 3),
+        _G3,
+    ),
 )
 KVAERNO3 = DirkTableau(
-    gamma=_G3, c=(0.0, 2 * _G3, 1.0, 1.0), a=_A3, b=_A3[-1],
+    gamma=_G3,
+    c=(0.0, 2 * _G3, 1.0, 1.0),
+    a=_A3,
+    b=_A3[-1],
     b_hat=(*_A3[2], 0.0),
     predictor=((1.0,), (1 - _T3, _T3), _A3[2][:2] + (_G3,)),
-    order=3, error_order=2, tol=1e-11,  # γ is a 12-digit root of its cubic
+    order=3,
+    error_order=2,
+    tol=1e-11,  # γ is a 12-digit root of its cubic
 )
 
 # Kværnø (2004), 5(4), seven stages, γ = 0.26.
@@ -288,17 +343,24 @@ _A5 = (
     (_G5, _G5),
     (0.13, 0.84033320996790809, _G5),
     (0.22371961478320505, 0.47675532319799699, -0.06470895363112615, _G5),
-    (0.16648564323248321, 0.10450018841591720, 0.03631482272098715, -0.13090704451073998,
-     _G5),
-    (0.13855640231268224, 0.0, -0.04245337201752043, 0.02446657898003141,
-     0.61943039072480676, _G5),
-    (0.13659751177640291, 0.0, -0.05496908796538376, -0.04118626728321046,
-     0.62993304899016403, 0.06962479448202728, _G5),
+    (0.16648564323248321, 0.10450018841591720, 0.03631482272098715, -0.13090704451073998, _G5),
+    (0.13855640231268224, 0.0, -0.04245337201752043, 0.02446657898003141, 0.61943039072480676, _G5),
+    (
+        0.13659751177640291,
+        0.0,
+        -0.05496908796538376,
+        -0.04118626728321046,
+        0.62993304899016403,
+        0.06962479448202728,
+        _G5,
+    ),
 )
 KVAERNO5 = DirkTableau(
     gamma=_G5,
     c=(0.0, 0.52, 1.230333209967908, 0.8957659843500759, 0.43639360985864756, 1.0, 1.0),
-    a=_A5, b=_A5[-1], b_hat=(*_A5[5], 0.0),
+    a=_A5,
+    b=_A5[-1],
+    b_hat=(*_A5[5], 0.0),
     predictor=(
         (1.0,),
         (-1.366025403784441, 2.3660254037844357),
@@ -307,7 +369,8 @@ KVAERNO5 = DirkTableau(
         (-0.17281112873898072, 0.6235784481025847, 0.5492326806363959, 0.0, 0.0),
         _A5[5][:5] + (_G5,),
     ),
-    order=5, error_order=4,
+    order=5,
+    error_order=4,
 )
 
 

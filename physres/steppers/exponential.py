@@ -27,6 +27,7 @@ class Exponential(Stepper):
                 "for other fields"
             )
         if getattr(op, "time_dependent", False):
-            raise ValueError("`exponential` is exact only for time-independent operators; "
-                             "this one depends on t")
+            raise ValueError(
+                "`exponential` is exact only for time-independent operators; this one depends on t"
+            )
         return op.expm_apply(dt, x)

@@ -36,8 +36,15 @@ class ImplicitStepper(Stepper):
 
     explicit = False
 
-    def __init__(self, field=None, *, state_shape=None, tol: float | None = None,
-                 max_iter: int = 30, krylov_above: int = 128):
+    def __init__(
+        self,
+        field=None,
+        *,
+        state_shape=None,
+        tol: float | None = None,
+        max_iter: int = 30,
+        krylov_above: int = 128,
+    ):
         super().__init__(field, state_shape=state_shape)
         self.newton = NewtonOptions(tol=tol, max_iter=max_iter, krylov_above=krylov_above)
 
@@ -49,8 +56,16 @@ class ImplicitStepper(Stepper):
             z = op.solve_shifted(a, b).to(b.dtype)  # keep the input dtype (float32 stays)
         else:
             jacobian = getattr(self.structure, "jacobian", None)
-            z = solve_stage(self.field, tau, a, b, jacobian=jacobian, options=self.newton,
-                            method=self.name, counts=self.counts)
+            z = solve_stage(
+                self.field,
+                tau,
+                a,
+                b,
+                jacobian=jacobian,
+                options=self.newton,
+                method=self.name,
+                counts=self.counts,
+            )
         return self._finish(x, z)
 
     def _finish(self, x, z):

@@ -22,17 +22,25 @@ class _Langevin(Stepper):
     explicit = True
     general = False
 
-    def __init__(self, field=None, *, temperature: float | None = None,
-                 friction: float | None = None, seed: int = 0,
-                 generator: torch.Generator | None = None, state_shape=None):
+    def __init__(
+        self,
+        field=None,
+        *,
+        temperature: float | None = None,
+        friction: float | None = None,
+        seed: int = 0,
+        generator: torch.Generator | None = None,
+        state_shape=None,
+    ):
         super().__init__(field, state_shape=state_shape)
         temperature = self._from_owner("temperature", temperature)
         friction = self._from_owner("friction", friction)
         self.temperature = _checks.positive("temperature", temperature, allow_zero=True)
         self.friction = _checks.positive("friction", friction)
         if generator is not None and not isinstance(generator, torch.Generator):
-            raise TypeError(f"`generator` must be a torch.Generator, got "
-                            f"{type(generator).__name__}")
+            raise TypeError(
+                f"`generator` must be a torch.Generator, got {type(generator).__name__}"
+            )
         self.seed = _checks.positive_int("seed", seed, allow_zero=True)
         self.generator = generator
 
@@ -56,8 +64,9 @@ class _Langevin(Stepper):
         if self.generator is None or self.generator.device != like.device:
             self.generator = torch.Generator(device=like.device).manual_seed(self.seed)
         dtype = torch.float32 if like.dtype == torch.float64 else like.dtype
-        return torch.randn(like.shape, generator=self.generator, dtype=dtype,
-                           device=like.device).to(like.dtype)
+        return torch.randn(
+            like.shape, generator=self.generator, dtype=dtype, device=like.device
+        ).to(like.dtype)
 
 
 @register("euler_maruyama")
@@ -112,14 +121,15 @@ class BAOAB(_Langevin):
             self.counts["nfev"] += 1
             return direct(q.reshape(shape[0], *shape[2:])).reshape(shape[0], -1)
         z = torch.cat([q, torch.zeros_like(q)], dim=1).reshape(shape)
-        return self.f(t, z).reshape(shape[0], -1)[:, q.shape[1]:]
+        return self.f(t, z).reshape(shape[0], -1)[:, q.shape[1] :]
 
     @property
     def _direct(self):
         owner, field = self.structure, self.field
         force = getattr(owner, "conservative_force", None)
         if force is None or getattr(field, "__func__", None) is not getattr(
-                type(owner), "rhs", None):
+            type(owner), "rhs", None
+        ):
             return None
         return force
 
@@ -127,8 +137,10 @@ class BAOAB(_Langevin):
         b = x.shape[0]
         flat = x.reshape(b, -1)
         if flat.shape[1] % 2:
-            raise ValueError(f"baoab needs a state that splits into (q, p) halves; got "
-                             f"{flat.shape[1]} components per sample")
+            raise ValueError(
+                f"baoab needs a state that splits into (q, p) halves; got "
+                f"{flat.shape[1]} components per sample"
+            )
         n = flat.shape[1] // 2
         q, p = flat[:, :n], flat[:, n:]
         cache = self._cache

@@ -62,9 +62,19 @@ class _RealForm:
         return v.reshape(self.shape)
 
 
-def solve_stage(field, tau, a, b: torch.Tensor, *, jacobian=None, options=NewtonOptions(),
-                method: str = "implicit", counts=None, z0: torch.Tensor | None = None,
-                lu: dict | None = None) -> torch.Tensor:
+def solve_stage(
+    field,
+    tau,
+    a,
+    b: torch.Tensor,
+    *,
+    jacobian=None,
+    options=NewtonOptions(),
+    method: str = "implicit",
+    counts=None,
+    z0: torch.Tensor | None = None,
+    lu: dict | None = None,
+) -> torch.Tensor:
     """Solve ``z = b + a·f(τ, z)`` for ``z`` (same shape and dtype as ``b``).
 
     ``a`` and ``τ`` are floats, or tensors of shape (B,) (one step size per sample). Newton
@@ -133,7 +143,8 @@ def solve_stage(field, tau, a, b: torch.Tensor, *, jacobian=None, options=Newton
                 f"after {it} iterations (max residual {res:.3e}, "
                 f"tolerance {tol:.0e}); reduce `dt`, use physres.integrate for adaptive steps, "
                 "or raise `max_iter`.",
-                residual=res, iterations=it,
+                residual=res,
+                iterations=it,
             )
 
     if torch.is_grad_enabled() and _needs_grad(b, field):
@@ -141,9 +152,20 @@ def solve_stage(field, tau, a, b: torch.Tensor, *, jacobian=None, options=Newton
     return form.state(z)
 
 
-def simplified_newton(field, tau, a, b: torch.Tensor, z0: torch.Tensor, *, lu: dict,
-                      jacobian=None, options=NewtonOptions(), method: str = "implicit",
-                      counts=None, x_jac: torch.Tensor | None = None) -> torch.Tensor:
+def simplified_newton(
+    field,
+    tau,
+    a,
+    b: torch.Tensor,
+    z0: torch.Tensor,
+    *,
+    lu: dict,
+    jacobian=None,
+    options=NewtonOptions(),
+    method: str = "implicit",
+    counts=None,
+    x_jac: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Solve ``z = b + a·f(τ, z)`` by simplified Newton with the factors in ``lu`` (no autograd).
 
     The lean loop of the ESDIRK stages (Hairer & Wanner, *Solving ODEs II*, §IV.8): one field
@@ -188,7 +210,10 @@ def simplified_newton(field, tau, a, b: torch.Tensor, z0: torch.Tensor, *, lu: d
                 if factors is None:
                     raise ConvergenceError(
                         f"Newton did not converge (singular Jacobian) for the {method} step at "
-                        f"t={_first(tau):.6g}; reduce `dt`", residual=math.inf, iterations=0)
+                        f"t={_first(tau):.6g}; reduce `dt`",
+                        residual=math.inf,
+                        iterations=0,
+                    )
                 lu["factors"], fresh = factors, True
             inverse = _small_inverse(lu, factors)
             z, prev = start, None
@@ -216,7 +241,10 @@ def simplified_newton(field, tau, a, b: torch.Tensor, z0: torch.Tensor, *, lu: d
     raise ConvergenceError(
         f"Newton did not converge for the {method} step at t={_first(tau):.6g} after {it} "
         f"iterations (last scaled increment {err:.3e}); reduce `dt`, use physres.integrate "
-        "for adaptive steps, or raise `max_iter`.", residual=err, iterations=it)
+        "for adaptive steps, or raise `max_iter`.",
+        residual=err,
+        iterations=it,
+    )
 
 
 SMALL_INVERSE_MAX = 16  # simplified Newton multiplies by (I − aJ)⁻¹ up to this size
@@ -304,7 +332,7 @@ def _one_at_a_time(A: torch.Tensor) -> bool:
 def _lu_factor(J: torch.Tensor):
     """LU factors of a batch (B, m, m), or None when a matrix is singular."""
     if _one_at_a_time(J):
-        parts = [torch.linalg.lu_factor_ex(J[i:i + 1]) for i in range(J.shape[0])]
+        parts = [torch.linalg.lu_factor_ex(J[i : i + 1]) for i in range(J.shape[0])]
         LU, pivots, info = (torch.cat(p) for p in zip(*parts, strict=True))
     else:
         LU, pivots, info = torch.linalg.lu_factor_ex(J)
@@ -315,9 +343,14 @@ def _lu_solve(factors, rhs: torch.Tensor, adjoint: bool = False) -> torch.Tensor
     """``J x = rhs`` (or ``J^T x = rhs``) with factors from :func:`_lu_factor`; (B, m)."""
     LU, pivots = factors
     if _one_at_a_time(LU):
-        return torch.cat([torch.linalg.lu_solve(LU[i:i + 1], pivots[i:i + 1],
-                                                rhs[i:i + 1, :, None], adjoint=adjoint)[..., 0]
-                          for i in range(LU.shape[0])])
+        return torch.cat(
+            [
+                torch.linalg.lu_solve(
+                    LU[i : i + 1], pivots[i : i + 1], rhs[i : i + 1, :, None], adjoint=adjoint
+                )[..., 0]
+                for i in range(LU.shape[0])
+            ]
+        )
     return torch.linalg.lu_solve(LU, pivots, rhs.unsqueeze(-1), adjoint=adjoint).squeeze(-1)
 
 
@@ -373,10 +406,10 @@ def _implicit_correction(G, z, a, tau, form, jacobian, counts, use_dense, option
         with torch.no_grad():
             factors = _lu_factor(_dense_jacobian(G, z, a, tau, form, jacobian, counts))
         if factors is None:  # invariant: the forward solve converged with these Jacobians
-            raise ConvergenceError("singular Jacobian at the solution", residual=0.0,
-                                   iterations=0)
-        return z - _LinearSolve.apply(g, lambda r: _lu_solve(factors, r),
-                                      lambda r: _lu_solve(factors, r, adjoint=True))
+            raise ConvergenceError("singular Jacobian at the solution", residual=0.0, iterations=0)
+        return z - _LinearSolve.apply(
+            g, lambda r: _lu_solve(factors, r), lambda r: _lu_solve(factors, r, adjoint=True)
+        )
     with torch.no_grad():
         _, vjp = torch.func.vjp(G, z)
     solve = lambda r: _gmres(lambda v: _jvp(G, z, v), r, options)  # noqa: E731

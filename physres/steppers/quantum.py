@@ -33,9 +33,11 @@ from .base import Stepper, register
 def _quantum_owner(stepper):
     owner = stepper.structure
     if not all(hasattr(owner, a) for a in ("hamiltonian", "density", "effective_potential")):
-        raise TypeError(f"`{stepper.name}` needs a physres quantum system's field (e.g. "
-                        "physres.systems.get('schrodinger_1d').rhs); got a field whose owner is "
-                        f"{type(owner).__name__}")
+        raise TypeError(
+            f"`{stepper.name}` needs a physres quantum system's field (e.g. "
+            "physres.systems.get('schrodinger_1d').rhs); got a field whose owner is "
+            f"{type(owner).__name__}"
+        )
     return owner
 
 
@@ -63,10 +65,10 @@ class SplitOperator(Stepper):
             kinetic = expi(-1j * dt / hb, ham.kinetic_symbol.to(x.device)).to(ctype)
             self._kinetic = g.diagonal_propagator(kinetic, images=not fresh)  # e^{-iTΔt/ħ}
             if static:  # e^{-iVΔt/2ħ} e^{-iTΔt/ħ} e^{-iVΔt/2ħ} as one operator
-                half = expi(-0.5j * dt / hb,
-                            sys.effective_potential(t, None).to(x.device)).to(ctype)
-                self._static = g.diagonal_propagator(kinetic, pre=half, post=half,
-                                                     images=not fresh)
+                half = expi(-0.5j * dt / hb, sys.effective_potential(t, None).to(x.device)).to(
+                    ctype
+                )
+                self._static = g.diagonal_propagator(kinetic, pre=half, post=half, images=not fresh)
         if static:
             return self._static(x)
         x = expi(-0.5j * dt / hb, self._potential_at(sys, t, x)) * x
@@ -90,8 +92,15 @@ class _MagnusStepper(Stepper):
     explicit = True
     general = False
 
-    def __init__(self, field=None, *, state_shape=None, krylov_tol: float = 1e-12,
-                 krylov_dim: int = 40, n_corrector: int = 1):
+    def __init__(
+        self,
+        field=None,
+        *,
+        state_shape=None,
+        krylov_tol: float = 1e-12,
+        krylov_dim: int = 40,
+        n_corrector: int = 1,
+    ):
         super().__init__(field, state_shape=state_shape)
         from .. import _checks
 
@@ -102,8 +111,13 @@ class _MagnusStepper(Stepper):
     def _expm(self, sys, v, x, tau):
         """``exp(−iτ(T + v)/ħ) x``."""
         ham = sys.hamiltonian
-        return krylov_expm(lambda y: ham.apply(y, potential=v), x, tau / ham.hbar,
-                           tol=self.krylov_tol, max_dim=self.krylov_dim)
+        return krylov_expm(
+            lambda y: ham.apply(y, potential=v),
+            x,
+            tau / ham.hbar,
+            tol=self.krylov_tol,
+            max_dim=self.krylov_dim,
+        )
 
 
 @register("exponential_midpoint")
@@ -194,20 +208,22 @@ class CrankNicolsonPC(Stepper):
             if per_sample:
                 out = cayley_banded(kinetic, c, flat, v, periodic=periodic)
             else:
-                out = cayley_banded(torch.cat([kinetic[:1] + v, kinetic[1:]]), c, flat,
-                                    periodic=periodic)
+                out = cayley_banded(
+                    torch.cat([kinetic[:1] + v, kinetic[1:]]), c, flat, periodic=periodic
+                )
             return out.reshape(x.shape).to(x.dtype)
         out = []  # spectral kinetic energy: no band form, GMRES per potential
         for b in range(batch if per_sample else 1):
-            rows = flat[b:b + 1] if per_sample else flat
+            rows = flat[b : b + 1] if per_sample else flat
             op = ham.operator(scale=1.0, potential=(v[b] if per_sample else v).detach())
             y = op.solve_shifted(c, rows.reshape(-1, n)).reshape(rows.shape)
             out.append(2 * y - rows)
         return torch.cat(out).reshape(x.shape).to(x.dtype)
 
 
-def krylov_expm(apply_h, x: torch.Tensor, tau: float, *, tol: float = 1e-12, max_dim: int = 40,
-                _depth: int = 0) -> torch.Tensor:
+def krylov_expm(
+    apply_h, x: torch.Tensor, tau: float, *, tol: float = 1e-12, max_dim: int = 40, _depth: int = 0
+) -> torch.Tensor:
     """``exp(−iτH) x`` for Hermitian ``H`` by Lanczos with full reorthogonalisation.
 
     Parameters
@@ -244,8 +260,10 @@ def krylov_expm(apply_h, x: torch.Tensor, tau: float, *, tol: float = 1e-12, max
     if _depth >= 8:
         raise ConvergenceError(
             f"Krylov exponential did not converge with {max_dim} vectors even after "
-            f"{2**_depth} substeps; reduce `dt` or raise `krylov_dim`", residual=float("nan"),
-            iterations=max_dim)
+            f"{2**_depth} substeps; reduce `dt` or raise `krylov_dim`",
+            residual=float("nan"),
+            iterations=max_dim,
+        )
     half = krylov_expm(apply_h, x, tau / 2, tol=tol / 2, max_dim=max_dim, _depth=_depth + 1)
     return krylov_expm(apply_h, half, tau / 2, tol=tol / 2, max_dim=max_dim, _depth=_depth + 1)
 

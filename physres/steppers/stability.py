@@ -39,8 +39,10 @@ def stability_function(name, z) -> np.ndarray:
     """
     cls = REGISTRY.resolve(name)
     if not cls.general and cls.name != "exponential":
-        raise ValueError(f"`name`: the stability function of {cls.name!r} is not defined on "
-                         "y' = λy (it needs a structured field)")
+        raise ValueError(
+            f"`name`: the stability function of {cls.name!r} is not defined on "
+            "y' = λy (it needs a structured field)"
+        )
     z = np.asarray(z, dtype=np.complex128)
     lam = torch.from_numpy(z.reshape(-1).copy())
     eq = _TestEquation(lam)

@@ -34,8 +34,10 @@ class Leapfrog(Stepper):
         if getattr(self, "_mask_key", None) != key:
             n = x[0].numel()
             if n % 2:
-                raise ValueError(f"leapfrog needs a state that splits into (q, p) halves; "
-                                 f"got {n} components per sample")
+                raise ValueError(
+                    f"leapfrog needs a state that splits into (q, p) halves; "
+                    f"got {n} components per sample"
+                )
             q = (torch.arange(n, device=x.device) < n // 2).to(x.dtype).reshape(x.shape[1:])
             self._mask_key, self._mask = key, (q, 1 - q)
         return self._mask

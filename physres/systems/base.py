@@ -94,8 +94,10 @@ def get(name, **params) -> System:
     accepted = _parameters(cls)
     unknown = sorted(set(params) - set(accepted)) if accepted is not None else []
     if unknown:
-        raise TypeError(f"unknown parameter(s) {', '.join(f'`{u}`' for u in unknown)} for "
-                        f"system {cls.name!r}; accepted: {', '.join(accepted) or '(none)'}")
+        raise TypeError(
+            f"unknown parameter(s) {', '.join(f'`{u}`' for u in unknown)} for "
+            f"system {cls.name!r}; accepted: {', '.join(accepted) or '(none)'}"
+        )
     return cls(**params)
 
 
@@ -106,8 +108,11 @@ def _parameters(cls) -> list[str] | None:
     sig = inspect.signature(cls.__init__)
     if any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values()):
         return None
-    return [n for n, p in sig.parameters.items()
-            if n != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    return [
+        n
+        for n, p in sig.parameters.items()
+        if n != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+    ]
 
 
 def names() -> list[str]:

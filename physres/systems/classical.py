@@ -71,10 +71,10 @@ class HarmonicOscillator(System):
     def __init__(self, omega: float = 1.0):
         self.omega = _checks.positive("omega", omega)
         super().__init__(omega=self.omega)
-        self._A = torch.tensor([[0.0, 1.0], [-self.omega**2, 0.0]], dtype=torch.float64)
+        self._A = torch.tensor([[0.0, 1.0], [-(self.omega**2), 0.0]], dtype=torch.float64)
 
     def rhs(self, t, x):
-        return torch.stack([x[:, 1], -self.omega**2 * x[:, 0]], dim=1)
+        return torch.stack([x[:, 1], -(self.omega**2) * x[:, 0]], dim=1)
 
     def jacobian(self, t, x):
         return self._A.to(x.device).expand(x.shape[0], 2, 2)
@@ -83,7 +83,7 @@ class HarmonicOscillator(System):
         return DenseOperator(self._A)
 
     def numpy_rhs(self, t, y):
-        return np.array([y[1], -self.omega**2 * y[0]])
+        return np.array([y[1], -(self.omega**2) * y[0]])
 
     def numpy_jacobian(self, t, y):
         return self._A.numpy().copy()
@@ -123,18 +123,18 @@ class Pendulum(System):
         super().__init__(omega=self.omega)
 
     def rhs(self, t, x):
-        return torch.stack([x[:, 1], -self.omega**2 * torch.sin(x[:, 0])], dim=1)
+        return torch.stack([x[:, 1], -(self.omega**2) * torch.sin(x[:, 0])], dim=1)
 
     def jacobian(self, t, x):
         q = x[:, 0]
         z, one = torch.zeros_like(q), torch.ones_like(q)
-        return _matrix([[z, one], [-self.omega**2 * torch.cos(q), z]])
+        return _matrix([[z, one], [-(self.omega**2) * torch.cos(q), z]])
 
     def numpy_rhs(self, t, y):
-        return np.array([y[1], -self.omega**2 * np.sin(y[0])])
+        return np.array([y[1], -(self.omega**2) * np.sin(y[0])])
 
     def numpy_jacobian(self, t, y):
-        return np.array([[0.0, 1.0], [-self.omega**2 * np.cos(y[0]), 0.0]])
+        return np.array([[0.0, 1.0], [-(self.omega**2) * np.cos(y[0]), 0.0]])
 
     def _orbit(self, amp: np.ndarray, u: np.ndarray) -> np.ndarray:
         k = np.sin(amp / 2)
@@ -155,8 +155,9 @@ class Pendulum(System):
         energy = 0.5 * p0**2 - self.omega**2 * np.cos(q0)
         ratio = -energy / self.omega**2
         if np.any(ratio <= -1):
-            raise ValueError("`x0` must librate (energy < ω²); rotating orbits have no "
-                             "closed form here")
+            raise ValueError(
+                "`x0` must librate (energy < ω²); rotating orbits have no closed form here"
+            )
         amp = np.arccos(ratio)
         k = np.sin(amp / 2)
         # u0 with 2 asin(k sn u0) = q0 and sign(cn u0) = sign(p0): u0 = K ± F(asin(sn u0))
@@ -235,15 +236,17 @@ class Lorenz63(System):
 
     def rhs(self, t, x):
         a, b, c = x[:, 0], x[:, 1], x[:, 2]
-        return torch.stack([self.sigma * (b - a), a * (self.rho - c) - b,
-                            a * b - self.beta * c], dim=1)
+        return torch.stack(
+            [self.sigma * (b - a), a * (self.rho - c) - b, a * b - self.beta * c], dim=1
+        )
 
     def jacobian(self, t, x):
         a, b, c = x[:, 0], x[:, 1], x[:, 2]
         z = torch.zeros_like(a)
         s, one = torch.full_like(a, self.sigma), torch.ones_like(a)
-        return _matrix([[-s, s, z], [self.rho - c, -one, -a],
-                        [b, a, torch.full_like(a, -self.beta)]])
+        return _matrix(
+            [[-s, s, z], [self.rho - c, -one, -a], [b, a, torch.full_like(a, -self.beta)]]
+        )
 
     def numpy_rhs(self, t, y):
         a, b, c = y
@@ -251,8 +254,9 @@ class Lorenz63(System):
 
     def numpy_jacobian(self, t, y):
         a, b, c = y
-        return np.array([[-self.sigma, self.sigma, 0.0], [self.rho - c, -1.0, -a],
-                         [b, a, -self.beta]])
+        return np.array(
+            [[-self.sigma, self.sigma, 0.0], [self.rho - c, -1.0, -a], [b, a, -self.beta]]
+        )
 
     def sample_initial(self, n, seed=0):
         g = _rng(seed)
@@ -273,8 +277,9 @@ class LotkaVolterra(System):
     t_end = 20.0
     dt_save = 0.05
 
-    def __init__(self, alpha: float = 1.0, beta: float = 1.0, gamma: float = 1.0,
-                 delta: float = 1.0):
+    def __init__(
+        self, alpha: float = 1.0, beta: float = 1.0, gamma: float = 1.0, delta: float = 1.0
+    ):
         self.alpha = _checks.positive("alpha", alpha)
         self.beta = _checks.positive("beta", beta)
         self.gamma = _checks.positive("gamma", gamma)
@@ -283,13 +288,18 @@ class LotkaVolterra(System):
 
     def rhs(self, t, x):
         u, v = x[:, 0], x[:, 1]
-        return torch.stack([self.alpha * u - self.beta * u * v,
-                            self.delta * u * v - self.gamma * v], dim=1)
+        return torch.stack(
+            [self.alpha * u - self.beta * u * v, self.delta * u * v - self.gamma * v], dim=1
+        )
 
     def jacobian(self, t, x):
         u, v = x[:, 0], x[:, 1]
-        return _matrix([[self.alpha - self.beta * v, -self.beta * u],
-                        [self.delta * v, self.delta * u - self.gamma]])
+        return _matrix(
+            [
+                [self.alpha - self.beta * v, -self.beta * u],
+                [self.delta * v, self.delta * u - self.gamma],
+            ]
+        )
 
     def numpy_rhs(self, t, y):
         u, v = y
@@ -297,16 +307,24 @@ class LotkaVolterra(System):
 
     def numpy_jacobian(self, t, y):
         u, v = y
-        return np.array([[self.alpha - self.beta * v, -self.beta * u],
-                         [self.delta * v, self.delta * u - self.gamma]])
+        return np.array(
+            [
+                [self.alpha - self.beta * v, -self.beta * u],
+                [self.delta * v, self.delta * u - self.gamma],
+            ]
+        )
 
     def sample_initial(self, n, seed=0):
         return _tensor(_rng(seed).uniform(0.5, 2.0, (_count(n), 2)))
 
     def invariants(self, x):
         u, v = x[:, 0], x[:, 1]
-        return {"first_integral": self.delta * u - self.gamma * torch.log(u) + self.beta * v
-                - self.alpha * torch.log(v)}
+        return {
+            "first_integral": self.delta * u
+            - self.gamma * torch.log(u)
+            + self.beta * v
+            - self.alpha * torch.log(v)
+        }
 
 
 @register("lorenz96")
@@ -333,7 +351,7 @@ class Lorenz96(System):
         super().__init__(N=self.N, F=self.F)
 
     def rhs(self, t, x):
-        return ((torch.roll(x, -1, 1) - torch.roll(x, 2, 1)) * torch.roll(x, 1, 1) - x + self.F)
+        return (torch.roll(x, -1, 1) - torch.roll(x, 2, 1)) * torch.roll(x, 1, 1) - x + self.F
 
     def jacobian(self, t, x):
         n, b = self.N, x.shape[0]

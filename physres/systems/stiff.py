@@ -34,8 +34,9 @@ def scd(x, reference, floor: float = 0.0) -> float:
     (they break the invariant ``y2 = y3 + y4`` by 1.3e-25). ``x``: one state, any shape.
     """
     ref = np.asarray(reference, dtype=np.float64).reshape(-1)
-    x = np.asarray(x.detach().cpu() if isinstance(x, torch.Tensor) else x,
-                   dtype=np.float64).reshape(-1)
+    x = np.asarray(
+        x.detach().cpu() if isinstance(x, torch.Tensor) else x, dtype=np.float64
+    ).reshape(-1)
     mask = ref != 0
     err = np.abs(x[mask] - ref[mask]) / (np.abs(ref[mask]) + floor)
     return float(-np.log10(max(float(err.max()), 1e-300)))
@@ -61,11 +62,13 @@ class Robertson(System):
     reference_rtol = 1e-10
     reference_atol = 1e-14
     linear_invariants = ((1.0, 1.0, 1.0),)  # total mass
-    REFERENCE = {"source": "Bari IVP test set, problem ROBER", "t_end": 1e11,
-                 "x0": (1.0, 0.0, 0.0),
-                 "x_end": (0.2083340149701255e-07, 0.8333360770334713e-13,
-                           0.9999999791665050e+00),
-                 "atol": 1e-20}
+    REFERENCE = {
+        "source": "Bari IVP test set, problem ROBER",
+        "t_end": 1e11,
+        "x0": (1.0, 0.0, 0.0),
+        "x_end": (0.2083340149701255e-07, 0.8333360770334713e-13, 0.9999999791665050e00),
+        "atol": 1e-20,
+    }
 
     def __init__(self, k1: float = 0.04, k2: float = 3e7, k3: float = 1e4):
         self.k1 = _checks.positive("k1", k1)
@@ -82,9 +85,13 @@ class Robertson(System):
         y2, y3 = x[:, 1], x[:, 2]
         z = torch.zeros_like(y2)
         k1 = torch.full_like(y2, self.k1)
-        return _matrix([[-k1, self.k3 * y3, self.k3 * y2],
-                        [k1, -self.k3 * y3 - 2 * self.k2 * y2, -self.k3 * y2],
-                        [z, 2 * self.k2 * y2, z]])
+        return _matrix(
+            [
+                [-k1, self.k3 * y3, self.k3 * y2],
+                [k1, -self.k3 * y3 - 2 * self.k2 * y2, -self.k3 * y2],
+                [z, 2 * self.k2 * y2, z],
+            ]
+        )
 
     def numpy_rhs(self, t, y):
         y1, y2, y3 = y
@@ -93,9 +100,13 @@ class Robertson(System):
 
     def numpy_jacobian(self, t, y):
         _, y2, y3 = y
-        return np.array([[-self.k1, self.k3 * y3, self.k3 * y2],
-                         [self.k1, -self.k3 * y3 - 2 * self.k2 * y2, -self.k3 * y2],
-                         [0.0, 2 * self.k2 * y2, 0.0]])
+        return np.array(
+            [
+                [-self.k1, self.k3 * y3, self.k3 * y2],
+                [self.k1, -self.k3 * y3 - 2 * self.k2 * y2, -self.k3 * y2],
+                [0.0, 2 * self.k2 * y2, 0.0],
+            ]
+        )
 
     def sample_initial(self, n, seed=0):
         y1 = _rng(seed).uniform(0.5, 1.0, _count(n))
@@ -106,16 +117,18 @@ class Robertson(System):
 
 
 # HIRES rate constants (Schäfer 1975; Hairer & Wanner 1996, §IV.10).
-_HIRES_LINEAR = np.array([
-    [-1.71, 0.43, 8.32, 0.0, 0.0, 0.0, 0.0, 0.0],
-    [1.71, -8.75, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0],
-    [0.0, 0.0, -10.03, 0.43, 0.035, 0.0, 0.0, 0.0],
-    [0.0, 8.32, 1.71, -1.12, 0.0, 0.0, 0.0, 0.0],
-    [0.0, 0.0, 0.0, 0.0, -1.745, 0.43, 0.43, 0.0],
-    [0.0, 0.0, 0.0, 0.69, 1.71, -0.43, 0.69, 0.0],
-    [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, -1.81, 0.0],
-    [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.81, 0.0],
-])
+_HIRES_LINEAR = np.array(
+    [
+        [-1.71, 0.43, 8.32, 0.0, 0.0, 0.0, 0.0, 0.0],
+        [1.71, -8.75, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0],
+        [0.0, 0.0, -10.03, 0.43, 0.035, 0.0, 0.0, 0.0],
+        [0.0, 8.32, 1.71, -1.12, 0.0, 0.0, 0.0, 0.0],
+        [0.0, 0.0, 0.0, 0.0, -1.745, 0.43, 0.43, 0.0],
+        [0.0, 0.0, 0.0, 0.69, 1.71, -0.43, 0.69, 0.0],
+        [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, -1.81, 0.0],
+        [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.81, 0.0],
+    ]
+)
 _HIRES_SOURCE = np.array([0.0007, 0, 0, 0, 0, 0, 0, 0])
 _HIRES_BILINEAR = np.array([0, 0, 0, 0, 0, -1.0, 1.0, -1.0])  # times k·y6·y8
 _HIRES_X0 = np.array([1.0, 0, 0, 0, 0, 0, 0, 0.0057])
@@ -140,13 +153,22 @@ class Hires(System):
     reference_rtol = 1e-10
     reference_atol = 1e-13
     linear_invariants = ((0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 1.0),)  # y7 + y8
-    REFERENCE = {"source": "Bari IVP test set, problem HIRES", "t_end": 321.8122,
-                 "x0": tuple(_HIRES_X0),
-                 "x_end": (0.7371312573325668e-3, 0.1442485726316185e-3,
-                           0.5888729740967575e-4, 0.1175651343283149e-2,
-                           0.2386356198831331e-2, 0.6238968252742796e-2,
-                           0.2849998395185769e-2, 0.2850001604814231e-2),
-                 "atol_per_rtol": 1e-4}
+    REFERENCE = {
+        "source": "Bari IVP test set, problem HIRES",
+        "t_end": 321.8122,
+        "x0": tuple(_HIRES_X0),
+        "x_end": (
+            0.7371312573325668e-3,
+            0.1442485726316185e-3,
+            0.5888729740967575e-4,
+            0.1175651343283149e-2,
+            0.2386356198831331e-2,
+            0.6238968252742796e-2,
+            0.2849998395185769e-2,
+            0.2850001604814231e-2,
+        ),
+        "atol_per_rtol": 1e-4,
+    }
 
     def __init__(self, k: float = 280.0):
         self.k = _checks.positive("k", k)
@@ -212,10 +234,13 @@ class Oregonator(System):
     reference_method = "Radau"
     reference_rtol = 1e-10
     reference_atol = 1e-10
-    REFERENCE = {"source": "Bari IVP test set, problem OREGO", "t_end": 360.0,
-                 "x0": (1.0, 2.0, 3.0),
-                 "x_end": (0.1000814870318523e1, 0.1228178521549917e4, 0.1320554942846706e3),
-                 "atol_per_rtol": 1.0}
+    REFERENCE = {
+        "source": "Bari IVP test set, problem OREGO",
+        "t_end": 360.0,
+        "x0": (1.0, 2.0, 3.0),
+        "x_end": (0.1000814870318523e1, 0.1228178521549917e4, 0.1320554942846706e3),
+        "atol_per_rtol": 1.0,
+    }
 
     def __init__(self, s: float = 77.27, w: float = 0.161, q: float = 8.375e-6):
         self.s = _checks.positive("s", s)
@@ -225,17 +250,26 @@ class Oregonator(System):
 
     def rhs(self, t, x):
         y1, y2, y3 = x[:, 0], x[:, 1], x[:, 2]
-        return torch.stack([self.s * (y2 - y1 * y2 + y1 - self.q * y1**2),
-                            (-y2 - y1 * y2 + y3) / self.s,
-                            self.w * (y1 - y3)], dim=1)
+        return torch.stack(
+            [
+                self.s * (y2 - y1 * y2 + y1 - self.q * y1**2),
+                (-y2 - y1 * y2 + y3) / self.s,
+                self.w * (y1 - y3),
+            ],
+            dim=1,
+        )
 
     def jacobian(self, t, x):
         y1, y2 = x[:, 0], x[:, 1]
         z = torch.zeros_like(y1)
         w = torch.full_like(y1, self.w)
-        return _matrix([[self.s * (1 - y2 - 2 * self.q * y1), self.s * (1 - y1), z],
-                        [-y2 / self.s, -(1 + y1) / self.s, torch.full_like(y1, 1 / self.s)],
-                        [w, z, -w]])
+        return _matrix(
+            [
+                [self.s * (1 - y2 - 2 * self.q * y1), self.s * (1 - y1), z],
+                [-y2 / self.s, -(1 + y1) / self.s, torch.full_like(y1, 1 / self.s)],
+                [w, z, -w],
+            ]
+        )
 
     def sample_initial(self, n, seed=0):
         return _scaled_initial(self.REFERENCE["x0"], n, seed)
@@ -263,14 +297,15 @@ class E5(System):
     reference_rtol = 1e-10
     reference_atol = 1e-30
     linear_invariants = ((0.0, 1.0, -1.0, -1.0),)  # y2 - y3 - y4
-    REFERENCE = {"source": "Bari IVP test set, problem E5", "t_end": 1e13,
-                 "x0": (1.76e-3, 0.0, 0.0, 0.0),
-                 "x_end": (0.1152903278711829e-290, 0.8867655517642120e-22,
-                           0.8854814626268838e-22, 0.0),
-                 "atol": 1.7e-24}
+    REFERENCE = {
+        "source": "Bari IVP test set, problem E5",
+        "t_end": 1e13,
+        "x0": (1.76e-3, 0.0, 0.0, 0.0),
+        "x_end": (0.1152903278711829e-290, 0.8867655517642120e-22, 0.8854814626268838e-22, 0.0),
+        "atol": 1.7e-24,
+    }
 
-    def __init__(self, A: float = 7.89e-10, B: float = 1.1e7, C: float = 1.13e3,
-                 M: float = 1e6):
+    def __init__(self, A: float = 7.89e-10, B: float = 1.1e7, C: float = 1.13e3, M: float = 1e6):
         self.A = _checks.positive("A", A)
         self.B = _checks.positive("B", B)
         self.C = _checks.positive("C", C)
@@ -288,10 +323,14 @@ class E5(System):
         A, C = torch.full_like(y1, self.A), torch.full_like(y1, self.C)
         B1, B3 = self.B * y1, self.B * y3
         MC2, MC3 = self.M * self.C * y2, self.M * self.C * y3
-        return _matrix([[-A - B3, z, -B1, z],
-                        [A, -MC3, -MC2, z],
-                        [A - B3, -MC3, -B1 - MC2, C],
-                        [B3, z, B1, -C]])
+        return _matrix(
+            [
+                [-A - B3, z, -B1, z],
+                [A, -MC3, -MC2, z],
+                [A - B3, -MC3, -B1 - MC2, C],
+                [B3, z, B1, -C],
+            ]
+        )
 
     def sample_initial(self, n, seed=0):
         return _scaled_initial(self.REFERENCE["x0"], n, seed)
@@ -302,14 +341,61 @@ class E5(System):
 
 # POLLU (Verwer 1994): 25 reactions r_j = k_j·y_a·y_b (y_b = 1 for first-order ones) among 20
 # species; species are 0-based here, the test set's y1..y20 are 1-based.
-_POLLU_RATES = (0.35, 26.6, 1.23e4, 8.6e-4, 8.2e-4, 1.5e4, 1.3e-4, 2.4e4, 1.65e4, 9e3, 0.022,
-                1.2e4, 1.88, 1.63e4, 4.8e6, 3.5e-4, 0.0175, 1e8, 4.44e11, 1240.0, 2.1, 5.78,
-                0.0474, 1780.0, 3.12)
+_POLLU_RATES = (
+    0.35,
+    26.6,
+    1.23e4,
+    8.6e-4,
+    8.2e-4,
+    1.5e4,
+    1.3e-4,
+    2.4e4,
+    1.65e4,
+    9e3,
+    0.022,
+    1.2e4,
+    1.88,
+    1.63e4,
+    4.8e6,
+    3.5e-4,
+    0.0175,
+    1e8,
+    4.44e11,
+    1240.0,
+    2.1,
+    5.78,
+    0.0474,
+    1780.0,
+    3.12,
+)
 _NONE = 20  # index of the constant 1 appended to the state
-_POLLU_REACTANTS = ((0, _NONE), (1, 3), (4, 1), (6, _NONE), (6, _NONE), (6, 5), (8, _NONE),
-                    (8, 5), (10, 1), (10, 0), (12, _NONE), (9, 1), (13, _NONE), (0, 5),
-                    (2, _NONE), (3, _NONE), (3, _NONE), (15, _NONE), (15, _NONE), (16, 5),
-                    (18, _NONE), (18, _NONE), (0, 3), (18, 0), (19, _NONE))
+_POLLU_REACTANTS = (
+    (0, _NONE),
+    (1, 3),
+    (4, 1),
+    (6, _NONE),
+    (6, _NONE),
+    (6, 5),
+    (8, _NONE),
+    (8, 5),
+    (10, 1),
+    (10, 0),
+    (12, _NONE),
+    (9, 1),
+    (13, _NONE),
+    (0, 5),
+    (2, _NONE),
+    (3, _NONE),
+    (3, _NONE),
+    (15, _NONE),
+    (15, _NONE),
+    (16, 5),
+    (18, _NONE),
+    (18, _NONE),
+    (0, 3),
+    (18, 0),
+    (19, _NONE),
+)
 # y_i' = Σ_j S[i][j] r_j, written as the test set writes each equation (reaction: coefficient).
 _POLLU_EQUATIONS = (
     {1: -1, 10: -1, 14: -1, 23: -1, 24: -1, 2: 1, 3: 1, 9: 1, 11: 1, 12: 1, 22: 1, 25: 1},
@@ -333,8 +419,28 @@ _POLLU_EQUATIONS = (
     {21: -1, 22: -1, 24: -1, 23: 1, 25: 1},
     {25: -1, 24: 1},
 )
-_POLLU_X0 = (0.0, 0.2, 0.0, 0.04, 0.0, 0.0, 0.1, 0.3, 0.01, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0,
-             0.007, 0.0, 0.0, 0.0)
+_POLLU_X0 = (
+    0.0,
+    0.2,
+    0.0,
+    0.04,
+    0.0,
+    0.0,
+    0.1,
+    0.3,
+    0.01,
+    0.0,
+    0.0,
+    0.0,
+    0.0,
+    0.0,
+    0.0,
+    0.0,
+    0.007,
+    0.0,
+    0.0,
+    0.0,
+)
 
 
 def _pollu_stoichiometry() -> np.ndarray:
@@ -360,18 +466,34 @@ class Pollu(System):
     reference_method = "Radau"
     reference_rtol = 1e-10
     reference_atol = 1e-14
-    REFERENCE = {"source": "Bari IVP test set, problem POLLU", "t_end": 60.0, "x0": _POLLU_X0,
-                 "x_end": (0.5646255480022769e-1, 0.1342484130422339e+0,
-                           0.4139734331099427e-8, 0.5523140207484359e-2,
-                           0.2018977262302196e-6, 0.1464541863493966e-6,
-                           0.7784249118997964e-1, 0.3245075353396018e+0,
-                           0.7494013383880406e-2, 0.1622293157301561e-7,
-                           0.1135863833257075e-7, 0.2230505975721359e-2,
-                           0.2087162882798630e-3, 0.1396921016840158e-4,
-                           0.8964884856898295e-2, 0.4352846369330103e-17,
-                           0.6899219696263405e-2, 0.1007803037365946e-3,
-                           0.1772146513969984e-5, 0.5682943292316392e-4),
-                 "atol": 1e-10}
+    REFERENCE = {
+        "source": "Bari IVP test set, problem POLLU",
+        "t_end": 60.0,
+        "x0": _POLLU_X0,
+        "x_end": (
+            0.5646255480022769e-1,
+            0.1342484130422339e0,
+            0.4139734331099427e-8,
+            0.5523140207484359e-2,
+            0.2018977262302196e-6,
+            0.1464541863493966e-6,
+            0.7784249118997964e-1,
+            0.3245075353396018e0,
+            0.7494013383880406e-2,
+            0.1622293157301561e-7,
+            0.1135863833257075e-7,
+            0.2230505975721359e-2,
+            0.2087162882798630e-3,
+            0.1396921016840158e-4,
+            0.8964884856898295e-2,
+            0.4352846369330103e-17,
+            0.6899219696263405e-2,
+            0.1007803037365946e-3,
+            0.1772146513969984e-5,
+            0.5682943292316392e-4,
+        ),
+        "atol": 1e-10,
+    }
 
     def __init__(self):
         super().__init__()
@@ -419,9 +541,13 @@ class VanDerPolStiff(System):
     reference_method = "Radau"
     reference_rtol = 1e-10
     reference_atol = 1e-10
-    REFERENCE = {"source": "Bari IVP test set, problem VDPOL", "t_end": 2.0, "x0": (2.0, 0.0),
-                 "x_end": (0.1706167732170483e1, -0.8928097010247975e0),
-                 "atol_per_rtol": 1.0}
+    REFERENCE = {
+        "source": "Bari IVP test set, problem VDPOL",
+        "t_end": 2.0,
+        "x0": (2.0, 0.0),
+        "x_end": (0.1706167732170483e1, -0.8928097010247975e0),
+        "atol_per_rtol": 1.0,
+    }
 
     def __init__(self, eps: float = 1e-6):
         self.eps = _checks.positive("eps", eps)

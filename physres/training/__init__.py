@@ -12,6 +12,13 @@ from .config import TrainConfig
 from .loop import FitResult, fit
 from .losses import rollout_error, unrolled_loss
 
-__all__ = ["FitResult", "TrainConfig", "data_info", "fit", "model_for", "rollout_error",
-           "unrolled_loss"]
+__all__ = [
+    "FitResult",
+    "TrainConfig",
+    "data_info",
+    "fit",
+    "model_for",
+    "rollout_error",
+    "unrolled_loss",
+]
 __all__ += ["fit_for_steps"]

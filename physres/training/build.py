@@ -53,8 +53,9 @@ def model_for(data_path, kind: str = "resnet", *, project="auto", **kwargs):
         raise ValueError(f"`project` must be 'auto', True or False, got {project!r}")
     cls = REGISTRY.resolve(kind)
     if not issubclass(cls, LearnedStepper):
-        raise ValueError(f"`kind` must name a learned stepper ({', '.join(KINDS)}, ...), "
-                         f"got {kind!r}")
+        raise ValueError(
+            f"`kind` must name a learned stepper ({', '.join(KINDS)}, ...), got {kind!r}"
+        )
     with _data.open(data_path) as f:
         shape, dtype, grid = tuple(f.state_shape), f.dtype, f.grid
         system, params = f.system_name, dict(f.system_params)
@@ -65,16 +66,19 @@ def model_for(data_path, kind: str = "resnet", *, project="auto", **kwargs):
     if kind == "projected":
         if "invariants" not in kwargs:
             if not invariants:
-                raise ValueError(f"`kind` = 'projected' needs `invariants`: the file's system "
-                                 f"{system!r} declares no linear invariants")
+                raise ValueError(
+                    f"`kind` = 'projected' needs `invariants`: the file's system "
+                    f"{system!r} declares no linear invariants"
+                )
             kwargs["invariants"] = [list(row) for row in invariants]
             choices["invariants"] = f"{system}.linear_invariants"
         return _recorded(cls(state_shape=shape, **kwargs), choices)
     takes_net = "net" in inspect.signature(cls.__init__).parameters
     if takes_net and kwargs.get("net", "auto") == "auto":
         kwargs["net"] = "conv1d" if grid and len(shape) <= 2 else "mlp"
-        choices["net"] = (f"{kwargs['net']}: "
-                          + ("a grid system" if kwargs["net"] == "conv1d" else "not a grid"))
+        choices["net"] = f"{kwargs['net']}: " + (
+            "a grid system" if kwargs["net"] == "conv1d" else "not a grid"
+        )
     if kind == "hybrid":
         kwargs.setdefault("system", system)
         if kwargs["system"] == system:
@@ -86,22 +90,33 @@ def model_for(data_path, kind: str = "resnet", *, project="auto", **kwargs):
         if kwargs.get("net") == "mlp":
             _default_mlp(shape, kwargs, choices)
     model = cls(state_shape=shape, complex_state=is_complex, **kwargs)
-    use = (bool(invariants) and kind == "resnet" and not is_complex) if project == "auto" \
-        else project
+    use = (
+        (bool(invariants) and kind == "resnet" and not is_complex) if project == "auto" else project
+    )
     if use:
         from ..models import ProjectedEmulator
 
         if not invariants:
-            raise ValueError(f"`project` = True needs linear invariants: the file's system "
-                             f"{system!r} declares none")
+            raise ValueError(
+                f"`project` = True needs linear invariants: the file's system "
+                f"{system!r} declares none"
+            )
         if kind != "resnet" or is_complex:
-            raise ValueError(f"`project` = True wraps a real-state resnet, got `kind` = "
-                             f"{kind!r}" + (" on complex states" if is_complex else ""))
-        model = ProjectedEmulator(state_shape=shape, invariants=[list(r) for r in invariants],
-                                  model="resnet", model_options=kwargs)
-        choices["projection"] = (f"ProjectedEmulator: {system} declares exact linear "
-                                 f"invariants {[list(r) for r in invariants]}, kept to "
-                                 "round-off at every step")
+            raise ValueError(
+                f"`project` = True wraps a real-state resnet, got `kind` = "
+                f"{kind!r}" + (" on complex states" if is_complex else "")
+            )
+        model = ProjectedEmulator(
+            state_shape=shape,
+            invariants=[list(r) for r in invariants],
+            model="resnet",
+            model_options=kwargs,
+        )
+        choices["projection"] = (
+            f"ProjectedEmulator: {system} declares exact linear "
+            f"invariants {[list(r) for r in invariants]}, kept to "
+            "round-off at every step"
+        )
     return _recorded(model, choices)
 
 
@@ -115,8 +130,11 @@ def _default_mlp(shape, kwargs: dict, choices: dict) -> None:
     per_window = k * int(torch.Size(shape).numel())
 
     def fits(width: int, skip: bool) -> tuple[bool, int, int]:
-        trial = {**kwargs, "width": width,
-                 "net_options": {**options, "linear_skip": options.get("linear_skip", skip)}}
+        trial = {
+            **kwargs,
+            "width": width,
+            "net_options": {**options, "linear_skip": options.get("linear_skip", skip)},
+        }
         trial["dtype"] = torch.float32  # only counted
         with torch.random.fork_rng():  # the caller's seed sets the real model's weights
             n = sum(p.numel() for p in ResNetEmulator(state_shape=shape, **trial).parameters())
@@ -128,16 +146,20 @@ def _default_mlp(shape, kwargs: dict, choices: dict) -> None:
             ok, n, windows = fits(width, True)
             if ok:
                 kwargs["width"] = width
-                choices["width"] = (f"{width}: the widest of {list(WIDTHS)} whose dense "
-                                    "Levenberg–Marquardt finish takes all "
-                                    f"{wanted} default polish windows ({n} parameters; "
-                                    f"budget {windows} windows at K = {k})")
+                choices["width"] = (
+                    f"{width}: the widest of {list(WIDTHS)} whose dense "
+                    "Levenberg–Marquardt finish takes all "
+                    f"{wanted} default polish windows ({n} parameters; "
+                    f"budget {windows} windows at K = {k})"
+                )
                 break
         else:
             kwargs["width"] = DEFAULT_WIDTH
-            choices["width"] = (f"{DEFAULT_WIDTH}: the state is too large for a dense "
-                                f"Levenberg–Marquardt finish on {wanted} windows at any "
-                                f"of {list(WIDTHS)} (matrix-free Gauss–Newton instead)")
+            choices["width"] = (
+                f"{DEFAULT_WIDTH}: the state is too large for a dense "
+                f"Levenberg–Marquardt finish on {wanted} windows at any "
+                f"of {list(WIDTHS)} (matrix-free Gauss–Newton instead)"
+            )
     if "linear_skip" not in options:
         n, windows = fits(kwargs["width"], True)[1:]
         dense = n <= MAX_PARAMS and windows >= MIN_DENSE_WINDOWS
@@ -145,8 +167,10 @@ def _default_mlp(shape, kwargs: dict, choices: dict) -> None:
         kwargs["net_options"] = options
         choices["linear_skip"] = (
             "on: a learned linear map beside the MLP (exact for linear dynamics; the network "
-            "learns the nonlinear remainder)" if dense else
-            "off: the model is too large for the dense finish")
+            "learns the nonlinear remainder)"
+            if dense
+            else "off: the model is too large for the dense finish"
+        )
 
 
 def _recorded(model, choices: dict):
@@ -160,5 +184,8 @@ def data_info(data_path) -> dict:
     from .. import data as _data
 
     with _data.open(data_path) as f:
-        return {"system": f.system_name, "system_params": dict(f.system_params),
-                "dt_save": float(f.dt_save)}
+        return {
+            "system": f.system_name,
+            "system_params": dict(f.system_params),
+            "dt_save": float(f.dt_save),
+        }

@@ -12,8 +12,7 @@ from ..errors import FormatError
 FORMAT = "physres-checkpoint"
 
 
-def save_checkpoint(path, model, optimizer, scheduler, scaler, state: dict,
-                    config: dict) -> None:
+def save_checkpoint(path, model, optimizer, scheduler, scaler, state: dict, config: dict) -> None:
     """Write a checkpoint atomically (:func:`physres._io.write_bytes`: normal permissions, a
     full disk is an ``OSError`` naming the file). ``state`` holds plain values (counters,
     histories, the best weights as a state dict)."""

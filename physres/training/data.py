@@ -31,14 +31,18 @@ class TrainingData:
 
         self.path = str(path)
         device = torch.device("cpu") if device is None else torch.device(device)
-        split = dict(frame_step=config.frame_step, fractions=config.fractions,
-                     seed=config.split_seed)
-        self.train = _data.WindowDataset(path, input_len=1, target_len=config.unroll,
-                                         split="train", **split)
+        split = dict(
+            frame_step=config.frame_step, fractions=config.fractions, seed=config.split_seed
+        )
+        self.train = _data.WindowDataset(
+            path, input_len=1, target_len=config.unroll, split="train", **split
+        )
         if len(self.train) == 0:
-            raise ValueError(f"{self.path!r} has no training window of {config.unroll + 1} "
-                             f"frames {config.frame_step} saved steps apart; lower `unroll` or "
-                             "`frame_step`, or generate longer trajectories")
+            raise ValueError(
+                f"{self.path!r} has no training window of {config.unroll + 1} "
+                f"frames {config.frame_step} saved steps apart; lower `unroll` or "
+                "`frame_step`, or generate longer trajectories"
+            )
         self.dt = float(self.train.dt)
         self.state_shape = tuple(self.train.state_shape)
         self.dtype = self.train.dtype
@@ -47,8 +51,9 @@ class TrainingData:
         train_idx = [int(i) for i in self.train.trajectory_indices]
         itemsize = torch.empty((), dtype=self.dtype).element_size()
         self.nbytes = len(train_idx) * self.train.n_t * math.prod(self.state_shape) * itemsize
-        self.in_memory = (self.nbytes <= MEMORY_LIMIT if config.in_memory is None
-                          else bool(config.in_memory))
+        self.in_memory = (
+            self.nbytes <= MEMORY_LIMIT if config.in_memory is None else bool(config.in_memory)
+        )
         self.states = None
         if self.in_memory:
             with _data.open(path) as f:
@@ -70,18 +75,21 @@ class TrainingData:
         bad = ~np.isfinite(states.reshape(states.shape[0], states.shape[1], -1)).all(-1)
         if bad.any():
             k, frame = np.argwhere(bad)[0]
-            raise ValueError(f"`data_path` {self.path!r}: trajectory {indices[k]} has a "
-                             f"non-finite state at frame {frame}; regenerate or drop it")
+            raise ValueError(
+                f"`data_path` {self.path!r}: trajectory {indices[k]} has a "
+                f"non-finite state at frame {frame}; regenerate or drop it"
+            )
 
-    def batches(self, epoch: int, batch_size: int, seed: int, rank: int = 0,
-                world: int = 1) -> list[list[int]]:
+    def batches(
+        self, epoch: int, batch_size: int, seed: int, rank: int = 0, world: int = 1
+    ) -> list[list[int]]:
         """This rank's batches of window indices for ``epoch``: a permutation seeded by
         ``(seed, epoch)``, cut to a multiple of ``world`` and dealt round-robin, so every rank
         runs the same number of batches."""
         g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
         perm = torch.randperm(len(self.train), generator=g).tolist()
         perm = perm[: len(perm) - len(perm) % world][rank::world]
-        return [perm[i:i + batch_size] for i in range(0, len(perm), batch_size)]
+        return [perm[i : i + batch_size] for i in range(0, len(perm), batch_size)]
 
     def gather(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Windows ``index`` (1-D long tensor) from memory: inputs (B, 1, *S), targets
@@ -100,8 +108,12 @@ class TrainingData:
             return _MemoryBatches(self, batches)
         from torch.utils.data import DataLoader
 
-        loader = DataLoader(self.train, batch_sampler=batches, num_workers=num_workers,
-                            generator=torch.Generator().manual_seed(0))
+        loader = DataLoader(
+            self.train,
+            batch_sampler=batches,
+            num_workers=num_workers,
+            generator=torch.Generator().manual_seed(0),
+        )
         return _CheckedBatches(self, loader, batches)
 
     def pairs(self, chunk: int = 8192, stride: int = 1):
@@ -116,11 +128,12 @@ class TrainingData:
             flat0 = x0.reshape(-1, *self.state_shape)[::stride]
             flat1 = x1.reshape(-1, *self.state_shape)[::stride]
             for i in range(0, flat0.shape[0], chunk):
-                yield flat0[i:i + chunk], flat1[i:i + chunk]
+                yield flat0[i : i + chunk], flat1[i : i + chunk]
             return
         order = list(range(0, n * wpt, stride))
-        for inputs, targets in self.loader([order[i:i + chunk]
-                                            for i in range(0, len(order), chunk)]):
+        for inputs, targets in self.loader(
+            [order[i : i + chunk] for i in range(0, len(order), chunk)]
+        ):
             yield inputs[:, 0], targets[:, 0]
 
 
@@ -150,13 +163,16 @@ class _CheckedBatches:
     def __iter__(self):
         for b, (inputs, targets) in zip(self.batches, self.loader, strict=True):
             if not (torch.isfinite(inputs).all() and torch.isfinite(targets).all()):
-                ok = (torch.isfinite(inputs).flatten(1).all(1)
-                      & torch.isfinite(targets).flatten(1).all(1))
+                ok = torch.isfinite(inputs).flatten(1).all(1) & torch.isfinite(targets).flatten(
+                    1
+                ).all(1)
                 k = int((~ok).nonzero()[0])
                 traj, start = self.data.train._locate(b[k])
-                raise ValueError(f"`data_path` {self.data.path!r}: trajectory {traj} has a "
-                                 f"non-finite state in frames from {start}; regenerate or "
-                                 "drop it")
+                raise ValueError(
+                    f"`data_path` {self.data.path!r}: trajectory {traj} has a "
+                    f"non-finite state in frames from {start}; regenerate or "
+                    "drop it"
+                )
             yield inputs, targets
 
     def __len__(self):

@@ -78,8 +78,10 @@ class _Residuals:
     def __call__(self, theta, x=None, target=None, functional=True):
         x = self.x0 if x is None else x
         target = self.y if target is None else target
-        params = {key: t.view(s) for key, t, s in zip(self.keys, theta.split(self.sizes),
-                                                      self.shapes, strict=True)}
+        params = {
+            key: t.view(s)
+            for key, t, s in zip(self.keys, theta.split(self.sizes), self.shapes, strict=True)
+        }
         r = (functional_call(self.wrapper, params, (x, functional)) - target) / self.std
         return (torch.view_as_real(r) if r.is_complex() else r).reshape(-1)
 
@@ -92,8 +94,18 @@ class _Residuals:
             p.copy_(t.view(s))
 
 
-def _damped(res: _Residuals, linearize, steps: int, *, mu: float, mu_min: float,
-            max_tries: int | None, callback, stall, functional: bool) -> list[float]:
+def _damped(
+    res: _Residuals,
+    linearize,
+    steps: int,
+    *,
+    mu: float,
+    mu_min: float,
+    max_tries: int | None,
+    callback,
+    stall,
+    functional: bool,
+) -> list[float]:
     """The damped Gauss–Newton loop both solvers share.
 
     ``linearize(theta, r)`` returns ``solve(mu)``: the step ``δ`` of ``(JᵀJ + μI) δ = −Jᵀr`` at
@@ -142,9 +154,18 @@ def stalled(losses: list[float], window: int, ratio: float) -> bool:
     return len(losses) > window and losses[-1] > (1 - ratio) * losses[-1 - window]
 
 
-def lm_polish(model, inputs: torch.Tensor, targets: torch.Tensor, dt: float, k: int,
-              steps: int, *, callback=None, mu: float = 1e-3,
-              stall: tuple[int, float] | None = None) -> list[float]:
+def lm_polish(
+    model,
+    inputs: torch.Tensor,
+    targets: torch.Tensor,
+    dt: float,
+    k: int,
+    steps: int,
+    *,
+    callback=None,
+    mu: float = 1e-3,
+    stall: tuple[int, float] | None = None,
+) -> list[float]:
     """Minimise the K-step loss of ``model`` over a fixed batch by Levenberg–Marquardt.
 
     Parameters
@@ -166,13 +187,17 @@ def lm_polish(model, inputs: torch.Tensor, targets: torch.Tensor, dt: float, k: 
     res = _Residuals(model, inputs, targets, dt, k)
     n_params = res.n_params
     if n_params > MAX_PARAMS:
-        raise ValueError(f"`polish_method` = 'lm' builds {n_params}×{n_params} normal equations;"
-                         f" use it for models of at most {MAX_PARAMS} parameters, or 'lbfgs'")
+        raise ValueError(
+            f"`polish_method` = 'lm' builds {n_params}×{n_params} normal equations;"
+            f" use it for models of at most {MAX_PARAMS} parameters, or 'lbfgs'"
+        )
     n_residuals = res.y.numel() * (2 if res.y.is_complex() else 1)
     if n_residuals * n_params > MAX_JACOBIAN:
-        raise ValueError(f"`polish_method` = 'lm' would build a {n_residuals}×{n_params} "
-                         f"Jacobian; lower `polish_windows` (now {targets.shape[0]}) or use "
-                         "'lbfgs'")
+        raise ValueError(
+            f"`polish_method` = 'lm' would build a {n_residuals}×{n_params} "
+            f"Jacobian; lower `polish_windows` (now {targets.shape[0]}) or use "
+            "'lbfgs'"
+        )
 
     def per_sample(theta, x, target):
         return res(theta, x[None], target[None])
@@ -185,7 +210,8 @@ def lm_polish(model, inputs: torch.Tensor, targets: torch.Tensor, dt: float, k: 
                 f"`polish_method` = 'lm' needs a step that torch.func can vmap, and "
                 f"{type(model).__name__} failed ({str(exc).splitlines()[0][:80]}); for "
                 "NeuralODE use a fixed-grid method (euler, midpoint, rk4), or polish with "
-                "'lbfgs'") from None
+                "'lbfgs'"
+            ) from None
         jac = jac.reshape(-1, n_params).detach()
         a, g = jac.T @ jac, jac.T @ r
         eye = torch.eye(n_params, dtype=a.dtype, device=a.device)
@@ -197,13 +223,32 @@ def lm_polish(model, inputs: torch.Tensor, targets: torch.Tensor, dt: float, k: 
         return solve
 
     # the batched residual runs the ordinary step (faster than the vmappable one)
-    return _damped(res, linearize, steps, mu=mu, mu_min=1e-15, max_tries=None,
-                   callback=callback, stall=stall, functional=False)
+    return _damped(
+        res,
+        linearize,
+        steps,
+        mu=mu,
+        mu_min=1e-15,
+        max_tries=None,
+        callback=callback,
+        stall=stall,
+        functional=False,
+    )
 
 
-def gn_polish(model, inputs: torch.Tensor, targets: torch.Tensor, dt: float, k: int,
-              steps: int, *, cg_iter: int = 20, callback=None, mu: float = 1e-3,
-              stall: tuple[int, float] | None = None) -> list[float]:
+def gn_polish(
+    model,
+    inputs: torch.Tensor,
+    targets: torch.Tensor,
+    dt: float,
+    k: int,
+    steps: int,
+    *,
+    cg_iter: int = 20,
+    callback=None,
+    mu: float = 1e-3,
+    stall: tuple[int, float] | None = None,
+) -> list[float]:
     """Matrix-free Levenberg–Marquardt (Gauss–Newton–CG) on the K-step residuals.
 
     Each step solves ``(JᵀJ + μI) δ = −Jᵀr`` by ``cg_iter`` conjugate-gradient iterations,
@@ -222,17 +267,28 @@ def gn_polish(model, inputs: torch.Tensor, targets: torch.Tensor, dt: float, k: 
             raise ValueError(
                 f"`polish_method` = 'gn' needs a step that torch.func can differentiate "
                 f"forward, and {type(model).__name__} failed "
-                f"({str(exc).splitlines()[0][:80]}); polish with 'lbfgs'") from None
+                f"({str(exc).splitlines()[0][:80]}); polish with 'lbfgs'"
+            ) from None
         g = vjp_fn(r)[0].detach()
 
         def solve(mu):
-            return _cg(lambda v: vjp_fn(jvp(res, (theta,), (v,))[1])[0].detach() + mu * v,
-                       -g, cg_iter)
+            return _cg(
+                lambda v: vjp_fn(jvp(res, (theta,), (v,))[1])[0].detach() + mu * v, -g, cg_iter
+            )
 
         return solve
 
-    return _damped(res, linearize, steps, mu=mu, mu_min=1e-12, max_tries=8,
-                   callback=callback, stall=stall, functional=True)
+    return _damped(
+        res,
+        linearize,
+        steps,
+        mu=mu,
+        mu_min=1e-12,
+        max_tries=8,
+        callback=callback,
+        stall=stall,
+        functional=True,
+    )
 
 
 def _cg(matvec, b: torch.Tensor, iters: int) -> torch.Tensor:

@@ -21,8 +21,16 @@ def write_logs(prefix, history: list[dict], evaluations: list[dict], summary: di
     writer = csv.writer(buf)
     writer.writerow(COLUMNS)
     for row in history:
-        writer.writerow([row["step"], row["epoch"], row["unroll"], f"{row['lr']:.6e}",
-                         f"{row['loss']:.9e}", _fmt(scored.get(row["step"]))])
+        writer.writerow(
+            [
+                row["step"],
+                row["epoch"],
+                row["unroll"],
+                f"{row['lr']:.6e}",
+                f"{row['loss']:.9e}",
+                _fmt(scored.get(row["step"])),
+            ]
+        )
     write_text(prefix.with_name(prefix.name + ".csv"), buf.getvalue())
     doc = {**summary, "evaluations": evaluations, "history": history}
     write_text(prefix.with_name(prefix.name + ".json"), json.dumps(doc, indent=1))
@@ -30,4 +38,3 @@ def write_logs(prefix, history: list[dict], evaluations: list[dict], summary: di
 
 def _fmt(value) -> str:
     return "" if value is None else f"{value:.6e}"
-

@@ -67,15 +67,22 @@ class FitResult:
         return [h["loss"] for h in self.history]
 
     def summary(self) -> dict:
-        return {"steps": self.steps, "epochs_run": self.epochs_run, "wall_s": self.wall_s,
-                "best_val_error": jsonable(self.best_val_error),
-                "best_epoch": self.best_epoch, "stopped_early": self.stopped_early,
-                "interrupted": self.interrupted, "dt": self.dt,
-                "final_loss": self.history[-1]["loss"] if self.history else None}
+        return {
+            "steps": self.steps,
+            "epochs_run": self.epochs_run,
+            "wall_s": self.wall_s,
+            "best_val_error": jsonable(self.best_val_error),
+            "best_epoch": self.best_epoch,
+            "stopped_early": self.stopped_early,
+            "interrupted": self.interrupted,
+            "dt": self.dt,
+            "final_loss": self.history[-1]["loss"] if self.history else None,
+        }
 
 
-def fit(model: LearnedStepper, data_path, config: TrainConfig | None = None, *,
-        callback=None) -> FitResult:
+def fit(
+    model: LearnedStepper, data_path, config: TrainConfig | None = None, *, callback=None
+) -> FitResult:
     """Train ``model`` in place on the trajectories of an HDF5 file.
 
     The loss unrolls the model K steps from each window's first frame (K ramps from 1 to
@@ -99,8 +106,9 @@ def fit(model: LearnedStepper, data_path, config: TrainConfig | None = None, *,
     if not isinstance(config, TrainConfig):
         raise TypeError(f"`config` must be a TrainConfig, got {type(config).__name__}")
     if not isinstance(model, LearnedStepper):
-        raise TypeError(f"`model` must be a physres.models.LearnedStepper, "
-                        f"got {type(model).__name__}")
+        raise TypeError(
+            f"`model` must be a physres.models.LearnedStepper, got {type(model).__name__}"
+        )
     device = torch.device(config.device) if config.device else _checks.default_device()
     amp = _amp(config.amp, device)
     ctx, device = distributed.setup(device)
@@ -112,8 +120,9 @@ def fit(model: LearnedStepper, data_path, config: TrainConfig | None = None, *,
 
 def _amp(setting, device) -> bool:
     if setting and device.type != "cuda":
-        raise ValueError("`amp` (mixed precision) runs on CUDA only; the device is "
-                         f"{device.type!r}")
+        raise ValueError(
+            f"`amp` (mixed precision) runs on CUDA only; the device is {device.type!r}"
+        )
     return bool(setting)
 
 
@@ -127,12 +136,21 @@ class _Run:
         _check_match(model, self.data)
         model.dt = self.data.dt
         built = getattr(model, "training_info", None)
-        info = {"model": dict(built["model"])} if isinstance(built, dict) and \
-            isinstance(built.get("model"), dict) else {}
-        info |= {"data": self.data.path, "dt": self.data.dt,
-                "data_path": ("in memory (training trajectories held on the device, "
-                              f"{self.data.nbytes / 2**20:.1f} MiB)" if self.data.in_memory
-                              else "streamed from HDF5 (WindowDataset)")}
+        info = (
+            {"model": dict(built["model"])}
+            if isinstance(built, dict) and isinstance(built.get("model"), dict)
+            else {}
+        )
+        info |= {
+            "data": self.data.path,
+            "dt": self.data.dt,
+            "data_path": (
+                "in memory (training trajectories held on the device, "
+                f"{self.data.nbytes / 2**20:.1f} MiB)"
+                if self.data.in_memory
+                else "streamed from HDF5 (WindowDataset)"
+            ),
+        }
         dtype = _dtype(config.precision, self.data.dtype)
         if dtype is not None and model.net_dtype != dtype:
             model.to(dtype)
@@ -141,60 +159,94 @@ class _Run:
             mean, std = self.data.normalization["mean"], self.data.normalization["std"]
             info["normalization"] = "per-component mean and std of the training split"
             if _site_shared(model):  # one weight vector for every site: one scale for all
-                var = (std**2 + (mean - mean.mean())**2).mean()
+                var = (std**2 + (mean - mean.mean()) ** 2).mean()
                 mean, std = mean.mean().expand_as(mean), var.sqrt().expand_as(std)
-                info["normalization"] = ("mean and std of the training split pooled over "
-                                         "sites (the field shares its weights across sites)")
+                info["normalization"] = (
+                    "mean and std of the training split pooled over "
+                    "sites (the field shares its weights across sites)"
+                )
             model.set_normalization(mean, std)
         else:
             info["normalization"] = "none"
         model.to(device)
         torch.manual_seed(config.seed + 7919 * ctx.rank)
-        self.linear = lstsq.linear_kind(model) if config.polish_method in ("auto",
-                                                                           "lstsq") else None
+        self.linear = (
+            lstsq.linear_kind(model) if config.polish_method in ("auto", "lstsq") else None
+        )
         if config.polish_method == "lstsq" and self.linear is None:
-            raise ValueError(f"`polish_method` = 'lstsq' needs a model linear in its "
-                             f"parameters (a one-block ResNetEmulator on net='poly', or a "
-                             f"NeuralODE on net='poly'), got {type(model).__name__}")
+            raise ValueError(
+                f"`polish_method` = 'lstsq' needs a model linear in its "
+                f"parameters (a one-block ResNetEmulator on net='poly', or a "
+                f"NeuralODE on net='poly'), got {type(model).__name__}"
+            )
         self.polish = _polish_plan(model, config, self.data, self.linear)
         if self.polish["method"] not in ("none", "lstsq") and ctx.enabled:
             if config.polish_method != "auto":
-                raise ValueError("`polish_steps` (full-batch second-order finish) runs in a "
-                                 "single process, not under torchrun")
+                raise ValueError(
+                    "`polish_steps` (full-batch second-order finish) runs in a "
+                    "single process, not under torchrun"
+                )
             self.polish = {"method": "none", "reason": "not under torchrun (single process)"}
         self.skip_adamw = self.linear is not None
         if config.noise:
             info["noise"] = f"Gaussian, {config.noise:g} std on each window's start"
         if config.pushforward:
             info["pushforward"] = "gradient through the last unrolled step only"
-        info["optimiser"] = ("AdamW skipped: the model is linear in its parameters, "
-                             "solved by least squares" if self.linear == "resnet" else
-                             "AdamW skipped: least-squares start for the polynomial field, "
-                             "then the second-order finish" if self.linear == "node" else
-                             f"AdamW, lr {config.lr:g}, {config.schedule} schedule")
+        info["optimiser"] = (
+            "AdamW skipped: the model is linear in its parameters, solved by least squares"
+            if self.linear == "resnet"
+            else "AdamW skipped: least-squares start for the polynomial field, "
+            "then the second-order finish"
+            if self.linear == "node"
+            else f"AdamW, lr {config.lr:g}, {config.schedule} schedule"
+        )
         info["polish"] = dict(self.polish)
-        info["stopping"] = (f"validation every {config.val_every} epoch(s): " +
-                            (f"per-step rollout error capped at {config.val_threshold:g} "
-                             "(clipped)" if config.val_metric == "clipped" else
-                             "relative error over the whole rollout") +
-                            (f", patience {config.patience}" if config.patience is not None
-                             else ", no early stopping") + "; best weights restored")
-        self.per_epoch = len(self.data.batches(0, config.batch_size, config.seed, ctx.rank,
-                                               ctx.world))
+        info["stopping"] = (
+            f"validation every {config.val_every} epoch(s): "
+            + (
+                f"per-step rollout error capped at {config.val_threshold:g} (clipped)"
+                if config.val_metric == "clipped"
+                else "relative error over the whole rollout"
+            )
+            + (
+                f", patience {config.patience}"
+                if config.patience is not None
+                else ", no early stopping"
+            )
+            + "; best weights restored"
+        )
+        self.per_epoch = len(
+            self.data.batches(0, config.batch_size, config.seed, ctx.rank, ctx.world)
+        )
         self.epochs, info["epochs"] = _epochs_plan(config, self.polish, self.per_epoch)
-        info["unroll"] = (f"K-step loss, K = 1 → {config.unroll} over "
-                          f"{config.curriculum_epochs or max(1, self.epochs // 2)} epochs"
-                          if config.unroll > 1 else "one-step loss")
+        info["unroll"] = (
+            f"K-step loss, K = 1 → {config.unroll} over "
+            f"{config.curriculum_epochs or max(1, self.epochs // 2)} epochs"
+            if config.unroll > 1
+            else "one-step loss"
+        )
         self.info = info
         self.total = self.epochs * self.per_epoch
-        self.optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr,
-                                           weight_decay=config.weight_decay, foreach=True)
+        self.optimizer = torch.optim.AdamW(
+            model.parameters(), lr=config.lr, weight_decay=config.weight_decay, foreach=True
+        )
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda step: self._lr_factor(step))
+            self.optimizer, lambda step: self._lr_factor(step)
+        )
         self.scaler = torch.amp.GradScaler("cuda") if amp else None
-        self.state = {"epoch": 0, "batch": 0, "step": 0, "best": math.inf, "best_epoch": None,
-                      "best_state": None, "bad": 0, "stopped_early": False, "wall_s": 0.0,
-                      "polished": False, "solved": False}
+        self.state = {
+            "epoch": 0,
+            "batch": 0,
+            "step": 0,
+            "best": math.inf,
+            "best_epoch": None,
+            "best_state": None,
+            "bad": 0,
+            "stopped_early": False,
+            "wall_s": 0.0,
+            "polished": False,
+            "solved": False,
+        }
         self.history: list[dict] = []
         self.evaluations: list[dict] = []
         if config.resume:
@@ -205,8 +257,10 @@ class _Run:
 
             stochastic = any(p > 0 for p in getattr(model, "drop", []))
             loss = DistributedDataParallel(
-                loss, device_ids=[device] if device.type == "cuda" else None,
-                find_unused_parameters=stochastic)
+                loss,
+                device_ids=[device] if device.type == "cuda" else None,
+                find_unused_parameters=stochastic,
+            )
         self.loss = loss
 
     def _say(self, text: str) -> None:
@@ -233,15 +287,24 @@ class _Run:
 
         for key, value in self.info.items():
             self._say(f"fit: {key}: {value}")
-        bar = tqdm(total=0 if self.skip_adamw else self.total, initial=s["step"],
-                   disable=not (c.progress and self.ctx.main),
-                   desc=f"train {type(self.model).__name__}", unit="step", leave=False)
+        bar = tqdm(
+            total=0 if self.skip_adamw else self.total,
+            initial=s["step"],
+            disable=not (c.progress and self.ctx.main),
+            desc=f"train {type(self.model).__name__}",
+            unit="step",
+            leave=False,
+        )
         interrupted = False
         try:
             if self.linear is not None and not s["solved"]:
                 self._solve()
-            while (not self.skip_adamw and s["epoch"] < self.epochs and not s["stopped_early"]
-                   and not interrupted):
+            while (
+                not self.skip_adamw
+                and s["epoch"] < self.epochs
+                and not s["stopped_early"]
+                and not interrupted
+            ):
                 interrupted = self._epoch(bar, start)
                 if interrupted:
                     break
@@ -252,8 +315,11 @@ class _Run:
                 s["wall_s"] = time.perf_counter() - start
                 self._checkpoint()
                 self._write_logs()
-            if not interrupted and self.polish["method"] not in ("none", "lstsq") \
-                    and not s["polished"]:
+            if (
+                not interrupted
+                and self.polish["method"] not in ("none", "lstsq")
+                and not s["polished"]
+            ):
                 self._polish(bar)
                 s["wall_s"] = time.perf_counter() - start
                 self._checkpoint()
@@ -261,12 +327,16 @@ class _Run:
             s["wall_s"] = time.perf_counter() - start
             bar.close()
             self._checkpoint()
-            where = (f"checkpoint written to {c.checkpoint!r}; continue with `--resume` "
-                     "(TrainConfig(resume=True))" if c.checkpoint and self.ctx.main else
-                     "no checkpoint path was set (`--checkpoint`), so the run cannot be "
-                     "resumed")
-            print(f"fit interrupted at step {s['step']} (epoch {s['epoch']}): {where}",
-                  file=sys.stderr)
+            where = (
+                f"checkpoint written to {c.checkpoint!r}; continue with `--resume` "
+                "(TrainConfig(resume=True))"
+                if c.checkpoint and self.ctx.main
+                else "no checkpoint path was set (`--checkpoint`), so the run cannot be resumed"
+            )
+            print(
+                f"fit interrupted at step {s['step']} (epoch {s['epoch']}): {where}",
+                file=sys.stderr,
+            )
             raise
         finally:
             bar.close()
@@ -275,14 +345,23 @@ class _Run:
             self.model.load_state_dict(s["best_state"])
         self.model.eval()
         result = FitResult(
-            history=self.history, evaluations=self.evaluations,
+            history=self.history,
+            evaluations=self.evaluations,
             best_val_error=None if s["best_epoch"] is None else s["best"],
-            best_epoch=s["best_epoch"], stopped_early=s["stopped_early"],
-            interrupted=interrupted, steps=s["step"], epochs_run=s["epoch"],
-            wall_s=s["wall_s"], dt=self.data.dt)
-        self.info["result"] = {k: v for k, v in result.summary().items()
-                               if k in ("steps", "epochs_run", "wall_s", "best_val_error",
-                                        "best_epoch", "stopped_early")}
+            best_epoch=s["best_epoch"],
+            stopped_early=s["stopped_early"],
+            interrupted=interrupted,
+            steps=s["step"],
+            epochs_run=s["epoch"],
+            wall_s=s["wall_s"],
+            dt=self.data.dt,
+        )
+        self.info["result"] = {
+            k: v
+            for k, v in result.summary().items()
+            if k
+            in ("steps", "epochs_run", "wall_s", "best_val_error", "best_epoch", "stopped_early")
+        }
         self.model.training_info = jsonable(self.info, where="training_info")
         self._write_logs(result)
         return result
@@ -300,16 +379,19 @@ class _Run:
         out["stride"] = stride
         s["solved"] = True
         self.info["lstsq"] = out
-        self._say(f"fit: least squares over {out['pairs']} pairs, {out['features']} features:"
-                  f" rms one-step residual {out['rms_residual']:.3e}")
+        self._say(
+            f"fit: least squares over {out['pairs']} pairs, {out['features']} features:"
+            f" rms one-step residual {out['rms_residual']:.3e}"
+        )
         self._validate(None)
 
     def _epoch(self, bar, start) -> bool:
         """One epoch (from the saved batch position); True when stopped by ``max_steps``."""
         c, s = self.config, self.state
         k = c.unroll_at(s["epoch"], self.epochs)
-        batches = self.data.batches(s["epoch"], c.batch_size, c.seed, self.ctx.rank,
-                                    self.ctx.world)[s["batch"]:]
+        batches = self.data.batches(
+            s["epoch"], c.batch_size, c.seed, self.ctx.rank, self.ctx.world
+        )[s["batch"] :]
         self.model.train()
         history, callback = self.history, self.callback
         noise = c.noise * self.model.norm_std.to(self.device) if c.noise else None
@@ -320,8 +402,15 @@ class _Run:
             loss = self._optimise(inputs, targets, k)
             s["step"] += 1
             s["batch"] += 1
-            history.append({"step": s["step"], "epoch": s["epoch"], "unroll": k,
-                            "lr": self.optimizer.param_groups[0]["lr"], "loss": loss})
+            history.append(
+                {
+                    "step": s["step"],
+                    "epoch": s["epoch"],
+                    "unroll": k,
+                    "lr": self.optimizer.param_groups[0]["lr"],
+                    "loss": loss,
+                }
+            )
             bar.update()
             if s["step"] % POSTFIX_EVERY == 0:
                 bar.set_postfix(loss=f"{loss:.3e}", K=k, refresh=False)
@@ -349,10 +438,12 @@ class _Run:
         if not math.isfinite(value):
             raise FloatingPointError(
                 f"training loss became non-finite at step {self.state['step'] + 1}; lower `lr`"
-                " or `unroll`, or enable `grad_clip`")
+                " or `unroll`, or enable `grad_clip`"
+            )
         if self.config.grad_clip is not None:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip,
-                                           foreach=True)
+            torch.nn.utils.clip_grad_norm_(
+                self.model.parameters(), self.config.grad_clip, foreach=True
+            )
         if self.scaler is not None:
             self.scaler.step(self.optimizer)
             self.scaler.update()
@@ -387,8 +478,9 @@ class _Run:
 
         def record(loss: float) -> None:
             s["step"] += 1
-            self.history.append({"step": s["step"], "epoch": s["epoch"], "unroll": k,
-                                 "lr": 1.0, "loss": loss})
+            self.history.append(
+                {"step": s["step"], "epoch": s["epoch"], "unroll": k, "lr": 1.0, "loss": loss}
+            )
             bar.set_postfix(polish=f"{loss:.3e}", refresh=False)
             if self.callback is not None:
                 self.callback(s["step"], loss)
@@ -396,16 +488,31 @@ class _Run:
         steps = self.polish["steps"]
         stall = (STALL_WINDOW, c.polish_stall) if c.polish_stall else None
         if method == "lm":
-            losses = lm_polish(self.model, inputs, targets, self.data.dt, k, steps,
-                               callback=record, stall=stall)
+            losses = lm_polish(
+                self.model, inputs, targets, self.data.dt, k, steps, callback=record, stall=stall
+            )
         elif method == "gn":
-            losses = gn_polish(self.model, inputs, targets, self.data.dt, k, steps,
-                               cg_iter=c.polish_iter, callback=record, stall=stall)
+            losses = gn_polish(
+                self.model,
+                inputs,
+                targets,
+                self.data.dt,
+                k,
+                steps,
+                cg_iter=c.polish_iter,
+                callback=record,
+                stall=stall,
+            )
         else:
-            optimizer = torch.optim.LBFGS(self.model.parameters(), lr=1.0,
-                                          max_iter=c.polish_iter, history_size=50,
-                                          line_search_fn="strong_wolfe", tolerance_grad=1e-14,
-                                          tolerance_change=1e-16)
+            optimizer = torch.optim.LBFGS(
+                self.model.parameters(),
+                lr=1.0,
+                max_iter=c.polish_iter,
+                history_size=50,
+                line_search_fn="strong_wolfe",
+                tolerance_grad=1e-14,
+                tolerance_change=1e-16,
+            )
 
             def closure():
                 optimizer.zero_grad(set_to_none=True)
@@ -420,18 +527,26 @@ class _Run:
         s["polished"] = True
         before = s["best"]
         self._validate(bar)
-        stall_stop = (stall is not None and len(losses) < steps
-                      and stalled(losses, *stall))
-        self.info["polish"].update(iterations=len(losses),
-                                   final_loss=losses[-1] if losses else None,
-                                   stopped=("loss stalled" if stall_stop else
-                                            "budget" if len(losses) >= steps else
-                                            "converged (no damping lowers the loss)"),
-                                   kept=s["best"] < before)
+        stall_stop = stall is not None and len(losses) < steps and stalled(losses, *stall)
+        self.info["polish"].update(
+            iterations=len(losses),
+            final_loss=losses[-1] if losses else None,
+            stopped=(
+                "loss stalled"
+                if stall_stop
+                else "budget"
+                if len(losses) >= steps
+                else "converged (no damping lowers the loss)"
+            ),
+            kept=s["best"] < before,
+        )
         done = self.info["polish"]
-        self._say(f"fit: polish: {len(losses)} iterations ({done['stopped']}), loss "
-                  f"{done['final_loss']:.3e}, {'kept' if done['kept'] else 'not kept'}"
-                  if losses else "fit: polish: no iteration")
+        self._say(
+            f"fit: polish: {len(losses)} iterations ({done['stopped']}), loss "
+            f"{done['final_loss']:.3e}, {'kept' if done['kept'] else 'not kept'}"
+            if losses
+            else "fit: polish: no iteration"
+        )
 
     def _validate(self, bar) -> None:
         s, c = self.state, self.config
@@ -439,16 +554,18 @@ class _Run:
             return
         self.model.eval()
         threshold = c.val_threshold if c.val_metric == "clipped" else None
-        error = rollout_error(self.model, self.data.val_states.to(self.device), self.data.dt,
-                              threshold)
+        error = rollout_error(
+            self.model, self.data.val_states.to(self.device), self.data.dt, threshold
+        )
         error = distributed.from_main(self.ctx, error, self.device)
         self.evaluations.append({"epoch": s["epoch"], "step": s["step"], "val_error": error})
         if bar is not None:
             bar.set_postfix(val=f"{error:.3e}", refresh=True)
         if error < s["best"]:
             s["best"], s["best_epoch"], s["bad"] = error, s["epoch"], 0
-            s["best_state"] = {k: v.detach().cpu().clone()
-                               for k, v in self.model.state_dict().items()}
+            s["best_state"] = {
+                k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()
+            }
         else:
             s["bad"] += 1
             if c.patience is not None and s["bad"] >= c.patience:
@@ -459,18 +576,30 @@ class _Run:
         if not self.config.checkpoint or not self.ctx.main:
             return
         state = {**self.state, "history": self.history, "evaluations": self.evaluations}
-        save_checkpoint(self.config.checkpoint, self.model, self.optimizer, self.scheduler,
-                        self.scaler, state, self.config.to_dict())
+        save_checkpoint(
+            self.config.checkpoint,
+            self.model,
+            self.optimizer,
+            self.scheduler,
+            self.scaler,
+            state,
+            self.config.to_dict(),
+        )
 
     def _restore(self, data: dict) -> None:
         # older checkpoints lack these settings (they ran without stall stopping, which only
         # ends a finish early, so resuming them with the current value is allowed)
-        saved = {"polish_method": "lbfgs", "polish_stall": self.config.polish_stall,
-                 **data["config"]}
+        saved = {
+            "polish_method": "lbfgs",
+            "polish_stall": self.config.polish_stall,
+            **data["config"],
+        }
         differ = [k for k in _RUN_KEYS if _plain(saved.get(k)) != _plain(getattr(self.config, k))]
         if differ:
-            raise ValueError(f"cannot resume {self.config.checkpoint!r}: settings differ from "
-                             f"the checkpointed run ({', '.join(differ)})")
+            raise ValueError(
+                f"cannot resume {self.config.checkpoint!r}: settings differ from "
+                f"the checkpointed run ({', '.join(differ)})"
+            )
         self.model.load_state_dict(data["model"]["state_dict"])
         self.optimizer.load_state_dict(data["optimizer"])
         self.scheduler.load_state_dict(data["scheduler"])
@@ -485,12 +614,14 @@ class _Run:
     def _write_logs(self, result: FitResult | None = None) -> None:
         if not self.config.log or not self.ctx.main:
             return
-        summary = {"model": type(self.model).name, "config": self.config.to_dict(),
-                   "training_info": jsonable(self.info, where="training_info")}
+        summary = {
+            "model": type(self.model).name,
+            "config": self.config.to_dict(),
+            "training_info": jsonable(self.info, where="training_info"),
+        }
         if result is not None:
             summary.update(result.summary())
-        evaluations = [{**e, "val_error": jsonable(e["val_error"])}
-                       for e in self.evaluations]
+        evaluations = [{**e, "val_error": jsonable(e["val_error"])} for e in self.evaluations]
         write_logs(Path(self.config.log), self.history, evaluations, summary)
 
 
@@ -503,7 +634,7 @@ def _dtype(setting: str, data_dtype: torch.dtype):
 
 
 def _why_dtype(config) -> str:
-    return ("float64 data" if config.precision == "auto" else "`precision` setting")
+    return "float64 data" if config.precision == "auto" else "`precision` setting"
 
 
 def _site_shared(model) -> bool:
@@ -514,15 +645,21 @@ def _site_shared(model) -> bool:
 def _check_match(model, data) -> None:
     """The model's state shape, kind and step against the data's, each named when wrong."""
     if tuple(model.state_shape) != data.state_shape:
-        raise ValueError(f"`model` has state_shape {tuple(model.state_shape)}, the data "
-                         f"{data.path!r} hold states of shape {data.state_shape}")
+        raise ValueError(
+            f"`model` has state_shape {tuple(model.state_shape)}, the data "
+            f"{data.path!r} hold states of shape {data.state_shape}"
+        )
     if model.complex_state != data.dtype.is_complex:
         kind = "complex" if data.dtype.is_complex else "real"
-        raise ValueError(f"`model` takes {'complex' if model.complex_state else 'real'} "
-                         f"states, the data {data.path!r} are {kind} ({data.dtype})")
+        raise ValueError(
+            f"`model` takes {'complex' if model.complex_state else 'real'} "
+            f"states, the data {data.path!r} are {kind} ({data.dtype})"
+        )
     if model.dt is not None and not math.isclose(model.dt, data.dt, rel_tol=1e-9):
-        raise ValueError(f"the model's `dt` = {model.dt:g} differs from the data's step "
-                         f"frame_step·dt_save = {data.dt:g}; set `frame_step` to match")
+        raise ValueError(
+            f"the model's `dt` = {model.dt:g} differs from the data's step "
+            f"frame_step·dt_save = {data.dt:g}; set `frame_step` to match"
+        )
 
 
 def _polish_plan(model, config, data, linear) -> dict:
@@ -536,63 +673,96 @@ def _polish_plan(model, config, data, linear) -> dict:
     windows = min(config.polish_windows, len(data.train))
     plan = {"method": method, "unroll": k, "windows": windows, "params": n_params}
     if linear == "resnet":
-        return {"method": "lstsq", "reason": "linear in its parameters: one-step least "
-                "squares is exact", "params": n_params}
+        return {
+            "method": "lstsq",
+            "reason": "linear in its parameters: one-step least squares is exact",
+            "params": n_params,
+        }
     if linear == "node":
         plan["unroll"] = 1
         per_window //= k
     if method == "none" or config.polish_steps == 0:
-        return {"method": "none", "reason": "switched off (`polish_steps` = 0 or "
-                "`polish_method` = 'none')"}
+        return {
+            "method": "none",
+            "reason": "switched off (`polish_steps` = 0 or `polish_method` = 'none')",
+        }
     if method != "auto":
         plan["reason"] = "`polish_method` setting"
         if method == "lm":
             _check_dense(n_params, windows * per_window, windows)
     elif data.dtype.is_complex or model.complex_state:
         return {"method": "none", "reason": "auto: complex states (no automatic polish)"}
-    elif not (type(model).vmappable and (
+    elif not (
+        type(model).vmappable
+        and (
             type(model)._functional_step is not LearnedStepper._functional_step
-            or not getattr(model, "method", None))):
-        plan.update(method="lbfgs", reason="auto: the step cannot be vmapped (adaptive "
-                    "solver or Newton solve): L-BFGS with strong-Wolfe line search")
+            or not getattr(model, "method", None)
+        )
+    ):
+        plan.update(
+            method="lbfgs",
+            reason="auto: the step cannot be vmapped (adaptive "
+            "solver or Newton solve): L-BFGS with strong-Wolfe line search",
+        )
     else:
         dense = int(DENSE_FLOPS // max(1, per_window * n_params**2))
         if n_params <= MAX_PARAMS and dense >= min(windows, MIN_DENSE_WINDOWS):
-            plan.update(method="lm", windows=min(windows, dense),
-                        reason=f"auto: {n_params} parameters: dense Levenberg–Marquardt "
-                        f"(normal equations within {DENSE_FLOPS:.0e} flops per iteration)")
+            plan.update(
+                method="lm",
+                windows=min(windows, dense),
+                reason=f"auto: {n_params} parameters: dense Levenberg–Marquardt "
+                f"(normal equations within {DENSE_FLOPS:.0e} flops per iteration)",
+            )
         else:
-            plan.update(method="gn", reason=f"auto: {n_params} parameters: matrix-free "
-                        "Gauss–Newton–CG (Jacobian-vector products; the dense normal "
-                        f"equations exceed {DENSE_FLOPS:.0e} flops on {MIN_DENSE_WINDOWS} "
-                        "windows)")
+            plan.update(
+                method="gn",
+                reason=f"auto: {n_params} parameters: matrix-free "
+                "Gauss–Newton–CG (Jacobian-vector products; the dense normal "
+                f"equations exceed {DENSE_FLOPS:.0e} flops on {MIN_DENSE_WINDOWS} "
+                "windows)",
+            )
     if config.polish_steps is not None:
         plan["steps"] = config.polish_steps
         plan["steps_reason"] = "`polish_steps` setting"
     elif plan["method"] == "lm" and config.epochs is None and linear is None:
         plan["steps"] = LM_STEPS
-        plan["steps_reason"] = (f"auto: at most {LM_STEPS} dense iterations after the AdamW "
-                                "warm-up (the finish, not AdamW, sets the accuracy)")
+        plan["steps_reason"] = (
+            f"auto: at most {LM_STEPS} dense iterations after the AdamW "
+            "warm-up (the finish, not AdamW, sets the accuracy)"
+        )
     else:
         plan["steps"] = POLISH_STEPS
-        plan["steps_reason"] = (f"auto: {POLISH_STEPS} iterations (" + (
-            "from the least-squares start" if linear == "node" else
-            "after the `epochs` set" if config.epochs is not None else
-            f"{plan['method']} finish") + ")")
+        plan["steps_reason"] = (
+            f"auto: {POLISH_STEPS} iterations ("
+            + (
+                "from the least-squares start"
+                if linear == "node"
+                else "after the `epochs` set"
+                if config.epochs is not None
+                else f"{plan['method']} finish"
+            )
+            + ")"
+        )
     if plan["method"] in ("lm", "gn") and config.polish_stall:
-        plan["stall"] = (f"stop when the loss falls by less than {config.polish_stall:g} of "
-                         f"itself over {STALL_WINDOW} iterations")
+        plan["stall"] = (
+            f"stop when the loss falls by less than {config.polish_stall:g} of "
+            f"itself over {STALL_WINDOW} iterations"
+        )
     return plan
 
 
 def _check_dense(n_params: int, n_residuals: int, windows: int) -> None:
     if n_params > MAX_PARAMS:
-        raise ValueError(f"`polish_method` = 'lm' builds {n_params}×{n_params} normal "
-                         f"equations; use it for models of at most {MAX_PARAMS} parameters, "
-                         "or 'gn' / 'auto'")
+        raise ValueError(
+            f"`polish_method` = 'lm' builds {n_params}×{n_params} normal "
+            f"equations; use it for models of at most {MAX_PARAMS} parameters, "
+            "or 'gn' / 'auto'"
+        )
     if n_residuals * n_params > MAX_JACOBIAN:
-        raise ValueError(f"`polish_method` = 'lm' would build a {n_residuals}×{n_params} "
-                         f"Jacobian; lower `polish_windows` (now {windows}) or use 'gn'")
+        raise ValueError(
+            f"`polish_method` = 'lm' would build a {n_residuals}×{n_params} "
+            f"Jacobian; lower `polish_windows` (now {windows}) or use 'gn'"
+        )
 
 
 def _epochs_plan(config, polish: dict, per_epoch: int) -> tuple[int, str]:
@@ -601,9 +771,11 @@ def _epochs_plan(config, polish: dict, per_epoch: int) -> tuple[int, str]:
         return config.epochs, f"{config.epochs} (`epochs` setting)"
     if polish["method"] == "lm":
         epochs = max(1, math.ceil(WARMUP_STEPS / max(1, per_epoch)))
-        return epochs, (f"{epochs} (auto: a warm-up of ≥ {WARMUP_STEPS} AdamW steps, "
-                        f"{per_epoch} per epoch, before the dense Levenberg–Marquardt finish"
-                        "; longer AdamW runs leave LM worse minima)")
+        return epochs, (
+            f"{epochs} (auto: a warm-up of ≥ {WARMUP_STEPS} AdamW steps, "
+            f"{per_epoch} per epoch, before the dense Levenberg–Marquardt finish"
+            "; longer AdamW runs leave LM worse minima)"
+        )
     return EPOCHS, f"{EPOCHS} (auto: no dense finish follows)"
 
 

@@ -6,8 +6,9 @@ import torch
 from torch import nn
 
 
-def unrolled_loss(model, inputs: torch.Tensor, targets: torch.Tensor, dt: float,
-                  k: int, pushforward: bool = False) -> torch.Tensor:
+def unrolled_loss(
+    model, inputs: torch.Tensor, targets: torch.Tensor, dt: float, k: int, pushforward: bool = False
+) -> torch.Tensor:
     """Mean squared error of ``k`` autoregressive steps, in units of the data's std.
 
     Parameters
@@ -52,8 +53,7 @@ class UnrolledLoss(nn.Module):
 
 
 @torch.no_grad()
-def rollout_error(model, states: torch.Tensor, dt: float, threshold: float | None = None
-                  ) -> float:
+def rollout_error(model, states: torch.Tensor, dt: float, threshold: float | None = None) -> float:
     """Validation score of a rollout from each trajectory's first frame.
 
     ``threshold=None``: mean over trajectories of ``‖x̂ − x‖ / ‖x‖`` over the whole rollout

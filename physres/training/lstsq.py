@@ -20,9 +20,13 @@ def _poly_block(model):
 
     if isinstance(model, ResNetEmulator):
         block = model.blocks[0]
-        linear = (isinstance(block, PolynomialField) and model.depth == 1
-                  and model.form == "residual" and not model.scale.requires_grad
-                  and model.drop[0] == 0.0)
+        linear = (
+            isinstance(block, PolynomialField)
+            and model.depth == 1
+            and model.form == "residual"
+            and not model.scale.requires_grad
+            and model.drop[0] == 0.0
+        )
         return ("resnet", block) if linear else (None, None)
     if isinstance(model, NeuralODE) and isinstance(model.net, PolynomialField):
         return "node", model.net
@@ -47,7 +51,7 @@ def solve(model, chunks) -> dict:
     if kind is None:
         raise TypeError(f"{type(model).__name__} is not linear in its parameters")
     dtype = block.weight.dtype
-    alpha, beta = (model.scale.to(dtype) if kind == "resnet" else (None, None))
+    alpha, beta = model.scale.to(dtype) if kind == "resnet" else (None, None)
     r = c = None
     pairs = 0
     for x0, x1 in chunks:
@@ -74,5 +78,10 @@ def solve(model, chunks) -> dict:
     phi, target = last  # the residual on the last chunk, in normalised units per step
     scale = float(alpha) if kind == "resnet" else float(model.dt)
     rms = float((phi @ w - target).pow(2).mean().sqrt()) * scale
-    return {"kind": kind, "pairs": pairs, "features": block.n_features,
-            "rank": int(sol.rank) if sol.rank is not None else None, "rms_residual": rms}
+    return {
+        "kind": kind,
+        "pairs": pairs,
+        "features": block.n_features,
+        "rank": int(sol.rank) if sol.rank is not None else None,
+        "rms_residual": rms,
+    }

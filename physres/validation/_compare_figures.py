@@ -26,8 +26,7 @@ def error_vs_dt(c, path):
             sel = (c.dts >= lo) & (c.dts <= hi)
             coef = np.polyfit(np.log(c.dts[sel]), np.log(err[sel]), 1)
             d = np.geomspace(lo, hi, 20)
-            ax.loglog(d, np.exp(np.polyval(coef, np.log(d))), "--", color=color, lw=3,
-                      alpha=0.4)
+            ax.loglog(d, np.exp(np.polyval(coef, np.log(d))), "--", color=color, lw=3, alpha=0.4)
     ax.set_xlabel("step size Δt (system time units)")
     ax.set_ylabel(f"relative L2 error at t = {c.t_end:g}")
     ax.set_title(f"{c.system}: error vs step size (dashed: fitted slope)")
@@ -92,8 +91,13 @@ def amplification(c, path):
         ax.set_title(f"{c.system}: bounded-growth search (unstable runs not drawn)")
     ax.set_xlabel("step size Δt (system time units)")
     ax.grid(True, which="major", alpha=0.3)
-    ax.legend(fontsize=8, title="largest stable Δt", title_fontsize=8,
-              loc="center left", bbox_to_anchor=(1.01, 0.5))
+    ax.legend(
+        fontsize=8,
+        title="largest stable Δt",
+        title_fontsize=8,
+        loc="center left",
+        bbox_to_anchor=(1.01, 0.5),
+    )
     return save_figure(fig, path)
 
 
@@ -109,12 +113,23 @@ def regions(c, path):
         dt = c.stability.get(name, {}).get("largest_stable_dt", 0.0)
         if c.spectrum is not None and 0 < dt < np.inf:
             z = c.spectrum * dt
-            ax.plot(z.real, z.imag, "o", color=f"C{i}", mfc="none", ms=7,
-                    label=f"λ·Δt* for {name} (Δt* = {dt:.4g})")
+            ax.plot(
+                z.real,
+                z.imag,
+                "o",
+                color=f"C{i}",
+                mfc="none",
+                ms=7,
+                label=f"λ·Δt* for {name} (Δt* = {dt:.4g})",
+            )
     ax.set_xlim(-5, 3)
     ax.set_ylim(-4, 4)
-    region_axes(ax, "Re(λ Δt) (dimensionless)", "Im(λ Δt) (dimensionless)",
-                "Stability regions |R(λΔt)| ≤ 1 (shaded), measured on y' = λy")
+    region_axes(
+        ax,
+        "Re(λ Δt) (dimensionless)",
+        "Im(λ Δt) (dimensionless)",
+        "Stability regions |R(λΔt)| ≤ 1 (shaded), measured on y' = λy",
+    )
     ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
     return save_figure(fig, path)
 
@@ -151,10 +166,15 @@ def plot_stability_regions(names, path, *, extent=(-5.0, 3.0, -4.0, 4.0), resolu
     ``names`` to a PNG at ``path``; returns the path."""
     fig, ax = subplots(figsize=(6.4, 5.6))
     for i, name in enumerate(names):
-        draw_region(ax, name, f"C{i}", REGISTRY.resolve(name).name, extent, resolution,
-                    alpha=0.18, lw=1.6)
-    region_axes(ax, r"Re($\lambda\,\Delta t$)", r"Im($\lambda\,\Delta t$)",
-                r"Stability regions $|R(\lambda\Delta t)| \leq 1$ (shaded), measured")
+        draw_region(
+            ax, name, f"C{i}", REGISTRY.resolve(name).name, extent, resolution, alpha=0.18, lw=1.6
+        )
+    region_axes(
+        ax,
+        r"Re($\lambda\,\Delta t$)",
+        r"Im($\lambda\,\Delta t$)",
+        r"Stability regions $|R(\lambda\Delta t)| \leq 1$ (shaded), measured",
+    )
     ax.legend(loc="upper left", fontsize=9)
     return save_figure(fig, path)
 

@@ -56,8 +56,12 @@ def linear_matrix(system, x0: torch.Tensor):
             u = torch.randn(3, n, generator=gen, dtype=torch.float64).to(x0.device, x0.dtype)
             u = u.reshape(3, *x0.shape[1:]) * x0.abs().max()
             rhs = system.rhs(0.7, u).reshape(3, n)
-            if not torch.allclose(rhs, u.reshape(3, n) @ A.T, rtol=1e-10, atol=1e-12 * float(
-                    rhs.abs().max().clamp_min(1e-300))):
+            if not torch.allclose(
+                rhs,
+                u.reshape(3, n) @ A.T,
+                rtol=1e-10,
+                atol=1e-12 * float(rhs.abs().max().clamp_min(1e-300)),
+            ):
                 return None
     return A
 
@@ -89,10 +93,12 @@ def largest_stable_dt(stepper, system, x0, *, A=None, scale=1.0, steps=1000, gro
             excess = math.log(max(rho, 1e-300)) - max(0.0, dt * alpha)
             return excess <= TOL_LINEAR, excess
 
-        criterion = ("linear field: stable when the spectral radius of the stepper's one-step "
-                     "map ρ(M(dt)) does not exceed that of the exact flow, "
-                     "max(1, exp(dt·max Re λ(A))), beyond round-off (1e-10 in log ρ): bounded "
-                     "growth of the solution over arbitrarily many steps.")
+        criterion = (
+            "linear field: stable when the spectral radius of the stepper's one-step "
+            "map ρ(M(dt)) does not exceed that of the exact flow, "
+            "max(1, exp(dt·max Re λ(A))), beyond round-off (1e-10 in log ρ): bounded "
+            "growth of the solution over arbitrarily many steps."
+        )
         measure = "excess growth per step, log ρ(M) − max(0, dt·max Re λ)"
     else:
         rho_j = _jacobian_radius(system, x0)
@@ -110,17 +116,27 @@ def largest_stable_dt(stepper, system, x0, *, A=None, scale=1.0, steps=1000, gro
 
             try:
                 with torch.no_grad():
-                    out = rollout(stepper, x0, dt, steps, compile=False, observer=watch,
-                                  on_divergence="return", full_output=True)
+                    out = rollout(
+                        stepper,
+                        x0,
+                        dt,
+                        steps,
+                        compile=False,
+                        observer=watch,
+                        on_divergence="return",
+                        full_output=True,
+                    )
             except _Unbounded:
                 return False, math.inf
             if out.failure is not None:  # non-finite, or an implicit solve failed
                 return False, math.inf
             return True, top[0] / scale
 
-        criterion = (f"nonlinear field: stable when {steps} steps stay finite, implicit solves "
-                     f"converge and the norm stays below {growth:g}× the reference's largest "
-                     "norm.")
+        criterion = (
+            f"nonlinear field: stable when {steps} steps stay finite, implicit solves "
+            f"converge and the norm stays below {growth:g}× the reference's largest "
+            "norm."
+        )
         measure = "largest norm / reference's largest norm"
 
     probes = []
@@ -147,13 +163,24 @@ def largest_stable_dt(stepper, system, x0, *, A=None, scale=1.0, steps=1000, gro
         break
     else:
         result, status = math.inf, "stable at every dt tried"
-    n_curve = 61 if A is not None and A.shape[0] <= 64 else 17 if A is not None and \
-        A.shape[0] <= 256 else 0
+    n_curve = (
+        61
+        if A is not None and A.shape[0] <= 64
+        else 17
+        if A is not None and A.shape[0] <= 256
+        else 0
+    )
     for dt in np.geomspace(grid[0], grid[-1], n_curve):  # a curve for the figure, when cheap
         probes.append((float(dt), float(probe(dt)[1])))
-    return {"largest_stable_dt": float(result), "status": status, "criterion": criterion,
-            "searched": (float(grid[0]), float(grid[-1])), "measure": measure,
-            "linear": A is not None, "probes": sorted(probes)}
+    return {
+        "largest_stable_dt": float(result),
+        "status": status,
+        "criterion": criterion,
+        "searched": (float(grid[0]), float(grid[-1])),
+        "measure": measure,
+        "linear": A is not None,
+        "probes": sorted(probes),
+    }
 
 
 class _Unbounded(Exception):
@@ -169,8 +196,11 @@ def _jacobian_radius(system, x0) -> float:
         else:
             form = x0.reshape(x0.shape[0], -1)
             with torch.enable_grad():
-                J = torch.func.vmap(torch.func.jacrev(
-                    lambda v: system.rhs(0.0, v.reshape(1, *x0.shape[1:])).reshape(-1)))(form)
+                J = torch.func.vmap(
+                    torch.func.jacrev(
+                        lambda v: system.rhs(0.0, v.reshape(1, *x0.shape[1:])).reshape(-1)
+                    )
+                )(form)
         n = int(np.prod(x0.shape[1:]))
         J = J.reshape(x0.shape[0], n, n)
         return float(torch.linalg.eigvals(J).abs().max())

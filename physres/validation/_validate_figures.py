@@ -29,17 +29,27 @@ def overlay(path, run, f, name):
     pred, ref = np.array(run.overlay_pred), np.array(run.overlay_ref)
     n_comp = int(np.prod(f.state_shape))
     if n_comp <= 4:
-        labels = {2: ["q", "p"], 3: ["x", "y", "z"]}.get(n_comp,
-                                                         [f"x[{i}]" for i in range(n_comp)])
+        labels = {2: ["q", "p"], 3: ["x", "y", "z"]}.get(n_comp, [f"x[{i}]" for i in range(n_comp)])
         fig, axes = subplots(n_comp, 1, figsize=(7.4, 2.3 * n_comp), sharex=True, squeeze=False)
         for c in range(n_comp):
             ax = axes[c, 0]
             for i in range(len(pred)):
-                ax.plot(run.t, ref.reshape(len(ref), ref.shape[1], -1)[i, :, c].real,
-                        color=f"C{i}", lw=2.2, alpha=0.35,
-                        label=f"reference, trajectory {run.idx[i]}")
-                ax.plot(run.t, pred.reshape(len(pred), pred.shape[1], -1)[i, :, c].real, "--",
-                        color=f"C{i}", lw=1.2, label=f"{name}, trajectory {run.idx[i]}")
+                ax.plot(
+                    run.t,
+                    ref.reshape(len(ref), ref.shape[1], -1)[i, :, c].real,
+                    color=f"C{i}",
+                    lw=2.2,
+                    alpha=0.35,
+                    label=f"reference, trajectory {run.idx[i]}",
+                )
+                ax.plot(
+                    run.t,
+                    pred.reshape(len(pred), pred.shape[1], -1)[i, :, c].real,
+                    "--",
+                    color=f"C{i}",
+                    lw=1.2,
+                    label=f"{name}, trajectory {run.idx[i]}",
+                )
             ax.set_ylabel(labels[c])
             ax.grid(True, alpha=0.3)
             r = ref.reshape(len(ref), ref.shape[1], -1)[:, :, c].real
@@ -53,16 +63,26 @@ def overlay(path, run, f, name):
     x = next(iter(f.grid.values()), None)
     flat_r = ref[0].reshape(ref.shape[1], -1)
     flat_p = pred[0].reshape(pred.shape[1], -1)
-    x = np.asarray(x) if x is not None and np.size(x) == flat_r.shape[1] else \
-        np.arange(flat_r.shape[1])
+    x = (
+        np.asarray(x)
+        if x is not None and np.size(x) == flat_r.shape[1]
+        else np.arange(flat_r.shape[1])
+    )
     fig, axes = subplots(squeeze=False, figsize=(7.4, 4.6))
     ax = axes[0, 0]
     value = (lambda a: np.abs(a) ** 2) if np.iscomplexobj(flat_r) else (lambda a: a)
     for k, j in enumerate(np.linspace(0, flat_r.shape[0] - 1, 3).astype(int)):
-        ax.plot(x, value(flat_r[j]), color=f"C{k}", lw=2.2, alpha=0.35,
-                label=f"reference, t = {run.t[j]:.3g}")
-        ax.plot(x, value(flat_p[j]), "--", color=f"C{k}", lw=1.2,
-                label=f"{name}, t = {run.t[j]:.3g}")
+        ax.plot(
+            x,
+            value(flat_r[j]),
+            color=f"C{k}",
+            lw=2.2,
+            alpha=0.35,
+            label=f"reference, t = {run.t[j]:.3g}",
+        )
+        ax.plot(
+            x, value(flat_p[j]), "--", color=f"C{k}", lw=1.2, label=f"{name}, t = {run.t[j]:.3g}"
+        )
     ax.set_xlabel("grid coordinate" if f.grid else "state component index")
     ax.set_ylabel("|ψ|² (density)" if np.iscomplexobj(flat_r) else "state value")
     ax.set_title(f"{name} (dashed) over the reference (thick), trajectory {run.idx[0]}")

@@ -62,9 +62,15 @@ class RunResult:
         return float(np.abs(self.drift[name]).max()) if self.status == "ok" else math.inf
 
     def to_dict(self) -> dict:
-        return {"dt": self.dt, "n_steps": self.n_steps, "status": self.status,
-                "error": self.error, "wall_s": self.wall_s, "nfev": self.nfev,
-                "failed_time": self.failed_time}
+        return {
+            "dt": self.dt,
+            "n_steps": self.n_steps,
+            "status": self.status,
+            "error": self.error,
+            "wall_s": self.wall_s,
+            "nfev": self.nfev,
+            "failed_time": self.failed_time,
+        }
 
 
 @dataclass
@@ -112,7 +118,9 @@ class StepperResult:
             "nominal_order": self.nominal_order,
             "fitted_order": self.fitted_order,
             "fit_dt_range": self.fit_dt_range,
-            "errors": self.errors, "wall_s": self.wall_s, "nfev": self.nfev,
+            "errors": self.errors,
+            "wall_s": self.wall_s,
+            "nfev": self.nfev,
             "status": self.status,
             "invariant_drift": self.drift,
             "stability": {k: v for k, v in (self.stability or {}).items() if k != "probes"},
@@ -178,12 +186,19 @@ class Comparison:
     def to_dict(self) -> dict:
         """``report.json`` of the comparison (the schema is in docs/validation.md); floats
         that are not finite are ``None``."""
-        return _output.jsonable({
-            "kind": "comparison", "schema_version": SCHEMA_VERSION,
-            "system": self.system, "params": self.params, "t_end": self.t_end,
-            "n_traj": self.n_traj, "reference": self.reference, "dts": self.dts,
-            "steppers": {n: self.results[n].to_dict() for n in self.names},
-        })
+        return _output.jsonable(
+            {
+                "kind": "comparison",
+                "schema_version": SCHEMA_VERSION,
+                "system": self.system,
+                "params": self.params,
+                "t_end": self.t_end,
+                "n_traj": self.n_traj,
+                "reference": self.reference,
+                "dts": self.dts,
+                "steppers": {n: self.results[n].to_dict() for n in self.names},
+            }
+        )
 
     @property
     def metrics(self) -> dict:
@@ -195,11 +210,13 @@ class Comparison:
         for n in self.names:
             stab = self.stability.get(n)
             nominal = self.nominal_orders[n]
-            row = {"stepper": n,
-                   "order": "exact" if nominal >= _steppers.EXACT_ORDER else nominal,
-                   "fitted order": _round(self.orders[n], 2),
-                   f"error (dt={self.dts[-1]:.3g})": _num(self.errors[n][-1]),
-                   "wall (s)": float(np.sum(self.wall_s[n]))}
+            row = {
+                "stepper": n,
+                "order": "exact" if nominal >= _steppers.EXACT_ORDER else nominal,
+                "fitted order": _round(self.orders[n], 2),
+                f"error (dt={self.dts[-1]:.3g})": _num(self.errors[n][-1]),
+                "wall (s)": float(np.sum(self.wall_s[n])),
+            }
             for inv, values in self.drift[n].items():
                 row[f"{inv} drift (dt={self.dts[j]:.3g})"] = _num(values[j])
             if stab is not None:
@@ -215,29 +232,43 @@ class Comparison:
             f"Orders are fitted by least squares to log(error) vs log(dt) over the points with "
             f"error below {FIT_MAX_ERROR:g} and above the round-off floor.",
         ]
-        text += ["", "`wall (s)` is the stepping time summed over the runs; drift columns are "
-                     "the worst relative drift of each invariant over time and trajectories at "
-                     "the dt named in the header."]
+        text += [
+            "",
+            "`wall (s)` is the stepping time summed over the runs; drift columns are "
+            "the worst relative drift of each invariant over time and trajectories at "
+            "the dt named in the header.",
+        ]
         crit = {s["criterion"] for s in self.stability.values()}
         if crit:
-            text += ["", "Largest stable dt: " + " ".join(sorted(crit)) + " `0 (unstable)`: "
-                     "unstable already at the smallest dt tried (the solution grows at every "
-                     "dt); `> X`: stable at every dt tried, up to X."]
+            text += [
+                "",
+                "Largest stable dt: " + " ".join(sorted(crit)) + " `0 (unstable)`: "
+                "unstable already at the smallest dt tried (the solution grows at every "
+                "dt); `> X`: stable at every dt tried, up to X.",
+            ]
         figs = {
-            "error_vs_dt.png": ("Error at t_end vs step size, with fitted orders",
-                                self.plot_error),
+            "error_vs_dt.png": ("Error at t_end vs step size, with fitted orders", self.plot_error),
             "work_precision.png": ("Work–precision: error vs wall time", self.plot_work),
         }
         if any(self.drift[n] for n in self.names):
             figs["invariant_drift.png"] = ("Invariant drift vs time", self.plot_drift)
         if self.stability:
-            figs["amplification.png"] = ("Stability search: growth per step vs dt",
-                                         self.plot_amplification)
+            figs["amplification.png"] = (
+                "Stability search: growth per step vs dt",
+                self.plot_amplification,
+            )
         if any(F.has_region(n) for n in self.names):
-            figs["stability_regions.png"] = ("Stability regions of the general steppers",
-                                             self.plot_regions)
-        return Report(title=f"Stepper comparison: {self.system}", metrics=self.metrics,
-                      summary=self.summary(), text="\n".join(text), figures=figs)
+            figs["stability_regions.png"] = (
+                "Stability regions of the general steppers",
+                self.plot_regions,
+            )
+        return Report(
+            title=f"Stepper comparison: {self.system}",
+            metrics=self.metrics,
+            summary=self.summary(),
+            text="\n".join(text),
+            figures=figs,
+        )
 
     def save(self, out):
         """Write report.json, report.md and the figures under ``out``."""
@@ -260,9 +291,20 @@ class Comparison:
         return F.regions(self, path)
 
 
-def compare_steppers(system, names, dts=None, t_end=None, *, params=None, n_traj: int = 4,
-                     seed: int = 0, stability: bool = True, stability_steps: int = 1000,
-                     growth: float = 10.0, progress: bool = True) -> Comparison:
+def compare_steppers(
+    system,
+    names,
+    dts=None,
+    t_end=None,
+    *,
+    params=None,
+    n_traj: int = 4,
+    seed: int = 0,
+    stability: bool = True,
+    stability_steps: int = 1000,
+    growth: float = 10.0,
+    progress: bool = True,
+) -> Comparison:
     """Run each stepper in ``names`` on ``system`` at each step size in ``dts``.
 
     Parameters
@@ -303,10 +345,16 @@ def compare_steppers(system, names, dts=None, t_end=None, *, params=None, n_traj
     A = _stability.linear_matrix(system, x0)
     ref_final, ref_label, ref_scale = _reference(system, x0, t_end, A)
 
-    result = Comparison(system=getattr(system, "name", "") or type(system).__name__,
-                        params=dict(system.params), names=names, dts=dts, t_end=t_end,
-                        n_traj=n_traj, reference=ref_label,
-                        spectrum=None if A is None else torch.linalg.eigvals(A).cpu().numpy())
+    result = Comparison(
+        system=getattr(system, "name", "") or type(system).__name__,
+        params=dict(system.params),
+        names=names,
+        dts=dts,
+        t_end=t_end,
+        n_traj=n_traj,
+        reference=ref_label,
+        spectrum=None if A is None else torch.linalg.eigvals(A).cpu().numpy(),
+    )
     bar = tqdm(total=len(names) * len(dts), disable=not progress, desc="compare", unit="run")
     for name in names:
         stepper = _steppers.get(name, system.rhs)
@@ -316,12 +364,12 @@ def compare_steppers(system, names, dts=None, t_end=None, *, params=None, n_traj
             rec.runs.append(_run(stepper, system, x0, dt, t_end, ref_final))
             bar.update()
         if stepper.order < _steppers.EXACT_ORDER:  # exact steppers: round-off, no order
-            rec.fitted_order, rec.fit_dt_range = fit_order(dts, rec.errors,
-                                                           np.round(t_end / dts))
+            rec.fitted_order, rec.fit_dt_range = fit_order(dts, rec.errors, np.round(t_end / dts))
         if stability:
             bar.set_postfix_str(f"{name} stability search")
             rec.stability = _stability.largest_stable_dt(
-                stepper, system, x0, A=A, scale=ref_scale, steps=stability_steps, growth=growth)
+                stepper, system, x0, A=A, scale=ref_scale, steps=stability_steps, growth=growth
+            )
         result.results[name] = rec
     bar.close()
     return result
@@ -350,8 +398,9 @@ def _system(system, params):
     if params:
         raise ValueError("`params` is only used with a system name; got a System instance")
     if not isinstance(system, _systems.System):
-        raise TypeError(f"`system` must be a System or a registered name, got "
-                        f"{type(system).__name__}")
+        raise TypeError(
+            f"`system` must be a System or a registered name, got {type(system).__name__}"
+        )
     return system
 
 
@@ -388,19 +437,29 @@ def _reference(system, x0, t_end, A):
         E = torch.from_numpy(expm(t_end * A.cpu().numpy())).to(x0.device)
         flat = x0.reshape(x0.shape[0], -1).to(E.dtype)
         final = (flat @ E.T).reshape(x0.shape)
-        return final, "the exact flow exp(t·A) (scipy.linalg.expm; the field is linear)", \
-            _scale(x0, final)
+        return (
+            final,
+            "the exact flow exp(t·A) (scipy.linalg.expm; the field is linear)",
+            _scale(x0, final),
+        )
     try:
         from .. import reference
     except ImportError:  # pragma: no cover - reference is part of physres
-        raise ValueError("a nonlinear system needs physres.reference for its reference "
-                         "solution, which is not available") from None
+        raise ValueError(
+            "a nonlinear system needs physres.reference for its reference "
+            "solution, which is not available"
+        ) from None
     t = np.linspace(0.0, t_end, 101)
     ref = torch.as_tensor(reference.solve(system, x0, t))
-    label = (f"scipy `{system.reference_method}` (rtol {system.reference_rtol:g}, "
-             f"atol {system.reference_atol:g})")
-    return ref[:, -1], label, float(ref.abs().reshape(ref.shape[0], ref.shape[1], -1)
-                                    .norm(dim=-1).max())
+    label = (
+        f"scipy `{system.reference_method}` (rtol {system.reference_rtol:g}, "
+        f"atol {system.reference_atol:g})"
+    )
+    return (
+        ref[:, -1],
+        label,
+        float(ref.abs().reshape(ref.shape[0], ref.shape[1], -1).norm(dim=-1).max()),
+    )
 
 
 def _scale(*xs) -> float:
@@ -413,8 +472,9 @@ def _run(stepper, system, x0, dt, t_end, ref_final) -> RunResult:
     n = max(1, int(round(t_end / dt)))
     stride = max(1, n // N_SAVED)
     inv0 = {k: v.detach() for k, v in system.invariants(x0).items()}
-    scale = {k: torch.where(v.abs() > 0, v.abs(), torch.ones_like(v.abs())) for k, v in
-             inv0.items()}
+    scale = {
+        k: torch.where(v.abs() > 0, v.abs(), torch.ones_like(v.abs())) for k, v in inv0.items()
+    }
     times, values = [], {k: [] for k in inv0}
 
     def record(i, t, x):
@@ -425,8 +485,17 @@ def _run(stepper, system, x0, dt, t_end, ref_final) -> RunResult:
     def run(observer, save_every):
         stepper.nfev = 0
         with torch.no_grad():
-            return rollout(stepper, x0, dt, n, save_every=save_every, compile=COMPILE,
-                           observer=observer, on_divergence="return", full_output=True)
+            return rollout(
+                stepper,
+                x0,
+                dt,
+                n,
+                save_every=save_every,
+                compile=COMPILE,
+                observer=observer,
+                on_divergence="return",
+                full_output=True,
+            )
 
     out = run(record, stride)
     nfev = stepper.nfev
@@ -438,9 +507,17 @@ def _run(stepper, system, x0, dt, t_end, ref_final) -> RunResult:
     if math.isfinite(error) and wall < REPEAT_BELOW_S:  # short runs: best of three
         wall = min(wall, *(run(None, n).wall_s for _ in range(2)))
     drift = {k: torch.stack(v, 1).cpu().numpy() for k, v in values.items()}
-    return RunResult(dt=float(dt), n_steps=n, status=out.status, error=error, wall_s=wall,
-                     nfev=int(nfev), failed_time=None if ok else out.t0 + (out.steps + 1) * dt,
-                     t=np.array(times), drift=drift)
+    return RunResult(
+        dt=float(dt),
+        n_steps=n,
+        status=out.status,
+        error=error,
+        wall_s=wall,
+        nfev=int(nfev),
+        failed_time=None if ok else out.t0 + (out.steps + 1) * dt,
+        t=np.array(times),
+        drift=drift,
+    )
 
 
 def _final_error(final, ref) -> float:

@@ -45,11 +45,12 @@ def invariant_measure_w1(samples, reference, transient: int = 0, every: int = 1)
     a, b = as_numpy(samples, "samples").real, as_numpy(reference, "reference").real
     for name, x in (("samples", a), ("reference", b)):
         if x.ndim < 3:
-            raise ValueError(f"`{name}` must have shape (batch, n_t, *state_shape), got "
-                             f"{x.shape}")
+            raise ValueError(f"`{name}` must have shape (batch, n_t, *state_shape), got {x.shape}")
     if a.shape[2:] != b.shape[2:]:
-        raise ValueError(f"`samples` and `reference` must have the same state shape, got "
-                         f"{a.shape[2:]} and {b.shape[2:]}")
+        raise ValueError(
+            f"`samples` and `reference` must have the same state shape, got "
+            f"{a.shape[2:]} and {b.shape[2:]}"
+        )
     for name, v in (("transient", transient), ("every", every)):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
             raise TypeError(f"`{name}` must be an int, got {type(v).__name__}")
@@ -59,13 +60,15 @@ def invariant_measure_w1(samples, reference, transient: int = 0, every: int = 1)
         raise ValueError(f"`every` must be >= 1, got {every}")
     for name, x in (("samples", a), ("reference", b)):
         if transient >= x.shape[1]:
-            raise ValueError(f"`transient` ({transient}) leaves no frame of `{name}` "
-                             f"({x.shape[1]} frames)")
+            raise ValueError(
+                f"`transient` ({transient}) leaves no frame of `{name}` ({x.shape[1]} frames)"
+            )
     shape = a.shape[2:]
     a = a[:, transient::every].reshape(-1, int(np.prod(shape, dtype=int)))
     b = b[:, transient::every].reshape(-1, a.shape[1])
     if not (np.isfinite(a).all() and np.isfinite(b).all()):
-        raise ValueError("`samples` and `reference` must be finite (a diverged run has no "
-                         "invariant measure)")
+        raise ValueError(
+            "`samples` and `reference` must be finite (a diverged run has no invariant measure)"
+        )
     w1 = [wasserstein_distance(a[:, k], b[:, k]) for k in range(a.shape[1])]
     return np.asarray(w1, dtype=np.float64).reshape(shape)

@@ -15,9 +15,19 @@ from ..errors import DivergenceError
 METHODS = ("auto", "jvp", "benettin")
 
 
-def lyapunov_exponent(stepper, x0: torch.Tensor, dt: float, n_steps: int, *, t0: float = 0.0,
-                      transient: int = 0, method: str = "auto", eps: float | None = None,
-                      seed: int = 0, progress: bool = False) -> torch.Tensor:
+def lyapunov_exponent(
+    stepper,
+    x0: torch.Tensor,
+    dt: float,
+    n_steps: int,
+    *,
+    t0: float = 0.0,
+    transient: int = 0,
+    method: str = "auto",
+    eps: float | None = None,
+    seed: int = 0,
+    progress: bool = False,
+) -> torch.Tensor:
     """Largest Lyapunov exponent, per unit time, of the map ``x ↦ stepper(x, t, dt)``.
 
     A tangent vector ``v`` is carried along the trajectory and renormalised every step;
@@ -97,12 +107,17 @@ def lyapunov_exponent(stepper, x0: torch.Tensor, dt: float, n_steps: int, *, t0:
                 w = step(x + d0[_col(x)] * v, t, dt) - x_next
                 size = _norm(w) / d0
         x_next, w = x_next.detach(), w.detach()
-        if not (bool(torch.isfinite(x_next).all()) and bool(torch.isfinite(size).all())
-                and bool((size > 0).all())):
+        if not (
+            bool(torch.isfinite(x_next).all())
+            and bool(torch.isfinite(size).all())
+            and bool((size > 0).all())
+        ):
             raise DivergenceError(
                 f"lyapunov_exponent: non-finite or degenerate state at step {n + 1} "
                 f"(t = {t + dt:.6g}); reduce `dt` or check the stepper",
-                step=n + 1, time=t + dt)
+                step=n + 1,
+                time=t + dt,
+            )
         if n >= transient:
             log_growth += torch.log(size.to(torch.float64))
         v = w / _norm(w)[_col(w)]

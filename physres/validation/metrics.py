@@ -31,8 +31,10 @@ def as_numpy(x, name: str = "x") -> np.ndarray:
 def _pair(pred, ref, context: int) -> tuple[np.ndarray, np.ndarray]:
     pred, ref = as_numpy(pred, "pred"), as_numpy(ref, "ref")
     if pred.shape != ref.shape:
-        raise ValueError(f"`pred` and `ref` must have the same shape (batch, n_t, *state_shape), "
-                         f"got {pred.shape} and {ref.shape}")
+        raise ValueError(
+            f"`pred` and `ref` must have the same shape (batch, n_t, *state_shape), "
+            f"got {pred.shape} and {ref.shape}"
+        )
     if pred.ndim < 2:
         raise ValueError(f"`pred` must have shape (batch, n_t, *state_shape), got {pred.shape}")
     if isinstance(context, bool) or not isinstance(context, int) or context < 0:
@@ -63,8 +65,9 @@ def relative_l2(pred, ref, context: int = 1) -> np.ndarray:
     pred, ref = _pair(pred, ref, context)
     den = _sq_norm(ref)
     if np.any(den == 0):
-        raise ValueError("`ref` has a zero state, where the relative error is undefined; "
-                         "use `nrmse` instead")
+        raise ValueError(
+            "`ref` has a zero state, where the relative error is undefined; use `nrmse` instead"
+        )
     return np.sqrt(_sq_norm(pred - ref) / den)
 
 
@@ -86,14 +89,17 @@ def nrmse(pred, ref, context: int = 1, scale=None) -> np.ndarray:
         scale = math.sqrt(float(np.mean(np.var(flat, axis=0))))
     scale = float(scale)
     if not (math.isfinite(scale) and scale > 0):
-        raise ValueError(f"`scale` must be finite and > 0, got {scale!r} (a constant reference "
-                         "has no spread: pass `scale`)")
+        raise ValueError(
+            f"`scale` must be finite and > 0, got {scale!r} (a constant reference "
+            "has no spread: pass `scale`)"
+        )
     n = int(np.prod(pred.shape[2:], dtype=int))
     return np.sqrt(_sq_norm(pred - ref) / n) / scale
 
 
-def valid_prediction_time(error, t, threshold: float = 0.5, lyapunov_exponent=None,
-                          t0: float | None = None) -> np.ndarray:
+def valid_prediction_time(
+    error, t, threshold: float = 0.5, lyapunov_exponent=None, t0: float | None = None
+) -> np.ndarray:
     """The longest time over which the error stays at or below ``threshold``.
 
     ``VPT = t_f − t0`` with ``t_f`` the last time such that ``error(t) ≤ threshold`` for every
@@ -123,8 +129,10 @@ def valid_prediction_time(error, t, threshold: float = 0.5, lyapunov_exponent=No
     single = err.ndim == 1
     err = err.reshape(1, -1) if single else err
     if err.ndim != 2 or err.shape[1] != t.shape[0]:
-        raise ValueError(f"`error` must have shape (batch, n) with n = len(t) = {t.shape[0]}, "
-                         f"got {as_numpy(error).shape}")
+        raise ValueError(
+            f"`error` must have shape (batch, n) with n = len(t) = {t.shape[0]}, "
+            f"got {as_numpy(error).shape}"
+        )
     if not (isinstance(threshold, (int, float)) and threshold > 0):
         raise ValueError(f"`threshold` must be a number > 0, got {threshold!r}")
     if t0 is None:
@@ -164,8 +172,10 @@ def invariant_drift(values, relative: bool = True) -> np.ndarray:
     if relative:
         scale = np.abs(v[:, :1])
         if np.any(scale == 0):
-            raise ValueError("`values` starts at 0 for some trajectory, so a relative drift is "
-                             "undefined: pass relative=False")
+            raise ValueError(
+                "`values` starts at 0 for some trajectory, so a relative drift is "
+                "undefined: pass relative=False"
+            )
         drift = drift / scale
     return drift
 
@@ -189,8 +199,9 @@ def fidelity(psi, phi, dx: float, normalize: bool = False) -> np.ndarray:
     """
     psi, phi = as_numpy(psi, "psi"), as_numpy(phi, "phi")
     if psi.shape[-1] != phi.shape[-1]:
-        raise ValueError(f"`psi` and `phi` must share the grid axis (last), got {psi.shape} "
-                         f"and {phi.shape}")
+        raise ValueError(
+            f"`psi` and `phi` must share the grid axis (last), got {psi.shape} and {phi.shape}"
+        )
     if not (isinstance(dx, (int, float)) and math.isfinite(dx) and dx > 0):
         raise ValueError(f"`dx` must be a finite number > 0, got {dx!r}")
     overlap = np.abs(np.sum(np.conj(psi) * phi, axis=-1) * dx) ** 2

@@ -62,7 +62,6 @@ class Report:
         out.mkdir(parents=True, exist_ok=True)
         for name, (_, draw) in self.figures.items():
             draw(out / name)
-        _output.write_json(out / "report.json", self.metrics, nonfinite="raise",
-                           where="metrics")
+        _output.write_json(out / "report.json", self.metrics, nonfinite="raise", where="metrics")
         _output.write_text(out / "report.md", self.markdown())
         return out

@@ -16,38 +16,84 @@ NUMBER = "number"
 _NUMBERS = [NUMBER]
 
 STABILITY = {
-    "largest_stable_dt": NUMBER, "status": "string", "criterion": "string",
-    "searched": _NUMBERS, "measure": "string", "linear": "bool",
+    "largest_stable_dt": NUMBER,
+    "status": "string",
+    "criterion": "string",
+    "searched": _NUMBERS,
+    "measure": "string",
+    "linear": "bool",
 }
 
 COMPARISON = {
-    "kind": "string", "schema_version": "int",
-    "system": "string", "params": {"*": "any"}, "t_end": NUMBER, "n_traj": "int",
-    "reference": "string", "dts": _NUMBERS,
-    "steppers": {"*": {
-        "nominal_order": NUMBER, "fitted_order": NUMBER, "fit_dt_range": (_NUMBERS, None),
-        "errors": _NUMBERS, "wall_s": _NUMBERS, "nfev": _NUMBERS, "status": ["string"],
-        "invariant_drift": {"*": _NUMBERS},
-        "stability": (STABILITY, {}),
-    }},
+    "kind": "string",
+    "schema_version": "int",
+    "system": "string",
+    "params": {"*": "any"},
+    "t_end": NUMBER,
+    "n_traj": "int",
+    "reference": "string",
+    "dts": _NUMBERS,
+    "steppers": {
+        "*": {
+            "nominal_order": NUMBER,
+            "fitted_order": NUMBER,
+            "fit_dt_range": (_NUMBERS, None),
+            "errors": _NUMBERS,
+            "wall_s": _NUMBERS,
+            "nfev": _NUMBERS,
+            "status": ["string"],
+            "invariant_drift": {"*": _NUMBERS},
+            "stability": (STABILITY, {}),
+        }
+    },
 }
 
 VALIDATION = {
-    "kind": "string", "schema_version": "int",
-    "stepper": "string", "system": "string", "system_params": {"*": "any"},
-    "data": "string", "n_traj": "int", "trajectories": ["int"], "dt": NUMBER, "t": _NUMBERS,
+    "kind": "string",
+    "schema_version": "int",
+    "stepper": "string",
+    "system": "string",
+    "system_params": {"*": "any"},
+    "data": "string",
+    "n_traj": "int",
+    "trajectories": ["int"],
+    "dt": NUMBER,
+    "t": _NUMBERS,
     "nrmse_scale": NUMBER,
-    "relative_l2": {"per_step_mean": _NUMBERS, "mean": NUMBER, "final_mean": NUMBER,
-                    "final_max": NUMBER},
+    "relative_l2": {
+        "per_step_mean": _NUMBERS,
+        "mean": NUMBER,
+        "final_mean": NUMBER,
+        "final_max": NUMBER,
+    },
     "nrmse": {"per_step_mean": _NUMBERS, "mean": NUMBER, "final_mean": NUMBER},
-    "valid_prediction_time": {"threshold": NUMBER, "per_trajectory": _NUMBERS, "mean": NUMBER,
-                              "median": NUMBER, "horizon": NUMBER,
-                              "lyapunov_exponent?": NUMBER, "mean_lyapunov_times?": NUMBER},
-    "invariant_drift": {"*": {"max_abs": NUMBER, "final_mean_abs": NUMBER, "relative": "bool",
-                              "reference_max_abs?": NUMBER}},
-    "cost": {"wall_s": NUMBER, "steps": "int", "stepper_calls": "int", "nfev": "int",
-             "note": "string", "reference": {"*": NUMBER},
-             "reference_method": ("string", None), "speedup_vs_reference?": NUMBER},
+    "valid_prediction_time": {
+        "threshold": NUMBER,
+        "per_trajectory": _NUMBERS,
+        "mean": NUMBER,
+        "median": NUMBER,
+        "horizon": NUMBER,
+        "lyapunov_exponent?": NUMBER,
+        "mean_lyapunov_times?": NUMBER,
+    },
+    "invariant_drift": {
+        "*": {
+            "max_abs": NUMBER,
+            "final_mean_abs": NUMBER,
+            "relative": "bool",
+            "reference_max_abs?": NUMBER,
+        }
+    },
+    "cost": {
+        "wall_s": NUMBER,
+        "steps": "int",
+        "stepper_calls": "int",
+        "nfev": "int",
+        "note": "string",
+        "reference": {"*": NUMBER},
+        "reference_method": ("string", None),
+        "speedup_vs_reference?": NUMBER,
+    },
     "failure": ({"trajectory": "int", "time": NUMBER, "reason": "string"}, None),
 }
 
@@ -137,10 +183,12 @@ def _describe(spec) -> str:
 
 
 MEANING = {
-    "kind": "`\"comparison\"` or `\"validation\"`: which schema applies",
+    "kind": '`"comparison"` or `"validation"`: which schema applies',
     "schema_version": "version of this layout (changes when a field changes meaning)",
-    "params": "the system's parameters", "system_params": "the system's parameters",
-    "t_end": "final time of every run", "n_traj": "initial states (trajectories) used",
+    "params": "the system's parameters",
+    "system_params": "the system's parameters",
+    "t_end": "final time of every run",
+    "n_traj": "initial states (trajectories) used",
     "reference": "what the errors are measured against",
     "dts": "step sizes, decreasing, each dividing `t_end`",
     "steppers": "stepper name → its record (`StepperResult.to_dict()`)",
@@ -154,11 +202,14 @@ MEANING = {
     "steppers.*.invariant_drift": "invariant → per dt: max drift over time and trajectories",
     "steppers.*.stability": "the largest-stable-dt search, or {} when not run",
     "steppers.*.stability.largest_stable_dt": "0: unstable at every dt tried; null: stable at "
-                                              "every dt tried",
+    "every dt tried",
     "steppers.*.stability.searched": "[dt_lo, dt_hi] scanned",
-    "stepper": "the stepper's name", "data": "the reference file",
-    "trajectories": "indices of the trajectories scored", "dt": "the stepper's step size",
-    "t": "times of the scored frames", "nrmse_scale": "the reference's standard deviation",
+    "stepper": "the stepper's name",
+    "data": "the reference file",
+    "trajectories": "indices of the trajectories scored",
+    "dt": "the stepper's step size",
+    "t": "times of the scored frames",
+    "nrmse_scale": "the reference's standard deviation",
     "relative_l2.per_step_mean": "per frame, mean over trajectories (null after a failure)",
     "valid_prediction_time.per_trajectory": "time until nRMSE first exceeds the threshold",
     "valid_prediction_time.horizon": "the longest VPT possible (the scored span)",
@@ -180,11 +231,17 @@ def field_table(schema, prefix: str = "") -> list[dict]:
     for key, spec in schema.items():
         name = f"{prefix}.{key.rstrip('?')}" if prefix else key.rstrip("?")
         optional = " (optional)" if key.endswith("?") else ""
-        objects = [s for s in (spec if isinstance(spec, tuple) else (spec,))
-                   if isinstance(s, dict) and s]
+        objects = [
+            s for s in (spec if isinstance(spec, tuple) else (spec,)) if isinstance(s, dict) and s
+        ]
         if key != "*" or objects:
-            rows.append({"field": f"`{name}`", "type": _describe(spec) + optional,
-                         "meaning": MEANING.get(name, "")})
+            rows.append(
+                {
+                    "field": f"`{name}`",
+                    "type": _describe(spec) + optional,
+                    "meaning": MEANING.get(name, ""),
+                }
+            )
         for sub in objects:
             if set(sub) == {"*"} and not isinstance(sub["*"], dict):
                 continue  # "object of X" says it all

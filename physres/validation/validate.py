@@ -18,10 +18,21 @@ N_OVERLAY = 3  # trajectories kept for the overlay figure
 COMPILE = False  # the eager loop: its wall time is the stepper's cost, not the compiler's
 
 
-def validate(stepper, path, out=None, *, n_traj: int | None = None, split: str | None = None,
-             substeps: int = 1, batch_size: int = 64, threshold: float = 0.5,
-             lyapunov_exponent: float | None = None, system: str | None = None,
-             system_params: dict | None = None, progress: bool = True) -> Report:
+def validate(
+    stepper,
+    path,
+    out=None,
+    *,
+    n_traj: int | None = None,
+    split: str | None = None,
+    substeps: int = 1,
+    batch_size: int = 64,
+    threshold: float = 0.5,
+    lyapunov_exponent: float | None = None,
+    system: str | None = None,
+    system_params: dict | None = None,
+    progress: bool = True,
+) -> Report:
     """Roll ``stepper`` out from the initial states of the file at ``path`` and score it.
 
     The stepper runs on the file's time grid: learned maps at the step they were trained for
@@ -86,16 +97,21 @@ def _check_match(stepper, f, system, system_params=None):
     from ..systems import System
 
     if not isinstance(stepper, Stepper):
-        raise TypeError(f"`stepper` must be a physres Stepper or a stepper name, got "
-                        f"{type(stepper).__name__}")
+        raise TypeError(
+            f"`stepper` must be a physres Stepper or a stepper name, got {type(stepper).__name__}"
+        )
     shape = getattr(stepper, "state_shape", None)
     if shape is not None and tuple(shape) != tuple(f.state_shape):
-        raise ValueError(f"`stepper` works on states of shape {tuple(shape)}, but {f.path} holds "
-                         f"states of shape {tuple(f.state_shape)} (system {f.system_name!r})")
+        raise ValueError(
+            f"`stepper` works on states of shape {tuple(shape)}, but {f.path} holds "
+            f"states of shape {tuple(f.state_shape)} (system {f.system_name!r})"
+        )
     complex_state = getattr(stepper, "complex_state", None)
     if complex_state is not None and bool(complex_state) != f.dtype.is_complex:
-        raise TypeError(f"`stepper` expects {'complex' if complex_state else 'real'} states, but "
-                        f"{f.path} holds {f.dtype} states")
+        raise TypeError(
+            f"`stepper` expects {'complex' if complex_state else 'real'} states, but "
+            f"{f.path} holds {f.dtype} states"
+        )
     owner = field_owner(getattr(stepper, "field", None))
     names = {}
     if system is not None:
@@ -108,15 +124,21 @@ def _check_match(stepper, f, system, system_params=None):
             raise TypeError(f"`stepper`'s system has dtype {owner.dtype}, {f.path} holds {f.dtype}")
         names["the stepper's field"] = owner.name
         if owner.name == f.system_name and owner.params != f.system_params:
-            raise ValueError(f"`stepper`'s system has parameters {owner.params}, but {f.path} was "
-                             f"generated with {f.system_params}")
+            raise ValueError(
+                f"`stepper`'s system has parameters {owner.params}, but {f.path} was "
+                f"generated with {f.system_params}"
+            )
     for who, name in names.items():
         if name != f.system_name:
-            raise ValueError(f"system mismatch: {who} says {name!r}, but {f.path} holds "
-                             f"{f.system_name!r} trajectories")
+            raise ValueError(
+                f"system mismatch: {who} says {name!r}, but {f.path} holds "
+                f"{f.system_name!r} trajectories"
+            )
     if system_params is not None and dict(system_params) != f.system_params:
-        raise ValueError(f"system parameters differ: the stepper was made for {system_params}, "
-                         f"but {f.path} was generated with {f.system_params}")
+        raise ValueError(
+            f"system parameters differ: the stepper was made for {system_params}, "
+            f"but {f.path} was generated with {f.system_params}"
+        )
 
 
 def _step_size(stepper, f, substeps) -> tuple[int, float]:
@@ -131,11 +153,15 @@ def _step_size(stepper, f, substeps) -> tuple[int, float]:
     if model_dt is not None and getattr(stepper, "fixed_dt", False):
         k = round(model_dt / dt_save)
         if k < 1 or not math.isclose(k * dt_save, model_dt, rel_tol=1e-6):
-            raise ValueError(f"the model steps with dt = {model_dt:g}, which is not a whole number "
-                             f"of the file's saved interval {dt_save:g} ({f.path})")
+            raise ValueError(
+                f"the model steps with dt = {model_dt:g}, which is not a whole number "
+                f"of the file's saved interval {dt_save:g} ({f.path})"
+            )
         if substeps != 1:
-            raise ValueError("`substeps` applies to known-physics steppers; this model steps "
-                             f"only at its training dt = {model_dt:g}")
+            raise ValueError(
+                "`substeps` applies to known-physics steppers; this model steps "
+                f"only at its training dt = {model_dt:g}"
+            )
         return k, model_dt
     return 1, dt_save / substeps
 
@@ -177,22 +203,31 @@ class _Run:
         self.drift, self.ref_drift = {}, {}
         self.overlay_pred, self.overlay_ref = [], []
         self.wall_s, self.nfev, self.n_steps, self.n_calls, self.failure = 0.0, 0, 0, 0, None
-        bar = tqdm(total=idx.size * n_steps, disable=not progress, desc="validate", unit="step",
-                   leave=False)
+        bar = tqdm(
+            total=idx.size * n_steps,
+            disable=not progress,
+            desc="validate",
+            unit="step",
+            leave=False,
+        )
         stepper.nfev = 0
         for start in range(0, idx.size, batch_size):
-            sel = idx[start:start + batch_size]
+            sel = idx[start : start + batch_size]
             ref = f.states[sel][:, self.frames]  # (B, n_f, *state)
             x = torch.from_numpy(ref[:, 0]).to(device)
             stepper.check_call(x, dt)
-            pred, wall, fail = _rollout(stepper, x, float(f.t[0]), dt, per_frame,
-                                        self.frames.size - 1, bar)
+            pred, wall, fail = _rollout(
+                stepper, x, float(f.t[0]), dt, per_frame, self.frames.size - 1, bar
+            )
             self.wall_s += wall
             self.n_calls += (pred.shape[1] - 1) * per_frame
             self.n_steps = max(self.n_steps, (pred.shape[1] - 1) * per_frame)
             if fail is not None and self.failure is None:
-                self.failure = {"trajectory": int(sel[0]), "time": float(self.t[pred.shape[1] - 1])
-                                + dt, "reason": fail}
+                self.failure = {
+                    "trajectory": int(sel[0]),
+                    "time": float(self.t[pred.shape[1] - 1]) + dt,
+                    "reason": fail,
+                }
             pred = _pad(pred.cpu().numpy(), self.frames.size)
             with np.errstate(over="ignore", invalid="ignore"):  # huge states → inf errors
                 self._score(slice(start, start + sel.size), pred, ref, system, f, sel)
@@ -232,14 +267,24 @@ class _Run:
 def _rollout(stepper, x, t0, dt, per_frame, n_frames, bar):
     """Steps ``per_frame`` times per saved frame through :func:`physres.rollout`; returns
     (B, n_done + 1, *state), the stepping wall time and the failure (text) or None."""
+
     def advance(n, t, state):
         if n:
             bar.update(per_frame * state.shape[0])
 
     with torch.no_grad():
-        out = rollout(stepper, x, dt, n_frames * per_frame, t0=t0, save_every=per_frame,
-                      compile=COMPILE, observer=advance, on_divergence="return",
-                      full_output=True)
+        out = rollout(
+            stepper,
+            x,
+            dt,
+            n_frames * per_frame,
+            t0=t0,
+            save_every=per_frame,
+            compile=COMPILE,
+            observer=advance,
+            on_divergence="return",
+            full_output=True,
+        )
     fail = None
     if out.status == "solver failed":
         fail = f"implicit solve failed: {str(out.failure).splitlines()[0]}"
@@ -265,18 +310,35 @@ def _summarise(run, f, stepper, threshold, lyap) -> dict:
     t_scored = run.t[1:]
     vpt = M.valid_prediction_time(nrmse, t_scored, threshold=threshold, t0=float(run.t[0]))
     m = {
-        "kind": "validation", "schema_version": SCHEMA_VERSION,
+        "kind": "validation",
+        "schema_version": SCHEMA_VERSION,
         "stepper": getattr(stepper, "name", "") or type(stepper).__name__,
-        "system": f.system_name, "system_params": f.system_params, "data": str(f.path),
-        "n_traj": run.n_traj, "trajectories": run.idx.tolist(), "dt": run.dt,
-        "t": t_scored, "nrmse_scale": sigma,
-        "relative_l2": {"per_step_mean": _nanmean0(run.rel), "mean": _mean(run.rel),
-                        "final_mean": _mean(run.rel[:, -1]), "final_max": _max(run.rel[:, -1])},
-        "nrmse": {"per_step_mean": _nanmean0(nrmse), "mean": _mean(nrmse),
-                  "final_mean": _mean(nrmse[:, -1])},
-        "valid_prediction_time": {"threshold": threshold, "per_trajectory": vpt,
-                                  "mean": float(np.mean(vpt)), "median": float(np.median(vpt)),
-                                  "horizon": float(run.t[-1] - run.t[0])},
+        "system": f.system_name,
+        "system_params": f.system_params,
+        "data": str(f.path),
+        "n_traj": run.n_traj,
+        "trajectories": run.idx.tolist(),
+        "dt": run.dt,
+        "t": t_scored,
+        "nrmse_scale": sigma,
+        "relative_l2": {
+            "per_step_mean": _nanmean0(run.rel),
+            "mean": _mean(run.rel),
+            "final_mean": _mean(run.rel[:, -1]),
+            "final_max": _max(run.rel[:, -1]),
+        },
+        "nrmse": {
+            "per_step_mean": _nanmean0(nrmse),
+            "mean": _mean(nrmse),
+            "final_mean": _mean(nrmse[:, -1]),
+        },
+        "valid_prediction_time": {
+            "threshold": threshold,
+            "per_trajectory": vpt,
+            "mean": float(np.mean(vpt)),
+            "median": float(np.median(vpt)),
+            "horizon": float(run.t[-1] - run.t[0]),
+        },
         "invariant_drift": {},
         "cost": _cost(run, f),
         "failure": run.failure,
@@ -287,8 +349,11 @@ def _summarise(run, f, stepper, threshold, lyap) -> dict:
         m["valid_prediction_time"]["mean_lyapunov_times"] = float(np.mean(vpt)) * lyap
     for name, parts in run.drift.items():
         d = np.concatenate(parts)
-        entry = {"max_abs": _max(np.abs(d)), "final_mean_abs": _mean(np.abs(d[:, -1])),
-                 "relative": bool(np.all(np.isfinite(d[:, 0])))}
+        entry = {
+            "max_abs": _max(np.abs(d)),
+            "final_mean_abs": _mean(np.abs(d[:, -1])),
+            "relative": bool(np.all(np.isfinite(d[:, 0]))),
+        }
         if name in run.ref_drift:
             entry["reference_max_abs"] = _max(np.abs(np.concatenate(run.ref_drift[name])))
         m["invariant_drift"][name] = entry
@@ -296,15 +361,21 @@ def _summarise(run, f, stepper, threshold, lyap) -> dict:
 
 
 def _cost(run, f) -> dict:
-    ref = {k: float(np.sum(v[run.idx])) for k, v in f.stats.items()
-           if np.issubdtype(np.asarray(v).dtype, np.number)
-           and np.asarray(v).shape[:1] == (len(f),)}
-    out = {"wall_s": run.wall_s, "steps": run.n_steps, "stepper_calls": run.n_calls,
-           "nfev": run.nfev,
-           "note": "steps along each trajectory; stepper calls and field evaluations act on "
-                   "batches of trajectories",
-           "reference": ref,
-           "reference_method": f.attrs.get("reference_method")}
+    ref = {
+        k: float(np.sum(v[run.idx]))
+        for k, v in f.stats.items()
+        if np.issubdtype(np.asarray(v).dtype, np.number) and np.asarray(v).shape[:1] == (len(f),)
+    }
+    out = {
+        "wall_s": run.wall_s,
+        "steps": run.n_steps,
+        "stepper_calls": run.n_calls,
+        "nfev": run.nfev,
+        "note": "steps along each trajectory; stepper calls and field evaluations act on "
+        "batches of trajectories",
+        "reference": ref,
+        "reference_method": f.attrs.get("reference_method"),
+    }
     if ref.get("wall_s") and run.wall_s > 0:
         out["speedup_vs_reference"] = ref["wall_s"] / run.wall_s
     return out
@@ -335,25 +406,44 @@ def _report(m, run, f, stepper) -> Report:
     cost, ref = m["cost"], m["cost"]["reference"]
     vpt = m["valid_prediction_time"]
     rows = [
-        {"quantity": "relative L2 error, final (mean)", name: m["relative_l2"]["final_mean"],
-         "reference": None},
+        {
+            "quantity": "relative L2 error, final (mean)",
+            name: m["relative_l2"]["final_mean"],
+            "reference": None,
+        },
         {"quantity": "nRMSE, final (mean)", name: m["nrmse"]["final_mean"], "reference": None},
-        {"quantity": f"valid prediction time (nRMSE ≤ {vpt['threshold']:g}, mean, of "
-                     f"{vpt['horizon']:g})", name: vpt["mean"], "reference": None},
+        {
+            "quantity": f"valid prediction time (nRMSE ≤ {vpt['threshold']:g}, mean, of "
+            f"{vpt['horizon']:g})",
+            name: vpt["mean"],
+            "reference": None,
+        },
     ]
     if "mean_lyapunov_times" in vpt:
-        rows.append({"quantity": "valid prediction time (Lyapunov times)",
-                     name: vpt["mean_lyapunov_times"], "reference": None})
+        rows.append(
+            {
+                "quantity": "valid prediction time (Lyapunov times)",
+                name: vpt["mean_lyapunov_times"],
+                "reference": None,
+            }
+        )
     for inv, d in m["invariant_drift"].items():
-        rows.append({"quantity": f"{inv} drift, max {'relative' if d['relative'] else 'absolute'}",
-                     name: d["max_abs"], "reference": d.get("reference_max_abs")})
+        rows.append(
+            {
+                "quantity": f"{inv} drift, max {'relative' if d['relative'] else 'absolute'}",
+                name: d["max_abs"],
+                "reference": d.get("reference_max_abs"),
+            }
+        )
     rows += [
         {"quantity": "wall time (s)", name: cost["wall_s"], "reference": ref.get("wall_s")},
         {"quantity": "steps per trajectory", name: cost["steps"], "reference": None},
         {"quantity": "field evaluations", name: cost["nfev"], "reference": ref.get("nfev")},
     ]
-    rows = [{k: ("diverged" if isinstance(v, float) and v == math.inf else v)
-             for k, v in r.items()} for r in rows]
+    rows = [
+        {k: ("diverged" if isinstance(v, float) and v == math.inf else v) for k, v in r.items()}
+        for r in rows
+    ]
     text = [
         f"`{name}` rolled out from the initial states of {m['n_traj']} trajectories of "
         f"`{f.path.name}` (system `{f.system_name}`, parameters `{f.system_params}`) with "
@@ -365,14 +455,25 @@ def _report(m, run, f, stepper) -> Report:
         "batch.",
     ]
     if m["failure"]:
-        text += ["", f"**The rollout failed** at t = {m['failure']['time']:.4g} "
-                     f"(trajectory {m['failure']['trajectory']}): {m['failure']['reason']}. "
-                     "Frames after the failure are not scored (errors shown as diverged)."]
-    figs = {"error_vs_time.png": ("Error vs time", lambda p: F.error_vs_time(p, m, name)),
-            "trajectories.png": ("Trajectories over the reference",
-                                 lambda p: F.overlay(p, run, f, name))}
+        text += [
+            "",
+            f"**The rollout failed** at t = {m['failure']['time']:.4g} "
+            f"(trajectory {m['failure']['trajectory']}): {m['failure']['reason']}. "
+            "Frames after the failure are not scored (errors shown as diverged).",
+        ]
+    figs = {
+        "error_vs_time.png": ("Error vs time", lambda p: F.error_vs_time(p, m, name)),
+        "trajectories.png": (
+            "Trajectories over the reference",
+            lambda p: F.overlay(p, run, f, name),
+        ),
+    }
     if m["invariant_drift"]:
-        figs["invariant_drift.png"] = ("Invariant drift vs time",
-                                       lambda p: F.drift(p, run, name))
-    return Report(title=f"Validation of {name} on {f.system_name}", metrics=m, summary=rows,
-                  text="\n".join(text), figures=figs)
+        figs["invariant_drift.png"] = ("Invariant drift vs time", lambda p: F.drift(p, run, name))
+    return Report(
+        title=f"Validation of {name} on {f.system_name}",
+        metrics=m,
+        summary=rows,
+        text="\n".join(text),
+        figures=figs,
+    )

@@ -31,8 +31,9 @@ class VerletList:
         self._ref = self._ref_coords = None
         self.i = self.j = self.chain = None
 
-    def pairs(self, x: torch.Tensor, coords: torch.Tensor | None = None
-              ) -> tuple[torch.Tensor, torch.Tensor]:
+    def pairs(
+        self, x: torch.Tensor, coords: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Flat indices ``(i, j)`` of the listed pairs for positions ``x`` (batch, N, 3).
 
         ``coords``: optionally the same positions coordinates-first, (3, batch, N) or
@@ -41,8 +42,13 @@ class VerletList:
         """
         x = x.detach()
         ref = self._ref
-        if (ref is None or ref.shape != x.shape or ref.dtype != x.dtype
-                or ref.device != x.device or self._moved(x, ref, coords)):
+        if (
+            ref is None
+            or ref.shape != x.shape
+            or ref.dtype != x.dtype
+            or ref.device != x.device
+            or self._moved(x, ref, coords)
+        ):
             self._build(x)
         return self.i, self.j
 
@@ -61,13 +67,14 @@ class VerletList:
         found = []
         chunk = max(1, 2**22 // (n * n))  # bound the (chunk, N, N) distance block
         for start in range(0, b, chunk):
-            xs = x[start:start + chunk]
+            xs = x[start : start + chunk]
             xs = xs - xs.mean(1, keepdim=True)  # centred: small |x|², accurate products
             sq = (xs * xs).sum(-1)  # (chunk, N)
             # |x_i|² + |x_j|² − 2 x_i·x_j in one batched matmul; its round-off (a few ulps of
             # max |x|²) is covered by widening the reach: an extra pair is harmless
-            d2 = torch.baddbmm(sq.unsqueeze(2) + sq.unsqueeze(1), xs, xs.transpose(1, 2),
-                               alpha=-2.0)
+            d2 = torch.baddbmm(
+                sq.unsqueeze(2) + sq.unsqueeze(1), xs, xs.transpose(1, 2), alpha=-2.0
+            )
             reach2 = self.reach2 + 1e-12 * (1.0 + float(sq.amax()))
             hit = torch.nonzero((d2 < reach2) & mask)
             hit[:, 0] += start

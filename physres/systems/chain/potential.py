@@ -60,7 +60,7 @@ def radial(x, i, j, terms):
     r = torch.linalg.vector_norm(d, dim=-1)  # (B, P)
     us, gs, start = [], [], 0
     for count, fn in terms:
-        u, g = fn(r[:, start:start + count])
+        u, g = fn(r[:, start : start + count])
         us.append(u)
         gs.append(g)
         start += count
@@ -138,8 +138,9 @@ def torsion(x, i, k, phi0):
     g2 = p * g0 - (1.0 + q) * g3
     w = -dphi.unsqueeze(-1)
     force = torch.zeros_like(x)
-    force.index_add_(1, torch.cat([i, i + 1, i + 2, i + 3]),
-                     torch.cat([w * g0, w * g1, w * g2, w * g3], dim=1))
+    force.index_add_(
+        1, torch.cat([i, i + 1, i + 2, i + 3]), torch.cat([w * g0, w * g1, w * g2, w * g3], dim=1)
+    )
     return (k * (1.0 - torch.cos(phi - phi0))).sum(-1), force
 
 
@@ -187,8 +188,9 @@ def wca_r2(r2, epsilon, sigma, energy=True):
     inv = r2.reciprocal()
     s6 = (inv * sigma**2 if sigma != 1.0 else inv) ** 3
     w = torch.where(inside, (s6 - 0.5) * s6 * inv * (-48.0 * epsilon), 0.0)
-    return (torch.where(inside, (s6 - 1.0) * s6 * (4.0 * epsilon) + epsilon, 0.0) if energy
-            else None), w
+    return (
+        torch.where(inside, (s6 - 1.0) * s6 * (4.0 * epsilon) + epsilon, 0.0) if energy else None
+    ), w
 
 
 def go_r2(r2, epsilon, r0_squared, energy=True):

@@ -44,9 +44,17 @@ class Trajectories:
     wall_s: float
 
 
-def trajectories(system, n_traj: int = 32, t_end: float | None = None, dt: float = 1e-3,
-                 dt_save: float | None = None, stepper: str | None = None, seed: int = 0,
-                 x0: torch.Tensor | None = None, progress: bool = True) -> Trajectories:
+def trajectories(
+    system,
+    n_traj: int = 32,
+    t_end: float | None = None,
+    dt: float = 1e-3,
+    dt_save: float | None = None,
+    stepper: str | None = None,
+    seed: int = 0,
+    x0: torch.Tensor | None = None,
+    progress: bool = True,
+) -> Trajectories:
     """``n_traj`` fixed-step trajectories of a ``bead_chain`` system.
 
     Parameters
@@ -76,8 +84,10 @@ def trajectories(system, n_traj: int = 32, t_end: float | None = None, dt: float
     stepper = stepper or ("baoab" if system.underdamped else "euler_maruyama")
     langevin = stepper in LANGEVIN
     if not langevin and system.temperature > 0:
-        raise ValueError(f"`stepper` {stepper!r} is deterministic but the system's temperature "
-                         f"is {system.temperature:g}; use 'euler_maruyama' or 'baoab'")
+        raise ValueError(
+            f"`stepper` {stepper!r} is deterministic but the system's temperature "
+            f"is {system.temperature:g}; use 'euler_maruyama' or 'baoab'"
+        )
     if x0 is None:
         x0 = system.sample_initial(n_traj, seed=seed)
     x0 = _checks.state("x0", x0, system.state_shape)
@@ -87,6 +97,11 @@ def trajectories(system, n_traj: int = 32, t_end: float | None = None, dt: float
     start = time.perf_counter()
     with torch.no_grad():
         states = rollout(step, x0, dt, n_save * every, save_every=every, progress=progress)
-    return Trajectories(t=dt_save * np.arange(n_save + 1, dtype=np.float64), states=states,
-                        stepper=stepper, dt=dt, nfev=step.nfev,
-                        wall_s=time.perf_counter() - start)
+    return Trajectories(
+        t=dt_save * np.arange(n_save + 1, dtype=np.float64),
+        states=states,
+        stepper=stepper,
+        dt=dt,
+        nfev=step.nfev,
+        wall_s=time.perf_counter() - start,
+    )

@@ -70,25 +70,49 @@ class BeadChain(System):
     reference_rtol = 1e-9
     reference_atol = 1e-11
 
-    def __init__(self, n_beads: int = 32, staples=(), temperature: float = 0.0,
-                 friction: float = 1.0, target="hairpin", bond: str = "harmonic",
-                 k_bond: float = 100.0, bond_length: float = 1.0, fene_span: float = 0.5,
-                 k_angle: float = 20.0, k_torsion: float = 0.0, epsilon: float = 1.0,
-                 contact_cutoff: float = 1.8, wca: bool = True, sigma: float = 1.0,
-                 staple_k: float = 20.0, staple_length: float | None = None,
-                 dynamics: str = "overdamped", initial: str = "coil", pairs: str = "auto",
-                 skin: float = 0.4):
+    def __init__(
+        self,
+        n_beads: int = 32,
+        staples=(),
+        temperature: float = 0.0,
+        friction: float = 1.0,
+        target="hairpin",
+        bond: str = "harmonic",
+        k_bond: float = 100.0,
+        bond_length: float = 1.0,
+        fene_span: float = 0.5,
+        k_angle: float = 20.0,
+        k_torsion: float = 0.0,
+        epsilon: float = 1.0,
+        contact_cutoff: float = 1.8,
+        wca: bool = True,
+        sigma: float = 1.0,
+        staple_k: float = 20.0,
+        staple_length: float | None = None,
+        dynamics: str = "overdamped",
+        initial: str = "coil",
+        pairs: str = "auto",
+        skin: float = 0.4,
+    ):
         n_beads = _checks.positive_int("n_beads", n_beads)
         if n_beads < 4:
             raise ValueError(f"`n_beads` must be >= 4, got {n_beads}")
         temperature = _checks.positive("temperature", temperature, allow_zero=True)
         friction = _checks.positive("friction", friction)
-        for name, value in (("k_bond", k_bond), ("k_angle", k_angle), ("k_torsion", k_torsion),
-                            ("epsilon", epsilon), ("staple_k", staple_k)):
+        for name, value in (
+            ("k_bond", k_bond),
+            ("k_angle", k_angle),
+            ("k_torsion", k_torsion),
+            ("epsilon", epsilon),
+            ("staple_k", staple_k),
+        ):
             _checks.positive(name, value, allow_zero=True)
         _checks.positive("bond_length", bond_length, allow_zero=True)
-        for name, value in (("fene_span", fene_span), ("contact_cutoff", contact_cutoff),
-                            ("sigma", sigma)):
+        for name, value in (
+            ("fene_span", fene_span),
+            ("contact_cutoff", contact_cutoff),
+            ("sigma", sigma),
+        ):
             _checks.positive(name, value)
         if staple_length is not None:
             staple_length = _checks.positive("staple_length", staple_length)
@@ -104,14 +128,27 @@ class BeadChain(System):
             raise ValueError("`k_torsion` > 0 needs a `target` (torsions relax to its dihedrals)")
         staples = _staples(staples, n_beads, staple_k, staple_length, native, bond_length)
         super().__init__(
-            n_beads=n_beads, staples=[list(s) for s in staples], temperature=temperature,
+            n_beads=n_beads,
+            staples=[list(s) for s in staples],
+            temperature=temperature,
             friction=friction,
             target=target if isinstance(target, str) or target is None else native.tolist(),
-            bond=bond, k_bond=float(k_bond), bond_length=float(bond_length),
-            fene_span=float(fene_span), k_angle=float(k_angle), k_torsion=float(k_torsion),
-            epsilon=float(epsilon), contact_cutoff=float(contact_cutoff), wca=wca,
-            sigma=float(sigma), staple_k=float(staple_k), staple_length=staple_length,
-            dynamics=dynamics, initial=initial, pairs=pairs, skin=float(skin),
+            bond=bond,
+            k_bond=float(k_bond),
+            bond_length=float(bond_length),
+            fene_span=float(fene_span),
+            k_angle=float(k_angle),
+            k_torsion=float(k_torsion),
+            epsilon=float(epsilon),
+            contact_cutoff=float(contact_cutoff),
+            wca=wca,
+            sigma=float(sigma),
+            staple_k=float(staple_k),
+            staple_length=staple_length,
+            dynamics=dynamics,
+            initial=initial,
+            pairs=pairs,
+            skin=float(skin),
         )
         self.n_beads, self.temperature, self.friction = n_beads, temperature, friction
         self.underdamped = dynamics == "underdamped"
@@ -141,9 +178,12 @@ class BeadChain(System):
             contacts = native_contacts(native, p["contact_cutoff"])
         self.contacts = torch.as_tensor(contacts, dtype=torch.long).reshape(-1, 2)
         self.native_distances = (
-            torch.linalg.vector_norm(self.native[self.contacts[:, 1]]
-                                     - self.native[self.contacts[:, 0]], dim=-1)
-            if native is not None else torch.zeros(0, dtype=t))
+            torch.linalg.vector_norm(
+                self.native[self.contacts[:, 1]] - self.native[self.contacts[:, 0]], dim=-1
+            )
+            if native is not None
+            else torch.zeros(0, dtype=t)
+        )
         is_native = torch.zeros(n, n, dtype=torch.bool)
         is_native[self.contacts[:, 0], self.contacts[:, 1]] = True
         i, j = torch.triu_indices(n, n, offset=2)
@@ -161,18 +201,30 @@ class BeadChain(System):
         self._c = {  # fixed pair list in the order of the pair terms: staples, Gō, WCA (all pairs)
             "pair_i": torch.cat([self._staple_i, go[:, 0], wca_i]),
             "pair_j": torch.cat([self._staple_j, go[:, 1], wca_j]),
-            "bond_r0": self._bond_r0, "staple_k": self._staple_k, "staple_r0": self._staple_r0,
-            "go_r0sq": self.native_distances[:len(go)] ** 2, "angle_i": self._angle_i,
-            "cos0": self._cos0, "torsion_i": self._torsion_i, "phi0": self._phi0,
+            "bond_r0": self._bond_r0,
+            "staple_k": self._staple_k,
+            "staple_r0": self._staple_r0,
+            "go_r0sq": self.native_distances[: len(go)] ** 2,
+            "angle_i": self._angle_i,
+            "cos0": self._cos0,
+            "torsion_i": self._torsion_i,
+            "phi0": self._phi0,
             # the fused force: per-pair coefficients of the unified radial term
-            "k_bond": torch.tensor(p["k_bond"], dtype=t), "k_r0": p["k_bond"] * self._bond_r0,
+            "k_bond": torch.tensor(p["k_bond"], dtype=t),
+            "k_r0": p["k_bond"] * self._bond_r0,
             "cos0k": -p["k_angle"] * self._cos0,
-            "pair_coef": torch.cat([
-                pot.pair_coefficients("harmonic", len(self._staple_k), t, k=self._staple_k,
-                                      r0=self._staple_r0),
-                pot.pair_coefficients("go", len(go), t, epsilon=p["epsilon"],
-                                      r0=self.native_distances[:len(go)]),
-                pot.pair_coefficients("wca", len(wca_i), t, epsilon=1.0, sigma=p["sigma"])], 1),
+            "pair_coef": torch.cat(
+                [
+                    pot.pair_coefficients(
+                        "harmonic", len(self._staple_k), t, k=self._staple_k, r0=self._staple_r0
+                    ),
+                    pot.pair_coefficients(
+                        "go", len(go), t, epsilon=p["epsilon"], r0=self.native_distances[: len(go)]
+                    ),
+                    pot.pair_coefficients("wca", len(wca_i), t, epsilon=1.0, sigma=p["sigma"]),
+                ],
+                1,
+            ),
             "wca_coef": pot.pair_coefficients("wca", 1, t, epsilon=1.0, sigma=p["sigma"]),
         }
         self._fused_flags = (len(self._staple_k) > 0, p["wca"])  # staples: 1/r; WCA: cutoff
@@ -210,8 +262,11 @@ class BeadChain(System):
         (:meth:`_fused_force`, about half the ops of :meth:`energy_force`); both agree to
         round-off.
         """
-        if (self.params["bond"] == "harmonic" and q.dtype == self.dtype
-                and not (torch.is_grad_enabled() and q.requires_grad)):
+        if (
+            self.params["bond"] == "harmonic"
+            and q.dtype == self.dtype
+            and not (torch.is_grad_enabled() and q.requires_grad)
+        ):
             return self._fused_force(q)
         return self._evaluate(q, False)[1]
 
@@ -233,7 +288,7 @@ class BeadChain(System):
         if len(i):
             ij3, i3, j3, coef = self._flat_fused  # (3, 2P), (3, P), (3, P), (6, P)
             g = torch.gather(xs, 1, ij3)  # x_i | x_j (gather beats index_select here)
-            d = g[:, len(i):] - g[:, :len(i)]  # x_j − x_i, (3, P)
+            d = g[:, len(i) :] - g[:, : len(i)]  # x_j − x_i, (3, P)
             w = pot.unified_pair_w((d * d).sum(0), coef, *self._fused_flags)
             f = w * d  # force on i; −f on j
             fs.scatter_add_(1, i3, f)
@@ -249,8 +304,15 @@ class BeadChain(System):
             self._move(x.device)
         c, (b, n) = self._c, x.shape[:2]
         xs = x.permute(2, 0, 1).contiguous()  # (3, B, N)
-        energy, fs = pot.backbone(xs, p["k_bond"], c["bond_r0"], p["k_angle"], c["cos0"],
-                                  p["fene_span"] if p["bond"] == "fene" else None, need_energy)
+        energy, fs = pot.backbone(
+            xs,
+            p["k_bond"],
+            c["bond_r0"],
+            p["k_angle"],
+            c["cos0"],
+            p["fene_span"] if p["bond"] == "fene" else None,
+            need_energy,
+        )
         xs, fs = xs.view(3, b * n), fs.view(3, b * n)
         i, j, n_fixed = self._pair_list(x, b, n)
         if len(i):
@@ -300,8 +362,12 @@ class BeadChain(System):
                 coef = torch.cat([coef, c["wca_coef"].expand(6, len(self._verlet.i))], 1)
             self._flat, self._flat_key = (i, j, n_fixed), key
             ij3 = torch.cat([i, j]).expand(3, -1).contiguous()
-            self._flat_fused = (ij3, ij3[:, :len(i)].contiguous(), ij3[:, len(i):].contiguous(),
-                                coef.contiguous())
+            self._flat_fused = (
+                ij3,
+                ij3[:, : len(i)].contiguous(),
+                ij3[:, len(i) :].contiguous(),
+                coef.contiguous(),
+            )
         return self._flat
 
     def _move(self, device):
@@ -313,8 +379,10 @@ class BeadChain(System):
         """``(start, stop, fn)`` segments of the fixed pair list, ``fn(r²) -> (u, u'(r)/r)``."""
         p, c = self.params, self._c
         sizes = [len(c["staple_k"]), len(c["go_r0sq"])]
-        fns = [partial(pot.harmonic_r2, k=c["staple_k"], r0=c["staple_r0"]),
-               partial(pot.go_r2, epsilon=p["epsilon"], r0_squared=c["go_r0sq"])]
+        fns = [
+            partial(pot.harmonic_r2, k=c["staple_k"], r0=c["staple_r0"]),
+            partial(pot.go_r2, epsilon=p["epsilon"], r0_squared=c["go_r0sq"]),
+        ]
         sizes.append(len(c["pair_i"]) - sum(sizes))
         fns.append(partial(pot.wca_r2, epsilon=1.0, sigma=p["sigma"]))
         terms, start = [], 0
@@ -386,8 +454,9 @@ class BeadChain(System):
         x = torch.as_tensor(x - x.mean(axis=1, keepdims=True), dtype=self.dtype)
         if not self.underdamped:
             return x
-        mom = math.sqrt(self.temperature) * torch.as_tensor(rng.normal(size=x.shape),
-                                                            dtype=self.dtype)
+        mom = math.sqrt(self.temperature) * torch.as_tensor(
+            rng.normal(size=x.shape), dtype=self.dtype
+        )
         return torch.stack([x, mom], dim=1)
 
     def _min_distances(self):
@@ -417,8 +486,9 @@ class BeadChain(System):
             raise ValueError("folding observables need a `target`; this chain has none")
         out = {}
         if len(self.contacts):
-            out["q"] = obs.fraction_native_contacts(q, self.contacts.to(q.device),
-                                                    self.native_distances.to(q.device))
+            out["q"] = obs.fraction_native_contacts(
+                q, self.contacts.to(q.device), self.native_distances.to(q.device)
+            )
         out["rmsd"] = obs.kabsch_rmsd(q, self.native.to(q.device))
         return out
 
@@ -435,8 +505,9 @@ def _staples(staples, n_beads, k_default, r0_default, native, bond_length):
     try:
         items = list(staples)
     except TypeError:
-        raise TypeError(f"`staples` must be a sequence of (i, j) or (i, j, k, r0), "
-                        f"got {type(staples).__name__}") from None
+        raise TypeError(
+            f"`staples` must be a sequence of (i, j) or (i, j, k, r0), got {type(staples).__name__}"
+        ) from None
     out, seen = [], set()
     for s in items:
         s = s.tolist() if isinstance(s, (np.ndarray, torch.Tensor)) else s
@@ -447,12 +518,16 @@ def _staples(staples, n_beads, k_default, r0_default, native, bond_length):
             raise TypeError(f"`staples` bead indices must be ints, got {s!r}")
         i, j = sorted((int(i), int(j)))
         if i < 0 or j >= n_beads:
-            raise ValueError(f"`staples` entry {s!r} is out of range: bead indices must be in "
-                             f"[0, {n_beads - 1}] for n_beads = {n_beads}")
+            raise ValueError(
+                f"`staples` entry {s!r} is out of range: bead indices must be in "
+                f"[0, {n_beads - 1}] for n_beads = {n_beads}"
+            )
         if j - i < MIN_STAPLE_SEPARATION:
-            raise ValueError(f"`staples` entry {s!r} joins neighbouring beads: staples need "
-                             f"|i − j| >= {MIN_STAPLE_SEPARATION} (closer pairs are held by "
-                             f"bonds and bending)")
+            raise ValueError(
+                f"`staples` entry {s!r} joins neighbouring beads: staples need "
+                f"|i − j| >= {MIN_STAPLE_SEPARATION} (closer pairs are held by "
+                f"bonds and bending)"
+            )
         if (i, j) in seen:
             raise ValueError(f"`staples` has a duplicate staple between beads {i} and {j}")
         seen.add((i, j))

@@ -55,25 +55,32 @@ def resolve(target, n_beads: int) -> np.ndarray | None:
         return None
     if isinstance(target, str):
         if target not in BUILTIN:
-            raise ValueError(f"`target` must be one of {BUILTIN}, coordinates of shape "
-                             f"(n_beads, 3), or None; got {target!r}")
+            raise ValueError(
+                f"`target` must be one of {BUILTIN}, coordinates of shape "
+                f"(n_beads, 3), or None; got {target!r}"
+            )
         return {"helix": helix, "hairpin": hairpin}[target](n_beads)
     if isinstance(target, torch.Tensor):
         target = target.detach().cpu().numpy()
     try:
         x = np.asarray(target, dtype=np.float64)
     except (TypeError, ValueError):
-        raise TypeError(f"`target` must be a name, an array of shape (n_beads, 3) or None; "
-                        f"got {type(target).__name__}") from None
+        raise TypeError(
+            f"`target` must be a name, an array of shape (n_beads, 3) or None; "
+            f"got {type(target).__name__}"
+        ) from None
     if x.shape != (n_beads, 3):
-        raise ValueError(f"`target` coordinates must have shape (n_beads, 3) = ({n_beads}, 3), "
-                         f"got {x.shape}")
+        raise ValueError(
+            f"`target` coordinates must have shape (n_beads, 3) = ({n_beads}, 3), got {x.shape}"
+        )
     if not np.isfinite(x).all():
         raise ValueError("`target` coordinates contain non-finite values")
     bonds = np.linalg.norm(np.diff(x, axis=0), axis=1)
     if (bonds < 1e-6).any():
-        raise ValueError(f"`target` has coincident consecutive beads (bond {int(bonds.argmin())} "
-                         f"has length {bonds.min():.3g}); consecutive beads must be distinct")
+        raise ValueError(
+            f"`target` has coincident consecutive beads (bond {int(bonds.argmin())} "
+            f"has length {bonds.min():.3g}); consecutive beads must be distinct"
+        )
     return x
 
 

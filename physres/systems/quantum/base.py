@@ -31,8 +31,24 @@ class QuantumSystem(System):
     reference_rtol = 1e-10
     reference_atol = 1e-12
 
-    def __init__(self, *, n, x_min, x_max, potential, potential_params, kinetic, boundary,
-                 hbar, mass, field, field_amplitude, field_omega, field_duration, **extra):
+    def __init__(
+        self,
+        *,
+        n,
+        x_min,
+        x_max,
+        potential,
+        potential_params,
+        kinetic,
+        boundary,
+        hbar,
+        mass,
+        field,
+        field_amplitude,
+        field_omega,
+        field_duration,
+        **extra,
+    ):
         from ... import _checks
 
         hbar = _checks.positive("hbar", hbar)
@@ -47,13 +63,27 @@ class QuantumSystem(System):
         self.hbar, self.mass = hbar, mass
         self.grid = self.grid1d.x_np
         self.time_dependent = E is not None
-        name = potential if isinstance(potential, str) else \
-            f"callable:{getattr(potential, '__qualname__', type(potential).__name__)}"
-        super().__init__(n=n, x_min=float(x_min), x_max=float(x_max), potential=name,
-                         potential_params=dict(potential_params or {}), kinetic=kinetic,
-                         boundary=boundary, hbar=hbar, mass=mass, field=field,
-                         field_amplitude=float(field_amplitude), field_omega=float(field_omega),
-                         field_duration=float(field_duration), **extra)
+        name = (
+            potential
+            if isinstance(potential, str)
+            else f"callable:{getattr(potential, '__qualname__', type(potential).__name__)}"
+        )
+        super().__init__(
+            n=n,
+            x_min=float(x_min),
+            x_max=float(x_max),
+            potential=name,
+            potential_params=dict(potential_params or {}),
+            kinetic=kinetic,
+            boundary=boundary,
+            hbar=hbar,
+            mass=mass,
+            field=field,
+            field_amplitude=float(field_amplitude),
+            field_omega=float(field_omega),
+            field_duration=float(field_duration),
+            **extra,
+        )
 
     @property
     def dx(self) -> float:
@@ -109,6 +139,8 @@ def _check_packet(sigma, k_max, grid) -> tuple[float, float]:
     sigma = _checks.positive("sigma", sigma)
     k_max = _checks.positive("k_max", k_max, allow_zero=True)
     if k_max > 0.5 * math.pi / grid.dx:
-        raise ValueError(f"`k_max` = {k_max} is not resolved by the grid (dx = {grid.dx:.3g}); "
-                         f"keep it below π/(2·dx) = {0.5 * math.pi / grid.dx:.3g}")
+        raise ValueError(
+            f"`k_max` = {k_max} is not resolved by the grid (dx = {grid.dx:.3g}); "
+            f"keep it below π/(2·dx) = {0.5 * math.pi / grid.dx:.3g}"
+        )
     return sigma, k_max

@@ -77,9 +77,13 @@ class Grid1D:
             return torch.fft.ifft(coeffs, dim=-1)
         return _dst1(coeffs) * (2.0 / (self.n + 1))
 
-    def diagonal_propagator(self, phase: torch.Tensor, pre: torch.Tensor | None = None,
-                            post: torch.Tensor | None = None,
-                            images: bool = True) -> DiagonalPropagator:
+    def diagonal_propagator(
+        self,
+        phase: torch.Tensor,
+        pre: torch.Tensor | None = None,
+        post: torch.Tensor | None = None,
+        images: bool = True,
+    ) -> DiagonalPropagator:
         """``ψ ↦ post · inverse(phase · forward(pre · ψ))`` as a callable (see
         :class:`DiagonalPropagator`); ``phase``, ``pre``, ``post`` of shape (n,). ``images``:
         allow the image convolution (set-up costs a few applications; ``False`` for a phase
@@ -87,8 +91,10 @@ class Grid1D:
         return DiagonalPropagator(self, phase, pre, post, images=images)
 
     def __repr__(self) -> str:
-        return (f"Grid1D(n={self.n}, x_min={self.x_min}, x_max={self.x_max}, "
-                f"boundary={self.boundary!r})")
+        return (
+            f"Grid1D(n={self.n}, x_min={self.x_min}, x_max={self.x_max}, "
+            f"boundary={self.boundary!r})"
+        )
 
 
 IMAGE_TOL = 1e-15  # kernel entries below this (relative to the largest) are dropped
@@ -156,8 +162,8 @@ class DiagonalPropagator:
         src = np.where(ext < 0, -ext, np.where(ext > n + 1, two_n1 - ext, ext)) - 1
         src = np.clip(src, 0, n - 1)
         k = np.zeros(length, dtype=np.complex128)  # the kernel at offsets −B … B, wrapped
-        k[:band + 1] = kernel[:band + 1]
-        k[length - band:] = kernel[two_n1 - band:]
+        k[: band + 1] = kernel[: band + 1]
+        k[length - band :] = kernel[two_n1 - band :]
         dtype, device = phase.dtype, phase.device
         weight = torch.from_numpy(sign).to(device=device, dtype=dtype)
         if self.pre is not None:
@@ -176,7 +182,7 @@ class DiagonalPropagator:
         n, band = self.grid.n, self.band
         u = psi.index_select(-1, self._index) * self._weight  # (..., n + 2B)
         y = torch.fft.ifft(torch.fft.fft(u, n=self.length, dim=-1) * self._kernel_hat, dim=-1)
-        y = y[..., band:band + n]
+        y = y[..., band : band + n]
         return y if self.post is None else self.post * y
 
 
@@ -186,18 +192,18 @@ def _image_kernel(phase: np.ndarray) -> tuple[np.ndarray, int]:
     n = phase.shape[-1]
     two_n1 = 2 * (n + 1)
     full = np.zeros(two_n1, dtype=np.complex128)
-    full[1:n + 1] = phase
-    full[n + 2:] = phase[::-1]
+    full[1 : n + 1] = phase
+    full[n + 2 :] = phase[::-1]
     kernel = np.fft.ifft(full)
     # the free phases a (θ = 0) and b (θ = π) add (a + b·(−1)^m)/2(n+1) to the kernel: fit
     # them so that the far half of the kernel (where a decaying kernel is ~0) vanishes
     lo, count = (n + 1) // 2, 2 * ((n + 1) // 2)  # an even count: 1 ⟂ (−1)^m on it
-    far = kernel[lo:lo + count]
+    far = kernel[lo : lo + count]
     alt = np.where(np.arange(lo, lo + count) % 2 == 0, 1.0, -1.0)
     alpha, beta = far.mean(), (far * alt).mean()
     kernel = kernel - alpha - beta * np.where(np.arange(two_n1) % 2 == 0, 1.0, -1.0)
     mag = np.abs(kernel)
-    noise = np.median(mag[lo:lo + count])  # the round-off floor of a decaying kernel
+    noise = np.median(mag[lo : lo + count])  # the round-off floor of a decaying kernel
     big = mag > max(IMAGE_TOL * mag.max(), 10 * noise)
     offsets = np.minimum(np.arange(two_n1), two_n1 - np.arange(two_n1))
     band = int(offsets[big].max()) if big.any() else n + 1  # a flat kernel is not short
@@ -270,7 +276,7 @@ def _dst1_torch(x: torch.Tensor) -> torch.Tensor:
     if _largest_prime_factor(n + 1) <= _DIRECT_MAX_PRIME:
         zero = torch.zeros(*x.shape[:-1], 1, dtype=x.dtype, device=x.device)
         y = torch.cat([zero, x, zero, -x.flip(-1)], dim=-1)  # (..., 2n + 2)
-        return 0.5j * torch.fft.fft(y, dim=-1)[..., 1:n + 1]
+        return 0.5j * torch.fft.fft(y, dim=-1)[..., 1 : n + 1]
     chirp, kernel, m = _bluestein_plan(n, x.dtype, x.device)
     # E(z)_k = Σ_j z_j e^{iπ(j+1)(k+1)/(n+1)} for z = x and z = conj(x); S = (E(x) − conj E(x̄))/2i
     both = torch.stack([x, x.conj()]) * chirp
@@ -333,7 +339,10 @@ def _bluestein_plan(n: int, dtype, device):
         inv = np.exp(-1j * np.pi * ((d * d) % four_n1) / (2 * (n + 1)))  # conj chirp at offset d
         b = np.zeros(m, dtype=np.complex128)
         b[:n] = inv
-        b[m - n + 1:] = inv[1:][::-1]  # negative offsets wrap around
-        _PLANS[key] = (torch.from_numpy(chirp).to(dtype=dtype, device=device),
-                       torch.fft.fft(torch.from_numpy(b)).to(dtype=dtype, device=device), m)
+        b[m - n + 1 :] = inv[1:][::-1]  # negative offsets wrap around
+        _PLANS[key] = (
+            torch.from_numpy(chirp).to(dtype=dtype, device=device),
+            torch.fft.fft(torch.from_numpy(b)).to(dtype=dtype, device=device),
+            m,
+        )
     return _PLANS[key]

@@ -25,19 +25,45 @@ class GrossPitaevskii1D(QuantumSystem):
     dt_save = 0.1
     nonlinear = True
 
-    def __init__(self, n: int = 256, x_min: float = -20.0, x_max: float = 20.0,
-                 potential="free", potential_params: dict | None = None,
-                 kinetic: str = "spectral", boundary: str | None = None, g: float = -1.0,
-                 hbar: float = 1.0, mass: float = 1.0, field: str = "none",
-                 field_amplitude: float = 0.0, field_omega: float = 1.0,
-                 field_duration: float = 10.0, sigma: float = 1.0, k_max: float = 1.0):
+    def __init__(
+        self,
+        n: int = 256,
+        x_min: float = -20.0,
+        x_max: float = 20.0,
+        potential="free",
+        potential_params: dict | None = None,
+        kinetic: str = "spectral",
+        boundary: str | None = None,
+        g: float = -1.0,
+        hbar: float = 1.0,
+        mass: float = 1.0,
+        field: str = "none",
+        field_amplitude: float = 0.0,
+        field_omega: float = 1.0,
+        field_duration: float = 10.0,
+        sigma: float = 1.0,
+        k_max: float = 1.0,
+    ):
         if isinstance(g, bool) or not isinstance(g, (int, float)) or not math.isfinite(g):
             raise ValueError(f"`g` must be a finite number, got {g!r}")
-        super().__init__(n=n, x_min=x_min, x_max=x_max, potential=potential,
-                         potential_params=potential_params, kinetic=kinetic, boundary=boundary,
-                         hbar=hbar, mass=mass, field=field, field_amplitude=field_amplitude,
-                         field_omega=field_omega, field_duration=field_duration, g=float(g),
-                         sigma=float(sigma), k_max=float(k_max))
+        super().__init__(
+            n=n,
+            x_min=x_min,
+            x_max=x_max,
+            potential=potential,
+            potential_params=potential_params,
+            kinetic=kinetic,
+            boundary=boundary,
+            hbar=hbar,
+            mass=mass,
+            field=field,
+            field_amplitude=field_amplitude,
+            field_omega=field_omega,
+            field_duration=field_duration,
+            g=float(g),
+            sigma=float(sigma),
+            k_max=float(k_max),
+        )
         self.g = float(g)
         self.sigma, self.k_max = _check_packet(sigma, k_max, self.grid1d)
         self.state_shape = (n,)
@@ -62,12 +88,16 @@ class GrossPitaevskii1D(QuantumSystem):
             raise ValueError("`g` must be negative for a bright soliton")
         m, hb = self.mass, self.hbar
         x = self.grid1d.x_np[None, :]
-        x0, v, a = (np.asarray(q, dtype=np.float64).reshape(-1, 1)
-                    for q in (x0, velocity, amplitude))
+        x0, v, a = (
+            np.asarray(q, dtype=np.float64).reshape(-1, 1) for q in (x0, velocity, amplitude)
+        )
         kappa = a * math.sqrt(m * abs(self.g)) / hb
         mu = -(hb**2) * kappa**2 / (2 * m)
-        psi = a / np.cosh(kappa * (x - x0 - v * t)) * np.exp(
-            1j * (m * v * x - (m * v**2 / 2 + mu) * t) / hb)
+        psi = (
+            a
+            / np.cosh(kappa * (x - x0 - v * t))
+            * np.exp(1j * (m * v * x - (m * v**2 / 2 + mu) * t) / hb)
+        )
         return torch.from_numpy(psi)
 
     def sample_initial(self, n: int, seed: int = 0) -> torch.Tensor:

@@ -40,8 +40,15 @@ class Hamiltonian:
     field : callable ``E(t)`` or None
     """
 
-    def __init__(self, grid: Grid1D, potential, kinetic: str = "fd3", hbar: float = 1.0,
-                 mass: float = 1.0, field=None):
+    def __init__(
+        self,
+        grid: Grid1D,
+        potential,
+        kinetic: str = "fd3",
+        hbar: float = 1.0,
+        mass: float = 1.0,
+        field=None,
+    ):
         if kinetic not in KINETICS:
             raise ValueError(f"`kinetic` must be one of {KINETICS}, got {kinetic!r}")
         self.grid, self.kinetic, self.hbar, self.mass, self.field = grid, kinetic, hbar, mass, field
@@ -65,12 +72,12 @@ class Hamiltonian:
         if self.kinetic == "spectral":
             raise ValueError("`kinetic='spectral'` has no band form")
         g, coeffs = self.grid, _STENCILS[self.kinetic]
-        scale = -self.hbar**2 / (2 * self.mass * g.dx**2)
+        scale = -(self.hbar**2) / (2 * self.mass * g.dx**2)
         bands = np.zeros((len(coeffs), g.n))
         for k, ck in enumerate(coeffs):
             bands[k] = scale * ck
             if k and g.boundary == "dirichlet":
-                bands[k, g.n - k:] = 0.0
+                bands[k, g.n - k :] = 0.0
         if self.kinetic == "fd5" and g.boundary == "dirichlet":  # odd ghosts ψ₋₂ = −ψ₀
             bands[0, [0, -1]] -= scale * coeffs[2]
         return bands
@@ -96,13 +103,17 @@ class Hamiltonian:
         v = self.potential_at(t) if potential is None else potential
         td = not frozen and potential is None
         if self.kinetic == "spectral" or v.dim() > 1:
-            op = SpectralOperator(self.grid, self.kinetic_symbol, v, scale, time_dependent=td) \
-                if self.kinetic == "spectral" else _BatchedBanded(self, v, scale)
+            op = (
+                SpectralOperator(self.grid, self.kinetic_symbol, v, scale, time_dependent=td)
+                if self.kinetic == "spectral"
+                else _BatchedBanded(self, v, scale)
+            )
         else:
             bands = self.kinetic_bands()
             bands[0] += v.numpy()
-            op = BandedOperator(bands, scale, periodic=self.grid.boundary == "periodic",
-                                time_dependent=td)
+            op = BandedOperator(
+                bands, scale, periodic=self.grid.boundary == "periodic", time_dependent=td
+            )
         if frozen:
             self._static[key] = op
         return op
@@ -118,8 +129,9 @@ class Hamiltonian:
             g = self.grid
             return g.inverse(self.kinetic_symbol.to(psi.device) * g.forward(psi))
         if "T" not in self._static:
-            self._static["T"] = BandedOperator(self.kinetic_bands(), 1.0,
-                                               periodic=self.grid.boundary == "periodic")
+            self._static["T"] = BandedOperator(
+                self.kinetic_bands(), 1.0, periodic=self.grid.boundary == "periodic"
+            )
         return self._static["T"].apply_matrix(psi)
 
     def expectation(self, psi: torch.Tensor, t=0.0, potential=None) -> torch.Tensor:
@@ -132,15 +144,17 @@ class Hamiltonian:
         Raises ``ValueError`` when the defect exceeds ``rtol``.
         """
         gen = torch.Generator().manual_seed(seed)
-        u, v = (torch.randn(2, self.grid.n, generator=gen, dtype=torch.complex128)
-                for _ in range(2))
+        u, v = (
+            torch.randn(2, self.grid.n, generator=gen, dtype=torch.complex128) for _ in range(2)
+        )
         lhs = (u.conj() * self.apply(v, t)).sum(-1)
         rhs = (self.apply(u, t).conj() * v).sum(-1)
         scale = (u.abs() * self.apply(v, t).abs()).sum(-1)
         defect = float(((lhs - rhs).abs() / scale).max())
         if not defect <= rtol:
-            raise ValueError(f"the Hamiltonian is not Hermitian: relative defect {defect:.2e} "
-                             f"> {rtol:.0e}")
+            raise ValueError(
+                f"the Hamiltonian is not Hermitian: relative defect {defect:.2e} > {rtol:.0e}"
+            )
         return defect
 
     def eigenstates(self, k: int, t=0.0, potential=None):
@@ -158,8 +172,11 @@ class Hamiltonian:
         dense = n <= DENSE_EIGEN_MAX
         k_max = n if dense else n - 2
         if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= k_max:
-            how = ("the grid's n" if dense else
-                   f"n − 2 for the sparse solver used above {DENSE_EIGEN_MAX} points")
+            how = (
+                "the grid's n"
+                if dense
+                else f"n − 2 for the sparse solver used above {DENSE_EIGEN_MAX} points"
+            )
             raise ValueError(f"`k` must be an int in [1, {k_max}] ({how}; n = {n}), got {k!r}")
         v = (self.potential_at(t) if potential is None else potential).numpy()
         if self.kinetic == "spectral":
@@ -170,9 +187,14 @@ class Hamiltonian:
                 w, Q = w[:k], Q[:, :k]
             else:
                 lin = spla.LinearOperator(
-                    (n, n), dtype=np.float64,
-                    matvec=lambda y: op.apply_matrix(torch.from_numpy(y.reshape(1, -1).astype(
-                        np.complex128))).real.numpy().reshape(-1))
+                    (n, n),
+                    dtype=np.float64,
+                    matvec=lambda y: (
+                        op.apply_matrix(torch.from_numpy(y.reshape(1, -1).astype(np.complex128)))
+                        .real.numpy()
+                        .reshape(-1)
+                    ),
+                )
                 w, Q = spla.eigsh(lin, k=k, which="SA", tol=1e-13)
         else:
             bands = self.kinetic_bands()
@@ -183,14 +205,14 @@ class Hamiltonian:
                 w, Q = np.linalg.eigh(0.5 * (A + A.T))
                 w, Q = w[:k], Q[:, :k]
             else:
-                w, Q = spla.eigsh(M.tocsc(), k=k, sigma=float(v.min()) - 1.0, which="LM",
-                                  tol=1e-14)
+                w, Q = spla.eigsh(M.tocsc(), k=k, sigma=float(v.min()) - 1.0, which="LM", tol=1e-14)
         order = np.argsort(w)
         w, Q = w[order], Q[:, order]
         Q = Q / np.sqrt((Q**2).sum(0) * self.grid.dx)
         Q = Q * np.sign(Q[np.abs(Q).argmax(0), np.arange(Q.shape[1])])
         return torch.from_numpy(w.copy()), torch.from_numpy(np.ascontiguousarray(Q.T)).to(
-            torch.complex128)
+            torch.complex128
+        )
 
 
 class _BatchedBanded(SpectralOperator):

@@ -12,9 +12,15 @@ from ... import _checks
 from ...errors import ConvergenceError
 
 
-def ground_state_imaginary_time(system, n_states: int | None = None, dtau: float = 0.5,
-                                tol: float = 1e-10, max_iter: int = 5000, x0=None,
-                                progress: bool = False):
+def ground_state_imaginary_time(
+    system,
+    n_states: int | None = None,
+    dtau: float = 0.5,
+    tol: float = 1e-10,
+    max_iter: int = 5000,
+    x0=None,
+    progress: bool = False,
+):
     """Lowest eigenstates of a grid quantum system by implicit imaginary-time steps.
 
     Each step is one backward-Euler step of ``∂ψ/∂τ = −(H[ρ] − σ)ψ/ħ`` (the density-dependent
@@ -45,8 +51,7 @@ def ground_state_imaginary_time(system, n_states: int | None = None, dtau: float
     k = system.state_shape[0] if orbital else (1 if n_states is None else n_states)
     k = _checks.positive_int("n_states", k)
     if orbital and n_states not in (None, k):
-        raise ValueError(f"`n_states` must be {k} (the orbitals) for {system.name}, "
-                         f"got {n_states}")
+        raise ValueError(f"`n_states` must be {k} (the orbitals) for {system.name}, got {n_states}")
     if type(system).name == "gross_pitaevskii_1d" and k != 1:
         raise ValueError(f"`n_states` must be 1 for gross_pitaevskii_1d, got {k}")
     if x0 is None:
@@ -73,7 +78,9 @@ def ground_state_imaginary_time(system, n_states: int | None = None, dtau: float
         raise ConvergenceError(
             f"imaginary-time propagation did not converge in {max_iter} steps (residual "
             f"{resid:.2e} > tol {tol:.0e}); raise `max_iter` or `dtau`",
-            residual=resid, iterations=max_iter)
+            residual=resid,
+            iterations=max_iter,
+        )
     return eps, psi
 
 

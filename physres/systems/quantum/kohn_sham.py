@@ -37,13 +37,26 @@ class KohnSham1D(QuantumSystem):
     dt_save = 0.1
     nonlinear = True
 
-    def __init__(self, n: int = 200, x_min: float = -15.0, x_max: float = 15.0,
-                 n_electrons: int = 2, potential="soft_coulomb",
-                 potential_params: dict | None = None, kinetic: str = "fd5",
-                 boundary: str | None = None, softening_ee: float = 1.0, xc: str = "lda_x",
-                 hbar: float = 1.0, mass: float = 1.0, field: str = "none",
-                 field_amplitude: float = 0.0, field_omega: float = 1.0,
-                 field_duration: float = 10.0, kick: float = 0.05):
+    def __init__(
+        self,
+        n: int = 200,
+        x_min: float = -15.0,
+        x_max: float = 15.0,
+        n_electrons: int = 2,
+        potential="soft_coulomb",
+        potential_params: dict | None = None,
+        kinetic: str = "fd5",
+        boundary: str | None = None,
+        softening_ee: float = 1.0,
+        xc: str = "lda_x",
+        hbar: float = 1.0,
+        mass: float = 1.0,
+        field: str = "none",
+        field_amplitude: float = 0.0,
+        field_omega: float = 1.0,
+        field_duration: float = 10.0,
+        kick: float = 0.05,
+    ):
         from ... import _checks
 
         n_electrons = _checks.positive_int("n_electrons", n_electrons)
@@ -52,16 +65,31 @@ class KohnSham1D(QuantumSystem):
         if xc not in ("lda_x", "none"):
             raise ValueError(f"`xc` must be 'lda_x' or 'none', got {xc!r}")
         if xc == "lda_x" and softening_ee != 1.0:
-            raise ValueError("`xc='lda_x'` is parametrised for `softening_ee` = 1.0, "
-                             f"got {softening_ee}; use xc='none' for other interactions")
+            raise ValueError(
+                "`xc='lda_x'` is parametrised for `softening_ee` = 1.0, "
+                f"got {softening_ee}; use xc='none' for other interactions"
+            )
         if potential == "soft_coulomb" and potential_params is None:
             potential_params = {"charge": float(n_electrons)}
-        super().__init__(n=n, x_min=x_min, x_max=x_max, potential=potential,
-                         potential_params=potential_params, kinetic=kinetic, boundary=boundary,
-                         hbar=hbar, mass=mass, field=field, field_amplitude=field_amplitude,
-                         field_omega=field_omega, field_duration=field_duration,
-                         n_electrons=n_electrons, softening_ee=softening_ee, xc=xc,
-                         kick=kick)
+        super().__init__(
+            n=n,
+            x_min=x_min,
+            x_max=x_max,
+            potential=potential,
+            potential_params=potential_params,
+            kinetic=kinetic,
+            boundary=boundary,
+            hbar=hbar,
+            mass=mass,
+            field=field,
+            field_amplitude=field_amplitude,
+            field_omega=field_omega,
+            field_duration=field_duration,
+            n_electrons=n_electrons,
+            softening_ee=softening_ee,
+            xc=xc,
+            kick=kick,
+        )
         self.n_electrons, self.xc, self.kick = n_electrons, xc, kick
         n_orb = math.ceil(n_electrons / 2)
         occ = [2.0] * n_orb
@@ -112,8 +140,9 @@ class KohnSham1D(QuantumSystem):
         return {"norm": self.norm(x), "energy": self.energy(x, 0.0)}
 
     # --- ground state ------------------------------------------------------------------------
-    def ground_state(self, tol: float = 1e-10, max_iter: int = 500, mixing: float = 0.5,
-                     progress: bool = False):
+    def ground_state(
+        self, tol: float = 1e-10, max_iter: int = 500, mixing: float = 0.5, progress: bool = False
+    ):
         """Self-consistent ground state by diagonalisation and linear density mixing.
 
         Iterates ``n → φ_j = lowest eigenstates of H[n] → n_new`` with
@@ -151,7 +180,9 @@ class KohnSham1D(QuantumSystem):
             raise ConvergenceError(
                 f"Kohn–Sham SCF did not converge in {max_iter} iterations (density change "
                 f"{change:.2e} > tol {tol:.0e}); raise `max_iter` or lower `mixing`",
-                residual=change, iterations=max_iter)
+                residual=change,
+                iterations=max_iter,
+            )
         self._ground = (phi, eps, {"iterations": iterations, "density_change": change, "tol": tol})
         return self._ground
 

@@ -26,8 +26,18 @@ class SpectralOperator(LinearOperator):
     scale : complex
     """
 
-    def __init__(self, grid, symbol, potential, scale=1.0, *, time_dependent: bool = False,
-                 tol: float = 1e-13, restart: int = 30, max_restarts: int = 50):
+    def __init__(
+        self,
+        grid,
+        symbol,
+        potential,
+        scale=1.0,
+        *,
+        time_dependent: bool = False,
+        tol: float = 1e-13,
+        restart: int = 30,
+        max_restarts: int = 50,
+    ):
         super().__init__((grid.n,))
         self.grid, self.symbol, self.potential = grid, symbol, potential
         self.scale = complex(scale)
@@ -54,8 +64,14 @@ class SpectralOperator(LinearOperator):
 
         if bool((v == vbar).all()):
             return precond(b.to(torch.complex128))
-        return _gmres(lambda z: z - c * self.apply_matrix(z), b.to(torch.complex128), precond,
-                      self.tol, self.restart, self.max_restarts)
+        return _gmres(
+            lambda z: z - c * self.apply_matrix(z),
+            b.to(torch.complex128),
+            precond,
+            self.tol,
+            self.restart,
+            self.max_restarts,
+        )
 
     def dense(self) -> torch.Tensor:
         if self.potential.dim() > 1:
@@ -107,5 +123,7 @@ def _gmres(matvec, b, precond, tol, restart, max_restarts):
         raise ConvergenceError(
             f"GMRES for the spectral shifted solve stopped at relative residual {res:.2e} "
             f"(tolerance {tol:.0e}); reduce `dt` or use a finite-difference kinetic (fd3/fd5)",
-            residual=res, iterations=max_restarts * k)
+            residual=res,
+            iterations=max_restarts * k,
+        )
     return x

@@ -9,24 +9,30 @@ import numpy as np
 #: name → (function of (x, mass, **params), default params)
 _POTENTIALS = {
     "free": (lambda x, m: np.zeros_like(x), {}),
-    "harmonic": (lambda x, m, omega, center: 0.5 * m * omega**2 * (x - center) ** 2,
-                 {"omega": 1.0, "center": 0.0}),
-    "barrier": (lambda x, m, height, width, center:
-                np.where(np.abs(x - center) < width / 2, height, 0.0),
-                {"height": 1.0, "width": 1.0, "center": 0.0}),
-    "double_well": (lambda x, m, depth, separation:
-                    depth * ((x / (separation / 2)) ** 2 - 1.0) ** 2,
-                    {"depth": 1.0, "separation": 4.0}),
-    "soft_coulomb": (lambda x, m, charge, softening, center:
-                     -charge / np.sqrt((x - center) ** 2 + softening**2),
-                     {"charge": 1.0, "softening": 1.0, "center": 0.0}),
+    "harmonic": (
+        lambda x, m, omega, center: 0.5 * m * omega**2 * (x - center) ** 2,
+        {"omega": 1.0, "center": 0.0},
+    ),
+    "barrier": (
+        lambda x, m, height, width, center: np.where(np.abs(x - center) < width / 2, height, 0.0),
+        {"height": 1.0, "width": 1.0, "center": 0.0},
+    ),
+    "double_well": (
+        lambda x, m, depth, separation: depth * ((x / (separation / 2)) ** 2 - 1.0) ** 2,
+        {"depth": 1.0, "separation": 4.0},
+    ),
+    "soft_coulomb": (
+        lambda x, m, charge, softening, center: -charge / np.sqrt((x - center) ** 2 + softening**2),
+        {"charge": 1.0, "softening": 1.0, "center": 0.0},
+    ),
 }
 
 POTENTIALS = tuple(_POTENTIALS)
 
 
-def potential_values(potential, x: np.ndarray, mass: float = 1.0,
-                     params: dict | None = None) -> np.ndarray:
+def potential_values(
+    potential, x: np.ndarray, mass: float = 1.0, params: dict | None = None
+) -> np.ndarray:
     """``V(x)`` on the grid points ``x`` (float64, shape (n,)).
 
     ``potential`` is a name — ``free``; ``harmonic`` ½mω²(x − center)² (``omega``, ``center``);
@@ -46,13 +52,16 @@ def potential_values(potential, x: np.ndarray, mass: float = 1.0,
         fn, defaults = _POTENTIALS[potential]
         unknown = set(params) - set(defaults)
         if unknown:
-            raise ValueError(f"`potential_params`: unknown parameter(s) {sorted(unknown)} for "
-                             f"{potential!r}; valid: {sorted(defaults)}")
+            raise ValueError(
+                f"`potential_params`: unknown parameter(s) {sorted(unknown)} for "
+                f"{potential!r}; valid: {sorted(defaults)}"
+            )
         kw = {**defaults, **{k: float(v) for k, v in params.items()}}
         V = fn(x, mass, **kw)
     else:
-        raise ValueError(f"`potential` must be one of {POTENTIALS} or a callable V(x), "
-                         f"got {potential!r}")
+        raise ValueError(
+            f"`potential` must be one of {POTENTIALS} or a callable V(x), got {potential!r}"
+        )
     if not np.all(np.isfinite(V)):
         raise ValueError("`potential` must be finite on every grid point")
     return np.asarray(V, dtype=np.float64)
@@ -61,8 +70,9 @@ def potential_values(potential, x: np.ndarray, mass: float = 1.0,
 FIELDS = ("none", "cw", "pulse")
 
 
-def dipole_field(kind: str = "none", amplitude: float = 0.0, omega: float = 1.0,
-                 duration: float = 10.0):
+def dipole_field(
+    kind: str = "none", amplitude: float = 0.0, omega: float = 1.0, duration: float = 10.0
+):
     """The field ``E(t)`` of the coupling ``E(t)·x`` (length gauge), or ``None``.
 
     ``cw``: ``E0·sin(ωt)``. ``pulse``: ``E0·sin²(πt/T)·sin(ωt)`` for ``0 ≤ t ≤ T``, zero after.
@@ -73,8 +83,10 @@ def dipole_field(kind: str = "none", amplitude: float = 0.0, omega: float = 1.0,
         return None
     E0, w, T = float(amplitude), float(omega), float(duration)
     if not (math.isfinite(E0) and math.isfinite(w) and T > 0):
-        raise ValueError(f"`field_*`: finite amplitude/omega and duration > 0 required, got "
-                         f"{amplitude!r}, {omega!r}, {duration!r}")
+        raise ValueError(
+            f"`field_*`: finite amplitude/omega and duration > 0 required, got "
+            f"{amplitude!r}, {omega!r}, {duration!r}"
+        )
     if kind == "cw":
         return lambda t: E0 * math.sin(w * float(t))
 

@@ -32,17 +32,41 @@ class Schrodinger1D(QuantumSystem):
     t_end = 10.0
     dt_save = 0.1
 
-    def __init__(self, n: int = 256, x_min: float = -20.0, x_max: float = 20.0,
-                 potential="harmonic", potential_params: dict | None = None,
-                 kinetic: str = "fd3", boundary: str | None = None, hbar: float = 1.0,
-                 mass: float = 1.0, field: str = "none", field_amplitude: float = 0.0,
-                 field_omega: float = 1.0, field_duration: float = 10.0,
-                 sigma: float = 1.0, k_max: float = 1.0):
-        super().__init__(n=n, x_min=x_min, x_max=x_max, potential=potential,
-                         potential_params=potential_params, kinetic=kinetic, boundary=boundary,
-                         hbar=hbar, mass=mass, field=field, field_amplitude=field_amplitude,
-                         field_omega=field_omega, field_duration=field_duration,
-                         sigma=float(sigma), k_max=float(k_max))
+    def __init__(
+        self,
+        n: int = 256,
+        x_min: float = -20.0,
+        x_max: float = 20.0,
+        potential="harmonic",
+        potential_params: dict | None = None,
+        kinetic: str = "fd3",
+        boundary: str | None = None,
+        hbar: float = 1.0,
+        mass: float = 1.0,
+        field: str = "none",
+        field_amplitude: float = 0.0,
+        field_omega: float = 1.0,
+        field_duration: float = 10.0,
+        sigma: float = 1.0,
+        k_max: float = 1.0,
+    ):
+        super().__init__(
+            n=n,
+            x_min=x_min,
+            x_max=x_max,
+            potential=potential,
+            potential_params=potential_params,
+            kinetic=kinetic,
+            boundary=boundary,
+            hbar=hbar,
+            mass=mass,
+            field=field,
+            field_amplitude=field_amplitude,
+            field_omega=field_omega,
+            field_duration=field_duration,
+            sigma=float(sigma),
+            k_max=float(k_max),
+        )
         self.sigma, self.k_max = _check_packet(sigma, k_max, self.grid1d)
         self.state_shape = (n,)
         self.reference_method = "DOP853" if self.time_dependent else "expm"
