@@ -38,6 +38,7 @@ import torch
 from scipy.stats import wasserstein_distance
 
 import physres
+from physres import runner
 from physres.systems.chain import radius_of_gyration
 from physres.training import fit_for_steps
 
@@ -93,17 +94,6 @@ def make_model(kind, cfg, extra, seed=0):
         width=cfg["width"],
         **extra,
     )
-
-
-def speedup(reference, emulator, repeat: int = 3) -> float:
-    """CPU time of the reference over the emulator's (best of interleaved runs)."""
-    best = {"reference": float("inf"), "emulator": float("inf")}
-    for _ in range(repeat):
-        for label, fn in (("reference", reference), ("emulator", emulator)):
-            t0 = time.process_time()
-            fn()
-            best[label] = min(best[label], time.process_time() - t0)
-    return best["reference"] / max(best["emulator"], 1e-9)
 
 
 def run(
@@ -187,7 +177,7 @@ def run(
                     (one - nxt).flatten(1).norm(dim=1).sum()
                     / (nxt - frames).flatten(1).norm(dim=1).sum()
                 )
-                sp = speedup(
+                sp = runner.cpu_time_ratio(
                     reference, lambda m=model: physres.rollout(m, test, cfg["dt_save"], n_steps)
                 )
             per = ((pred - ref).flatten(1).norm(dim=1) / ref.flatten(1).norm(dim=1)).numpy()

@@ -24,7 +24,6 @@ os.environ.setdefault(
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from scipy.integrate import solve_ivp  # noqa: E402
 
 import physres  # noqa: E402
 
@@ -42,20 +41,7 @@ def main(argv=None):
     system = physres.systems.get("robertson")
     rtol, atol, t_end = 1e-6, stiff.reference_atol(system, 1e-6), 40.0
     x0 = system.sample_initial(16, seed=0)
-    refs = np.array(
-        [
-            solve_ivp(
-                system.numpy_rhs,
-                (0.0, t_end),
-                y0,
-                method="Radau",
-                rtol=1e-11,
-                atol=1e-22,
-                jac=system.numpy_jacobian,
-            ).y[:, -1]
-            for y0 in x0.numpy()
-        ]
-    )
+    refs = stiff.radau_final_states(system, x0, t_end)
 
     def digits(x):
         return min(stiff.scd(x[i], refs[i]) for i in range(len(refs)))

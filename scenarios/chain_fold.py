@@ -177,7 +177,7 @@ def emulate(cfg: Config, ctx: runner.Context) -> tuple[dict, dict]:
         physres.save(model, ctx.path(f"{kind}.pt"))
         with torch.no_grad():
             pred = physres.rollout(model, test, cfg.dt_save, n_steps)
-            speedup = _speedup(
+            speedup = runner.cpu_time_ratio(
                 reference, lambda m=model: physres.rollout(m, test, cfg.dt_save, n_steps)
             )
         err = float(((pred - ref).flatten(1).norm(dim=1) / ref.flatten(1).norm(dim=1)).mean())
@@ -211,17 +211,6 @@ def emulate(cfg: Config, ctx: runner.Context) -> tuple[dict, dict]:
         "graph_staples_meets": met,
         "staple_error_ratio": rows[1]["rollout_rel_l2"] / best["rollout_rel_l2"],
     }, curves
-
-
-def _speedup(reference, emulator, repeat: int = 3) -> float:
-    """CPU time of the reference rollout over the emulator's (best of interleaved runs)."""
-    best = {"reference": float("inf"), "emulator": float("inf")}
-    for _ in range(repeat):
-        for label, fn in (("reference", reference), ("emulator", emulator)):
-            t0 = time.process_time()
-            fn()
-            best[label] = min(best[label], time.process_time() - t0)
-    return best["reference"] / max(best["emulator"], 1e-9)
 
 
 def figures(ctx: runner.Context, runs: dict, curves: dict, cfg: Config) -> None:

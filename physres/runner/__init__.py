@@ -11,7 +11,7 @@ run itself (:mod:`.run`).
 True
 """
 
-from .context import Context, cpu_threads, resolve_device
+from .context import Context, cpu_threads, cpu_time_ratio, resolve_device
 from .discovery import (
     ENV_VAR,
     list_scenarios,
@@ -30,6 +30,7 @@ __all__ = [
     "add_run_arguments",
     "closing_text",
     "cpu_threads",
+    "cpu_time_ratio",
     "list_scenarios",
     "load_scenario",
     "resolve_device",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -53,6 +54,18 @@ def cpu_threads(device, n: int = 1):
         yield
     finally:
         torch.set_num_threads(previous)
+
+
+def cpu_time_ratio(reference, candidate, repeat: int = 3) -> float:
+    """CPU time of ``reference()`` over that of ``candidate()``: the best of ``repeat``
+    interleaved runs of each, in this process (a speed-up when above 1)."""
+    best = {"reference": float("inf"), "candidate": float("inf")}
+    for _ in range(repeat):
+        for label, fn in (("reference", reference), ("candidate", candidate)):
+            t0 = time.process_time()
+            fn()
+            best[label] = min(best[label], time.process_time() - t0)
+    return best["reference"] / max(best["candidate"], 1e-9)
 
 
 def devices_of(obj) -> set[str]:
