@@ -2,6 +2,7 @@
 report header, report.json / report.md, figures, the device record)."""
 
 import json
+import math
 import re
 import subprocess
 import sys
@@ -146,7 +147,7 @@ def test_run_writes_the_report_with_its_header(toy_dir, tmp_path, capsys):
     assert str(out / "report.md") in text and "line.png" in text
     report = json.loads((out / "report.json").read_text())
     wall = report.pop("wall_s")
-    assert 0 < wall < 60
+    assert math.isfinite(wall) and wall > 0  # recorded; its size is not a test (benchmarks/)
     assert report == {
         "scenario": "toy_scenario",
         "quick": True,
