@@ -20,13 +20,15 @@ from dataclasses import dataclass, field
 import torch
 
 from . import _checks
+from ._adaptive import compiled as _compiled
 from ._adaptive import per_sample as _per_sample
 from ._adaptive import shared as _shared
 from ._adaptive.control import Controller, Trial, initial_step
-from .errors import Status
+from .errors import CompileFallbackWarning, Status
 
 __all__ = ["Solution", "Status", "integrate"]
 
+COMPILE_MODES = ("auto", True, False)
 GLOBAL_ERROR_TIGHTENING = 32  # the reference solve for `global_error` runs at rtol/32, atol/32
 
 
@@ -40,7 +42,8 @@ class Solution:
     status : Tensor (batch,) int64 — a :class:`~physres.errors.Status` code per sample.
     stats : dict — ``n_accepted``, ``n_rejected`` (ints for the shared step, (batch,) tensors
         per sample), ``nfev`` (batched field evaluations of this solve), ``nfev_per_sample``
-        (per-sample mode), ``n_stepper_calls`` (shared), ``per_sample``, ``wall_s``, and with
+        (per-sample mode), ``n_stepper_calls`` (shared), ``per_sample``, ``wall_s`` (compilation
+        included), ``compile`` (``compiled``, ``compile_s``, ``fallback``), and with
         ``global_error=True``: ``global_error`` and ``global_error_abs``, each (batch,).
     """
 
@@ -70,6 +73,7 @@ def integrate(
     throw: bool = True,
     global_error: bool = False,
     progress: bool = False,
+    compile="auto",
 ) -> Solution:
     """Integrate from ``t_span[0]`` to ``t_span[1]`` with adaptive steps of ``stepper``.
 
@@ -105,7 +109,22 @@ def integrate(
         ``stats["global_error_abs"]``, the largest ``|x − x_ref|``. The reference's own error
         is about ``32^(-q/(q+1))`` of the estimate (q the estimate's order): a few per cent
         for fifth-order pairs, ~20% for first-order methods. Costs a second, tighter solve.
-    progress : show a progress bar.
+    progress : show a progress bar (a compiled solve updates it once, at the end).
+    compile : "auto", True, False or dict
+        Run the per-sample loop of an explicit embedded pair compiled whole: stages, error
+        norm, per-sample accept/reject and step-size update in one ``torch.compile``
+        (inductor) ``while_loop`` that returns to Python only when every sample has finished
+        (:mod:`physres._adaptive.compiled`). Same accepted and rejected steps and ``nfev`` as
+        the eager loop, states equal to round-off. Compiling takes ~20 s once per signature
+        (stepper, state shape, dtype, number of output times, tolerances, ``max_steps``,
+        ``throw``), reported as ``stats["compile"]["compile_s"]``; new initial states, spans
+        and output times reuse it. ``True`` compiles and warns
+        (:class:`~physres.errors.CompileFallbackWarning`) when it must run eagerly instead
+        (gradients needed, implicit stages, step doubling, the shared step, a failed
+        compilation); ``"auto"`` compiles only when it pays: no gradient is needed and the loop
+        is compiled already, or eager solves of the same signature have taken
+        ``_adaptive.compiled.AUTO_MIN_SECONDS`` in this process; otherwise, and silently on
+        failure, it runs eagerly. A dict compiles with those inductor options.
 
     Returns
     -------
@@ -124,10 +143,13 @@ def integrate(
         per_sample=per_sample,
         throw=throw,
         progress=progress,
+        compile=compile,
     )
     if global_error:
         sol.stats.update(
-            _global_error(stepper, x0, t_span, sol, rtol, atol, first_step, max_steps, safety)
+            _global_error(
+                stepper, x0, t_span, sol, rtol, atol, first_step, max_steps, safety, compile
+            )
         )
     return sol
 
@@ -146,7 +168,15 @@ def _solve(
     per_sample,
     throw,
     progress,
+    compile="auto",
 ) -> Solution:
+    options = None
+    if isinstance(compile, dict):
+        options, compile = dict(compile), True
+    elif not any(compile is m or (isinstance(m, str) and compile == m) for m in COMPILE_MODES):
+        raise ValueError(
+            f"`compile` must be 'auto', True, False or a dict of inductor options, got {compile!r}"
+        )
     t0, t1, direction = _span(t_span)
     rtol = _checks.positive("rtol", rtol)
     atol = _checks.positive("atol", atol, allow_zero=True)
@@ -194,24 +224,42 @@ def _solve(
     bar = _progress(span, progress, getattr(stepper, "name", ""))
     restore = _loosen_newton(stepper, 1e-3 * rtol, 1e-3 * atol)
     common = dict(rtol=rtol, atol=atol, max_steps=max_steps, throw=throw, stepper=stepper)
+    report = {"compiled": False, "compile_s": 0.0, "fallback": None}
+    forced = compile is True
     try:
         if per_sample:
-            states, status, n_acc, n_rej, nfev_s = _per_sample.run(
-                trial,
-                ctrl,
-                x0,
-                f0,
-                t0,
-                t1,
-                direction,
-                outputs or [t0, t1],
-                h0,
-                bar=bar if progress else None,
-                **common,
-            )
+            out_times = outputs or [t0, t1]
+            args = (trial, ctrl, x0, f0, t0, t1, direction, out_times, h0)
+            key = reason = result = None
+            if compile is not False:
+                reason = _compiled.unsupported(stepper, trial, x0)
+                key = _compiled.signature(
+                    stepper, x0, len(out_times), ctrl, direction, rtol, atol, max_steps, throw,
+                    options,
+                )  # fmt: skip
+                if reason is None and _compiled.wanted(key, forced):
+                    result = _compiled.run(
+                        *args, key=key, options=options, forced=forced, report=report, **common
+                    )
+                elif forced:
+                    _fallback_warning(
+                        stepper, reason or "its compilation failed before in this process", report
+                    )
+            if result is None:
+                eager_start = time.perf_counter()
+                result = _per_sample.run(*args, bar=bar if progress else None, **common)
+                if compile == "auto" and reason is None:
+                    _compiled.note_eager(key, time.perf_counter() - eager_start)
+            else:
+                bar.update(span)
+            states, status, n_acc, n_rej, nfev_s = result
             t_out = torch.tensor(outputs or [t0, t1], dtype=torch.float64)
             stats = {"n_accepted": n_acc, "n_rejected": n_rej, "nfev_per_sample": nfev_s}
         else:
+            if forced:
+                _fallback_warning(
+                    stepper, "the shared step (per_sample=False) runs eagerly", report
+                )
             ts, xs, status, n_acc, n_rej = _shared.run(
                 trial, ctrl, x0, f0, t0, t1, direction, outputs, float(h0.min()), bar=bar, **common
             )
@@ -227,12 +275,29 @@ def _solve(
         restore()
         bar.close()
     stats.update(
-        nfev=stepper.nfev - nfev0, per_sample=bool(per_sample), wall_s=time.perf_counter() - start
+        nfev=stepper.nfev - nfev0,
+        per_sample=bool(per_sample),
+        wall_s=time.perf_counter() - start,
+        compile=report,
     )
     return Solution(t=t_out, x=states, stats=stats, status=status)
 
 
-def _global_error(stepper, x0, t_span, sol, rtol, atol, first_step, max_steps, safety) -> dict:
+def _fallback_warning(stepper, reason: str, report: dict) -> None:
+    import warnings
+
+    report["fallback"] = reason
+    name = getattr(stepper, "name", "") or type(stepper).__name__
+    warnings.warn(
+        f"compile=True: integrate of `{name}` runs the eager loop: {reason}",
+        CompileFallbackWarning,
+        stacklevel=4,
+    )
+
+
+def _global_error(
+    stepper, x0, t_span, sol, rtol, atol, first_step, max_steps, safety, compile="auto"
+) -> dict:
     """Difference to a solve at rtol/32, atol/32 on the same output times, per sample."""
     k = GLOBAL_ERROR_TIGHTENING
     ref = _solve(
@@ -248,6 +313,7 @@ def _global_error(stepper, x0, t_span, sol, rtol, atol, first_step, max_steps, s
         per_sample=sol.stats["per_sample"],
         throw=False,
         progress=False,
+        compile=compile,
     )
     diff = (sol.x - ref.x).abs()  # (batch, n_t, *state_shape)
     scaled = diff / (atol + rtol * ref.x.abs())
