@@ -4,13 +4,15 @@
     sample, wall time as ratios of interleaved runs (one thread each side), error against
     scipy DOP853 at rtol 1e-13. physres per sample and with the shared step; torchode (its
     per-sample integral controller); diffrax (jit + vmap; compilation excluded and reported);
-    torchdiffeq dopri5 (one step for the whole batch).
+    torchdiffeq dopri5 (one step for the whole batch). physres per sample eager and compiled
+    (``compile=True``: the whole loop in one inductor while_loop; compilation excluded and
+    reported, as diffrax's).
 (b) Global error / tolerance on DETEST problems (Hull, Enright, Fellen & Sedgwick 1972,
     classes A-E) and scipy's test_ivp problems with exact solutions, for every physres stepper
     with an embedded estimate (plus rk4 under step doubling) against scipy RK23/RK45/DOP853
     at tol = rtol = atol = 1e-3, 1e-6, 1e-9; error measured at t1.
 
-    OMP_NUM_THREADS=1 PYTHONPATH=. python benchmarks/adaptive.py [--quick]
+    OMP_NUM_THREADS=1 PYTHONPATH=. python benchmarks/adaptive.py [--quick] [--lorenz-only]
 
 A missing peer is skipped with a message. Results: benchmarks/results/adaptive.json.
 """
@@ -65,9 +67,12 @@ def _reference_lorenz(x0: np.ndarray, t1: float) -> np.ndarray:
     return sol.y[:, -1].reshape(n, 3)
 
 
-def _runner_physres(name, per_sample, x0, t1, rtol, atol):
+def _runner_physres(name, per_sample, x0, t1, rtol, atol, compile=False):
+    """A run; with ``compile=True`` (run, compile_seconds): one stepper, compiled once here."""
+    compiled_step = physres.steppers.get(name, lorenz_torch) if compile else None
+
     def run():
-        step = physres.steppers.get(name, lorenz_torch)
+        step = compiled_step or physres.steppers.get(name, lorenz_torch)
         sol = physres.integrate(
             step,
             x0,
@@ -77,14 +82,21 @@ def _runner_physres(name, per_sample, x0, t1, rtol, atol):
             t_eval=[0.0, t1],
             per_sample=per_sample,
             max_steps=1_000_000,
+            compile=compile,
         )
+        if compile and not sol.stats["compile"]["compiled"]:
+            raise RuntimeError(f"not compiled: {sol.stats['compile']['fallback']}")
         if per_sample:
             nfev = float(sol.stats["nfev_per_sample"].double().mean())
         else:
             nfev = float(sol.stats["nfev"])  # every sample takes every shared step
         return sol.x[:, -1].numpy(), nfev
 
-    return run
+    if not compile:
+        return run
+    start = time.perf_counter()
+    run()
+    return run, time.perf_counter() - start  # compilation and one solve
 
 
 def _runner_torchode(name, x0, t1, rtol, atol):
@@ -184,6 +196,10 @@ def lorenz_benchmark(batch: int, t1: float, rounds: int) -> dict:
             f"physres {name} per-sample": _runner_physres(name, True, x0, t1, rtol, atol),
             f"physres {name} shared": _runner_physres(name, False, x0, t1, rtol, atol),
         }
+        compiled_key = f"physres {name} per-sample compiled"
+        runners[compiled_key], compiled_s = _runner_physres(
+            name, True, x0, t1, rtol, atol, compile=True
+        )
         ode = _runner_torchode(name, x0, t1, rtol, atol)
         if ode is None:
             print("torchode not installed: skipped")
@@ -219,6 +235,7 @@ def lorenz_benchmark(batch: int, t1: float, rounds: int) -> dict:
             }
         if compile_s is not None:
             results["methods"][f"diffrax {name}"]["compile_s"] = compile_s
+        results["methods"][compiled_key]["compile_s"] = compiled_s
         base = results["methods"][f"physres {name} per-sample"]
         for key in runners:  # ratios of the per-round times, median over rounds
             r = [
@@ -228,6 +245,8 @@ def lorenz_benchmark(batch: int, t1: float, rounds: int) -> dict:
             results["methods"][key]["physres_per_sample_nfev_ratio"] = (
                 base["nfev_per_sample"] / results["methods"][key]["nfev_per_sample"]
             )
+            r = [a / b for a, b in zip(times[compiled_key], times[key], strict=True)]
+            results["methods"][key]["physres_compiled_time_ratio"] = statistics.median(r)
     return results
 
 
@@ -400,6 +419,7 @@ def summarise(rows, names) -> dict:
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="batch 32, t1 = 2, one round")
+    parser.add_argument("--lorenz-only", action="store_true", help="part (a) only")
     parser.add_argument(
         "--out", default=os.path.join(os.path.dirname(__file__), "results", "adaptive.json")
     )
@@ -414,6 +434,7 @@ def main(argv=None):
         "error_max",
         "physres_per_sample_nfev_ratio",
         "physres_per_sample_time_ratio",
+        "physres_compiled_time_ratio",
         "compile_s",
     ]
     print(
@@ -421,6 +442,10 @@ def main(argv=None):
         "(ratios: physres per-sample / method)"
     )
     print(table([{"method": k, **v} for k, v in lorenz["methods"].items()], cols))
+    if args.lorenz_only:
+        write_json(args.out, {"machine": machine(), "lorenz": lorenz, "quick": args.quick})
+        print(f"\nwrote {args.out}")
+        return
     tols = [1e-3, 1e-6, 1e-9]
     tt = tolerance_table(tols)
     names = tt["steppers"]
