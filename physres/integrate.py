@@ -95,10 +95,11 @@ def integrate(
     safety : factor on the controller's optimal step.
     per_sample : each sample accepts, rejects and sizes its own step, and finished samples stop
         being stepped (torchode's control). The field then receives ``t`` as a float64 tensor
-        of shape (n_running,). Default: True when the stepper declares ``per_sample`` and has
-        an embedded error estimate (a sample's accuracy is then not set by the batch's worst
-        one, and each costs only its own steps); False otherwise (the shared step, where the
-        field receives ``t`` as a float: pass ``per_sample=False`` for fields that need that).
+        of shape (n_running,) ((batch,) when compiled). Default: True when the stepper
+        declares ``per_sample`` and has an embedded error estimate (a sample's accuracy is then
+        not set by the batch's worst one, and each costs only its own steps); False otherwise
+        (the shared step, where the field receives ``t`` as a float: pass
+        ``per_sample=False`` for fields that need that).
     throw : raise when a sample fails (:class:`~physres.errors.StepSizeError`, or
         :class:`~physres.errors.DivergenceError` for non-finite states); with ``throw=False``
         return the partial solution: ``sol.status`` says why, states not reached are NaN.
