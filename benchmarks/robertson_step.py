@@ -8,6 +8,7 @@ the 16 samples of the significant correct digits against Radau at rtol 1e-11). T
 excluded; reports both totals, steps, per-step costs and the ratio (median and best runs).
 
     python benchmarks/robertson_step.py [--runs 9] [--json benchmarks/results/robertson_step.json]
+    python benchmarks/robertson_step.py --profile   # where one physres solve spends its time
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--runs", type=int, default=9)
     p.add_argument("--json", default=str(Path(__file__).parent / "results" / "robertson_step.json"))
+    p.add_argument("--profile", action="store_true", help="profile one physres solve, then stop")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     system = physres.systems.get("robertson")
@@ -46,6 +48,8 @@ def main(argv=None):
     def digits(x):
         return min(stiff.scd(x[i], refs[i]) for i in range(len(refs)))
 
+    if args.profile:
+        return _profile(system, x0, t_end, rtol, atol)
     peer = stiff._diffrax_or_none()
     x, st = stiff.run_physres(system, "kvaerno5", x0, t_end, rtol, atol)
     ours = digits(x)
@@ -101,6 +105,41 @@ def main(argv=None):
         },
     )
     return row
+
+
+def _profile(system, x0, t_end, rtol, atol):
+    """cProfile of one solve (after a warm-up): the share of the Newton stage solves, the
+    field, and the per-sample step control."""
+    import cProfile
+    import pstats
+
+    stiff.run_physres(system, "kvaerno5", x0, t_end, rtol, atol)
+    prof = cProfile.Profile()
+    prof.enable()
+    _, st = stiff.run_physres(system, "kvaerno5", x0, t_end, rtol, atol)
+    prof.disable()
+    print(st)
+    stats = pstats.Stats(prof)
+    total = stats.total_tt
+    rows = {}
+    for (file, _, name), (_, _, _, cum, _) in stats.stats.items():
+        key = f"{Path(file).parent.name}/{Path(file).name}:{name}"
+        if key in PROFILED:
+            rows[PROFILED[key]] = cum / total
+    for label, share in rows.items():
+        print(f"{label:48s} {share:6.1%}")
+    return rows
+
+
+PROFILED = {  # cumulative share of one solve
+    "_adaptive/per_sample.py:run": "per-sample loop (everything)",
+    "steppers/esdirk.py:_step_with_error": "ESDIRK trial steps",
+    "steppers/newton.py:simplified_newton": "simplified Newton (stage solves)",
+    "stiff/__init__.py:rhs": "field evaluations",
+    "systems/stiff.py:rhs": "field evaluations",
+    "_adaptive/control.py:error_ratio": "error norm",
+    "_adaptive/control.py:factors": "step-size control",
+}
 
 
 if __name__ == "__main__":
