@@ -150,3 +150,17 @@ def test_compiled_backward_integration_matches_the_exponential():
     eager, compiled = _both("dopri5", lambda t, x: -x, x0, (1.0, -1.0), rtol=1e-9, atol=1e-12)
     _same_steps(eager, compiled)
     torch.testing.assert_close(compiled.x[:, -1], x0 * math.exp(2), rtol=1e-7, atol=0)
+
+
+@pytest.mark.slow
+def test_auto_compiles_once_eager_solves_of_a_signature_took_long_enough(monkeypatch):
+    from physres._adaptive import compiled as compiled_loop
+
+    monkeypatch.setattr(compiled_loop, "AUTO_MIN_SECONDS", 1e-9)
+    stepper = steppers.get("dopri5", _lorenz)
+    kw = dict(rtol=1e-6, atol=1e-8, t_eval=[0.0, 1.0])
+    first = physres.integrate(stepper, LORENZ_X0, (0.0, 1.0), **kw)  # eager, tallied
+    second = physres.integrate(stepper, LORENZ_X0, (0.0, 1.0), **kw)  # compiles
+    assert not first.stats["compile"]["compiled"] and second.stats["compile"]["compiled"]
+    _same_steps(first, second)
+    torch.testing.assert_close(second.x, first.x, rtol=1e-10, atol=1e-10)
