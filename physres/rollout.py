@@ -88,22 +88,29 @@ def rollout(
     progress : bool
         Show a progress bar.
     compile : "auto", True, False or dict
-        Run the loop in chunks of ``chunk`` steps, each unrolled into one ``torch.compile``
-        graph (CUDA graphs on a GPU) with finiteness checked once per chunk
-        (see :mod:`physres._compile`). ``True`` compiles and warns
+        Run the loop compiled (see :mod:`physres._compile`). On CPU, when no gradient is
+        needed, the whole loop is one compiled ``while_loop`` over chunks of ``chunk`` steps,
+        run by inductor's C++ wrapper: the run returns to Python once. Otherwise (gradients,
+        a GPU, ``{"driver": "chunks"}``, or when the whole loop does not compile) each chunk is
+        one ``torch.compile`` graph (CUDA graphs on a GPU) called from Python. Finiteness is
+        checked on every state inside the graphs, never synced per step. ``True`` compiles and
+        warns
         (:class:`~physres._compile.CompileFallbackWarning`) when it must fall back to eager;
         ``"auto"`` compiles only when it pays: no gradient is needed, torch.compile is
         available, and the eager run would take at least ``_compile.AUTO_MIN_SECONDS`` (timed on
         the first steps) or the chunk is already compiled; otherwise, and silently on failure, it
-        runs eagerly. A dict compiles with those ``torch.compile`` options. Results equal the
-        eager loop's to round-off; ``physres._compile.last_run`` reports compile and run time.
+        runs eagerly. A dict compiles with those ``torch.compile`` options (its ``"options"``
+        merged over ``_compile.LOOP_OPTIONS`` for the whole loop), and ``"driver": "chunks"``
+        asks for compiled chunks. Results equal the eager loop's to round-off;
+        ``physres._compile.last_run`` reports the driver, compile and run time.
     chunk : int, optional
-        Steps per compiled graph (default ``_compile.DEFAULT_CHUNK``, adjusted to
-        ``save_every``).
+        Steps per compiled graph or loop body (default ``_compile.LOOP_CHUNK`` for the whole
+        loop, ``_compile.DEFAULT_CHUNK`` for chunks), adjusted to ``save_every``.
     observer : callable ``(n, t, x)``, optional
         Called for every saved state, in order: the initial one (``n = 0``) and each state
         after step ``n`` at time ``t = t0 + n·dt`` that is kept. A compiled run calls it after
-        each chunk for the states that chunk kept. Its time is not counted in ``wall_s``.
+        each chunk (after the whole loop) for the states it kept. Its time is not counted in
+        ``wall_s``.
     on_divergence : ``"raise"`` or ``"return"``
         ``"return"``: a non-finite state (DivergenceError) or a failed implicit solve
         (ConvergenceError) ends the run early instead of raising; the result holds the states
@@ -121,8 +128,8 @@ def rollout(
     DivergenceError
         When a state becomes non-finite; names the step and time, and carries the saved
         trajectory up to the last finite state as ``.trajectory``. A compiled chunk that produced
-        a non-finite state is re-run eagerly from its start, so the error names the same first
-        step as an eager run.
+        a non-finite state (the compiled loop stops after it) is re-run eagerly from its start,
+        so the error names the same first step as an eager run.
     """
     dt = _checks.positive("dt", dt)
     n_steps = _checks.positive_int("n_steps", n_steps, allow_zero=True)
