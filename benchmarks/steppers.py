@@ -13,7 +13,8 @@
    ``BDF``/``Radau`` per-trajectory loops at equal final error. Goal: ≥ 10× faster than scipy.
 
     python benchmarks/steppers.py [--quick] [--parts lorenz,robertson] [--chunk 20]
-                                  [--loop-chunk 10] [--batches 1,256,4096] [--cpp-wrapper]
+                                  [--loop-chunk 10] [--batches 1,256,4096] [--rounds 5]
+                                  [--cpp-wrapper]
                                   [--json benchmarks/results/steppers.json]
 
 A peer that is not installed is skipped with a message.
@@ -209,12 +210,17 @@ def _torch_methods(system, x0, dt, n_steps, chunk, loop_chunk, tode, cpp_wrapper
 
 
 def lorenz(
-    quick: bool, chunk: int, batches=(1, 256, 4096), cpp_wrapper=False, loop_chunk=None
+    quick: bool,
+    chunk: int,
+    batches=(1, 256, 4096),
+    cpp_wrapper=False,
+    loop_chunk=None,
+    rounds=None,
 ) -> dict:
     system = physres.systems.get("lorenz63")
     n_steps, dt = 1000, 0.002
     t_end = n_steps * dt
-    rounds = 3 if quick else 5
+    rounds = rounds or (3 if quick else 5)
     tode, tode_skip = _torchode_solver(system, dt)
     dfx, dfx_skip = _diffrax_solver(system, dt, n_steps)
     for skip in (tode_skip, dfx_skip):
@@ -369,6 +375,7 @@ def main():
         help="steps per body of the whole-loop driver (default physres._compile.LOOP_CHUNK)",
     )
     parser.add_argument("--batches", default="1,256,4096")
+    parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds (3, 5)")
     parser.add_argument(
         "--cpp-wrapper",
         action="store_true",
@@ -391,6 +398,7 @@ def main():
             tuple(int(b) for b in args.batches.split(",")),
             args.cpp_wrapper,
             args.loop_chunk,
+            args.rounds,
         )
         summary = {}
         for batch, rows in lor.items():

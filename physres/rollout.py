@@ -251,6 +251,17 @@ class _Run:
             self._fallback(RuntimeError("torch.compile is not available here"), k, (), forced)
             self.eager(self.n_steps)
             return
+        if loop and (
+            forced
+            or (
+                _compile.loop_cached(self.stepper, self.x, k, self.save_every, self.dt, options)
+                and self._auto_allowed()
+            )
+        ):  # no warm-up needed: the loop's trace runs a chunk eagerly (filling any caches)
+            if self._looped(k, options):
+                return
+            loop = False
+            self.report["driver"] = "chunks"
         # Warm-up: eager steps up to the first multiple of k (at least one: it fills any
         # per-dt caches of the stepper, so the graph sees them settled), timed for "auto".
         first = min(self.n_steps, k)
