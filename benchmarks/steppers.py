@@ -1,7 +1,9 @@
 """Stepper library vs torchdiffeq, torchode, diffrax and scipy, side by side in one process.
 
 1. Lorenz-63, 1000 RK4 steps (dt = 0.002), batch 1, 256 and 4096: physres ``rollout`` eager and
-   compiled (``compile=True``; compile time excluded and reported) vs torchdiffeq's fixed-grid
+   compiled (``compile=True``: the whole loop in one compiled ``while_loop``; and the older
+   compiled chunks, ``compile={"driver": "chunks"}``, one Python call per chunk; compile time
+   excluded and reported) vs torchdiffeq's fixed-grid
    ``rk4``, torchode (RK4 tableau, fixed step), a hand-written torch RK4 loop and diffrax
    (``jax.jit`` + ``vmap``, RK4 tableau, constant step; compile time excluded and reported), all
    on one thread, timed in interleaved rounds (best of the rounds), errors against DOP853 at
@@ -10,7 +12,9 @@
 2. Robertson, batch 1024, to t = 1e5: physres implicit steppers under ``integrate`` vs scipy
    ``BDF``/``Radau`` per-trajectory loops at equal final error. Goal: ≥ 10× faster than scipy.
 
-    python benchmarks/steppers.py [--quick] [--parts lorenz,robertson] [--chunk 50]
+    python benchmarks/steppers.py [--quick] [--parts lorenz,robertson] [--chunk 20]
+                                  [--loop-chunk 10] [--batches 1,256,4096] [--rounds 5]
+                                  [--cpp-wrapper]
                                   [--json benchmarks/results/steppers.json]
 
 A peer that is not installed is skipped with a message.
@@ -176,7 +180,7 @@ def _diffrax_solver(system, dt, n_steps):
     return (fn, run), None
 
 
-def _torch_methods(system, x0, dt, n_steps, chunk, tode, cpp_wrapper=False) -> dict:
+def _torch_methods(system, x0, dt, n_steps, chunk, loop_chunk, tode, cpp_wrapper=False) -> dict:
     """name -> callable returning the final states (batch, 3)."""
     step = physres.steppers.get("rk4", system.rhs)
     grid = torch.tensor([0.0, n_steps * dt], dtype=torch.float64)
@@ -185,7 +189,10 @@ def _torch_methods(system, x0, dt, n_steps, chunk, tode, cpp_wrapper=False) -> d
             step, x0, dt, n_steps, save_every=n_steps, compile=False
         )[:, -1],
         "physres rk4 compiled": lambda: physres.rollout(
-            step, x0, dt, n_steps, save_every=n_steps, compile=True, chunk=chunk
+            step, x0, dt, n_steps, save_every=n_steps, compile=True, chunk=loop_chunk
+        )[:, -1],
+        "physres rk4 compiled chunks": lambda: physres.rollout(
+            step, x0, dt, n_steps, save_every=n_steps, compile={"driver": "chunks"}, chunk=chunk
         )[:, -1],
         "torchdiffeq rk4 (3/8 rule)": lambda: odeint(
             system.rhs, x0, grid, method="rk4", options={"step_size": dt}
@@ -195,18 +202,25 @@ def _torch_methods(system, x0, dt, n_steps, chunk, tode, cpp_wrapper=False) -> d
     if tode is not None:
         methods["torchode RK4 (fixed step)"] = lambda: tode(x0, n_steps * dt)
     if cpp_wrapper:  # inductor's C++ wrapper: no Python between the kernels of a chunk
-        opts = {"options": {"cpp_wrapper": True}}
-        methods["physres rk4 compiled (cpp_wrapper)"] = lambda: physres.rollout(
+        opts = {"driver": "chunks", "options": {"cpp_wrapper": True}}
+        methods["physres rk4 compiled chunks (cpp_wrapper)"] = lambda: physres.rollout(
             step, x0, dt, n_steps, save_every=n_steps, compile=opts, chunk=chunk
         )[:, -1]
     return methods
 
 
-def lorenz(quick: bool, chunk: int, batches=(1, 256, 4096), cpp_wrapper=False) -> dict:
+def lorenz(
+    quick: bool,
+    chunk: int,
+    batches=(1, 256, 4096),
+    cpp_wrapper=False,
+    loop_chunk=None,
+    rounds=None,
+) -> dict:
     system = physres.systems.get("lorenz63")
     n_steps, dt = 1000, 0.002
     t_end = n_steps * dt
-    rounds = 3 if quick else 5
+    rounds = rounds or (3 if quick else 5)
     tode, tode_skip = _torchode_solver(system, dt)
     dfx, dfx_skip = _diffrax_solver(system, dt, n_steps)
     for skip in (tode_skip, dfx_skip):
@@ -219,19 +233,19 @@ def lorenz(quick: bool, chunk: int, batches=(1, 256, 4096), cpp_wrapper=False) -
         reference = physres.reference.solve(
             system, x0[:n_ref], np.array([0.0, t_end]), method="DOP853", rtol=1e-13, atol=1e-13
         )[:, -1]
-        methods = _torch_methods(system, x0, dt, n_steps, chunk, tode, cpp_wrapper)
+        methods = _torch_methods(system, x0, dt, n_steps, chunk, loop_chunk, tode, cpp_wrapper)
         compile_s = {}
         with torch.no_grad():
             start = time.perf_counter()
             for name in [m for m in methods if "compiled" in m]:
                 methods[name]()  # compiles (timed apart)
                 compile_s[name] = _compile.last_run["compile_s"]
-            print(
-                f"batch {batch}: physres compile {compile_s['physres rk4 compiled']:.1f} s "
-                f"(first call {time.perf_counter() - start:.1f} s), chunk "
-                f"{_compile.last_run['chunk']}",
-                flush=True,
-            )
+                print(
+                    f"batch {batch}: {name}: compile {compile_s[name]:.1f} s, driver "
+                    f"{_compile.last_run['driver']}, chunk {_compile.last_run['chunk']}",
+                    flush=True,
+                )
+            print(f"batch {batch}: first calls {time.perf_counter() - start:.1f} s", flush=True)
         if dfx is not None:
             fn, run = dfx
             xj = x0.numpy()
@@ -351,8 +365,17 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer rounds and trajectories")
     parser.add_argument("--parts", default="lorenz,robertson")
-    parser.add_argument("--chunk", type=int, default=50, help="steps per compiled graph")
+    parser.add_argument(
+        "--chunk", type=int, default=20, help="steps per graph of the compiled-chunks driver"
+    )
+    parser.add_argument(
+        "--loop-chunk",
+        type=int,
+        default=None,
+        help="steps per body of the whole-loop driver (default physres._compile.LOOP_CHUNK)",
+    )
     parser.add_argument("--batches", default="1,256,4096")
+    parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds (3, 5)")
     parser.add_argument(
         "--cpp-wrapper",
         action="store_true",
@@ -370,7 +393,12 @@ def main():
     }
     if "lorenz" in parts:
         lor = lorenz(
-            args.quick, args.chunk, tuple(int(b) for b in args.batches.split(",")), args.cpp_wrapper
+            args.quick,
+            args.chunk,
+            tuple(int(b) for b in args.batches.split(",")),
+            args.cpp_wrapper,
+            args.loop_chunk,
+            args.rounds,
         )
         summary = {}
         for batch, rows in lor.items():
@@ -383,12 +411,15 @@ def main():
             )
             by = {r["method"]: r["wall_s"] for r in rows}
             comp = by["physres rk4 compiled"]
+            chunks = by["physres rk4 compiled chunks"]
             s = {
                 "physres_compiled_over_eager": comp / by["physres rk4 eager"],
                 "physres_over_torchdiffeq": comp / by["torchdiffeq rk4 (3/8 rule)"],
+                "chunks_over_torchdiffeq": chunks / by["torchdiffeq rk4 (3/8 rule)"],
             }
             if "diffrax RK4 (jit + vmap)" in by:
                 s["physres_over_diffrax"] = comp / by["diffrax RK4 (jit + vmap)"]
+                s["chunks_over_diffrax"] = chunks / by["diffrax RK4 (jit + vmap)"]
             summary[batch] = s
             print(", ".join(f"{k} {v:.3g}" for k, v in s.items()))
         print(

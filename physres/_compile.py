@@ -17,6 +17,17 @@ Field-evaluation counters (``stepper.counts``) are swapped for scratch dicts aro
 compiled call and added back afterwards, so ``nfev`` stays exact and its changing value is no
 guard on the graph.
 
+Whole-loop driver (:func:`get_loop`): all chunks of a run inside one compiled
+``torch._higher_order_ops.while_loop``, so the run returns to Python once instead of once per
+chunk. The loop body is a chunk of steps traced once with ``make_fx`` (Python side effects of a
+step, e.g. its field-evaluation counters, run once at trace time; the per-chunk counts are then
+added per chunk run). Saved states are written by the loop into one preallocated buffer; the
+loop stops after the first chunk with a non-finite state and hands back that chunk's start, so
+the driver re-runs just that chunk eagerly and names the same first bad step as an eager run.
+Inductor compiles it with its C++ wrapper (``cpp_wrapper``: the loop itself runs in C++) and
+stacks as pointwise expressions (``force_pointwise_cat``: no buffer per stage). Used only when no
+gradient is needed.
+
 ``stats`` (process totals) and ``last_run`` (the latest :func:`physres.rollout`) report compile
 time separately from run time.
 """
@@ -38,6 +49,7 @@ __all__ = [
     "available",
     "clear_cache",
     "compiled_step",
+    "get_loop",
     "last_run",
     "stats",
 ]
@@ -48,6 +60,8 @@ DEFAULT_CHUNK = 32  # steps per compiled graph (compile time grows with it; see 
 AUTO_MIN_SECONDS = 60.0  # compile="auto" compiles when the eager run would take at least this
 # raised from inside dynamo while it traces a field (not by user code); harmless
 _DYNAMO_GRAD_WARNING = "The .grad attribute of a Tensor that is not a leaf"
+LOOP_CHUNK = 10  # steps per body of the whole-loop driver (see docs/benchmarks.md)
+LOOP_OPTIONS = {"cpp_wrapper": True, "force_pointwise_cat": True}  # inductor, whole loop
 MAX_ENTRIES = 64  # compiled chunks kept (least recently used dropped)
 
 stats = {"compiles": 0, "compile_s": 0.0, "fallbacks": 0, "compiled_chunks": 0}
@@ -262,3 +276,158 @@ def compiled_step(step_fn, *, options: dict | None = None):
 
     call.__doc__ = f"Compiled step of {owner!r}."
     return call
+
+
+def _loop_body(step, length: int, offsets: tuple[int, ...], dt: float):
+    """``(n, x, t0) -> (x after `length` steps, [states at `offsets`], all finite)``; step ``m``
+    (1-based) runs at ``t0 + (m - 1)·dt``, as the eager loop computes it."""
+
+    def body(n, x, t0):
+        kept, ok = [], None
+        for i in range(length):
+            t = t0 + (n + i).to(torch.float64) * dt
+            x = step(x, t, dt)
+            finite = torch.isfinite(x).all()
+            ok = finite if ok is None else ok & finite
+            if i + 1 in offsets:
+                kept.append(x)
+        return x, kept, ok
+
+    return body
+
+
+class _Loop:
+    """One compiled whole-loop driver for a (stepper, shape, dtype, chunk, save_every, dt).
+
+    ``run(n0, n_end, x, t0, out)`` runs chunks of ``length`` steps from step ``n0`` while a whole
+    chunk fits before ``n_end`` and every state is finite, writing the state after step ``m`` into
+    ``out[m // save_every]`` when ``save_every`` divides ``m``. Returns ``(n, x, x_start, ok)``:
+    the steps done, the last state, the start of the last chunk run and whether it was finite.
+    """
+
+    def __init__(self, stepper, step, x, length, save_every, dt, options):
+        self.owner = stepper
+        self.length, self.save_every = length, save_every
+        self.step, self.dt = step, float(dt)
+        self.options = {**LOOP_OPTIONS, **(options or {}).get("options", {})}
+        self.compile_opts = {k: v for k, v in (options or {}).items() if k != "options"}
+        self.owners = _count_dicts(stepper)
+        self.per_chunk: list[dict] = []
+        self.fn = None
+        self.compiled = False
+        self.compile_s = 0.0
+
+    def _trace(self, x):
+        from torch.fx.experimental.proxy_tensor import make_fx
+
+        k, s = self.length, self.save_every
+        offsets = tuple(range(s, k + 1, s)) if s <= k else (k,)
+        body = _loop_body(self.step, k, offsets, self.dt)
+        n = torch.zeros((), dtype=torch.int64, device=x.device)
+        t0 = torch.zeros((), dtype=torch.float64, device=x.device)
+        real = [o.counts for o in self.owners]
+        scratch = [dict.fromkeys(c, 0) for c in real]
+        try:  # the trace runs the chunk once: its counts are the per-chunk counts, not real ones
+            for o, c in zip(self.owners, scratch, strict=True):
+                o.counts = c
+            with torch.no_grad():
+                gm = make_fx(body)(n, x, t0)
+        finally:
+            for o, c in zip(self.owners, real, strict=True):
+                o.counts = c
+        self.per_chunk = scratch
+        return gm, offsets
+
+    def _build(self, x):
+        gm, offsets = self._trace(x)
+        k, s = self.length, self.save_every
+        from torch._higher_order_ops import while_loop
+
+        def drive(n0, nmax, x0, t0, out):
+            trash = out.shape[0] - 1
+
+            def cond(n, x, x_start, ok):
+                return (n < nmax) & ok
+
+            def body(n, x, x_start, ok):
+                x_new, kept, finite = gm(n, x, t0)
+                for off, state in zip(offsets, kept, strict=True):
+                    m = n + off
+                    row = m // s
+                    if s > k:  # a save only when the chunk ends on a save point
+                        row = torch.where(m % s == 0, row, trash)
+                    out.index_put_((row.reshape(1),), state.unsqueeze(0))
+                return n + k, x_new, x.clone(), finite
+
+            ok0 = torch.ones((), dtype=torch.bool, device=x0.device)
+            return while_loop(cond, body, (n0, x0, x0.clone(), ok0))
+
+        fn = _fresh_code(drive, f"physres_loop_{id(self)}")
+        return torch.compile(
+            fn, fullgraph=True, dynamic=False, options=self.options, **self.compile_opts
+        )
+
+    def run(self, n0: int, n_end: int, x, t0: float, out):
+        dev = x.device
+        nmax = n_end - self.length + 1  # a chunk starting at n runs while n + length <= n_end
+        args = (
+            torch.tensor(n0, dtype=torch.int64, device=dev),
+            torch.tensor(nmax, dtype=torch.int64, device=dev),
+            x,
+            torch.tensor(t0, dtype=torch.float64, device=dev),
+            out,
+        )
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            warnings.filterwarnings("ignore", _DYNAMO_GRAD_WARNING)
+            if not self.compiled:
+                start = time.perf_counter()
+                self.fn = self._build(x)
+                torch._dynamo.mark_dynamic(out, 0)
+                n, x1, x_start, ok = self.fn(*args)
+                self.compile_s = time.perf_counter() - start
+                self.compiled = True
+                stats["compiles"] += 1
+                stats["compile_s"] += self.compile_s
+            else:
+                torch._dynamo.mark_dynamic(out, 0)
+                with torch.compiler.set_stance("fail_on_recompile"):
+                    n, x1, x_start, ok = self.fn(*args)
+        n = int(n)  # the one host sync of the run
+        chunks = (n - n0) // self.length
+        for owner, counts in zip(self.owners, self.per_chunk, strict=True):
+            for key, v in counts.items():
+                owner.counts[key] = owner.counts.get(key, 0) + v * chunks
+        stats["compiled_chunks"] += chunks
+        return n, x1, x_start, bool(ok)
+
+
+def _loop_key(stepper, x, length, save_every, dt, options):
+    return ("loop", *_key(stepper, x, length, (save_every,), dt, options)[:-3], repr(options))
+
+
+def get_loop(stepper, step, x, length, save_every, dt, options):
+    """The cached whole-loop driver for this signature (compiled on its first run); None when
+    this signature failed before."""
+    key = _loop_key(stepper, x, length, save_every, dt, options)
+    entry = _CACHE.get(key)
+    if entry is not None and entry is not _FAILED and entry.owner is not stepper:
+        entry = None
+    if entry is None:
+        entry = _Loop(stepper, step, x, length, save_every, dt, options)
+        _CACHE[key] = entry
+        while len(_CACHE) > MAX_ENTRIES:
+            _CACHE.popitem(last=False)
+    _CACHE.move_to_end(key)
+    return None if entry is _FAILED else entry
+
+
+def loop_cached(stepper, x, length, save_every, dt, options) -> bool:
+    """Whether a compiled whole-loop driver for this signature is ready."""
+    entry = _CACHE.get(_loop_key(stepper, x, length, save_every, dt, options))
+    return entry is not None and entry is not _FAILED and entry.compiled
+
+
+def mark_loop_failed(stepper, x, length, save_every, dt, options, err) -> None:
+    _CACHE[_loop_key(stepper, x, length, save_every, dt, options)] = _FAILED
+    log.debug("whole-loop driver failed, using compiled chunks: %s: %s", type(err).__name__, err)

@@ -13,6 +13,7 @@ from .errors import ConvergenceError, DivergenceError
 
 COMPILE_MODES = ("auto", True, False)
 ON_DIVERGENCE = ("raise", "return")
+DRIVERS = ("loop", "chunks")
 
 
 @dataclass
@@ -87,22 +88,29 @@ def rollout(
     progress : bool
         Show a progress bar.
     compile : "auto", True, False or dict
-        Run the loop in chunks of ``chunk`` steps, each unrolled into one ``torch.compile``
-        graph (CUDA graphs on a GPU) with finiteness checked once per chunk
-        (see :mod:`physres._compile`). ``True`` compiles and warns
+        Run the loop compiled (see :mod:`physres._compile`). On CPU, when no gradient is
+        needed, the whole loop is one compiled ``while_loop`` over chunks of ``chunk`` steps,
+        run by inductor's C++ wrapper: the run returns to Python once. Otherwise (gradients,
+        a GPU, ``{"driver": "chunks"}``, or when the whole loop does not compile) each chunk is
+        one ``torch.compile`` graph (CUDA graphs on a GPU) called from Python. Finiteness is
+        checked on every state inside the graphs, never synced per step. ``True`` compiles and
+        warns
         (:class:`~physres._compile.CompileFallbackWarning`) when it must fall back to eager;
         ``"auto"`` compiles only when it pays: no gradient is needed, torch.compile is
         available, and the eager run would take at least ``_compile.AUTO_MIN_SECONDS`` (timed on
         the first steps) or the chunk is already compiled; otherwise, and silently on failure, it
-        runs eagerly. A dict compiles with those ``torch.compile`` options. Results equal the
-        eager loop's to round-off; ``physres._compile.last_run`` reports compile and run time.
+        runs eagerly. A dict compiles with those ``torch.compile`` options (its ``"options"``
+        merged over ``_compile.LOOP_OPTIONS`` for the whole loop), and ``"driver": "chunks"``
+        asks for compiled chunks. Results equal the eager loop's to round-off;
+        ``physres._compile.last_run`` reports the driver, compile and run time.
     chunk : int, optional
-        Steps per compiled graph (default ``_compile.DEFAULT_CHUNK``, adjusted to
-        ``save_every``).
+        Steps per compiled graph or loop body (default ``_compile.LOOP_CHUNK`` for the whole
+        loop, ``_compile.DEFAULT_CHUNK`` for chunks), adjusted to ``save_every``.
     observer : callable ``(n, t, x)``, optional
         Called for every saved state, in order: the initial one (``n = 0``) and each state
         after step ``n`` at time ``t = t0 + n·dt`` that is kept. A compiled run calls it after
-        each chunk for the states that chunk kept. Its time is not counted in ``wall_s``.
+        each chunk (after the whole loop) for the states it kept. Its time is not counted in
+        ``wall_s``.
     on_divergence : ``"raise"`` or ``"return"``
         ``"return"``: a non-finite state (DivergenceError) or a failed implicit solve
         (ConvergenceError) ends the run early instead of raising; the result holds the states
@@ -120,15 +128,18 @@ def rollout(
     DivergenceError
         When a state becomes non-finite; names the step and time, and carries the saved
         trajectory up to the last finite state as ``.trajectory``. A compiled chunk that produced
-        a non-finite state is re-run eagerly from its start, so the error names the same first
-        step as an eager run.
+        a non-finite state (the compiled loop stops after it) is re-run eagerly from its start,
+        so the error names the same first step as an eager run.
     """
     dt = _checks.positive("dt", dt)
     n_steps = _checks.positive_int("n_steps", n_steps, allow_zero=True)
     save_every = _checks.positive_int("save_every", save_every)
-    options = None
+    options, driver = None, "loop"
     if isinstance(compile, dict):
         options, compile = dict(compile), True
+        driver = options.pop("driver", "loop")
+        if driver not in DRIVERS:
+            raise ValueError(f"`compile['driver']` must be 'loop' or 'chunks', got {driver!r}")
     elif not any(compile is m or (isinstance(m, str) and compile == m) for m in COMPILE_MODES):
         raise ValueError(
             f"`compile` must be 'auto', True, False or a dict of torch.compile "
@@ -149,7 +160,7 @@ def rollout(
         if compile is False or n_steps < 2:
             run.eager(n_steps)
         else:
-            run.chunked(chunk or _compile.DEFAULT_CHUNK, options, forced=compile is True)
+            run.chunked(chunk, options, forced=compile is True, driver=driver)
     except (DivergenceError, ConvergenceError) as err:
         if on_divergence == "raise":
             raise
@@ -192,6 +203,7 @@ class _Run:
             "compiled_steps": 0,
             "eager_steps": 0,
             "fallback": None,
+            "driver": None,
         }
 
     def time(self, n: int) -> float:
@@ -226,14 +238,30 @@ class _Run:
                 self.observe(n, x)
             self.bar.update()
 
-    def chunked(self, k: int, options, forced: bool) -> None:
-        k = _chunk_length(k, self.save_every)
+    def chunked(self, k: int | None, options, forced: bool, driver: str = "loop") -> None:
+        loop = driver == "loop" and self.x.device.type == "cpu" and not self._grad_needed()
+        if loop:
+            k = _loop_length(k or _compile.LOOP_CHUNK, self.save_every)
+        else:
+            k = _chunk_length(k or _compile.DEFAULT_CHUNK, self.save_every)
         self.report["chunk"] = k
+        self.report["driver"] = "loop" if loop else "chunks"
         self.options = options
         if forced and not _compile.available():
             self._fallback(RuntimeError("torch.compile is not available here"), k, (), forced)
             self.eager(self.n_steps)
             return
+        if loop and (
+            forced
+            or (
+                _compile.loop_cached(self.stepper, self.x, k, self.save_every, self.dt, options)
+                and self._auto_allowed()
+            )
+        ):  # no warm-up needed: the loop's trace runs a chunk eagerly (filling any caches)
+            if self._looped(k, options):
+                return
+            loop = False
+            self.report["driver"] = "chunks"
         # Warm-up: eager steps up to the first multiple of k (at least one: it fills any
         # per-dt caches of the stepper, so the graph sees them settled), timed for "auto".
         first = min(self.n_steps, k)
@@ -255,12 +283,23 @@ class _Run:
                 pays = per_step * (self.n_steps - self.n) >= _compile.AUTO_MIN_SECONDS
                 if allowed is None and (pays or _compile.has_entries()):
                     allowed = self._auto_allowed()
-                ready = bool(allowed) and _compile.cached(
-                    self.stepper, self.x, length, saves, self.dt, options
-                )
+                if loop:
+                    ready = bool(allowed) and _compile.loop_cached(
+                        self.stepper, self.x, k, self.save_every, self.dt, options
+                    )
+                else:
+                    ready = bool(allowed) and _compile.cached(
+                        self.stepper, self.x, length, saves, self.dt, options
+                    )
                 if not (allowed and (pays or ready)):
                     self.eager(self.n_steps)
                     break
+            if loop:
+                if self._looped(k, options):
+                    return
+                loop = False  # the whole loop did not compile: compiled chunks instead
+                self.report["driver"] = "chunks"
+                continue
             entry = _compile.get_chunk(
                 self.stepper, self.step, self.x, length, saves, self.dt, options
             )
@@ -268,15 +307,51 @@ class _Run:
                 self.eager(self.n_steps)
                 break
 
-    def _auto_allowed(self) -> bool:
-        if not _compile.available():
+    def _grad_needed(self) -> bool:
+        if not torch.is_grad_enabled():
             return False
-        if torch.is_grad_enabled():
-            if self.x.requires_grad:
-                return False
-            params = self.stepper.parameters() if isinstance(self.stepper, torch.nn.Module) else ()
-            if any(p.requires_grad for p in params):
-                return False
+        if self.x.requires_grad:
+            return True
+        params = self.stepper.parameters() if isinstance(self.stepper, torch.nn.Module) else ()
+        return any(p.requires_grad for p in params)
+
+    def _auto_allowed(self) -> bool:
+        return _compile.available() and not self._grad_needed()
+
+    def _looped(self, k: int, options) -> bool:
+        """All remaining whole chunks of ``k`` steps in one compiled loop, then the tail eagerly;
+        False (nothing done) when the loop cannot be compiled."""
+        s = self.save_every
+        entry = _compile.get_loop(self.stepper, self.step, self.x, k, s, self.dt, options)
+        if entry is None:
+            return False
+        n0 = self.n
+        n_end = n0 + (self.n_steps - n0) // k * k
+        # row m // s holds the state after step m; the last row takes the unsaved chunk ends
+        out = self.x.new_empty((self.n_steps // s + 2, *self.x.shape))
+        was_compiled = entry.compiled
+        try:
+            n, x, x_start, ok = entry.run(n0, n_end, self.x, self.t0, out)
+        except DivergenceError:
+            raise
+        except Exception as err:  # noqa: BLE001 - anything make_fx/dynamo/inductor raises
+            _compile.mark_loop_failed(self.stepper, self.x, k, s, self.dt, options, err)
+            self.report["loop_fallback"] = f"{type(err).__name__}: {err}".splitlines()[0]
+            return False
+        if not was_compiled:
+            self.report["compile_s"] += entry.compile_s
+        if not ok:  # the last chunk run holds a non-finite state: back to its start
+            n, x = n - k, x_start
+        for row in range(n0 // s + 1, n // s + 1):
+            self.saved.append(out[row])
+            self.observe(row * s, out[row])
+        self.x, self.n = x, n
+        self.report["compiled"] = True
+        self.report["compiled_steps"] += n - n0
+        self.bar.update(n - n0)
+        if not ok:  # re-run eagerly: names the first bad step
+            self.eager(self.n + k)
+        self.eager(self.n_steps)
         return True
 
     def _compiled_chunk(self, entry, length, saves, forced) -> bool:
@@ -324,6 +399,15 @@ def _chunk_length(k: int, save_every: int) -> int:
         if save_every % d == 0:
             return d
     return k
+
+
+def _loop_length(k: int, save_every: int) -> int:
+    """Steps per body of the whole-loop driver: a multiple of ``save_every`` near ``k`` when it
+    is at most ``k``, else the largest divisor of ``save_every`` not above ``k`` (so every save
+    point ends a chunk)."""
+    if save_every <= k:
+        return save_every * max(1, round(k / save_every))
+    return max(d for d in range(1, k + 1) if save_every % d == 0)
 
 
 def _progress(total: int, enabled: bool, label: str):

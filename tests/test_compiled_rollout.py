@@ -14,6 +14,8 @@ from physres import _compile
 pytestmark = pytest.mark.skipif(not _compile.available(), reason="torch.compile unavailable")
 
 FAST = ["rk4", "backward_euler"]  # an explicit RK loop (one fused graph) and a Newton solve
+# the whole-loop driver with inductor's Python wrapper: compiles in seconds, not tens of seconds
+QUICK = {"options": {"cpp_wrapper": False}}
 
 
 def _decay(t, x):
@@ -25,14 +27,14 @@ def _problem():
     return x0, 0.05, 12
 
 
-def _compare(name):
+def _compare(name, compile=QUICK):
     x0, dt, n = _problem()
     step = physres.steppers.get(name, _decay)
     eager = physres.rollout(step, x0, dt, n, save_every=3, compile=False)
     nfev = step.nfev
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", _compile.CompileFallbackWarning)  # Newton: eager
-        compiled = physres.rollout(step, x0, dt, n, save_every=3, compile=True, chunk=3)
+        compiled = physres.rollout(step, x0, dt, n, save_every=3, compile=compile, chunk=3)
     torch.testing.assert_close(compiled, eager, rtol=1e-13, atol=1e-14)
     assert step.nfev - nfev == nfev  # field evaluations counted exactly in both
     return _compile.last_run
@@ -41,8 +43,73 @@ def _compare(name):
 @pytest.mark.parametrize("name", FAST)
 def test_compiled_matches_eager(name):
     report = _compare(name)
-    if name == "rk4":  # the explicit loop really ran compiled
+    if name == "rk4":  # the explicit loop really ran compiled, in one whole-loop call
         assert report["compiled"] and report["compiled_steps"] >= 6
+        assert report["driver"] == "loop"
+
+
+@pytest.mark.slow
+def test_compiled_matches_eager_default_options():  # the C++ wrapper: ~30 s to compile
+    report = _compare("rk4", compile=True)
+    assert report["driver"] == "loop" and report["compiled_steps"] >= 6
+
+
+def _observed(step, x0, dt, n, compile, **kw):
+    calls = []
+    out = physres.rollout(
+        step, x0, dt, n, compile=compile, observer=lambda *a: calls.append(a), **kw
+    )
+    return out, calls
+
+
+def _assert_same_run(step, x0, dt, n, **kw):
+    """The whole-loop run equals the eager one: saved states, observer calls, nfev."""
+    nfev = step.nfev
+    eager, eager_calls = _observed(step, x0, dt, n, False, **kw)
+    nfev_eager = step.nfev - nfev
+    loop, loop_calls = _observed(step, x0, dt, n, QUICK, **kw)
+    report = dict(_compile.last_run)
+    assert report["driver"] == "loop" and report["compiled_steps"] > 0
+    assert step.nfev - nfev - nfev_eager == nfev_eager  # counted exactly in both
+    torch.testing.assert_close(loop, eager, rtol=1e-13, atol=1e-14)
+    assert [(m, t) for m, t, _ in loop_calls] == [(m, t) for m, t, _ in eager_calls]
+    for (_, _, a), (_, _, b) in zip(loop_calls, eager_calls, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-13, atol=1e-14)
+    return report
+
+
+def test_whole_loop_saves_match_eager_and_do_not_recompile():
+    from torch._dynamo.utils import counters
+
+    x0, dt, _ = _problem()
+    step = physres.steppers.get("rk4", _decay)  # the field depends on t: times must match
+    first = _assert_same_run(step, x0, dt, 23, save_every=2, chunk=4, t0=0.3)
+    assert first["compile_s"] > 0 and first["compiled_steps"] == 20  # steps 1..20; tail eager
+    graphs = counters["stats"]["unique_graphs"]
+    # another length, start time and initial state: the same compiled loop, no new graph
+    again = _assert_same_run(step, x0 * 0.5, dt, 41, save_every=2, chunk=4, t0=-1.0)
+    assert again["compile_s"] == 0.0 and again["compiled_steps"] == 40
+    assert counters["stats"]["unique_graphs"] == graphs
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("save_every", "chunk", "n"), [(8, 4, 37), (6, 4, 40), (1, 5, 17)])
+def test_whole_loop_save_points_between_chunks(save_every, chunk, n):
+    x0, dt, _ = _problem()
+    step = physres.steppers.get("heun", _decay)
+    _assert_same_run(step, x0, dt, n, save_every=save_every, chunk=chunk, t0=0.1)
+
+
+def test_gradients_use_compiled_chunks_not_the_whole_loop():
+    x0, dt, n = _problem()
+    x0 = x0.clone().requires_grad_(True)
+    step = physres.steppers.get("euler", _decay)
+    out = physres.rollout(step, x0, dt, 8, compile=True, chunk=2)
+    assert _compile.last_run["driver"] == "chunks" and _compile.last_run["compiled"]
+    (g,) = torch.autograd.grad(out[:, -1].sum(), x0)
+    ref = physres.rollout(step, x0, dt, 8, compile=False)
+    (g_ref,) = torch.autograd.grad(ref[:, -1].sum(), x0)
+    torch.testing.assert_close(g, g_ref, rtol=1e-12, atol=1e-13)
 
 
 @pytest.mark.slow
@@ -58,14 +125,42 @@ def test_divergence_names_the_same_step():
     x0 = torch.ones(3, 1, dtype=torch.float64)
     step = physres.steppers.get("euler", blowup)
     errors = []
-    for compile in (False, True):
+    for compile in (False, QUICK):
         with pytest.raises(physres.DivergenceError) as info:
             physres.rollout(step, x0, 0.2, 40, save_every=2, compile=compile, chunk=4)
         errors.append(info.value)
+        report = dict(_compile.last_run)
+    assert report["driver"] == "loop" and report["compiled_steps"] > 0  # stopped by the loop
     eager, compiled = errors
     assert eager.step == compiled.step and 8 < eager.step < 40
     assert math.isclose(eager.time, compiled.time)
     torch.testing.assert_close(compiled.trajectory, eager.trajectory)
+    # x' = x², x(0) = 1 blows up at t = 1: explicit Euler's x_{n+1} = x_n (1 + 0.2 x_n) is finite
+    # until it overflows, so the first non-finite step is the first whose value exceeds 1.8e308
+    x, first_bad = 1.0, None
+    for n in range(1, 40):
+        x = x + 0.2 * (x * x)
+        if not math.isfinite(x):
+            first_bad = n
+            break
+    assert compiled.step == first_bad and math.isclose(compiled.time, 0.2 * first_bad)
+    returned = [
+        physres.rollout(
+            step,
+            x0,
+            0.2,
+            40,
+            save_every=2,
+            compile=c,
+            chunk=4,
+            on_divergence="return",
+            full_output=True,
+        )
+        for c in (False, QUICK)
+    ]
+    assert returned[0].steps == returned[1].steps == first_bad - 1
+    torch.testing.assert_close(returned[1].final, returned[0].final, rtol=1e-12, atol=0)
+    torch.testing.assert_close(returned[1].trajectory, returned[0].trajectory, rtol=1e-12, atol=0)
 
 
 def test_no_recompile_on_second_call_and_compile_time_reported():
@@ -103,6 +198,7 @@ def test_uncompilable_stepper_falls_back():
     with pytest.warns(_compile.CompileFallbackWarning, match="fell back to eager"):
         forced = physres.rollout(step, x0, 0.1, 8, compile=True, chunk=2)
     assert _compile.last_run["fallback"] and not _compile.last_run["compiled"]
+    assert "data-dependent" in _compile.last_run["loop_fallback"]  # the whole loop first
     torch.testing.assert_close(forced, eager, rtol=0, atol=0)
     auto = physres.rollout(step, x0, 0.1, 8)  # "auto": eager (short run), no warning
     torch.testing.assert_close(auto, eager, rtol=0, atol=0)
