@@ -14,12 +14,14 @@ The defaults are chosen from the data and recorded with their reasons in
   (``frame_step`` of ``config``) and scored on the validation trajectories' pairs by the rms
   one-step error over the rms step, both in normalised units. The lowest degree within 2× of
   the best error at most :data:`POLY_TOLERANCE` (1e-6) is taken if its closed loop from each
-  validation trajectory's first state over that trajectory's span stays within
+  validation trajectory's first state over that trajectory's span (at most
+  :data:`POLY_LOOP_STEPS` steps) stays within
   :data:`POLY_BOUND` × the training data's largest normalised value (else the next best).
   Measured on the ``physres generate`` defaults: Lorenz-63 at dt = 0.01 reaches 4.0e-9 at
   degree 6 (degree 5: 1.7e-7, 4: 7.9e-6); the oscillator 2.3e-10 at degree 1 (its flow map
-  is linear); the pendulum at dt = 0.5 only 1.8e-5 (degree 5) and Robertson at dt = 1 9.6e-5
-  (degree 6, unbounded in closed loop): both keep the MLP;
+  is linear); the pendulum at dt = 0.5 only 1.8e-5 (degree 5): it keeps the MLP, as does
+  Robertson, by its declared invariants (a free polynomial at dt = 1 reaches 9.6e-5 at
+  degree 6 and is unbounded in closed loop);
 * the ResNet's MLP ``width``: the widest of :data:`WIDTHS` whose dense Levenberg–Marquardt
   finish takes all of fit's default ``polish_windows`` within its flop budget
   (:func:`~physres.training.lm.dense_windows`), with a ``linear_skip`` (the network learns
@@ -53,6 +55,8 @@ POLY_ROWS_PER_FEATURE = 20
 POLY_PAIRS = 50_000
 POLY_TOLERANCE = 1e-6
 POLY_BOUND = 2.0
+POLY_VALUES = 1 << 22  # state values read per split at most (whole trajectories)
+POLY_LOOP_STEPS = 5000  # steps of the closed-loop check at most
 
 
 def model_for(data_path, kind: str = "resnet", *, project="auto", config=None, **kwargs):
@@ -196,6 +200,8 @@ def _polynomial_or_mlp(data_path, shape, kwargs: dict, choices: dict, config) ->
         if not val_idx or f.states.shape[1] <= fs + 1:
             choices["block"] = "mlp: no held-out trajectory to choose a polynomial block on"
             return
+        keep = max(1, POLY_VALUES // (f.states.shape[1] * n))  # trajectories read at most
+        train_idx, val_idx = train_idx[:keep], val_idx[:keep]
         train = torch.from_numpy(np.asarray(f.states[train_idx], dtype=np.float64))
         held = torch.from_numpy(np.asarray(f.states[val_idx], dtype=np.float64))
         dt = fs * float(f.dt_save)
@@ -214,7 +220,7 @@ def _polynomial_or_mlp(data_path, shape, kwargs: dict, choices: dict, config) ->
     norm = std.reshape(shape)
     increment = float(((h1 - h0) / norm).pow(2).mean().sqrt())
     bound = POLY_BOUND * float(((flat - mean) / std).abs().max())
-    frames = held[:, ::fs]  # closed loop over each held-out trajectory's span
+    frames = held[:, ::fs][:, : POLY_LOOP_STEPS + 1]  # closed loop over the held-out span
     errors, trials = {}, {}
     for degree in range(1, POLY_DEGREES + 1):
         features = math.comb(n + degree, degree)
