@@ -16,7 +16,8 @@ ResNet and Neural ODE trained by ``physres.training.fit`` on its defaults, an ec
 ``--defaults`` runs ``physres generate SYSTEM`` and ``physres train d.h5 --out m.pt --frame-step
 10`` (nothing else set: every model and optimiser choice is the package's) for the oscillator,
 the pendulum and Robertson, and scores the saved model files against the goals
-(``DEFAULT_GOALS``):
+(``DEFAULT_GOALS``); for Lorenz-63 (``--systems lorenz63``, also in the default list) no flag
+at all, scored by valid prediction time and λ1 (``run_defaults_chaos``):
 
     python benchmarks/emulators.py --chaos lorenz63,lorenz96 --json benchmarks/results/chaos.json
     python benchmarks/emulators.py --defaults --json benchmarks/results/emulators_defaults.json
@@ -143,8 +144,13 @@ DEFAULT_GOALS = {
     "harmonic_oscillator": (N_STEPS, 1e-3),
     "pendulum": (N_STEPS, 1e-2),
     "robertson": (None, 1e-2),
+    "lorenz63": (None, None),  # scored by VPT and λ1: run_defaults_chaos
 }
 MASS_GOAL = 1e-12  # Robertson: |Σy(t) − Σy(0)| at most
+# Lorenz-63 (no flag at all, dt = dt_save = 0.01): median VPT over N_CHAOS_TEST held-out
+# states at least VPT_GOAL Lyapunov times (and at least the echo state network's, ~11 in
+# _chaos.py), |λ1 − 0.9056| / 0.9056 at most LAMBDA_GOAL
+VPT_GOAL, LAMBDA_GOAL, N_CHAOS_TEST = 15.0, 0.03, 32
 
 
 def run_defaults(name, workdir, extra=()):
@@ -155,6 +161,8 @@ def run_defaults(name, workdir, extra=()):
     `physres train` flags (to measure one option against the defaults)."""
     from physres.cli import main as cli
 
+    if name == "lorenz63":
+        return run_defaults_chaos(workdir, extra)
     system = physres.systems.get(name)
     path, out = Path(workdir) / f"{name}.h5", Path(workdir) / f"{name}.pt"
     assert cli(["generate", name, "--out", str(path), "--no-progress"]) == 0
@@ -215,6 +223,73 @@ def run_defaults(name, workdir, extra=()):
         f"  epochs: {row['epochs']}\n  polish: {row['polish']}\n  model: {row['choices']}",
         flush=True,
     )
+    return [row]
+
+
+def run_defaults_chaos(workdir, extra=()):
+    """``physres generate lorenz63`` and ``physres train d.h5 --out m.pt`` with no flag at all
+    (dt = dt_save = 0.01); the saved model is scored like the emulators of ``_chaos.py`` (its
+    VPT and λ1 helpers): predictions from t = 5 of N_CHAOS_TEST held-out trajectories (seed
+    12345, on the attractor) over 30 time units, VPT at threshold 0.4 in Lyapunov times
+    1/0.9056, and the model's own λ1 (Benettin, 20 000 steps from 8 of those states)."""
+    import _chaos
+
+    from physres.cli import main as cli
+
+    name, setup = "lorenz63", _chaos.SETUPS["lorenz63"]
+    system = physres.systems.get(name)
+    path, out = Path(workdir) / f"{name}.h5", Path(workdir) / f"{name}.pt"
+    test_path = Path(workdir) / f"{name}_test.h5"
+    assert cli(["generate", name, "--out", str(path), "--no-progress"]) == 0
+    torch.manual_seed(0)
+    start, cpu = time.perf_counter(), time.process_time()
+    assert cli(["train", str(path), "--out", str(out), "--no-progress", *extra]) == 0
+    train_s, train_cpu_s = time.perf_counter() - start, time.process_time() - cpu
+    model = physres.load(out).eval()
+    dt = model.dt
+    i0 = int(round(_chaos.T_START / dt))
+    n_pred = int(round(setup["horizon"] / dt))
+    physres.data.generate(
+        system,
+        test_path,
+        n_traj=N_CHAOS_TEST,
+        t_end=_chaos.T_START + setup["horizon"],
+        dt_save=dt,
+        seed=12345,
+        progress=False,
+    )
+    with physres.data.open(test_path) as f:
+        ref = np.asarray(f.states[:, i0 : i0 + n_pred + 1])
+    with physres.data.open(path) as f:
+        train = np.asarray(f.states[:, i0:])
+    scale = float(np.sqrt(np.mean(np.sum(train.reshape(-1, 3) ** 2, -1))))
+    x0 = torch.from_numpy(ref[:, 0].copy())
+    pred = _chaos._rollout(model, x0, dt, n_pred)
+    vpt = _chaos._vpt(pred, ref, scale, dt, setup["lam_ref"]) if pred is not None else None
+    lam = _chaos._lyap(model, x0[:8], dt, 20_000)
+    info = model.training_info
+    row = {
+        "system": name,
+        "extra": " ".join(extra),
+        "model": type(model).name,
+        "dt": dt,
+        "steps": n_pred,
+        "vpt_median": None if vpt is None else float(np.median(vpt)),
+        "vpt_min": None if vpt is None else float(vpt.min()),
+        "lambda1": lam,
+        "lambda1_rel_err": abs(lam - setup["lam_ref"]) / setup["lam_ref"],
+        "goal": f"VPT >= {VPT_GOAL:g}, |dλ1| <= {LAMBDA_GOAL:g}",
+        "train_s": train_s,
+        "train_cpu_s": train_cpu_s,
+    }
+    row["goal_met"] = (
+        vpt is not None and row["vpt_median"] >= VPT_GOAL and row["lambda1_rel_err"] <= LAMBDA_GOAL
+    )
+    row["polish"] = {k: info["polish"].get(k) for k in ("method", "reason")}
+    row["choices"] = info.get("model", {})
+    shown = [k for k in row if k not in ("choices", "polish")]
+    print(table([{k: row[k] for k in shown}], shown), flush=True)
+    print(f"  polish: {row['polish']}\n  model: {row['choices']}", flush=True)
     return [row]
 
 
@@ -288,8 +363,9 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as workdir:
             for name in names.split(","):
                 rows += run_defaults(name, workdir, args.extra.split())
-        columns = ["system", "model", "max_rel_l2", "goal", "goal_met", "train_s", "train_cpu_s"]
-        print(table(rows, columns))
+        columns = ["system", "model", "max_rel_l2", "vpt_median", "vpt_min", "lambda1"]
+        columns += ["goal", "goal_met", "train_s", "train_cpu_s"]
+        print(table([{c: r.get(c) for c in columns} for r in rows], columns))
         write_json(
             args.json,
             {

@@ -246,7 +246,7 @@ def test_model_for_a_small_float64_state_is_float64_and_fits_the_dense_finish(ho
     from physres.training import build, loop
     from physres.training.lm import DENSE_FLOPS, MIN_DENSE_WINDOWS
 
-    model = physres.training.model_for(ho_file)
+    model = physres.training.model_for(ho_file, net="mlp")  # auto: degree 1 (test_build_block)
     assert isinstance(model, physres.models.ResNetEmulator)
     assert model.net_dtype == torch.float64
     mlp = model.blocks[0]
@@ -395,7 +395,7 @@ def test_model_for_leaves_the_random_state_to_the_model(ho_file):
     # the automatic choices build trial models only to count parameters: the seed the caller
     # set must give the same weights as building the chosen model directly
     torch.manual_seed(3)
-    auto = physres.training.model_for(ho_file)
+    auto = physres.training.model_for(ho_file, net="mlp")
     torch.manual_seed(3)
     direct = physres.models.ResNetEmulator(
         state_shape=(2,), width=16, dtype=torch.float64, net_options={"linear_skip": True}

@@ -91,7 +91,10 @@ def add_parser(subparsers) -> None:
     add_config_arguments(group)
     m = p.add_argument_group("model (constructor arguments; each kind takes those it has)")
     m.add_argument(
-        "--net", default="auto", help="block/field network: mlp, conv1d or auto (conv1d on grids)"
+        "--net",
+        default="auto",
+        help="block/field network: mlp, conv1d, poly or auto (conv1d on grids; resnet: a "
+        "polynomial block when it fits held-out pairs to data precision, else mlp)",
     )
     m.add_argument(
         "--width",
@@ -411,7 +414,7 @@ def run(args) -> int:
             kwargs["system"] = f.make_system()
     torch.manual_seed(config.seed)
     try:
-        model = model_for(data, args.model, **kwargs)
+        model = model_for(data, args.model, config=config, **kwargs)
     except TypeError as exc:
         raise ValueError(
             f"--model {args.model} cannot be built from {str(data)!r} on the "
