@@ -54,7 +54,8 @@ class Config:
     unroll: int
     lr: float = 1e-2
     cutoff: float = 2.5  # far-pair range of the graph emulators
-    substeps: int = 4  # Euler sub-steps per emulator step
+    substeps: int = 4  # drift evaluations (sub-steps) per emulator step
+    scheme: str = "euler"  # how they are combined (ChainForceEmulator `scheme`)
 
 
 QUICK = Config(
@@ -140,6 +141,7 @@ def train(kind: str, cfg: Config, data: Path, ctx: runner.Context):
             use_staples=kind == "graph_staples",
             cutoff=cfg.cutoff,
             substeps=cfg.substeps,
+            scheme=cfg.scheme,
             width=cfg.width,
         )
     t0 = time.perf_counter()

@@ -222,20 +222,51 @@ def test_force_emulator_symmetries_and_centre_of_mass():
             assert float((y.mean(1) - x.mean(1)).abs().max()) < 1e-14 * scale
 
 
+def _gentle(m, factor=1e-2):
+    """``m`` with its pair and bending laws scaled by ``factor``: the random laws of
+    ``_force_model`` move a bead by ~10² per step, which would bring far pairs within the cutoff;
+    scaled, a bead moves by ~0.05."""
+    with torch.no_grad():
+        for p in (m.head[-1].weight, m.head[-1].bias, m.table):
+            p.mul_(factor)
+        for p in (m.angle_head[-1].weight, m.angle_head[-1].bias, m.angle_table):
+            p.mul_(factor)
+    return m
+
+
 def test_force_emulator_far_pairs_switch_off_at_the_cutoff():
-    # beads 0 and 9 of a straight rod are 9 apart: beyond the cutoff they do not interact,
-    # so moving bead 9 along the rod cannot change bead 0's step (3 sub-steps of chain edges
-    # reach at most 6 beads)
+    """Beads of a (slightly bent) rod 3 or more apart are beyond the cutoff 2.5, and each
+    sub-step couples a bead to those within 2 along the chain (bonds, next neighbours, the
+    bending terms at i ± 1), so after 3 sub-steps bead 0's step depends on beads 0 … 6 only:
+    the Jacobian blocks d step_0 / d x_j are zero for j = 7, 8, 9 (autograd) and non-zero at
+    j = 6, and moving bead 9 changes bead 0's step by round-off at most. A staple (0, 9)
+    couples them."""
     x = torch.zeros(1, 10, 3, dtype=torch.float64)
     x[0, :, 0] = torch.arange(10.0)
+    x[0, :, 1] = 0.05 * torch.arange(10.0) ** 2  # bent a little, so the bending terms act
     y = x.clone()
-    y[0, 9, 0] += 0.3
-    m = _force_model(cutoff=2.5, substeps=3, use_staples=False)
+    y[0, 9] += torch.tensor([0.3, -0.2, 0.1], dtype=torch.float64)
+
+    def blocks(m):
+        """max |d step_0 / d x_j| per bead j, by autograd."""
+        jac = torch.autograd.functional.jacobian(lambda z: m(z, 0.0, 0.1)[0, 0], x)
+        return jac[:, 0].abs().amax(dim=(0, 2))  # (10,)
+
+    m = _gentle(_force_model(cutoff=2.5, substeps=3, use_staples=False))
     with torch.no_grad():
-        assert torch.equal(m(x, 0.0, 0.1)[0, 0], m(y, 0.0, 0.1)[0, 0])
-    staple = _force_model(cutoff=2.5, substeps=3, staples=[(0, 9)])
+        a, b = m(x, 0.0, 0.1)[0, 0], m(y, 0.0, 0.1)[0, 0]
+        assert 1e-3 < float((m(x, 0.0, 0.1) - x).abs().max()) < 0.25  # far pairs stay far
+    scale = 1.0 + float(a.abs().max())  # round-off relative to the step's size
+    assert float((a - b).abs().max()) < 1e-13 * scale
+    jac = blocks(m)
+    assert float(jac[7:].max()) < 1e-13 * float(jac[0])
+    assert float(jac[6]) > 1e-10 * float(jac[0])  # within the sub-steps' reach: coupled
+
+    staple = _gentle(_force_model(cutoff=2.5, substeps=3, staples=[(0, 9)]))
     with torch.no_grad():
-        assert float((staple(x, 0.0, 0.1)[0, 0] - staple(y, 0.0, 0.1)[0, 0]).abs().max()) > 1e-9
+        d = float((staple(x, 0.0, 0.1)[0, 0] - staple(y, 0.0, 0.1)[0, 0]).abs().max())
+    assert d > 1e-6
+    assert float(blocks(staple)[9]) > 1e-6
 
 
 def test_force_emulator_save_load_and_bad_arguments(tmp_path):
@@ -340,3 +371,57 @@ def test_force_emulator_drift_has_no_net_force_or_torque():
             assert float(f.sum(1).abs().max()) < 1e-13 * scale
             torque = torch.linalg.cross(x, f, dim=-1).sum(1)
             assert float(torque.abs().max()) < 1e-13 * scale * float(x.abs().max())
+
+
+def test_force_emulator_chebyshev_step_is_the_chebyshev_polynomial_of_a_linear_drift():
+    """With a constant pair law φ = c on the chain edges (no bending, no far pairs) the drift
+    is linear, ``F(x) = −c·L·x`` with L the Laplacian of the edge graph, so a step is a
+    polynomial in L: K Euler sub-steps give ``(1 − cλ/K)^K`` on each eigenvector, the
+    Chebyshev stages ``T_K(w0 − w1·cλ)/T_K(w0)`` (w0 = 1 + ε/K², w1 = T_K(w0)/T_K'(w0)), from
+    numpy's Chebyshev series. At a c where Euler's factor exceeds 1 in size (cλ_max > 2K) the
+    Euler rollout blows up and the Chebyshev one decays."""
+    from numpy.polynomial import Chebyshev
+
+    from physres.models.chain import CHEBYSHEV_DAMPING
+
+    n, k = 8, 4
+    x = physres.systems.get("bead_chain", n_beads=n).sample_initial(2, seed=3)
+    edges = [(i, i + 1) for i in range(n - 1)] + [(i, i + 2) for i in range(n - 2)] + [(1, 6)]
+    lap = np.zeros((n, n))
+    for i, j in edges:
+        lap[[i, j], [i, j]] += 1.0
+        lap[i, j] = lap[j, i] = -1.0
+    lam, vec = np.linalg.eigh(lap)
+    c = 20.0 / lam.max()  # cλ_max = 20: beyond 4 Euler sub-steps (8), within Chebyshev (≈31)
+    t = Chebyshev.basis(k)
+    w0 = 1.0 + CHEBYSHEV_DAMPING / k**2
+    w1 = t(w0) / t.deriv()(w0)
+    factors = {"chebyshev": t(w0 - w1 * c * lam) / t(w0), "euler": (1.0 - c * lam / k) ** k}
+    for scheme, factor in factors.items():
+        m = physres.models.ChainForceEmulator(
+            state_shape=(n, 3),
+            staples=[(1, 6)],
+            cutoff=None,
+            angles=False,
+            substeps=k,
+            scheme=scheme,
+            dt=0.1,
+            dtype=torch.float64,
+        )
+        m.pair_law = lambda r, static: torch.full_like(r, c)
+        expect = torch.from_numpy(vec @ np.diag(factor) @ vec.T) @ x
+        with torch.no_grad():
+            assert torch.allclose(m(x, 0.0, 0.1), expect, rtol=1e-12, atol=1e-12)
+            end = physres.rollout(m, x, 0.1, 40)[:, -1]
+        spread = float((end - end.mean(1, keepdim=True)).abs().max())
+        start = float((x - x.mean(1, keepdim=True)).abs().max())
+        if scheme == "euler":
+            assert np.abs(factor).max() > 1.5 and spread > 1e3 * start
+        else:  # every non-uniform mode decays (the uniform one, λ = 0, is the centre)
+            assert np.abs(factor[1:]).max() < 1.0 and spread < 0.1 * start
+    one = {s: _force_model(substeps=1, scheme=s) for s in ("euler", "chebyshev")}
+    x = physres.systems.get("bead_chain", n_beads=10).sample_initial(2, seed=3)
+    with torch.no_grad():  # one stage is one Euler step
+        assert torch.allclose(one["euler"](x, 0.0, 0.1), one["chebyshev"](x, 0.0, 0.1))
+    with pytest.raises(ValueError, match="`scheme`"):
+        physres.models.ChainForceEmulator(state_shape=(n, 3), scheme="rk4")

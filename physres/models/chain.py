@@ -30,6 +30,28 @@ from .. import _checks
 from .base import LearnedStepper, real_dtype_arg, register, state_shape_arg
 
 EDGE_TYPES = ("bond", "next", "staple", "near")
+SCHEMES = ("euler", "chebyshev")
+CHEBYSHEV_DAMPING = 0.05  # ε of the damped first-order Runge–Kutta–Chebyshev stages
+
+
+def _chebyshev_stages(s: int, eps: float = CHEBYSHEV_DAMPING) -> list[tuple[float, float, float]]:
+    """Coefficients ``(μ_j, ν_j, μ̃_j)`` of the damped first-order Runge–Kutta–Chebyshev step
+    with ``s`` stages (Verwer, Sommeijer & Hundsdorfer 2004): ``Y_1 = Y_0 + μ̃_1 F(Y_0)``,
+    ``Y_j = μ_j Y_{j−1} + ν_j Y_{j−2} + μ̃_j F(Y_{j−1})``, for a drift ``F`` per whole step.
+    The step is first order with stability polynomial ``T_s(w0 + w1 z)/T_s(w0)``, bounded by 1
+    on ``z ∈ [−(2 − 4ε/3)s², 0]`` (``s`` Euler sub-steps: ``[−2s, 0]``); ``s = 1`` is Euler."""
+    w0 = 1.0 + eps / s**2
+    t = [1.0, w0]  # T_j(w0)
+    dt = [0.0, 1.0]  # T_j'(w0)
+    for _ in range(2, s + 1):
+        t.append(2.0 * w0 * t[-1] - t[-2])
+        dt.append(2.0 * t[-2] + 2.0 * w0 * dt[-1] - dt[-2])
+    w1 = t[s] / dt[s]
+    b = [1.0 / v for v in t]
+    stages = [(0.0, 0.0, w1 * b[1])]
+    for j in range(2, s + 1):
+        stages.append((2.0 * w0 * b[j] / b[j - 1], -b[j] / b[j - 2], 2.0 * w1 * b[j] / b[j - 1]))
+    return stages
 
 
 def _mlp(n_in, width, n_out, act=nn.SiLU):
@@ -223,7 +245,8 @@ class ChainGraphEmulator(_ChainEmulator):
 @register("chain_force")
 class ChainForceEmulator(_ChainEmulator):
     """Learned drift of a bead chain (state (n_beads, 3)): pair forces on the bead graph and
-    bending forces at its angles, integrated in ``substeps`` explicit Euler sub-steps per step.
+    bending forces at its angles, integrated in ``substeps`` explicit Euler sub-steps per step
+    (or, with ``scheme="chebyshev"``, the stages of one Runge–Kutta–Chebyshev step).
 
     Each sub-step moves every bead along its edges (bonds ``|i − j| = 1``, next neighbours
     ``|i − j| = 2``, staples, and with ``cutoff`` every other pair ``|i − j| ≥ 3``) and, with
@@ -256,7 +279,12 @@ class ChainForceEmulator(_ChainEmulator):
     cutoff : float, optional, range of the far pairs (None: chain and staple edges only)
     width : int, embedding and hidden width; n_radial : int, Gaussian features of each edge
         length on [0.5, ``cutoff`` or 3] (and of each angle's cosine on [−1, 1])
-    substeps : int, Euler sub-steps per step
+    substeps : int, drift evaluations (sub-steps) per step
+    scheme : ``"euler"`` (``substeps`` explicit Euler sub-steps of 1/K, stable while every
+        mode of the drift per step has ``λ ≥ −2K``) or ``"chebyshev"`` (the ``substeps``
+        evaluations as the stages of one damped first-order Runge–Kutta–Chebyshev step:
+        the same cost, stable for ``λ ≥ −(2 − 4ε/3)K²``, ε = 0.05, e.g. −31 instead of −8 at
+        K = 4, with a larger second-order error)
     angles : bool, the learned bending terms (False: pair forces only, bending seen through
         the next-neighbour distance)
     tables : bool, each edge's and angle's own linear law beside the shared MLP
@@ -276,6 +304,7 @@ class ChainForceEmulator(_ChainEmulator):
         width: int = 32,
         n_radial: int = 16,
         substeps: int = 4,
+        scheme: str = "euler",
         angles: bool = True,
         tables: bool = True,
         temperature: float = 0.0,
@@ -295,6 +324,10 @@ class ChainForceEmulator(_ChainEmulator):
             dt=dt,
         )
         self.substeps = _checks.positive_int("substeps", substeps)
+        if scheme not in SCHEMES:
+            raise ValueError(f"`scheme` must be one of {SCHEMES}, got {scheme!r}")
+        self.scheme = scheme
+        self._stages = _chebyshev_stages(self.substeps) if scheme == "chebyshev" else None
         width = _checks.positive_int("width", width)
         n_radial = _checks.positive_int("n_radial", n_radial)
         dtype = real_dtype_arg(dtype)
@@ -391,9 +424,16 @@ class ChainForceEmulator(_ChainEmulator):
         self.check_step_size(dt)
         y = x.to(self.net_dtype)
         static = self._static()
-        for _ in range(self.substeps):
-            self.nfev += 1
-            y = y + self.drift(y, static) / self.substeps
+        if self._stages is None:
+            for _ in range(self.substeps):
+                self.nfev += 1
+                y = y + self.drift(y, static) / self.substeps
+        else:
+            prev = None
+            for mu, nu, mu_f in self._stages:
+                self.nfev += 1
+                f = self.drift(y, static)
+                y, prev = (y + mu_f * f if prev is None else mu * y + nu * prev + mu_f * f), y
         return self._with_noise(y.to(x.dtype), dt)
 
     def _angle_forces(self, y, static):
