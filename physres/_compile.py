@@ -205,12 +205,21 @@ def has_entries() -> bool:
 def get_chunk(stepper, step, x, length, saves, dt, options):
     """The cached compiled chunk for this signature, compiling it on first use; None when this
     signature failed before (eager fallback)."""
-    key = _key(stepper, x, length, saves, dt, options)
+    return _entry(
+        _key(stepper, x, length, saves, dt, options),
+        stepper,
+        lambda: _Chunk(stepper, step, length, saves, dt, x.device, options),
+    )
+
+
+def _entry(key, stepper, build):
+    """The cache entry under ``key`` (built by ``build()`` when missing or owned by another
+    object that reused the stepper's id), most recently used; None for a failed signature."""
     entry = _CACHE.get(key)
     if entry is not None and entry is not _FAILED and entry.owner is not stepper:
         entry = None  # an id reused by a new object
     if entry is None:
-        entry = _Chunk(stepper, step, length, saves, dt, x.device, options)
+        entry = build()
         _CACHE[key] = entry
         while len(_CACHE) > MAX_ENTRIES:
             _CACHE.popitem(last=False)
@@ -409,17 +418,11 @@ def _loop_key(stepper, x, length, save_every, dt, options):
 def get_loop(stepper, step, x, length, save_every, dt, options):
     """The cached whole-loop driver for this signature (compiled on its first run); None when
     this signature failed before."""
-    key = _loop_key(stepper, x, length, save_every, dt, options)
-    entry = _CACHE.get(key)
-    if entry is not None and entry is not _FAILED and entry.owner is not stepper:
-        entry = None
-    if entry is None:
-        entry = _Loop(stepper, step, x, length, save_every, dt, options)
-        _CACHE[key] = entry
-        while len(_CACHE) > MAX_ENTRIES:
-            _CACHE.popitem(last=False)
-    _CACHE.move_to_end(key)
-    return None if entry is _FAILED else entry
+    return _entry(
+        _loop_key(stepper, x, length, save_every, dt, options),
+        stepper,
+        lambda: _Loop(stepper, step, x, length, save_every, dt, options),
+    )
 
 
 def loop_cached(stepper, x, length, save_every, dt, options) -> bool:
