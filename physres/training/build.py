@@ -171,9 +171,11 @@ def _polynomial_or_mlp(data_path, shape, kwargs: dict, choices: dict, config) ->
     from .. import data as _data
     from ..models import ResNetEmulator
     from . import lstsq
-    from .config import TrainConfig
 
-    config = TrainConfig() if config is None else config
+    frame_step, fractions, split_seed = (
+        _default(name) if config is None else getattr(config, name)
+        for name in ("frame_step", "fractions", "split_seed")
+    )
     given = [
         name
         for name, value, default in (
@@ -193,9 +195,9 @@ def _polynomial_or_mlp(data_path, shape, kwargs: dict, choices: dict, config) ->
     if n + 1 > POLY_FEATURES:
         choices["block"] = f"mlp: {n} state components, too many for a polynomial block"
         return
-    fs = config.frame_step
+    fs = frame_step
     with _data.open(data_path) as f:
-        split = _data.split_indices(len(f), config.fractions, config.split_seed)
+        split = _data.split_indices(len(f), fractions, split_seed)
         train_idx, val_idx = [int(i) for i in split["train"]], [int(i) for i in split["val"]]
         if not val_idx or f.states.shape[1] <= fs + 1:
             choices["block"] = "mlp: no held-out trajectory to choose a polynomial block on"
@@ -289,10 +291,9 @@ def _bounded(model, frames, dt, bound: float) -> bool:
 def _default_mlp(shape, kwargs: dict, choices: dict) -> None:
     """``width`` and ``linear_skip`` of a ResNet's MLP, when not given (see module doc)."""
     from ..models import ResNetEmulator
-    from .config import TrainConfig
 
     options = dict(kwargs.get("net_options") or {})
-    k, wanted = TrainConfig().unroll, TrainConfig().polish_windows
+    k, wanted = _default("unroll"), _default("polish_windows")
     per_window = k * int(torch.Size(shape).numel())
 
     def fits(width: int, skip: bool) -> tuple[bool, int, int]:
@@ -337,6 +338,16 @@ def _default_mlp(shape, kwargs: dict, choices: dict) -> None:
             if dense
             else "off: the model is too large for the dense finish"
         )
+
+
+def _default(name: str):
+    """``TrainConfig``'s default for field ``name`` (read off the class: no config is built)."""
+    import dataclasses
+
+    from .config import TrainConfig
+
+    (f,) = (f for f in dataclasses.fields(TrainConfig) if f.name == name)
+    return f.default_factory() if f.default is dataclasses.MISSING else f.default
 
 
 def _recorded(model, choices: dict):
