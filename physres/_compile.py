@@ -291,16 +291,10 @@ def _loop_body(step, length: int, offsets: tuple[int, ...], dt: float):
     """``(n, x, t0) -> (x after `length` steps, [states at `offsets`], all finite)``; step ``m``
     (1-based) runs at ``t0 + (m - 1)·dt``, as the eager loop computes it."""
 
+    chunk = _chunk_function(step, length, offsets, dt)
+
     def body(n, x, t0):
-        kept, ok = [], None
-        for i in range(length):
-            t = t0 + (n + i).to(torch.float64) * dt
-            x = step(x, t, dt)
-            finite = torch.isfinite(x).all()
-            ok = finite if ok is None else ok & finite
-            if i + 1 in offsets:
-                kept.append(x)
-        return x, kept, ok
+        return chunk(x, [t0 + (n + i).to(torch.float64) * dt for i in range(length)])
 
     return body
 
