@@ -284,6 +284,21 @@ def test_model_for_a_small_float64_state_is_float64_and_fits_the_dense_finish(ho
     assert given.net_dtype == torch.float32 and given.blocks[0].net[0].out_features == 8
 
 
+def test_model_for_sizes_the_mlp_for_the_config_it_will_be_fitted_with(ho_file):
+    # fewer polish windows leave room in the dense budget for a wider MLP
+    from physres.training.lm import DENSE_FLOPS
+
+    default = physres.training.model_for(ho_file, net="mlp")
+    few = TrainConfig(polish_windows=64, device="cpu", progress=False)
+    wide = physres.training.model_for(ho_file, net="mlp", config=few)
+    w_default = default.blocks[0].net[0].out_features
+    w_few = wide.blocks[0].net[0].out_features
+    assert w_few > w_default
+    n = sum(p.numel() for p in wide.parameters())
+    assert DENSE_FLOPS / (few.unroll * 2 * n**2) >= few.polish_windows
+    assert "all 64 polish windows" in wide.training_info["model"]["width"]
+
+
 def test_a_large_state_keeps_the_wide_mlp_and_the_matrix_free_finish(tmp_path):
     path = physres.data.generate(
         "lorenz96", tmp_path / "l96.h5", n_traj=3, t_end=0.5, progress=False

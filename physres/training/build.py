@@ -131,7 +131,7 @@ def model_for(data_path, kind: str = "resnet", *, project="auto", config=None, *
             kwargs["dtype"] = torch.float64
             choices["dtype"] = "float64: float64 data"
         if kwargs.get("net") == "mlp":
-            _default_mlp(shape, kwargs, choices)
+            _default_mlp(shape, kwargs, choices, config)
     model = cls(state_shape=shape, complex_state=is_complex, **kwargs)
     if use:
         from ..models import ProjectedEmulator
@@ -173,8 +173,7 @@ def _polynomial_or_mlp(data_path, shape, kwargs: dict, choices: dict, config) ->
     from . import lstsq
 
     frame_step, fractions, split_seed = (
-        _default(name) if config is None else getattr(config, name)
-        for name in ("frame_step", "fractions", "split_seed")
+        _setting(config, name) for name in ("frame_step", "fractions", "split_seed")
     )
     given = [
         name
@@ -288,12 +287,13 @@ def _bounded(model, frames, dt, bound: float) -> bool:
     return True
 
 
-def _default_mlp(shape, kwargs: dict, choices: dict) -> None:
-    """``width`` and ``linear_skip`` of a ResNet's MLP, when not given (see module doc)."""
+def _default_mlp(shape, kwargs: dict, choices: dict, config) -> None:
+    """``width`` and ``linear_skip`` of a ResNet's MLP, when not given (see module doc), for
+    the unroll and polish windows of ``config`` (default: ``TrainConfig``'s)."""
     from ..models import ResNetEmulator
 
     options = dict(kwargs.get("net_options") or {})
-    k, wanted = _default("unroll"), _default("polish_windows")
+    k, wanted = _setting(config, "unroll"), _setting(config, "polish_windows")
     per_window = k * int(torch.Size(shape).numel())
 
     def fits(width: int, skip: bool) -> tuple[bool, int, int]:
@@ -316,7 +316,7 @@ def _default_mlp(shape, kwargs: dict, choices: dict) -> None:
                 choices["width"] = (
                     f"{width}: the widest of {list(WIDTHS)} whose dense "
                     "Levenberg–Marquardt finish takes all "
-                    f"{wanted} default polish windows ({n} parameters; "
+                    f"{wanted} polish windows ({n} parameters; "
                     f"budget {windows} windows at K = {k})"
                 )
                 break
@@ -340,12 +340,15 @@ def _default_mlp(shape, kwargs: dict, choices: dict) -> None:
         )
 
 
-def _default(name: str):
-    """``TrainConfig``'s default for field ``name`` (read off the class: no config is built)."""
+def _setting(config, name: str):
+    """Field ``name`` of ``config``, or ``TrainConfig``'s default for it when ``config`` is
+    None (read off the class: no config is built)."""
     import dataclasses
 
     from .config import TrainConfig
 
+    if config is not None:
+        return getattr(config, name)
     (f,) = (f for f in dataclasses.fields(TrainConfig) if f.name == name)
     return f.default_factory() if f.default is dataclasses.MISSING else f.default
 
