@@ -331,7 +331,7 @@ class _Run:
         out = self.x.new_empty((self.n_steps // s + 2, *self.x.shape))
         was_compiled = entry.compiled
         try:
-            n, x, x_start, ok = entry.run(n0, n_end, self.x, self.t0, out)
+            n, x, ok = entry.run(n0, n_end, self.x, self.t0, out)
         except DivergenceError:
             raise
         except Exception as err:  # noqa: BLE001 - anything make_fx/dynamo/inductor raises
@@ -340,8 +340,8 @@ class _Run:
             return False
         if not was_compiled:
             self.report["compile_s"] += entry.compile_s
-        if not ok:  # the last chunk run holds a non-finite state: back to its start
-            n, x = n - k, x_start
+        if not ok:  # the last chunk run holds a non-finite state; x is its start
+            n -= k
         for row in range(n0 // s + 1, n // s + 1):
             self.saved.append(out[row])
             self.observe(row * s, out[row])
