@@ -22,8 +22,10 @@ Whole-loop driver (:func:`get_loop`): all chunks of a run inside one compiled
 chunk. The loop body is a chunk of steps traced once with ``make_fx`` (Python side effects of a
 step, e.g. its field-evaluation counters, run once at trace time; the per-chunk counts are then
 added per chunk run). Saved states are written by the loop into one preallocated buffer; the
-loop stops after the first chunk with a non-finite state and hands back that chunk's start, so
-the driver re-runs just that chunk eagerly and names the same first bad step as an eager run.
+loop stops after the first chunk with a non-finite state and hands back that chunk's start (the
+loop state keeps it: no copy per chunk), so the driver re-runs just that chunk eagerly and names
+the same first bad step as an eager run. Once compiled, the loop is called straight through
+inductor's compiled graph, without dynamo's guards (the cache key holds what they check).
 Inductor compiles it with its C++ wrapper (``cpp_wrapper``: the loop itself runs in C++) and
 stacks as pointwise expressions (``force_pointwise_cat``: no buffer per stage). Used only when no
 gradient is needed.
@@ -62,6 +64,9 @@ AUTO_MIN_SECONDS = 60.0  # compile="auto" compiles when the eager run would take
 _DYNAMO_GRAD_WARNING = "The .grad attribute of a Tensor that is not a leaf"
 LOOP_CHUNK = 10  # steps per body of the whole-loop driver (see docs/benchmarks.md)
 LOOP_OPTIONS = {"cpp_wrapper": True, "force_pointwise_cat": True}  # inductor, whole loop
+# states of at most this many elements get scalar C++ (no SIMD): a few lanes of masked vector
+# code cost more than they save, and scalar code compiles about twice as fast
+SCALAR_NUMEL = 64
 MAX_ENTRIES = 64  # compiled chunks kept (least recently used dropped)
 
 stats = {"compiles": 0, "compile_s": 0.0, "fallbacks": 0, "compiled_chunks": 0}
@@ -317,7 +322,8 @@ class _Loop:
         self.owner = stepper
         self.length, self.save_every = length, save_every
         self.step, self.dt = step, float(dt)
-        self.options = {**LOOP_OPTIONS, **(options or {}).get("options", {})}
+        scalar = {"cpp.simdlen": 1} if x.numel() <= SCALAR_NUMEL else {}
+        self.options = {**LOOP_OPTIONS, **scalar, **(options or {}).get("options", {})}
         self.compile_opts = {k: v for k, v in (options or {}).items() if k != "options"}
         self.owners = _count_dicts(stepper)
         self.per_chunk: list[dict] = []

@@ -410,7 +410,19 @@ def _loop_length(k: int, save_every: int) -> int:
     return max(d for d in range(1, k + 1) if save_every % d == 0)
 
 
+class _NoBar:
+    """The progress bar of a run without one (a disabled ``tqdm`` costs a lock per run)."""
+
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
 def _progress(total: int, enabled: bool, label: str):
+    if not enabled:
+        return _NoBar()
     from tqdm.auto import tqdm
 
     return tqdm(total=total, disable=not enabled, desc=f"rollout {label}", unit="step", leave=False)
