@@ -27,8 +27,8 @@ loop state keeps it: no copy per chunk), so the driver re-runs just that chunk e
 the same first bad step as an eager run. Once compiled, the loop is called straight through
 inductor's compiled graph, without dynamo's guards (the cache key holds what they check).
 Inductor compiles it with its C++ wrapper (``cpp_wrapper``: the loop itself runs in C++) and
-stacks as pointwise expressions (``force_pointwise_cat``: no buffer per stage). Used only when no
-gradient is needed.
+stacks as pointwise expressions (``force_pointwise_cat``: no buffer per stage), in scalar C++ for
+states of at most ``SCALAR_NUMEL`` elements. Used only when no gradient is needed.
 
 ``stats`` (process totals) and ``last_run`` (the latest :func:`physres.rollout`) report compile
 time separately from run time.
