@@ -9,11 +9,15 @@
    on one thread, timed in interleaved rounds (best of the rounds), errors against DOP853 at
    rtol 1e-13. Targets: physres/diffrax ≤ 1.0 at batch 256 and ≤ 3 at batch 1; physres ≤ 0.6×
    torchdiffeq. At batch 256, also a scipy ``solve_ivp`` (RK45) loop at matching error.
+``--parts loop_parts``: where one compiled Lorenz rollout call goes (the whole call, the loop
+driver, the compiled graph alone, the graph behind dynamo's guards) against diffrax, per batch.
+
 2. Robertson, batch 1024, to t = 1e5: physres implicit steppers under ``integrate`` vs scipy
    ``BDF``/``Radau`` per-trajectory loops at equal final error. Goal: ≥ 10× faster than scipy.
 
-    python benchmarks/steppers.py [--quick] [--parts lorenz,robertson] [--chunk 20]
+    python benchmarks/steppers.py [--quick] [--parts lorenz,robertson,loop_parts] [--chunk 20]
                                   [--loop-chunk 10] [--batches 1,256,4096] [--rounds 5]
+                                  [--repeat 1]
                                   [--cpp-wrapper]
                                   [--json benchmarks/results/steppers.json]
 
@@ -216,6 +220,7 @@ def lorenz(
     cpp_wrapper=False,
     loop_chunk=None,
     rounds=None,
+    repeat=1,
 ) -> dict:
     system = physres.systems.get("lorenz63")
     n_steps, dt = 1000, 0.002
@@ -259,9 +264,10 @@ def lorenz(
         with torch.no_grad():
             for _ in range(rounds):  # interleaved: load changes hit every method alike
                 for name, fn_ in methods.items():
-                    start = time.perf_counter()
-                    outs[name] = fn_()
-                    best[name] = min(best[name], time.perf_counter() - start)
+                    for _ in range(repeat):  # > 1: back-to-back calls, warm caches
+                        start = time.perf_counter()
+                        outs[name] = fn_()
+                        best[name] = min(best[name], time.perf_counter() - start)
         rows = []
         t_phys = best["physres rk4 compiled"]
         for name in methods:
@@ -276,6 +282,75 @@ def lorenz(
                 }
             )
         results[batch] = rows
+    return results
+
+
+def loop_parts(batches=(1,), rounds=100) -> dict:
+    """Where one compiled ``rollout`` call at a batch goes, against diffrax (interleaved, best
+    of ``rounds``): the whole call, the loop driver's ``run``, the compiled graph alone (1000
+    steps and one body), and the same graph called through dynamo's guards."""
+    system = physres.systems.get("lorenz63")
+    step = physres.steppers.get("rk4", system.rhs)
+    n_steps, dt = 1000, 0.002
+    dfx, skip = _diffrax_solver(system, dt, n_steps)
+    results = {}
+    for batch in batches:
+        x0 = system.sample_initial(batch, seed=0)
+        with torch.no_grad():
+            physres.rollout(step, x0, dt, n_steps, save_every=n_steps, compile=True)
+            loop = next(v for k, v in reversed(_compile._CACHE.items()) if k[0] == "loop")
+            k = loop.length
+            out = x0.new_empty((3, *x0.shape))
+
+            def inputs(n_end, loop=loop, k=k, x0=x0, out=out):
+                # steps 1..n_end from step 0 at t = 0: (n0, nmax, x0, t0, out)
+                args = (
+                    torch.tensor(0),
+                    torch.tensor(n_end - k + 1),
+                    x0,
+                    torch.tensor(0.0, dtype=torch.float64),
+                    out,
+                )
+                return args, [args[i] if i >= 0 else out.shape[0] for i in loop._inputs]
+
+            (args, full), (_, one) = inputs(n_steps), inputs(k)
+
+            def guarded(loop=loop, args=args):
+                torch._dynamo.mark_dynamic(args[-1], 0)
+                with torch.compiler.set_stance("fail_on_recompile"):
+                    loop.fn(*args)
+
+            methods = {
+                "rollout(compile=True)": lambda x0=x0: physres.rollout(
+                    step, x0, dt, n_steps, save_every=n_steps, compile=True
+                ),
+                "loop driver run()": lambda loop=loop, x0=x0, out=out: loop.run(
+                    0, n_steps, x0, 0.0, out
+                ),
+                f"compiled graph alone, {n_steps} steps": lambda loop=loop, a=full: loop._direct(
+                    *a
+                ),
+                f"compiled graph alone, {k} steps": lambda loop=loop, a=one: loop._direct(*a),
+                "the graph through dynamo's guards": guarded,
+            }
+            if dfx is not None:
+                xj = x0.numpy()
+                dfx[0].lower(xj).compile()
+                dfx[1](xj)
+                methods["diffrax RK4 (jit + vmap)"] = lambda run=dfx[1], xj=xj: run(xj)
+            best = dict.fromkeys(methods, float("inf"))
+            for _ in range(rounds):
+                for name, fn_ in methods.items():
+                    start = time.perf_counter()
+                    fn_()
+                    best[name] = min(best[name], time.perf_counter() - start)
+        ref = best.get("diffrax RK4 (jit + vmap)", float("nan"))
+        results[batch] = [
+            {"method": name, "wall_ms": 1e3 * t, "over diffrax": t / ref}
+            for name, t in best.items()
+        ]
+        print(f"\nbatch {batch}, {n_steps} RK4 steps, {k}-step bodies, best of {rounds}")
+        print(table(results[batch], ["method", "wall_ms", "over diffrax"]))
     return results
 
 
@@ -377,6 +452,13 @@ def main():
     parser.add_argument("--batches", default="1,256,4096")
     parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds (3, 5)")
     parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="back-to-back calls of each method per round (best kept; 1: each call follows "
+        "the other methods, with caches they left cold)",
+    )
+    parser.add_argument(
         "--cpp-wrapper",
         action="store_true",
         help="also time compiled chunks with inductor's C++ wrapper",
@@ -399,6 +481,7 @@ def main():
             args.cpp_wrapper,
             args.loop_chunk,
             args.rounds,
+            args.repeat,
         )
         summary = {}
         for batch, rows in lor.items():
@@ -435,6 +518,10 @@ def main():
                 f"{sc['wall_s']:.2f} s vs physres eager {sc['physres_eager_s']:.3f} s"
             )
             payload["lorenz_scipy"] = sc
+    if "loop_parts" in parts:
+        payload["loop_parts"] = loop_parts(
+            tuple(int(b) for b in args.batches.split(",")), args.rounds or 100
+        )
     if "robertson" in parts:
         rob = robertson(args.quick)
         print("\nRobertson, batch 1024, t in [0, 1e5], equal final error")

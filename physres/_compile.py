@@ -22,11 +22,13 @@ Whole-loop driver (:func:`get_loop`): all chunks of a run inside one compiled
 chunk. The loop body is a chunk of steps traced once with ``make_fx`` (Python side effects of a
 step, e.g. its field-evaluation counters, run once at trace time; the per-chunk counts are then
 added per chunk run). Saved states are written by the loop into one preallocated buffer; the
-loop stops after the first chunk with a non-finite state and hands back that chunk's start, so
-the driver re-runs just that chunk eagerly and names the same first bad step as an eager run.
+loop stops after the first chunk with a non-finite state and hands back that chunk's start (the
+loop state keeps it: no copy per chunk), so the driver re-runs just that chunk eagerly and names
+the same first bad step as an eager run. Once compiled, the loop is called straight through
+inductor's compiled graph, without dynamo's guards (the cache key holds what they check).
 Inductor compiles it with its C++ wrapper (``cpp_wrapper``: the loop itself runs in C++) and
-stacks as pointwise expressions (``force_pointwise_cat``: no buffer per stage). Used only when no
-gradient is needed.
+stacks as pointwise expressions (``force_pointwise_cat``: no buffer per stage), in scalar C++ for
+states of at most ``SCALAR_NUMEL`` elements. Used only when no gradient is needed.
 
 ``stats`` (process totals) and ``last_run`` (the latest :func:`physres.rollout`) report compile
 time separately from run time.
@@ -62,6 +64,9 @@ AUTO_MIN_SECONDS = 60.0  # compile="auto" compiles when the eager run would take
 _DYNAMO_GRAD_WARNING = "The .grad attribute of a Tensor that is not a leaf"
 LOOP_CHUNK = 10  # steps per body of the whole-loop driver (see docs/benchmarks.md)
 LOOP_OPTIONS = {"cpp_wrapper": True, "force_pointwise_cat": True}  # inductor, whole loop
+# states of at most this many elements get scalar C++ (no SIMD): a few lanes of masked vector
+# code cost more than they save, and scalar code compiles about twice as fast
+SCALAR_NUMEL = 64
 MAX_ENTRIES = 64  # compiled chunks kept (least recently used dropped)
 
 stats = {"compiles": 0, "compile_s": 0.0, "fallbacks": 0, "compiled_chunks": 0}
@@ -304,19 +309,26 @@ class _Loop:
 
     ``run(n0, n_end, x, t0, out)`` runs chunks of ``length`` steps from step ``n0`` while a whole
     chunk fits before ``n_end`` and every state is finite, writing the state after step ``m`` into
-    ``out[m // save_every]`` when ``save_every`` divides ``m``. Returns ``(n, x, x_start, ok)``:
-    the steps done, the last state, the start of the last chunk run and whether it was finite.
+    ``out[m // save_every]`` when ``save_every`` divides ``m``. Returns ``(n, x, ok)``: the steps
+    run (the last chunk included), whether every state was finite and the last state — or, when
+    not, the start of the last chunk (the one holding a non-finite state).
+
+    Once compiled, a call goes straight to inductor's compiled graph: the cache key fixes what
+    dynamo's guards would check (shapes, dtype, device, grad mode) and the graph's inputs are
+    built here (contiguous), so the guards are skipped.
     """
 
     def __init__(self, stepper, step, x, length, save_every, dt, options):
         self.owner = stepper
         self.length, self.save_every = length, save_every
         self.step, self.dt = step, float(dt)
-        self.options = {**LOOP_OPTIONS, **(options or {}).get("options", {})}
+        scalar = {"cpp.simdlen": 1} if x.numel() <= SCALAR_NUMEL else {}
+        self.options = {**LOOP_OPTIONS, **scalar, **(options or {}).get("options", {})}
         self.compile_opts = {k: v for k, v in (options or {}).items() if k != "options"}
         self.owners = _count_dicts(stepper)
         self.per_chunk: list[dict] = []
         self.fn = None
+        self._direct = None  # the compiled graph, called without dynamo once compiled
         self.compiled = False
         self.compile_s = 0.0
 
@@ -349,10 +361,10 @@ class _Loop:
         def drive(n0, nmax, x0, t0, out):
             trash = out.shape[0] - 1
 
-            def cond(n, x, x_start, ok):
+            def cond(n, x, ok):
                 return (n < nmax) & ok
 
-            def body(n, x, x_start, ok):
+            def body(n, x, ok):
                 x_new, kept, finite = gm(n, x, t0)
                 for off, state in zip(offsets, kept, strict=True):
                     m = n + off
@@ -360,15 +372,26 @@ class _Loop:
                     if s > k:  # a save only when the chunk ends on a save point
                         row = torch.where(m % s == 0, row, trash)
                     out.index_put_((row.reshape(1),), state.unsqueeze(0))
-                return n + k, x_new, x.clone(), finite
+                # a chunk with a non-finite state hands back its start (and stops the loop)
+                return n + k, torch.where(finite, x_new, x), finite
 
             ok0 = torch.ones((), dtype=torch.bool, device=x0.device)
-            return while_loop(cond, body, (n0, x0, x0.clone(), ok0))
+            return while_loop(cond, body, (n0, x0, ok0))
 
         fn = _fresh_code(drive, f"physres_loop_{id(self)}")
-        return torch.compile(
-            fn, fullgraph=True, dynamic=False, options=self.options, **self.compile_opts
-        )
+        if self.compile_opts:  # the caller's own torch.compile options: dynamo on every call
+            return torch.compile(
+                fn, fullgraph=True, dynamic=False, options=self.options, **self.compile_opts
+            )
+        inductor = torch._TorchCompileInductorWrapper(None, self.options, False)
+
+        def backend(graph, example_inputs):
+            compiled = inductor(graph, example_inputs)
+            self._inputs = _graph_inputs(graph, ("n0", "nmax", "x0", "t0", "out"))
+            self._direct = compiled if self._inputs is not None else None
+            return compiled
+
+        return torch.compile(fn, fullgraph=True, dynamic=False, backend=backend)
 
     def run(self, n0: int, n_end: int, x, t0: float, out):
         dev = x.device
@@ -376,33 +399,62 @@ class _Loop:
         args = (
             torch.tensor(n0, dtype=torch.int64, device=dev),
             torch.tensor(nmax, dtype=torch.int64, device=dev),
-            x,
+            x.contiguous(),
             torch.tensor(t0, dtype=torch.float64, device=dev),
             out,
         )
-        with torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            warnings.filterwarnings("ignore", _DYNAMO_GRAD_WARNING)
-            if not self.compiled:
-                start = time.perf_counter()
-                self.fn = self._build(x)
-                torch._dynamo.mark_dynamic(out, 0)
-                n, x1, x_start, ok = self.fn(*args)
-                self.compile_s = time.perf_counter() - start
+        with torch.no_grad():
+            if self._direct is not None:
+                # a cache hit: the signature (shape, dtype, device, grad mode) is the cache key
+                # and the graph's inputs are built right here, so dynamo's guards are skipped
+                n, x1, ok = self._direct(
+                    *[args[i] if i >= 0 else out.shape[0] for i in self._inputs]
+                )
+            elif not self.compiled:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", DeprecationWarning)
+                    warnings.filterwarnings("ignore", _DYNAMO_GRAD_WARNING)
+                    start = time.perf_counter()
+                    self.fn = self._build(x)
+                    torch._dynamo.mark_dynamic(out, 0)
+                    n, x1, ok = self.fn(*args)
+                    self.compile_s = time.perf_counter() - start
                 self.compiled = True
                 stats["compiles"] += 1
                 stats["compile_s"] += self.compile_s
             else:
                 torch._dynamo.mark_dynamic(out, 0)
                 with torch.compiler.set_stance("fail_on_recompile"):
-                    n, x1, x_start, ok = self.fn(*args)
+                    n, x1, ok = self.fn(*args)
         n = int(n)  # the one host sync of the run
+        ok = bool(ok)
         chunks = (n - n0) // self.length
         for owner, counts in zip(self.owners, self.per_chunk, strict=True):
             for key, v in counts.items():
                 owner.counts[key] = owner.counts.get(key, 0) + v * chunks
         stats["compiled_chunks"] += chunks
-        return n, x1, x_start, bool(ok)
+        return n, x1, ok
+
+
+def _graph_inputs(graph, names) -> list[int] | None:
+    """Where each input of a dynamo graph of ``f(*names)`` comes from: the index of the argument
+    (-1: the size of the last argument's first dimension, its one dynamic size); None when it
+    takes anything else (e.g. a module's parameters)."""
+    recipe = []
+    for node in graph.graph.find_nodes(op="placeholder"):
+        source = getattr(node.meta.get("grapharg"), "source", None)
+        name = getattr(source, "local_name", None)
+        if name in names:
+            recipe.append(names.index(name))
+        elif getattr(getattr(source, "base", None), "local_name", None) == names[-1] and (
+            getattr(source, "idx", None) == 0
+            and getattr(source, "prop", None) is not None
+            and source.prop.name == "SIZE"
+        ):
+            recipe.append(-1)
+        else:
+            return None
+    return recipe if sorted(i for i in recipe if i >= 0) == list(range(len(names))) else None
 
 
 def _loop_key(stepper, x, length, save_every, dt, options):

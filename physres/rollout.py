@@ -331,7 +331,7 @@ class _Run:
         out = self.x.new_empty((self.n_steps // s + 2, *self.x.shape))
         was_compiled = entry.compiled
         try:
-            n, x, x_start, ok = entry.run(n0, n_end, self.x, self.t0, out)
+            n, x, ok = entry.run(n0, n_end, self.x, self.t0, out)
         except DivergenceError:
             raise
         except Exception as err:  # noqa: BLE001 - anything make_fx/dynamo/inductor raises
@@ -340,8 +340,8 @@ class _Run:
             return False
         if not was_compiled:
             self.report["compile_s"] += entry.compile_s
-        if not ok:  # the last chunk run holds a non-finite state: back to its start
-            n, x = n - k, x_start
+        if not ok:  # the last chunk run holds a non-finite state; x is its start
+            n -= k
         for row in range(n0 // s + 1, n // s + 1):
             self.saved.append(out[row])
             self.observe(row * s, out[row])
@@ -410,7 +410,19 @@ def _loop_length(k: int, save_every: int) -> int:
     return max(d for d in range(1, k + 1) if save_every % d == 0)
 
 
+class _NoBar:
+    """The progress bar of a run without one (a disabled ``tqdm`` costs a lock per run)."""
+
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
 def _progress(total: int, enabled: bool, label: str):
+    if not enabled:
+        return _NoBar()
     from tqdm.auto import tqdm
 
     return tqdm(total=total, disable=not enabled, desc=f"rollout {label}", unit="step", leave=False)

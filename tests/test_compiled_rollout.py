@@ -13,9 +13,12 @@ from physres import _compile
 
 pytestmark = pytest.mark.skipif(not _compile.available(), reason="torch.compile unavailable")
 
-FAST = ["rk4", "backward_euler"]  # an explicit RK loop (one fused graph) and a Newton solve
+# an explicit RK loop (one fused graph), an implicit solve and a symplectic implicit one (Newton
+# solves: eager fallback); the rest of the registry is the slow test below
+FAST = ["rk4", "backward_euler", "implicit_midpoint"]
 # the whole-loop driver with inductor's Python wrapper: compiles in seconds, not tens of seconds
 QUICK = {"options": {"cpp_wrapper": False}}
+SHARED = {"save_every": 2, "chunk": 4}  # the signature of the module's one C++-wrapper loop
 
 
 def _decay(t, x):
@@ -27,31 +30,46 @@ def _problem():
     return x0, 0.05, 12
 
 
-def _compare(name, compile=QUICK):
+@pytest.fixture(scope="module")
+def shared():
+    """One ``rk4`` stepper and the report of its first compiled run: the whole loop with the
+    default options (inductor's C++ wrapper), compiled once for every test of the module that
+    runs this signature ((2, 2) float64 states, dt 0.05, ``SHARED``), whatever their order."""
     x0, dt, n = _problem()
-    step = physres.steppers.get(name, _decay)
-    eager = physres.rollout(step, x0, dt, n, save_every=3, compile=False)
-    nfev = step.nfev
+    step = physres.steppers.get("rk4", _decay)
+    physres.rollout(step, x0, dt, n, compile=True, **SHARED)
+    return step, dict(_compile.last_run)
+
+
+def test_the_shared_loop_compiled_once_and_reports_it(shared):
+    _, first = shared
+    assert first["driver"] == "loop" and first["compiled"] and first["compile_s"] > 0
+    assert first["compiled_steps"] == 12 and first["eager_steps"] == 0
+
+
+def _compare(step, compile, save_every=3, chunk=3):
+    x0, dt, n = _problem()
+    before = step.nfev
+    eager = physres.rollout(step, x0, dt, n, save_every=save_every, compile=False)
+    nfev = step.nfev - before
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", _compile.CompileFallbackWarning)  # Newton: eager
-        compiled = physres.rollout(step, x0, dt, n, save_every=3, compile=compile, chunk=3)
+        compiled = physres.rollout(
+            step, x0, dt, n, save_every=save_every, compile=compile, chunk=chunk
+        )
     torch.testing.assert_close(compiled, eager, rtol=1e-13, atol=1e-14)
-    assert step.nfev - nfev == nfev  # field evaluations counted exactly in both
+    assert step.nfev - before - nfev == nfev  # field evaluations counted exactly in both
     return _compile.last_run
 
 
 @pytest.mark.parametrize("name", FAST)
-def test_compiled_matches_eager(name):
-    report = _compare(name)
+def test_compiled_matches_eager(name, shared):
     if name == "rk4":  # the explicit loop really ran compiled, in one whole-loop call
-        assert report["compiled"] and report["compiled_steps"] >= 6
-        assert report["driver"] == "loop"
-
-
-@pytest.mark.slow
-def test_compiled_matches_eager_default_options():  # the C++ wrapper: ~30 s to compile
-    report = _compare("rk4", compile=True)
-    assert report["driver"] == "loop" and report["compiled_steps"] >= 6
+        report = _compare(shared[0], True, **SHARED)
+        assert report["compiled"] and report["compiled_steps"] == 12
+        assert report["driver"] == "loop" and report["compile_s"] == 0.0
+    else:
+        _compare(physres.steppers.get(name, _decay), QUICK)
 
 
 def _observed(step, x0, dt, n, compile, **kw):
@@ -62,12 +80,12 @@ def _observed(step, x0, dt, n, compile, **kw):
     return out, calls
 
 
-def _assert_same_run(step, x0, dt, n, **kw):
+def _assert_same_run(step, x0, dt, n, compile=QUICK, **kw):
     """The whole-loop run equals the eager one: saved states, observer calls, nfev."""
     nfev = step.nfev
     eager, eager_calls = _observed(step, x0, dt, n, False, **kw)
     nfev_eager = step.nfev - nfev
-    loop, loop_calls = _observed(step, x0, dt, n, QUICK, **kw)
+    loop, loop_calls = _observed(step, x0, dt, n, compile, **kw)
     report = dict(_compile.last_run)
     assert report["driver"] == "loop" and report["compiled_steps"] > 0
     assert step.nfev - nfev - nfev_eager == nfev_eager  # counted exactly in both
@@ -78,17 +96,38 @@ def _assert_same_run(step, x0, dt, n, **kw):
     return report
 
 
-def test_whole_loop_saves_match_eager_and_do_not_recompile():
+def test_whole_loop_saves_match_eager_and_do_not_recompile(shared):
     from torch._dynamo.utils import counters
 
+    step = shared[0]  # the field depends on t: times must match
     x0, dt, _ = _problem()
-    step = physres.steppers.get("rk4", _decay)  # the field depends on t: times must match
-    first = _assert_same_run(step, x0, dt, 23, save_every=2, chunk=4, t0=0.3)
-    assert first["compile_s"] > 0 and first["compiled_steps"] == 20  # steps 1..20; tail eager
     graphs = counters["stats"]["unique_graphs"]
-    # another length, start time and initial state: the same compiled loop, no new graph
-    again = _assert_same_run(step, x0 * 0.5, dt, 41, save_every=2, chunk=4, t0=-1.0)
+    # other lengths, start times and initial states: the same compiled loop, no new graph
+    first = _assert_same_run(step, x0, dt, 23, compile=True, t0=0.3, **SHARED)
+    assert first["compile_s"] == 0.0 and first["compiled_steps"] == 20  # steps 1..20; tail eager
+    again = _assert_same_run(step, x0 * 0.5, dt, 41, compile=True, t0=-1.0, **SHARED)
     assert again["compile_s"] == 0.0 and again["compiled_steps"] == 40
+    assert counters["stats"]["unique_graphs"] == graphs
+    # a transposed (non-contiguous) initial state of the same shape: the same loop
+    xt = x0.T.contiguous().T
+    _assert_same_run(step, xt, dt, 13, compile=True, **SHARED)
+    assert counters["stats"]["unique_graphs"] == graphs
+
+
+def test_auto_reuses_the_compiled_loop_and_stays_eager_otherwise(shared):
+    from torch._dynamo.utils import counters
+
+    step = shared[0]
+    x0, dt, n = _problem()
+    graphs = counters["stats"]["unique_graphs"]
+    eager = physres.rollout(step, x0 + 0.1, dt, n, save_every=2, compile=False)
+    # "auto" reuses the compiled loop (no compile cost left) and stays eager otherwise
+    auto = physres.rollout(step, x0 + 0.1, dt, n, **SHARED)
+    assert _compile.last_run["compiled"] and _compile.last_run["compile_s"] == 0.0
+    assert _compile.last_run["driver"] == "loop"
+    torch.testing.assert_close(auto, eager, rtol=1e-13, atol=1e-14)
+    physres.rollout(step, x0, dt, n, chunk=3)  # a new signature, a short run: not compiled
+    assert not _compile.last_run["compiled"]
     assert counters["stats"]["unique_graphs"] == graphs
 
 
@@ -115,7 +154,7 @@ def test_gradients_use_compiled_chunks_not_the_whole_loop():
 @pytest.mark.slow
 @pytest.mark.parametrize("name", [n for n in physres.steppers.names(general=True) if n not in FAST])
 def test_compiled_matches_eager_whole_registry(name):
-    _compare(name)
+    _compare(physres.steppers.get(name, _decay), QUICK)
 
 
 def test_divergence_names_the_same_step():
@@ -161,29 +200,6 @@ def test_divergence_names_the_same_step():
     assert returned[0].steps == returned[1].steps == first_bad - 1
     torch.testing.assert_close(returned[1].final, returned[0].final, rtol=1e-12, atol=0)
     torch.testing.assert_close(returned[1].trajectory, returned[0].trajectory, rtol=1e-12, atol=0)
-
-
-def test_no_recompile_on_second_call_and_compile_time_reported():
-    from torch._dynamo.utils import counters
-
-    x0, dt, n = _problem()
-    step = physres.steppers.get("euler", _decay)
-    physres.rollout(step, x0, dt, n, compile=True, chunk=2)
-    first = dict(_compile.last_run)
-    graphs = counters["stats"]["unique_graphs"]
-    again = physres.rollout(step, x0 + 0.1, dt, n, compile=True, chunk=2)
-    assert counters["stats"]["unique_graphs"] == graphs  # no new graph, no recompile
-    assert first["compile_s"] > 0 and _compile.last_run["compile_s"] == 0.0
-    assert _compile.last_run["compiled_steps"] == first["compiled_steps"] > 0
-    eager = physres.rollout(step, x0 + 0.1, dt, n, compile=False)
-    torch.testing.assert_close(again, eager, rtol=1e-13, atol=1e-14)
-    # "auto" reuses the compiled chunk (no compile cost left) and stays eager otherwise
-    auto = physres.rollout(step, x0 + 0.1, dt, n, chunk=2)
-    assert _compile.last_run["compiled"] and _compile.last_run["compile_s"] == 0.0
-    torch.testing.assert_close(auto, eager, rtol=1e-13, atol=1e-14)
-    physres.rollout(step, x0, dt, n, chunk=3)  # a new signature, a short run: not compiled
-    assert not _compile.last_run["compiled"]
-    assert counters["stats"]["unique_graphs"] == graphs
 
 
 def test_uncompilable_stepper_falls_back():

@@ -22,8 +22,13 @@ def _watch():
     return seen, lambda n, t, x: seen.append((n, t, x.clone()))
 
 
-# compiled: the whole-loop driver with inductor's Python wrapper (seconds to compile)
-@pytest.mark.parametrize("compile", [False, {"options": {"cpp_wrapper": False}}])
+# compiled: the whole-loop driver with inductor's Python wrapper. Slow (a compile of its own);
+# the default run checks a compiled run's observer calls against the eager run's in
+# tests/test_compiled_rollout.py (test_whole_loop_saves_match_eager_and_do_not_recompile)
+@pytest.mark.parametrize(
+    "compile",
+    [False, pytest.param({"options": {"cpp_wrapper": False}}, marks=pytest.mark.slow)],
+)
 def test_observer_sees_every_saved_state_in_order(compile):
     if compile and not _compile.available():
         pytest.skip("torch.compile unavailable")
