@@ -8,22 +8,37 @@ leaving the batch. The loop itself is ``torch._higher_order_ops.while_loop``, so
 compiles stages, error norm, per-sample accept/reject and step-size update, and the loop around
 them, into one program with no return to Python until every sample has finished.
 
-Per sample the arithmetic is that of :mod:`.per_sample`: the same accepted and rejected steps,
-the same ``nfev``, states equal to round-off (inductor may contract and reorder floating-point
-operations). It applies to explicit embedded pairs (``dopri5``, ``tsit5``, ``bosh3``, ...), not to
-implicit stages (Newton iterations with convergence tests) or step doubling.
+For explicit embedded pairs (``dopri5``, ``tsit5``, ``bosh3``, ...) the arithmetic per sample
+is that of :mod:`.per_sample`: the same accepted and rejected steps, the same ``nfev``, states
+equal to round-off (inductor may contract and reorder floating-point operations).
+
+ESDIRK pairs (``kvaerno5``, ``kvaerno3``) run a different algorithm from the eager loop, so their
+steps do not match it step for step: the eager simplified Newton tests convergence on the host,
+refreshes the Jacobian and falls back to a damped full Newton, which a ``while_loop`` cannot
+trace. Here (:meth:`~physres.steppers.esdirk.ESDIRK._masked_step_with_error`) each sample takes
+its Jacobian at the step's start, factors ``I − γh·J`` once for the step (an explicit
+Gauss–Jordan inverse up to 16 unknowns, LU factors above), and solves every stage by a masked
+simplified Newton of at most ``max_iter`` iterations (a nested ``while_loop`` that stops once
+every sample has converged or failed; :func:`~physres.steppers.newton.masked_newton`). As in
+diffrax (``VeryChord``, ``y_error = inf`` on failure), a sample whose stages do not converge
+rejects its step and shrinks ``h`` (``min_factor``); one that keeps failing down to the step
+floor ends with ``Status.NEWTON_FAILURE``. Step doubling and states that need Newton–Krylov
+or complex arithmetic run eagerly.
 
 A ``while_loop`` body may not mutate Python state, so during a compiled call the stepper's
 ``f`` (which counts evaluations) is shadowed by its field, and evaluations are counted here:
-``stages × attempted steps``, as the eager loop counts them. Compiled loops are cached per
-signature (stepper, state shape, dtype, device, number of outputs, tolerances, controller,
-``max_steps``, ``throw``, options); output times, initial states and step sizes are inputs, so
-new values of those never recompile.
+``stages × attempted steps`` for explicit pairs, as the eager loop counts them; for ESDIRK
+pairs the loop carries the count (one per attempt plus the Newton iterations of each sample,
+and the batched evaluations actually run), and one Jacobian per attempt. Compiled loops are
+cached per signature (stepper, state shape, dtype, device, number of outputs, tolerances,
+controller, ``max_steps``, ``throw``, Newton options, inductor options); output times,
+initial states and step sizes are inputs, so new values of those never recompile.
 """
 
 from __future__ import annotations
 
 import collections
+import functools
 import math
 import time
 import types
@@ -298,7 +313,9 @@ def run(
     entry = _CACHE.get(key)
     if entry is not None and entry is not _FAILED and entry.owner is not stepper:
         entry = None  # an id reused by a new object
-    implicit = None if getattr(stepper, "explicit", False) else stepper._masked_step_with_error
+    implicit = None
+    if not getattr(stepper, "explicit", False):
+        implicit = functools.partial(stepper._masked_step_with_error, **stepper.masked_options(x0))
     if entry is None:
         iteration = make_iteration(trial, ctrl, direction, rtol, atol, max_steps, implicit)
         entry = _Loop(stepper, iteration, throw, x0.device, options)

@@ -16,6 +16,10 @@ stage), so ``R(−∞) = 0``: stiff modes are damped, not reflected as by Crank�
 diagonal); the difference is the local error estimate of order ``error_order + 1``.
 The stage predictors (initial Newton guesses from earlier stages) are diffrax's
 (``diffrax/_solver/kvaerno{3,5}.py``).
+
+``integrate(..., compile=True)`` uses another Newton (:meth:`ESDIRK._masked_step_with_error`):
+masked tensor operations with a fixed iteration cap, no Jacobian refresh and no fallback, so
+that the whole adaptive loop compiles; its steps differ from those of this eager path.
 """
 
 from __future__ import annotations
@@ -297,7 +301,19 @@ class ESDIRK(Stepper):
             )
         return None
 
-    def _masked_step_with_error(self, x, t, dt, live):
+    def masked_options(self, x: torch.Tensor) -> dict:
+        """The masked Newton's settings as plain numbers (``tol``, ``atol``, ``max_iter``) from
+        the current :class:`NewtonOptions`: fixed when a compiled loop is built, so the traced
+        step reads no mutable stepper state."""
+        opts = self.newton
+        tol = opts.tol or (1e-14 if x.dtype == torch.float64 else 1e-6)
+        return {
+            "tol": float(tol),
+            "atol": float(tol if opts.atol is None else opts.atol),
+            "max_iter": int(opts.max_iter),
+        }
+
+    def _masked_step_with_error(self, x, t, dt, live, *, tol, atol, max_iter):
         """One step per sample as masked tensor operations (the compiled adaptive loop's).
 
         A different algorithm from :meth:`_step_with_error` (the eager path), so steps do not
@@ -306,7 +322,8 @@ class ESDIRK(Stepper):
         and each stage a simplified Newton of at most ``max_iter`` iterations with no refresh
         and no fallback (:func:`~physres.steppers.newton.masked_newton`, as diffrax's
         ``VeryChord``). ``t`` and ``dt`` are float64 (B,); ``live`` (B,) marks the samples to
-        solve. Returns ``(x_next, err, ok, evaluations)``: ``ok`` (B,) False where a stage
+        solve; ``tol``, ``atol``, ``max_iter`` as :meth:`masked_options` gives them. Returns
+        ``(x_next, err, ok, evaluations)``: ``ok`` (B,) False where a stage
         did not converge or ``I − γh·J`` is singular (the loop then rejects that sample's
         step and shrinks h), ``evaluations`` (B,) field evaluations per sample and a 0-d
         tensor of batched ones.
@@ -321,9 +338,6 @@ class ESDIRK(Stepper):
         a = (gamma * dtr).reshape(B, 1)
         field = self.field
         jacobian = getattr(self.structure, "jacobian", None)
-        opts = self.newton
-        tol = opts.tol or (1e-14 if x.dtype == torch.float64 else 1e-6)
-        atol = tol if opts.atol is None else opts.atol
         k = [field(t, x)]
         J = traceable_jacobian(field, jacobian, t, x)
         m = J.shape[-1]
@@ -348,7 +362,7 @@ class ESDIRK(Stepper):
                 live & ok,
                 tol=tol,
                 atol=atol,
-                max_iter=opts.max_iter,
+                max_iter=max_iter,
             )
             ok = ok & converged
             evals = evals + n
