@@ -23,7 +23,11 @@ every sample has converged or failed; :func:`~physres.steppers.newton.masked_new
 diffrax (``VeryChord``, ``y_error = inf`` on failure), a sample whose stages do not converge
 rejects its step and shrinks ``h`` (``min_factor``); one that keeps failing down to the step
 floor ends with ``Status.NEWTON_FAILURE``. Step doubling and states that need Newton–Krylov
-or complex arithmetic run eagerly.
+or complex arithmetic run eagerly. Without an analytic ``jacobian`` the Jacobian is taken by
+forward-mode autodiff inside the loop. (A field that takes a view of a tensor it closes over,
+``x @ A.T``, does not trace inside ``while_loop`` in torch 2.13, which rejects aliased inputs;
+such a solve falls back to the eager loop with the warning. ``AT = A.T.contiguous()`` outside
+the field avoids it.)
 
 A ``while_loop`` body may not mutate Python state, so during a compiled call the stepper's
 ``f`` (which counts evaluations) is shadowed by its field, and evaluations are counted here:
