@@ -112,18 +112,23 @@ def integrate(
         for fifth-order pairs, ~20% for first-order methods. Costs a second, tighter solve.
     progress : show a progress bar (a compiled solve updates it once, at the end).
     compile : "auto", True, False or dict
-        Run the per-sample loop of an explicit embedded pair compiled whole: stages, error
-        norm, per-sample accept/reject and step-size update in one ``torch.compile``
-        (inductor) ``while_loop`` that returns to Python only when every sample has finished
-        (:mod:`physres._adaptive.compiled`). Same accepted and rejected steps and ``nfev`` as
-        the eager loop, states equal to round-off. Compiling takes ~20 s once per signature
-        (stepper, state shape, dtype, number of output times, tolerances, ``max_steps``,
-        ``throw``), reported as ``stats["compile"]["compile_s"]``; new initial states, spans
-        and output times reuse it. ``True`` compiles and warns
-        (:class:`~physres.errors.CompileFallbackWarning`) when it must run eagerly instead
-        (gradients needed, implicit stages, step doubling, the shared step, a failed
-        compilation); ``"auto"`` compiles only when it pays: no gradient is needed and the loop
-        is compiled already, or eager solves of the same signature have taken
+        Run the per-sample loop of an embedded pair compiled whole: stages, error norm,
+        per-sample accept/reject and step-size update in one ``torch.compile`` (inductor)
+        ``while_loop`` that returns to Python only when every sample has finished
+        (:mod:`physres._adaptive.compiled`). Explicit pairs take the eager loop's accepted and
+        rejected steps and ``nfev``, states equal to round-off. ESDIRK pairs (``kvaerno5``,
+        ``kvaerno3``) run a masked per-sample simplified Newton (Jacobian and ``I − γh·J``
+        once per step, at most ``max_iter`` iterations per stage, a sample whose stages do not
+        converge rejects its step): a different algorithm from the eager one, with its own
+        steps and the same tolerance-level accuracy. Compiling takes ~20 s (explicit) to a
+        few minutes (ESDIRK) once per signature (stepper, state shape, dtype, number of output
+        times, tolerances, ``max_steps``, ``throw``, Newton options), reported as
+        ``stats["compile"]["compile_s"]``; new initial states, spans and output times reuse
+        it. ``True`` compiles and warns (:class:`~physres.errors.CompileFallbackWarning`)
+        when it must run eagerly instead (gradients needed, step doubling, the shared step,
+        complex or Newton–Krylov-sized implicit states, a failed compilation); ``"auto"``
+        compiles only when it pays: no gradient is needed and the loop is compiled already,
+        or eager solves of the same signature have taken
         ``_adaptive.compiled.AUTO_MIN_SECONDS`` in this process; otherwise, and silently on
         failure, it runs eagerly. A dict compiles with those inductor options.
 

@@ -8,22 +8,41 @@ leaving the batch. The loop itself is ``torch._higher_order_ops.while_loop``, so
 compiles stages, error norm, per-sample accept/reject and step-size update, and the loop around
 them, into one program with no return to Python until every sample has finished.
 
-Per sample the arithmetic is that of :mod:`.per_sample`: the same accepted and rejected steps,
-the same ``nfev``, states equal to round-off (inductor may contract and reorder floating-point
-operations). It applies to explicit embedded pairs (``dopri5``, ``tsit5``, ``bosh3``, ...), not to
-implicit stages (Newton iterations with convergence tests) or step doubling.
+For explicit embedded pairs (``dopri5``, ``tsit5``, ``bosh3``, ...) the arithmetic per sample
+is that of :mod:`.per_sample`: the same accepted and rejected steps, the same ``nfev``, states
+equal to round-off (inductor may contract and reorder floating-point operations).
+
+ESDIRK pairs (``kvaerno5``, ``kvaerno3``) run a different algorithm from the eager loop, so their
+steps do not match it step for step: the eager simplified Newton tests convergence on the host,
+refreshes the Jacobian and falls back to a damped full Newton, which a ``while_loop`` cannot
+trace. Here (:meth:`~physres.steppers.esdirk.ESDIRK._masked_step_with_error`) each sample takes
+its Jacobian at the step's start, factors ``I − γh·J`` once for the step (an explicit
+Gauss–Jordan inverse up to 16 unknowns, LU factors above), and solves every stage by a masked
+simplified Newton of at most ``max_iter`` iterations (a nested ``while_loop`` that stops once
+every sample has converged or failed; :func:`~physres.steppers.newton.masked_newton`). As in
+diffrax (``VeryChord``, ``y_error = inf`` on failure), a sample whose stages do not converge
+rejects its step and shrinks ``h`` (``min_factor``); one that keeps failing down to the step
+floor ends with ``Status.NEWTON_FAILURE``. Step doubling and states that need Newton–Krylov
+or complex arithmetic run eagerly. Without an analytic ``jacobian`` the Jacobian is taken by
+forward-mode autodiff inside the loop. (A field that takes a view of a tensor it closes over,
+``x @ A.T``, does not trace inside ``while_loop`` in torch 2.13, which rejects aliased inputs;
+such a solve falls back to the eager loop with the warning. ``AT = A.T.contiguous()`` outside
+the field avoids it.)
 
 A ``while_loop`` body may not mutate Python state, so during a compiled call the stepper's
 ``f`` (which counts evaluations) is shadowed by its field, and evaluations are counted here:
-``stages × attempted steps``, as the eager loop counts them. Compiled loops are cached per
-signature (stepper, state shape, dtype, device, number of outputs, tolerances, controller,
-``max_steps``, ``throw``, options); output times, initial states and step sizes are inputs, so
-new values of those never recompile.
+``stages × attempted steps`` for explicit pairs, as the eager loop counts them; for ESDIRK
+pairs the loop carries the count (one per attempt plus the Newton iterations of each sample,
+and the batched evaluations actually run), and one Jacobian per attempt. Compiled loops are
+cached per signature (stepper, state shape, dtype, device, number of outputs, tolerances,
+controller, ``max_steps``, ``throw``, Newton options, inductor options); output times,
+initial states and step sizes are inputs, so new values of those never recompile.
 """
 
 from __future__ import annotations
 
 import collections
+import functools
 import math
 import time
 import types
@@ -56,15 +75,17 @@ def _rows(mask, like):
     return mask.reshape(-1, *[1] * (like.dim() - 1))
 
 
-def make_iteration(trial, ctrl, direction, rtol, atol, max_steps):
+def make_iteration(trial, ctrl, direction, rtol, atol, max_steps, implicit=None):
     """``iteration(t_out, *state) -> state``: one attempted step of every running sample
-    (the state as :func:`_initial` builds it)."""
+    (the state as :func:`_initial` builds it). ``implicit``: the stepper's masked step
+    ``(x, t, dt, live) -> (x_new, err, ok, evaluations, batched)`` for implicit stages (a
+    sample whose stages did not converge rejects its step, as a non-finite trial does)."""
     toward = direction * math.inf
     fsal = trial.fsal
 
     def iteration(
         t_out, x, f, t, h, prev, after_reject, status, last_failure, n_acc, n_try, next_out,
-        states, fail_t, fail_h,
+        states, fail_t, fail_h, nfev_s, nfev_b,
     ):  # fmt: skip
         n_out = t_out.shape[0]
         running = status == RUNNING
@@ -81,9 +102,17 @@ def make_iteration(trial, ctrl, direction, rtol, atol, max_steps):
         fail_t = torch.where(bad, t, fail_t)
         fail_h = torch.where(bad, h_try, fail_h)
         active = running & ~bad
-        x_new, err, f_new = trial(x, t, direction * h_try, f if fsal else None)
+        if implicit is None:
+            x_new, err, f_new = trial(x, t, direction * h_try, f if fsal else None)
+        else:
+            x_new, err, ok, evals, batched = implicit(x, t, direction * h_try, active)
+            nfev_s = nfev_s + torch.where(active, evals, 0)
+            nfev_b = nfev_b + batched
         ratio = error_ratio(err, x, x_new, rtol, atol).nan_to_num(nan=math.inf, posinf=math.inf)
         kind = torch.where(ratio < math.inf, int(Status.STEP_FLOOR), int(Status.NON_FINITE))
+        if implicit is not None:
+            ratio = torch.where(ok, ratio, math.inf)
+            kind = torch.where(ok, kind, int(Status.NEWTON_FAILURE))
         accept = ratio <= 1.0
         h_new = h_try * ctrl.factors(ratio, prev, accept, after_reject)
         t_new = torch.where(accept, torch.where(landing, target, t + direction * h_try), t)
@@ -108,7 +137,7 @@ def make_iteration(trial, ctrl, direction, rtol, atol, max_steps):
         status = torch.where((next_out >= n_out) & (status == RUNNING), int(Status.SUCCESS), status)
         return (
             x, f, t, h, prev, after_reject, status, last_failure, n_acc, n_try, next_out,
-            states, fail_t, fail_h,
+            states, fail_t, fail_h, nfev_s, nfev_b,
         )  # fmt: skip
 
     return iteration
@@ -128,7 +157,7 @@ def _initial(x0, f0, t0, h0, outputs):
         states[:, 0] = x0
     return (
         x0,
-        x0 if f0 is None else f0,  # f: a placeholder of x's shape without FSAL
+        x0.clone() if f0 is None else f0,  # f: a placeholder of x's shape without FSAL
         torch.full((B,), t0, **f64),
         h0.to(**f64),
         torch.ones(B, **f64),
@@ -141,6 +170,8 @@ def _initial(x0, f0, t0, h0, outputs):
         states,
         torch.zeros(B, **f64),
         torch.zeros(B, **f64),
+        ints(0),  # field evaluations per sample (implicit stages)
+        torch.zeros((), dtype=torch.long, device=dev),  # batched evaluations (implicit)
     )
 
 
@@ -148,8 +179,19 @@ def unsupported(stepper, trial, x0) -> str | None:
     """Why this per-sample solve cannot run compiled (None when it can)."""
     if not _compile.available():
         return "torch.compile is not available here"
-    if not (trial.embedded and getattr(stepper, "explicit", False) and hasattr(stepper, "tableau")):
-        return "only explicit embedded pairs run compiled (not implicit stages or step doubling)"
+    if not trial.embedded:
+        return "only embedded pairs run compiled (not step doubling)"
+    if not getattr(stepper, "explicit", False):
+        if not hasattr(stepper, "_masked_step_with_error"):
+            return (
+                f"{type(stepper).__name__}'s implicit stages have no masked Newton (only ESDIRK "
+                "pairs such as 'kvaerno5' run compiled)"
+            )
+        why = stepper.masked_unsupported(x0)
+        if why is not None:
+            return why
+    elif not hasattr(stepper, "tableau"):
+        return f"{type(stepper).__name__} has no Butcher tableau"
     if getattr(type(stepper).f, "__qualname__", "") != "Stepper.f" or stepper.field is None:
         return f"{type(stepper).__name__} evaluates its field in its own way"
     if torch.is_grad_enabled():
@@ -173,6 +215,7 @@ def signature(stepper, x0, n_out, ctrl, direction, rtol, atol, max_steps, throw,
         float(atol),
         int(max_steps),
         bool(throw),
+        repr(getattr(stepper, "newton", None)),  # implicit stages: Newton tolerances, cap
         repr(sorted((options or {}).items())),
     )
 
@@ -274,8 +317,11 @@ def run(
     entry = _CACHE.get(key)
     if entry is not None and entry is not _FAILED and entry.owner is not stepper:
         entry = None  # an id reused by a new object
+    implicit = None
+    if not getattr(stepper, "explicit", False):
+        implicit = functools.partial(stepper._masked_step_with_error, **stepper.masked_options(x0))
     if entry is None:
-        iteration = make_iteration(trial, ctrl, direction, rtol, atol, max_steps)
+        iteration = make_iteration(trial, ctrl, direction, rtol, atol, max_steps, implicit)
         entry = _Loop(stepper, iteration, throw, x0.device, options)
         _CACHE[key] = entry
         while len(_CACHE) > MAX_ENTRIES:
@@ -303,9 +349,14 @@ def run(
         return None
     report["compiled"] = True
     report["compile_s"] = 0.0 if was_compiled else entry.compile_s
-    _, _, t, _, _, _, status, _, n_acc, n_try, _, states, fail_t, fail_h = out
-    spent = stepper.tableau.stages - (1 if trial.fsal and f0 is not None else 0)
-    stepper.counts["nfev"] += spent * int(n_try.max())
+    _, _, t, _, _, _, status, _, n_acc, n_try, _, states, fail_t, fail_h, nfev_s, nfev_b = out
+    if implicit is None:
+        spent = stepper.tableau.stages - (1 if trial.fsal and f0 is not None else 0)
+        stepper.counts["nfev"] += spent * int(n_try.max())
+        nfev_s = spent * n_try
+    else:
+        stepper.counts["nfev"] += int(nfev_b)
+        stepper.counts["njev"] += int(n_try.max())
     failed = (status != RUNNING) & (status != int(Status.SUCCESS))
     if throw and bool(failed.any()):
         i = int(failed.nonzero()[0])
@@ -318,4 +369,4 @@ def run(
             max_steps=max_steps,
             sample=i,
         )
-    return states, status, n_acc, n_try - n_acc, spent * n_try
+    return states, status, n_acc, n_try - n_acc, nfev_s

@@ -16,6 +16,10 @@ stage), so ``R(−∞) = 0``: stiff modes are damped, not reflected as by Crank�
 diagonal); the difference is the local error estimate of order ``error_order + 1``.
 The stage predictors (initial Newton guesses from earlier stages) are diffrax's
 (``diffrax/_solver/kvaerno{3,5}.py``).
+
+``integrate(..., compile=True)`` uses another Newton (:meth:`ESDIRK._masked_step_with_error`):
+masked tensor operations with a fixed iteration cap, no Jacobian refresh and no fallback, so
+that the whole adaptive loop compiles; its steps differ from those of this eager path.
 """
 
 from __future__ import annotations
@@ -285,6 +289,88 @@ class ESDIRK(Stepper):
         if not per_sample and not (torch.is_grad_enabled() and z.requires_grad):
             self._fsal = (z, t + dt, k[-1])
         return z, err
+
+    def masked_unsupported(self, x: torch.Tensor) -> str | None:
+        """Why :meth:`_masked_step_with_error` cannot serve this state (None when it can)."""
+        if x.is_complex():
+            return "complex states run eagerly (the masked Newton is real)"
+        if x[0].numel() > self.newton.krylov_above:
+            return (
+                f"states of more than krylov_above = {self.newton.krylov_above} unknowns "
+                "use Newton–Krylov, which runs eagerly"
+            )
+        return None
+
+    def masked_options(self, x: torch.Tensor) -> dict:
+        """The masked Newton's settings as plain numbers (``tol``, ``atol``, ``max_iter``) from
+        the current :class:`NewtonOptions`: fixed when a compiled loop is built, so the traced
+        step reads no mutable stepper state."""
+        opts = self.newton
+        tol = opts.tol or (1e-14 if x.dtype == torch.float64 else 1e-6)
+        return {
+            "tol": float(tol),
+            "atol": float(tol if opts.atol is None else opts.atol),
+            "max_iter": int(opts.max_iter),
+        }
+
+    def _masked_step_with_error(self, x, t, dt, live, *, tol, atol, max_iter):
+        """One step per sample as masked tensor operations (the compiled adaptive loop's).
+
+        A different algorithm from :meth:`_step_with_error` (the eager path), so steps do not
+        match it one for one: per sample, the Jacobian at the step's start ``(t, x)``
+        (analytic, else forward-mode autodiff), ``I − γh·J`` factored once for every stage,
+        and each stage a simplified Newton of at most ``max_iter`` iterations with no refresh
+        and no fallback (:func:`~physres.steppers.newton.masked_newton`, as diffrax's
+        ``VeryChord``). ``t`` and ``dt`` are float64 (B,); ``live`` (B,) marks the samples to
+        solve; ``tol``, ``atol``, ``max_iter`` as :meth:`masked_options` gives them. Returns
+        ``(x_next, err, ok, evaluations)``: ``ok`` (B,) False where a stage
+        did not converge or ``I − γh·J`` is singular (the loop then rejects that sample's
+        step and shrinks h), ``evaluations`` (B,) field evaluations per sample and a 0-d
+        tensor of batched ones.
+        """
+        from .newton import masked_factor, masked_newton, traceable_jacobian
+
+        B = x.shape[0]
+        gamma = self.tableau.gamma
+        dtr = dt.to(x.real.dtype)
+        h = dtr.reshape(-1, *[1] * (x.ndim - 1))
+        gh = gamma * h
+        a = (gamma * dtr).reshape(B, 1)
+        field = self.field
+        jacobian = getattr(self.structure, "jacobian", None)
+        k = [field(t, x)]
+        J = traceable_jacobian(field, jacobian, t, x)
+        m = J.shape[-1]
+        eye = torch.eye(m, dtype=J.dtype, device=J.device)
+        solve, ok = masked_factor(eye - a.unsqueeze(-1) * J)
+        evals = torch.ones(B, dtype=torch.long, device=x.device)
+        batched = torch.ones((), dtype=torch.long, device=x.device)
+        z = x
+        for c, row, guess in self._stages:
+            b = _combine(x, h, k, row, True)
+            tau = t + c * dt
+            z0 = _combine(b, gh, k, guess, True)
+            b_flat = b.reshape(B, m)
+
+            def residual(zf, tau=tau, b_flat=b_flat):
+                return zf - b_flat - a * field(tau, zf.reshape(x.shape)).reshape(B, m)
+
+            zf, converged, n, iterations = masked_newton(
+                residual,
+                z0.reshape(B, m),
+                solve,
+                live & ok,
+                tol=tol,
+                atol=atol,
+                max_iter=max_iter,
+            )
+            ok = ok & converged
+            evals = evals + n
+            batched = batched + iterations
+            z = zf.reshape(x.shape)
+            k.append((z - b) / gh)
+        err = _combine(None, h, k, self._error_weights, True)
+        return z, err, ok, evals, batched
 
     def extra_repr(self) -> str:
         return f"order={self.order}, error_order={self.error_order}, explicit=False"

@@ -415,3 +415,131 @@ def _implicit_correction(G, z, a, tau, form, jacobian, counts, use_dense, option
     solve = lambda r: _gmres(lambda v: _jvp(G, z, v), r, options)  # noqa: E731
     solve_t = lambda r: _gmres(lambda v: vjp(v)[0], r, options)  # noqa: E731
     return z - _LinearSolve.apply(g, solve, solve_t)
+
+
+# --- the masked, traceable path (compiled adaptive loop) --------------------------------------
+#
+# Everything below is tensor operations with no Python control flow on tensor values and no
+# host sync, so that it traces into a ``torch.compile`` graph (inside ``while_loop``): every
+# sample carries its own convergence flags, and a sample that has converged or failed is frozen
+# by masks instead of leaving the batch.
+
+MASKED_KAPPA = 1.0  # converged when θ/(1−θ)·‖Δz‖ ≤ κ in the norm of the Newton tolerances
+
+
+def traceable_jacobian(field, jacobian, t, x: torch.Tensor) -> torch.Tensor:
+    """Per-sample ``df/dx`` (B, m, m) on flattened real states, traceable: the field's
+    analytic ``jacobian(t, x)`` when given, else forward-mode ``torch.func.jvp`` along the m
+    unit vectors (m ≤ ``SMALL_INVERSE_MAX``) or ``torch.func.jacrev`` of the batch sum."""
+    B = x.shape[0]
+    m = x[0].numel()
+    if jacobian is not None:
+        return jacobian(t, x).reshape(B, m, m).to(x.dtype)
+
+    def flat_field(v):
+        return field(t, v.reshape(x.shape)).reshape(B, m)
+
+    v = x.reshape(B, m)
+    if m <= SMALL_INVERSE_MAX:
+        eye = torch.eye(m, dtype=x.dtype, device=x.device)
+        cols = [torch.func.jvp(flat_field, (v,), (eye[i].expand(B, m),))[1] for i in range(m)]
+        return torch.stack(cols, -1)
+    J = torch.func.jacrev(lambda u: flat_field(u).sum(0))(v)  # (m, B, m)
+    return J.permute(1, 0, 2)
+
+
+def gauss_jordan_inverse(M: torch.Tensor):
+    """``(M⁻¹, ok)`` of a batch (B, m, m) by Gauss–Jordan elimination with partial pivoting,
+    unrolled over the m columns as pointwise tensor operations (no LAPACK call: inside a
+    compiled loop a LAPACK call goes through a slow fallback). ``ok`` (B,) is False where a
+    pivot is zero or the inverse is not finite. For the small systems of
+    ``SMALL_INVERSE_MAX`` unknowns or fewer."""
+    B, m, _ = M.shape
+    eye = torch.eye(m, dtype=M.dtype, device=M.device)
+    A = torch.cat([M, eye.expand(B, m, m)], -1)
+    rows = torch.arange(m, device=M.device)
+    ok = torch.ones(B, dtype=torch.bool, device=M.device)
+    for k in range(m):
+        col = A[:, :, k].abs().masked_fill(rows < k, -1.0)
+        p = col.argmax(-1, keepdim=True)  # (B, 1): the pivot row
+        idx = rows.expand(B, m)
+        perm = torch.where(idx == k, p, torch.where(idx == p, k, idx))  # swap rows k and p
+        A = A.gather(1, perm.unsqueeze(-1).expand(B, m, 2 * m))
+        pivot = A[:, k, k]
+        ok = ok & (pivot != 0)
+        row = A[:, k, :] / torch.where(pivot != 0, pivot, 1.0).unsqueeze(-1)
+        A = torch.where(
+            (rows == k).reshape(1, m, 1),
+            row.unsqueeze(1),
+            A - A[:, :, k : k + 1] * row.unsqueeze(1),
+        )
+    inverse = A[:, :, m:]
+    return inverse, ok & torch.isfinite(inverse).flatten(1).all(1)
+
+
+def masked_factor(M: torch.Tensor):
+    """``(solve, ok)`` for ``M x = r`` per sample, traceable: ``solve(r)`` (B, m) -> (B, m)
+    multiplies by the explicit inverse for m ≤ ``SMALL_INVERSE_MAX``, else uses LU factors;
+    ``ok`` (B,) is False where ``M`` is singular."""
+    m = M.shape[-1]
+    if m <= SMALL_INVERSE_MAX:
+        inverse, ok = gauss_jordan_inverse(M)
+        return (lambda r: torch.bmm(inverse, r.unsqueeze(-1)).squeeze(-1)), ok
+    LU, pivots, info = torch.linalg.lu_factor_ex(M)
+    ok = info == 0
+    return (lambda r: torch.linalg.lu_solve(LU, pivots, r.unsqueeze(-1)).squeeze(-1)), ok
+
+
+def masked_newton(residual, z0, solve, live, *, tol, atol, max_iter, kappa=MASKED_KAPPA):
+    """Simplified Newton for ``residual(z) = 0`` with a fixed factorisation, per sample and
+    masked: ``z ← z − solve(residual(z))`` for at most ``max_iter`` iterations.
+
+    A sample converges when ``θ/(1−θ)·‖Δz‖ ≤ κ`` (``θ`` the contraction rate of successive
+    increments, so the first test comes after two iterations; Hairer & Wanner, *Solving ODEs
+    II*, §IV.8; optimistix's ``Chord`` with diffrax's ``kappa``) or when an increment is below
+    ``10⁻³·κ``; it fails when ``θ ≥ 1``, when the increment is not finite, or at the cap.
+    ``‖·‖`` is the RMS of ``Δz/(atol + tol·|z|)``. Samples not ``live`` (B,) are not iterated.
+    The iterations are a ``while_loop`` that stops once every sample has converged or failed.
+
+    Returns ``(z, converged, evaluations, iterations)``: ``converged`` (B,) bool,
+    ``evaluations`` (B,) residual evaluations per sample, ``iterations`` the batched
+    iterations (a 0-d tensor).
+    """
+    from torch._higher_order_ops import while_loop
+
+    B, m = z0.shape
+    dev = z0.device
+    f64 = dict(dtype=torch.float64, device=dev)
+    root_m = m**-0.5
+
+    def cond(it, z, prev, done, conv, n):
+        return (it < max_iter) & (~done).any()
+
+    def body(it, z, prev, done, conv, n):
+        dz = solve(residual(z))
+        z_new = z - dz
+        scale = z_new.abs() * tol + atol
+        err = (torch.linalg.vector_norm(dz / scale, dim=-1) * root_m).to(torch.float64)
+        rate = err / prev  # prev = inf before the first increment: rate 0, not tested
+        tested = it > 0
+        small = err <= 1e-3 * kappa
+        converged = small | (tested & (rate < 1) & (err * rate <= kappa * (1 - rate)))
+        failed = ~converged & (~torch.isfinite(err) | (tested & (rate >= 1)))
+        go = ~done
+        z = torch.where(go.unsqueeze(-1), z_new, z)
+        n = n + go.long()
+        conv = conv | (go & converged)
+        done = done | (go & (converged | failed))
+        prev = torch.where(go, err, prev)
+        return it + 1, z, prev, done, conv, n
+
+    start = (
+        torch.zeros((), dtype=torch.long, device=dev),
+        z0.clone(),
+        torch.full((B,), math.inf, **f64),
+        ~live,
+        torch.zeros(B, dtype=torch.bool, device=dev),
+        torch.zeros(B, dtype=torch.long, device=dev),
+    )
+    it, z, _, _, conv, n = while_loop(cond, body, start)
+    return z, conv, n, it
