@@ -4,8 +4,8 @@ true field, all stepping at the same dt.
 
 Scores, on held-out initial conditions (predictions from t = 5 of each test trajectory):
 valid prediction time (first time ‖x̂ − x‖ / ⟨‖x‖²⟩^½ > 0.4, in Lyapunov times), each
-emulator's own λ1 (physres.validation.lyapunov_exponent on its map, Benettin from the 32 held-out states), the Wasserstein-1
-distance of each coordinate, and training time.
+emulator's own λ1 (physres.validation.lyapunov_exponent on its map, Benettin from the 32
+held-out states), the Wasserstein-1 distance of each coordinate, and training time.
 
 W1 two ways. ``W1_*`` (the first measure): 100 time units from 8 held-out states against the
 reference over the same span — at that size two samples of the *same* measure differ by ~0.27
@@ -212,7 +212,11 @@ def _vpt(pred, ref, scale, dt, lam):
 def _rollout(stepper, x0, dt, n, every=1):
     try:
         with torch.no_grad():
-            return physres.rollout(stepper, x0, dt=dt, n_steps=n, save_every=every).double().numpy()
+            return (  # eager: a compiled loop does not pay here (see scenarios/lorenz.py)
+                physres.rollout(stepper, x0, dt=dt, n_steps=n, save_every=every, compile=False)
+                .double()
+                .numpy()
+            )
     except DivergenceError:
         return None
 
