@@ -29,10 +29,10 @@ candidate of degree 1..6 with the smallest held-out one-step error: next-generat
 computing as a residual step) and a Neural ODE on a quadratic polynomial field, integrated by
 RK4 with four sub-steps per dt.
 
-Run: ``physres run lorenz`` (1377 s measured on a shared 2-core CPU at load average 6–11; 726 s
-at load ~8 before the invariant measures were added, which cost ~140 s for the reference and
-~70 s for the closed loops at load 5–8) or ``physres run lorenz --quick`` (under 2 minutes at
-load ~3; the invariant measures add ~10 s of CPU time to it).
+Run: ``physres run lorenz`` (457 s of CPU, 1352 s wall on the shared 2-core CPU at load average
+4–7; the code before the stacked reference and batched loops took 1416 s of CPU) or
+``physres run lorenz --quick`` (98 s of CPU, before 421 s; 665 s wall at load 5–7). Wall time
+per phase: ``report.json["phase_s"]``.
 """
 
 from __future__ import annotations
