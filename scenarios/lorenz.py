@@ -31,7 +31,7 @@ RK4 with four sub-steps per dt.
 
 Run: ``physres run lorenz`` (457 s of CPU, 1352 s wall on the shared 2-core CPU at load average
 4–7; the code before the stacked reference and batched loops took 1416 s of CPU) or
-``physres run lorenz --quick`` (98 s of CPU, before 421 s; 665 s wall at load 5–7). Wall time
+``physres run lorenz --quick`` (56 s wall at load 0.7–0.9, 62 s of CPU; before 421 s of CPU). Wall time
 per phase: ``report.json["phase_s"]``.
 """
 
