@@ -29,8 +29,9 @@ candidate of degree 1..6 with the smallest held-out one-step error: next-generat
 computing as a residual step) and a Neural ODE on a quadratic polynomial field, integrated by
 RK4 with four sub-steps per dt.
 
-Run: ``physres run lorenz`` (457 s of CPU, 1352 s wall on the shared 2-core CPU at load average
-4–7; the code before the stacked reference and batched loops took 1416 s of CPU) or
+Run: ``physres run lorenz`` (294 s wall, 342 s of CPU on the 2-core CPU at load average ~1;
+1352 s wall at load 4–7; the code before the stacked reference and batched loops took 1416 s
+of CPU) or
 ``physres run lorenz --quick`` (56 s wall at load 0.7–0.9, 62 s of CPU; before 421 s of CPU). Wall time
 per phase: ``report.json["phase_s"]``.
 """
