@@ -31,9 +31,8 @@ RK4 with four sub-steps per dt.
 
 Run: ``physres run lorenz`` (294 s wall, 342 s of CPU on the 2-core CPU at load average ~1;
 1352 s wall at load 4–7; the code before the stacked reference and batched loops took 1416 s
-of CPU) or
-``physres run lorenz --quick`` (56 s wall at load 0.7–0.9, 62 s of CPU; before 421 s of CPU). Wall time
-per phase: ``report.json["phase_s"]``.
+of CPU) or ``physres run lorenz --quick`` (56 s wall at load 0.7–0.9, 62 s of CPU; before
+421 s of CPU). Wall time per phase: ``report.json["phase_s"]``.
 """
 
 from __future__ import annotations
