@@ -4,26 +4,29 @@ true field, all stepping at the same dt.
 
 Scores, on held-out initial conditions (predictions from t = 5 of each test trajectory):
 valid prediction time (first time ‖x̂ − x‖ / ⟨‖x‖²⟩^½ > 0.4, in Lyapunov times), each
-emulator's own λ1 (physres.validation.lyapunov_exponent on its map), the Wasserstein-1
-distance of each coordinate, and training time.
+emulator's own λ1 (physres.validation.lyapunov_exponent on its map, Benettin from the 32
+held-out states), the Wasserstein-1 distance of each coordinate, and training time.
 
 W1 two ways. ``W1_*`` (the first measure): 100 time units from 8 held-out states against the
 reference over the same span — at that size two samples of the *same* measure differ by ~0.27
 in x (RK4 on the true field scores as much), so it mostly measures which lobe each short run
-happened to visit. ``W1inv_*`` (Lorenz-63): the distance between invariant measures,
-:func:`physres.validation.invariant_measure_w1` between each emulator's closed loop from 16
-held-out states over 1000 time units after a 100-time-unit transient (every 0.1 time units)
-and DOP853 from 16 fresh states (another seed) over the same span; the row "DOP853, 16 other
-states" scores a second such reference sample against the first: the noise floor.
-``W1sym_*``: the same on (|x|, |y|, z), the coordinates folded by the system's symmetry
-(x, y, z) ↦ (−x, −y, z): blind to a preference for one lobe (which ``W1inv_x`` sees), free of
-the lobe-occupancy noise that dominates ``W1inv_x``, so it resolves a bias of the map on the
-attractor ~8× finer.
+happened to visit. ``W1inv_*`` (Lorenz-63): the distance between invariant measures, scored by
+the scenario's code (``scenarios/lorenz.py``, ``InvariantW1``): each emulator's closed loop from
+N_INV fresh states (taken 5 time units along DOP853 runs; the echo state network is teacher
+forced on those 5 time units) over T_INV time units after T_TRANSIENT, every 0.1 time units,
+against N_INV DOP853 trajectories from other fresh states (solved stacked,
+``physres.reference.solve(..., stack=True)``); the row "DOP853, N_INV other states" scores a
+second such reference sample against the first: the noise floor, with its spread over random
+halves of the 2·N_INV references (``physres.validation.split_half_w1``). ``W1sym_*``: the same on
+(|x|, |y|, z), the coordinates folded by the system's symmetry (x, y, z) ↦ (−x, −y, z): blind to
+a preference for one lobe (which ``W1inv_x`` sees), free of the lobe-occupancy noise that
+dominates ``W1inv_x``.
 """
 
 from __future__ import annotations
 
 import math
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -33,16 +36,19 @@ import torch
 
 import physres
 from physres.errors import DivergenceError
-from physres.validation import invariant_measure_w1, lyapunov_exponent, wasserstein1
+from physres.validation import lyapunov_exponent, wasserstein1
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the scenarios package
+from scenarios.lorenz import FULL, InvariantW1  # noqa: E402  (the scenario's invariant-measure W1)
 
 THRESHOLD = 0.4
 T_START = 5.0
 N_LONG = 8  # initial conditions of the 100-time-unit runs (attractor statistics)
 N_ESN = 12  # training trajectories of the echo state network (its states fill memory)
 # invariant-measure W1: N_INV closed loops of T_INV time units after T_TRANSIENT, every EVERY-th
-# step, against 2 × N_INV DOP853 trajectories from fresh states (REF_SEED): the first half is
-# the reference, the second half the noise floor
-N_INV, T_TRANSIENT, T_INV, EVERY, REF_SEED = 16, 100.0, 1000.0, 10, 777
+# step, against 2 × N_INV DOP853 trajectories from fresh states: the first half is the
+# reference, the second half the noise floor (the scenario's FULL preset)
+N_INV, T_TRANSIENT, T_INV, EVERY = FULL.n_inv, FULL.t_transient, FULL.t_inv, FULL.inv_every
 
 # system -> settings; λ_ref: literature λ1 (Lorenz-63: Sprott 2003; Lorenz-96 N=40, F=8:
 # Karimi & Paul 2010), used for the Lyapunov time
@@ -158,13 +164,22 @@ class EchoStateNetwork:
         self.bout = torch.from_numpy(np.asarray(self.readout.bias)).reshape(-1)
         return self
 
+    def _sparse(self):
+        """``W`` (1 % filled) as a sparse CSR matrix: the same map to rounding, ~15× faster
+        than dense at 1000 nodes."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "sparse CSR support is in beta"
+            return self.W.to_sparse_csr()
+
     @torch.no_grad()
     def warm(self, context: np.ndarray) -> torch.Tensor:
         """Reservoir states after teacher forcing on ``context`` (batch, n_t, d)."""
         u = torch.from_numpy(context)
+        w = self._sparse()
         r = torch.zeros(u.shape[0], self.W.shape[0], dtype=torch.float64)
         for k in range(u.shape[1]):
-            r = self._update(r, u[:, k])
+            pre = (w @ r.T).T + u[:, k] @ self.Win.T + self.b
+            r = (1 - self.lr) * r + self.lr * torch.tanh(pre)
         return r
 
     def step(self, r, t=0.0, dt=None):
@@ -174,10 +189,8 @@ class EchoStateNetwork:
     def predict(self, r, n_steps, every=1):
         """Closed-loop outputs (batch, n_steps // every + 1, d), every ``every``-th step; the
         first is the readout of ``r``. ``W`` (1 % filled) is applied as a sparse CSR matrix
-        here: the same map to rounding, ~15× faster than dense at 1000 nodes."""
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # "sparse CSR support is in beta"
-            w = self.W.to_sparse_csr()
+        here (as in ``warm``)."""
+        w = self._sparse()
         out = [self._out(r)]
         for k in range(1, n_steps + 1):
             u = self._out(r)
@@ -199,43 +212,13 @@ def _vpt(pred, ref, scale, dt, lam):
 def _rollout(stepper, x0, dt, n, every=1):
     try:
         with torch.no_grad():
-            return physres.rollout(stepper, x0, dt=dt, n_steps=n, save_every=every).double().numpy()
+            return (  # eager: a compiled loop does not pay here (see scenarios/lorenz.py)
+                physres.rollout(stepper, x0, dt=dt, n_steps=n, save_every=every, compile=False)
+                .double()
+                .numpy()
+            )
     except DivergenceError:
         return None
-
-
-def invariant_reference(system, dt, t_total, log=print):
-    """(2·N_INV, n_frames, *S) DOP853 states (system tolerances) from fresh initial states,
-    every EVERY·dt over ``t_total`` time units."""
-    n_frames = int(round(t_total / (dt * EVERY))) + 1
-    t_eval = np.arange(n_frames) * dt * EVERY
-    start = time.perf_counter()
-    ref = physres.reference.solve(
-        system, system.sample_initial(2 * N_INV, seed=REF_SEED), t_eval, workers=2
-    )
-    log(
-        f"invariant-measure reference: {2 * N_INV} × {t_total:g} time units in "
-        f"{time.perf_counter() - start:.0f} s"
-    )
-    return np.asarray(ref, dtype=np.float64)
-
-
-def fold(x):
-    """Lorenz-63 states (..., 3) as (|x|, |y|, z): the quotient by (x, y, z) ↦ (−x, −y, z)."""
-    return np.concatenate([np.abs(x[..., :2]), x[..., 2:]], -1)
-
-
-def split_floor(ref, transient, n_splits=20, seed=0):
-    """(n_splits, *S) W1 between random halves of the reference trajectories: independent
-    samples of the same measure, each the size of one emulator sample (the noise floor's
-    spread; the fixed split is one draw of it)."""
-    rng = np.random.default_rng(seed)
-    out = []
-    for _ in range(n_splits):
-        p = rng.permutation(len(ref))
-        half = len(ref) // 2
-        out.append(invariant_measure_w1(ref[p[:half]], ref[p[half:]], transient=transient))
-    return np.asarray(out)
 
 
 def _lyap(stepper, x0, dt, steps):
@@ -288,37 +271,37 @@ def run(
     ref = test[:, i0 : i0 + n_pred + 1]
     ref_long = test[:, i0 : i0 + n_long + 1]
     scale = float(np.sqrt(np.mean(np.sum(train[:, i0:].reshape(-1, system.n_state) ** 2, -1))))
-    lam_steps = 2000 if quick else 20_000
-    x_lyap = torch.from_numpy(test[:8, i0].copy())
+    # λ1: every held-out state (32) over 5000 steps: the 160 000 steps of tangent growth of
+    # 8 × 20 000, batched
+    lam_steps = 500 if quick else 5000
+    x_lyap = torch.from_numpy(test[:, i0].copy())
     rows = []
     inv = cfg.get("invariant", False)
-    # quick: 10 + 100 time units (a smoke run; the floor is then far higher)
-    t_trans, t_inv = (10.0, 100.0) if quick else (T_TRANSIENT, T_INV)
-    n_inv_steps = int(round((t_trans + t_inv) / dt))
-    n_trans = int(round(t_trans / (dt * EVERY)))  # transient frames
+    # quick: 64 loops of 10 + 10 time units (a smoke run; the floor is then far higher)
+    n_inv, t_trans, t_inv = (64, 10.0, 10.0) if quick else (N_INV, T_TRANSIENT, T_INV)
     if inv:
-        inv_ref = invariant_reference(system, dt, t_trans + t_inv, log)
-        floor = invariant_measure_w1(inv_ref[N_INV:], inv_ref[:N_INV], transient=n_trans)
-        splits = split_floor(inv_ref, n_trans)
-        floor_sym = invariant_measure_w1(
-            fold(inv_ref[N_INV:]), fold(inv_ref[:N_INV]), transient=n_trans
-        )
-        splits_sym = split_floor(fold(inv_ref), n_trans)
+        start = time.perf_counter()
+        iw = InvariantW1(system, n_inv, t_trans, t_inv, dt, EVERY).solve()
         log(
-            f"noise floor over {len(splits)} random halves of the {2 * N_INV} reference "
+            f"invariant-measure reference: {2 * n_inv} × {t_trans + t_inv:g} time units "
+            f"(and the loops' starting states) in {time.perf_counter() - start:.0f} s"
+        )
+        splits = iw.splits()  # (n_splits, 2, 3)
+        log(
+            f"noise floor over {len(splits)} random halves of the {2 * n_inv} reference "
             f"trajectories: mean {splits.mean(0).round(4)}, max {splits.max(0).round(4)}"
         )
 
     def w1inv(long_inv):
         if not inv:
             return {}
-        if long_inv is None:
+        w = iw.score(long_inv)
+        if w is None:
             return {f"W1{m}_{c}": None for m in ("inv", "sym") for c in "xyz"}
-        w = invariant_measure_w1(long_inv, inv_ref[:N_INV], transient=n_trans)
-        ws = invariant_measure_w1(fold(long_inv), fold(inv_ref[:N_INV]), transient=n_trans)
         return {
-            **{f"W1inv_{c}": float(v) for c, v in zip("xyz", w, strict=True)},
-            **{f"W1sym_{c}": float(v) for c, v in zip("xyz", ws, strict=True)},
+            f"W1{m}_{c}": float(w[i, k])
+            for i, m in enumerate(("inv", "sym"))
+            for k, c in enumerate("xyz")
         }
 
     def score(label, stepper, train_s, pred, long, long_inv=None):
@@ -360,39 +343,21 @@ def run(
         if not inv:
             return None
         t = time.perf_counter()
-        out = _rollout(stepper, x0[:N_INV], dt, n_inv_steps, every=EVERY)
+        out = iw.loops(lambda x, n, every: _rollout(stepper, x, dt, n, every))
         log(
-            f"  closed loop {N_INV} × {t_trans + t_inv:g} time units in "
+            f"  closed loop {n_inv} × {t_trans + t_inv:g} time units in "
             f"{time.perf_counter() - t:.0f} s"
         )
         return out
 
     if inv:
-        rows.append(
-            {
-                "system": name,
-                "emulator": f"DOP853, {N_INV} other states",
-                "dt": dt,
-                **{f"W1inv_{c}": float(v) for c, v in zip("xyz", floor, strict=True)},
-                **{
-                    f"W1inv_{c}_split_mean": float(v)
-                    for c, v in zip("xyz", splits.mean(0), strict=True)
-                },
-                **{
-                    f"W1inv_{c}_split_max": float(v)
-                    for c, v in zip("xyz", splits.max(0), strict=True)
-                },
-                **{f"W1sym_{c}": float(v) for c, v in zip("xyz", floor_sym, strict=True)},
-                **{
-                    f"W1sym_{c}_split_mean": float(v)
-                    for c, v in zip("xyz", splits_sym.mean(0), strict=True)
-                },
-                **{
-                    f"W1sym_{c}_split_max": float(v)
-                    for c, v in zip("xyz", splits_sym.max(0), strict=True)
-                },
-            }
-        )
+        row = {"system": name, "emulator": f"DOP853, {n_inv} other states", "dt": dt}
+        for i, m in enumerate(("inv", "sym")):
+            for k, c in enumerate("xyz"):
+                row[f"W1{m}_{c}"] = float(iw.floor[i, k])
+                row[f"W1{m}_{c}_split_mean"] = float(splits[:, i, k].mean())
+                row[f"W1{m}_{c}_split_max"] = float(splits[:, i, k].max())
+        rows.append(row)
         log(f"noise floor (reference vs reference, another seed): {rows[-1]}")
     score(
         "rk4 (true field)",
@@ -447,15 +412,14 @@ def run(
         long_inv = None
         if inv:
             t = time.perf_counter()
-            long_inv, _ = net.predict(r[:N_INV], n_inv_steps, every=EVERY)
+            warm = net.warm(np.ascontiguousarray((iw.context[:, :-1] - mean) / std))
+            long_inv, _ = net.predict(warm, iw.n_steps, every=EVERY)
             long_inv = long_inv.numpy() * std + mean
             log(
-                f"  closed loop {N_INV} × {t_trans + t_inv:g} time units in "
+                f"  closed loop {n_inv} × {t_trans + t_inv:g} time units in "
                 f"{time.perf_counter() - t:.0f} s"
             )
-            if not np.isfinite(long_inv).all():
-                long_inv = None
-        esn_r0 = r[:8].clone()
+        esn_r0 = r.clone()
         score("esn", net.step, train_s, pred, long.numpy() * std + mean, long_inv)
     return rows
 

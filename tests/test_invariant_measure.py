@@ -1,4 +1,5 @@
-"""invariant_measure_w1 against distributions whose W1 distance is known in closed form."""
+"""invariant_measure_w1 against distributions whose W1 distance is known in closed form; the
+split-half noise floor against an exact law."""
 
 import math
 
@@ -7,7 +8,7 @@ import pytest
 import torch
 from scipy.stats import norm
 
-from physres.validation import invariant_measure_w1
+from physres.validation import invariant_measure_w1, split_half_w1
 
 
 def _oscillator(amplitude, n_traj=4, n_t=20_000, dt=0.05, junk=0):
@@ -72,3 +73,19 @@ def test_bad_input_named():
         invariant_measure_w1(a, a, every=2.0)
     with pytest.raises(ValueError, match="finite"):
         invariant_measure_w1(np.full((1, 5, 3), np.inf), a)
+
+
+def test_split_half_w1_exact_law():
+    # two trajectories at 0 and two at 1: a half is {0, 1} (W1 0) or {0, 0} vs {1, 1} (W1 1);
+    # of the 6 ways to pick a half, 2 are pure, so the mean over splits tends to 1/3
+    ref = np.array([0.0, 0.0, 1.0, 1.0])[:, None, None] * np.ones((4, 5, 2))
+    w = split_half_w1(ref, transient=1, n_splits=600, seed=1)
+    assert w.shape == (600, 2)
+    assert set(np.unique(w)) == {0.0, 1.0}
+    assert np.mean(w[:, 0]) == pytest.approx(1 / 3, abs=0.06)
+    np.testing.assert_array_equal(w[:, 0], w[:, 1])
+    np.testing.assert_array_equal(w, split_half_w1(ref, transient=1, n_splits=600, seed=1))
+    with pytest.raises(ValueError, match="batch >= 2"):
+        split_half_w1(ref[:1])
+    with pytest.raises(ValueError, match="`n_splits` must be a positive int"):
+        split_half_w1(ref, n_splits=0)

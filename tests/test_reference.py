@@ -172,3 +172,57 @@ def test_bad_input():
         solve(ho, x0.to(torch.complex128), t)
     with pytest.raises(ValueError, match="'expm' needs a time-independent linear_operator"):
         solve(physres.systems.get("lorenz63"), torch.ones(1, 3), t, method="expm")
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_stacked_solve_against_per_trajectory(workers):
+    lorenz = physres.systems.get("lorenz63")
+    x0 = lorenz.sample_initial(6, seed=3)
+    t = np.linspace(0.0, 2.0, 41)  # ~2 Lyapunov times: differences stay near the tolerance
+    tight = solve(lorenz, x0, t, rtol=1e-13, atol=1e-13)
+    stacked, stats = solve(
+        lorenz, x0, t, rtol=1e-12, atol=1e-12, stack=True, workers=workers, return_stats=True
+    )
+    assert stacked.shape == tight.shape and stacked.dtype == np.float64
+    np.testing.assert_array_equal(stacked[:, 0], x0.numpy())
+    assert np.abs(stacked - tight).max() < 1e-8
+    # each trajectory at least about as accurate as solved alone at the same tolerance
+    for rtol in (1e-7, 1e-9):
+        alone = solve(lorenz, x0, t, rtol=rtol, atol=rtol)
+        together = solve(lorenz, x0, t, rtol=rtol, atol=rtol, stack=True, workers=workers)
+        err_alone = np.abs(alone - tight).max(axis=(1, 2))
+        err_together = np.abs(together - tight).max(axis=(1, 2))
+        assert err_together.max() <= 2 * err_alone.max(), rtol
+        assert err_together.max() < 1e3 * rtol
+    groups = np.array_split(np.arange(6), workers)
+    for g in groups:  # the group's shared steps: one nfev for all its trajectories
+        assert (stats["nfev"][g] == stats["nfev"][g[0]]).all() and stats["nfev"][g[0]] > 0
+
+
+def test_stacked_solve_complex_and_generic_rhs():
+    rotor = Rotor()  # complex states, the base class's torch numpy_rhs_batch
+    x0 = rotor.sample_initial(3)
+    t = np.linspace(0.0, 2.0, 11)
+    exact = x0.numpy()[:, None, :] * np.exp(-1j * 1.3 * t)[None, :, None]
+    y = solve(rotor, x0, t, method="DOP853", rtol=1e-11, atol=1e-12, stack=True)
+    assert y.dtype == np.complex128 and np.abs(y - exact).max() < 1e-8
+    lorenz = physres.systems.get("lorenz63")  # its numpy batch field equals its torch one
+    xs = lorenz.sample_initial(5).numpy()
+    np.testing.assert_allclose(
+        lorenz.numpy_rhs_batch(0.0, xs), lorenz.rhs(0.0, torch.from_numpy(xs)).numpy(), rtol=1e-15
+    )
+
+
+def test_stacked_solve_errors():
+    ho = physres.systems.get("harmonic_oscillator")
+    x0, t = ho.sample_initial(2), np.linspace(0, 1, 5)
+    with pytest.raises(ValueError, match="`stack=True` needs an explicit method"):
+        solve(ho, x0, t, method="Radau", stack=True)
+    with pytest.raises(ReferenceSolveError, match=r"trajectories 0\.\.2 \(stacked\): RK45 failed"):
+        solve(
+            BlowUp(),
+            np.array([[0.1], [1.0], [0.2]]),
+            np.linspace(0, 2, 5),
+            method="RK45",
+            stack=True,
+        )

@@ -137,9 +137,15 @@ def check_lorenz(r):
     # invariant measures: the true field's closed loop is a sample of scipy's measure, so it
     # scores about what a second scipy sample (the floor) does; a wrong attractor scores far more
     floor = r["invariant_floor"]
+    spread = r["invariant_floor_splits"]  # the same W1 between random halves of the reference
     for c in ("x", "y", "z"):
         assert 0 < floor[f"W1inv({c})"] < 2.0  # x, y span ±20: a wrong measure is far off
         assert 0 < true[f"W1inv({c})"] < 5 * floor[f"W1inv({c})"] + 0.2, c
+        assert 0 < spread["mean"][f"W1inv({c})"] <= spread["max"][f"W1inv({c})"] < 2.0, c
+        assert true[f"W1inv({c})"] < 3 * spread["max"][f"W1inv({c})"], c
+    for c in ("|x|", "|y|"):  # folded: the lobe-occupancy noise removed, a finer floor
+        assert spread["mean"][f"W1sym({c})"] < spread["mean"]["W1inv(x)"], c
+        assert true[f"W1sym({c})"] < 3 * spread["max"][f"W1sym({c})"], c
     for name, row in r["steppers"].items():
         assert row["VPT (Lyapunov times)"] >= 0
         # the emulators' one-step errors (least squares / LM in float64) are below rk4's

@@ -70,6 +70,12 @@ class System(abc.ABC):
         with torch.no_grad():
             return self.rhs(t, x.to(self.dtype)).reshape(-1).numpy()
 
+    def numpy_rhs_batch(self, t: float, y: np.ndarray) -> np.ndarray:
+        """``rhs`` on a batch of numpy states (batch, *state_shape), same shape back (the field
+        of a stacked reference solve, ``physres.reference.solve(..., stack=True)``)."""
+        with torch.no_grad():
+            return self.rhs(t, torch.from_numpy(np.ascontiguousarray(y)).to(self.dtype)).numpy()
+
     def numpy_jacobian(self, t: float, y: np.ndarray) -> np.ndarray:
         x = torch.from_numpy(np.ascontiguousarray(y)).reshape(1, *self.state_shape)
         with torch.no_grad():

@@ -252,6 +252,12 @@ class Lorenz63(System):
         a, b, c = y
         return np.array([self.sigma * (b - a), a * (self.rho - c) - b, a * b - self.beta * c])
 
+    def numpy_rhs_batch(self, t, y):
+        a, b, c = y[:, 0], y[:, 1], y[:, 2]
+        return np.stack(
+            [self.sigma * (b - a), a * (self.rho - c) - b, a * b - self.beta * c], axis=1
+        )
+
     def numpy_jacobian(self, t, y):
         a, b, c = y
         return np.array(

@@ -8,7 +8,7 @@
 
 from ._compare_figures import plot_stability_regions
 from .compare import Comparison, RunResult, StepperResult, compare_steppers, fit_order
-from .invariant import invariant_measure_w1
+from .invariant import invariant_measure_w1, split_half_w1
 from .lyapunov import lyapunov_exponent
 from .metrics import (
     fidelity,
@@ -38,4 +38,5 @@ __all__ = [
     "validate",
     "wasserstein1",
     "invariant_measure_w1",
+    "split_half_w1",
 ]

@@ -9,6 +9,9 @@ seed) to get the noise floor below which a difference means nothing.
 
 >>> w1 = invariant_measure_w1(emulator_long, reference_long, transient=10_000, every=10)
 >>> floor = invariant_measure_w1(reference_other_seed, reference_long, every=10)
+
+:func:`split_half_w1` gives the spread of that floor: the same distance between random halves
+of a reference sample.
 """
 
 from __future__ import annotations
@@ -72,3 +75,41 @@ def invariant_measure_w1(samples, reference, transient: int = 0, every: int = 1)
         )
     w1 = [wasserstein_distance(a[:, k], b[:, k]) for k in range(a.shape[1])]
     return np.asarray(w1, dtype=np.float64).reshape(shape)
+
+
+def split_half_w1(reference, transient: int = 0, every: int = 1, n_splits: int = 20, seed: int = 0):
+    """:func:`invariant_measure_w1` between random halves of the reference trajectories.
+
+    Each half is an independent sample of the same measure, the size of a sample judged
+    against one half, so the result is the noise floor of that comparison and its spread
+    (a fixed split, e.g. a second reference sample against the first, is one draw of it).
+
+    Parameters
+    ----------
+    reference : array or Tensor, shape (batch, n_t, *state_shape), batch >= 2
+    transient, every : as in :func:`invariant_measure_w1`
+    n_splits : int, random halvings
+    seed : int, seed of the permutations
+
+    Returns
+    -------
+    ndarray, shape (n_splits, *state_shape).
+    """
+    ref = as_numpy(reference, "reference")
+    if ref.ndim < 3 or ref.shape[0] < 2:
+        raise ValueError(
+            f"`reference` must have shape (batch >= 2, n_t, *state_shape), got {ref.shape}"
+        )
+    if isinstance(n_splits, bool) or not isinstance(n_splits, (int, np.integer)) or n_splits < 1:
+        raise ValueError(f"`n_splits` must be a positive int, got {n_splits!r}")
+    rng = np.random.default_rng(seed)
+    half = ref.shape[0] // 2
+    out = []
+    for _ in range(n_splits):
+        p = rng.permutation(ref.shape[0])
+        out.append(
+            invariant_measure_w1(
+                ref[p[:half]], ref[p[half : 2 * half]], transient=transient, every=every
+            )
+        )
+    return np.asarray(out)

@@ -50,8 +50,10 @@ def lyapunov_exponent(
     method : ``"auto"``, ``"jvp"`` or ``"benettin"``
         ``"jvp"``: exact tangent propagation ``v ← DΦ(x) v`` with forward-mode autodiff
         (``torch.func.jvp``); needs a differentiable step. ``"benettin"``: a second
-        trajectory at distance ``eps·(1 + ‖x‖)``, rescaled back to that distance each step;
-        needs nothing but the map and is several times cheaper (no autodiff per step).
+        trajectory at distance ``eps·(1 + ‖x‖)``, rescaled back to that distance each step (both
+        stepped in one call on the doubled batch, so the stepper must treat samples
+        independently); needs nothing but the map and is several times cheaper (no autodiff
+        per step).
         ``"auto"``: ``"benettin"`` for float64/complex128 states, where the finite separation
         is resolved to ~1e-7, and ``"jvp"`` for single precision.
     eps : float, optional
@@ -101,10 +103,10 @@ def lyapunov_exponent(
                 x_next, w = torch.func.jvp(lambda y, t=t: step(y, t, dt), (x,), (v,))
             size = _norm(w)
         else:
-            with torch.no_grad():
+            with torch.no_grad():  # both trajectories in one call: one step of a 2·batch
                 d0 = eps * (1 + _norm(x))
-                x_next = step(x, t, dt)
-                w = step(x + d0[_col(x)] * v, t, dt) - x_next
+                both = step(torch.cat([x, x + d0[_col(x)] * v]), t, dt)
+                x_next, w = both[: x.shape[0]], both[x.shape[0] :] - both[: x.shape[0]]
                 size = _norm(w) / d0
         x_next, w = x_next.detach(), w.detach()
         if not (
