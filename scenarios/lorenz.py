@@ -37,8 +37,6 @@ of CPU) or ``physres run lorenz --quick`` (56 s wall at load 0.7–0.9, 62 s of 
 
 from __future__ import annotations
 
-import contextlib
-import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -166,16 +164,14 @@ def run(cfg: Config, ctx: runner.Context):
             ),
         ),
     }
-    timings = {}
-    clock = _Clock(timings)
     inv = InvariantW1(system, cfg.n_inv, cfg.t_transient, cfg.t_inv, cfg.dt, cfg.inv_every)
-    with clock("reference (invariant measure)"):
+    with ctx.phase("reference (invariant measure)"):
         inv.solve(progress)
     floor = {"stepper": FLOOR, **_w1_columns(inv.floor)}
     for label, (kind, options) in builds.items():
         torch.manual_seed(0)
         model = physres.training.model_for(data, kind, **options)
-        with clock(f"training: {label}"):
+        with ctx.phase(f"training: {label}"):
             result = ctx.train(model, data, val_steps=int(round(cfg.horizon / cfg.dt)))
         model = model.to("cpu").eval()
         physres.save(model, ctx.path(f"{kind}.pt"))
@@ -206,13 +202,13 @@ def run(cfg: Config, ctx: runner.Context):
     lam_true = None
     n_run = max(n_pred, cfg.long_steps)  # one rollout from x0: the VPT and W1 short
     for name, stepper in steppers.items():
-        with clock(f"predictions: {name}"):
+        with ctx.phase(f"predictions: {name}"):
             run_all = _rollout(stepper, x0, cfg.dt, n_run)
         pred = None if run_all is None else run_all[:, : n_pred + 1]
         if pred is None:  # diverged: every prediction is invalid from the first step
             pred = np.full_like(ref, np.inf)
         err = np.linalg.norm(pred - ref, axis=-1) / scale  # (n_test, n_pred + 1)
-        with clock(f"λ1: {name}"):
+        with ctx.phase(f"λ1: {name}"):
             lam = float(
                 lyapunov_exponent(
                     stepper,
@@ -239,7 +235,7 @@ def run(cfg: Config, ctx: runner.Context):
             if x_long is not None
             else None
         )
-        with clock(f"closed loops: {name}"):
+        with ctx.phase(f"closed loops: {name}"):
             loops = inv.loops(lambda x, n, every, s=stepper: _rollout(s, x, cfg.dt, n, every))
         preds[name], errors[name], longs[name] = pred, np.minimum(err, 1e6), x_long
         rows.append(
@@ -277,24 +273,8 @@ def run(cfg: Config, ctx: runner.Context):
         },
         "summary": [{**dict.fromkeys(rows[0]), **floor}, *rows],  # floor first, same columns
         "targets": _targets(rows, ctx.quick),
-        "phase_s": timings,
     }
-    return report, _markdown(report, cfg, ctx.quick)
-
-
-class _Clock:
-    """``with clock(name):`` adds the wall time of the block to ``timings[name]``."""
-
-    def __init__(self, timings: dict):
-        self.timings = timings
-
-    @contextlib.contextmanager
-    def __call__(self, name: str):
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - start
+    return report, _markdown(report, cfg, ctx.quick, ctx.phases)
 
 
 def _w1_columns(w) -> dict:
@@ -474,7 +454,7 @@ def plot_histograms(ctx, longs, attractor_ref):
     return ctx.save_figure(fig, "lorenz_attractor.png")
 
 
-def _markdown(r, cfg: Config, quick: bool) -> str:
+def _markdown(r, cfg: Config, quick: bool, phase_s: dict) -> str:
     size = (
         f"`--quick` size: fewer and shorter trajectories, λ1 from {cfg.n_lyap} × "
         f"{cfg.lyap_steps} steps, invariant measures from {cfg.n_inv} × {cfg.t_inv:g} time "
@@ -497,7 +477,7 @@ def _markdown(r, cfg: Config, quick: bool) -> str:
             {"noise floor": f"max over {sp['n_splits']} random halves", **sp["max"]},
         ]
     )
-    phases = ", ".join(f"{k} {v:.0f} s" for k, v in r["phase_s"].items())
+    phases = ", ".join(f"{k} {v:.0f} s" for k, v in phase_s.items())
     return "\n".join(
         [
             "# Lorenz: emulators of a chaotic system",

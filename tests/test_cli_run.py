@@ -42,8 +42,10 @@ FULL = Config(width=64, lr=0.1, sizes=(8, 16))
 
 
 def run(cfg: Config, ctx: runner.Context):
-    net = ctx.model(torch.nn.Linear(2, cfg.width))
-    x = ctx.tensor([[1.0, 2.0]])
+    with ctx.phase("network"):
+        net = ctx.model(torch.nn.Linear(2, cfg.width))
+    with ctx.phase("network"):  # a phase timed twice adds up
+        x = ctx.tensor([[1.0, 2.0]])
     fig, ax = ctx.subplots()
     ax.plot([0, 1], [0, 1])
     ctx.save_figure(fig, "line.png")
@@ -148,6 +150,8 @@ def test_run_writes_the_report_with_its_header(toy_dir, tmp_path, capsys):
     report = json.loads((out / "report.json").read_text())
     wall = report.pop("wall_s")
     assert math.isfinite(wall) and wall > 0  # recorded; its size is not a test (benchmarks/)
+    phases = report.pop("phase_s")  # the blocks timed by ctx.phase, inside the run's time
+    assert list(phases) == ["network"] and 0 < phases["network"] <= wall
     assert report == {
         "scenario": "toy_scenario",
         "quick": True,

@@ -97,6 +97,8 @@ class Context:
         File names saved by :meth:`save_figure`, in order.
     placement : list of dict
         ``{"kind", "type", "devices"}`` of every module and tensor placed through ``ctx``.
+    phases : dict
+        Wall seconds of each block timed by :meth:`phase`, by name (the report's ``phase_s``).
     """
 
     name: str
@@ -106,11 +108,21 @@ class Context:
     progress: bool = True
     figures: list[str] = field(default_factory=list)
     placement: list[dict] = field(default_factory=list)
+    phases: dict[str, float] = field(default_factory=dict)
 
     @property
     def quick(self) -> bool:
         """Whether the config started from ``QUICK`` (``--quick``)."""
         return self.preset == "quick"
+
+    @contextlib.contextmanager
+    def phase(self, name: str):
+        """``with ctx.phase(name):`` adds the block's wall time to ``phases[name]``."""
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.phases[name] = self.phases.get(name, 0.0) + time.perf_counter() - start
 
     # --- the device ---------------------------------------------------------------------------
     def _record(self, kind: str, obj) -> None:

@@ -19,6 +19,7 @@ HEADER = (
     "config_overrides",
     "placement",
     "wall_s",
+    "phase_s",
 )
 
 

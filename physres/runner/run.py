@@ -97,6 +97,8 @@ def run_scenario(
         raise RuntimeError(f"scenario {name!r}: not on --device {device}: {misplaced[:3]}")
     report["placement"] = _placement(ctx)
     report["wall_s"] = wall
+    if ctx.phases:  # blocks the scenario timed with ctx.phase
+        report["phase_s"] = dict(ctx.phases)
     write_report(out, report, compose_markdown(report, body))
     return report
 
