@@ -98,7 +98,8 @@ def rollout(
         (:class:`~physres._compile.CompileFallbackWarning`) when it must fall back to eager;
         ``"auto"`` compiles only when it pays: no gradient is needed, torch.compile is
         available, and the eager run would take at least ``_compile.AUTO_MIN_SECONDS`` (timed on
-        the first steps) or the chunk is already compiled; otherwise, and silently on failure, it
+        the first steps) or the chunk is already compiled; otherwise, and silently on failure
+        (on the CPU: when the whole loop cannot trace the step, no chunk compile is tried), it
         runs eagerly. A dict compiles with those ``torch.compile`` options (its ``"options"``
         merged over ``_compile.LOOP_OPTIONS`` for the whole loop), and ``"driver": "chunks"``
         asks for compiled chunks. Results equal the eager loop's to round-off;
@@ -297,6 +298,9 @@ class _Run:
             if loop:
                 if self._looped(k, options):
                     return
+                if not forced:  # "auto": a step the whole loop cannot trace (data-dependent
+                    self.eager(self.n_steps)  # control flow) rarely pays back chunk compiles
+                    break
                 loop = False  # the whole loop did not compile: compiled chunks instead
                 self.report["driver"] = "chunks"
                 continue

@@ -220,6 +220,25 @@ def test_uncompilable_stepper_falls_back():
     torch.testing.assert_close(auto, eager, rtol=0, atol=0)
 
 
+def test_auto_goes_eager_when_the_whole_loop_cannot_trace(monkeypatch):
+    # "auto" on a run long enough to pay: the whole loop is tried once, and when it cannot trace
+    # the step the run goes on eagerly (no chunk compiles), without a warning
+    def data_dependent(t, x):
+        return -x if bool((x > 0).all()) else x
+
+    monkeypatch.setattr(_compile, "AUTO_MIN_SECONDS", 0.0)
+    x0 = torch.ones(3, 2, dtype=torch.float64)
+    step = physres.steppers.get("euler", data_dependent)
+    eager = physres.rollout(step, x0, 0.1, 40, compile=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", _compile.CompileFallbackWarning)
+        auto = physres.rollout(step, x0, 0.1, 40)
+    report = _compile.last_run
+    assert "data-dependent" in report["loop_fallback"] and not report.get("fallback")
+    assert not report["compiled"] and report["compiled_steps"] == 0
+    torch.testing.assert_close(auto, eager, rtol=0, atol=0)
+
+
 def test_compile_argument_checked():
     x0, dt, n = _problem()
     step = physres.steppers.get("euler", _decay)
