@@ -22,7 +22,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check physres tests scenarios benchmarks
 	$(BIN)/ruff format --check physres tests scenarios benchmarks
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=20
 
 ## Everything, including slow tests.
 test-all: $(STAMP)
