@@ -150,13 +150,7 @@ def iter_solve(
         for i in range(x0.shape[0]):
             yield i, states[i], {"nfev": 0, "njev": 0, "wall_s": wall / x0.shape[0]}
         return
-    workers = _checks.positive_int("workers", workers)
-    if executor is not None and workers != 1:
-        raise ValueError(f"pass either `workers` (got {workers}) or `executor`, not both")
-    if executor is not None and not isinstance(executor, Executor):
-        raise TypeError(
-            f"`executor` must be a concurrent.futures.Executor, got {type(executor).__name__}"
-        )
+    workers = _checked_pool(workers, executor)
     args = (system, t_eval, method, rtol, atol)
     bar = tqdm(total=x0.shape[0], desc=desc, unit="traj", disable=not progress, leave=False)
     with bar, contextlib.ExitStack() as stack:
@@ -216,6 +210,18 @@ def _check(system, x0, t_eval, method, rtol, atol):
     return x0, t_eval, method, rtol, atol
 
 
+def _checked_pool(workers, executor) -> int:
+    """``workers`` checked against ``executor`` (one or the other); returns ``workers``."""
+    workers = _checks.positive_int("workers", workers)
+    if executor is not None and workers != 1:
+        raise ValueError(f"pass either `workers` (got {workers}) or `executor`, not both")
+    if executor is not None and not isinstance(executor, Executor):
+        raise TypeError(
+            f"`executor` must be a concurrent.futures.Executor, got {type(executor).__name__}"
+        )
+    return workers
+
+
 def _solve_one(index, y0, system, t_eval, method, rtol, atol):
     """One trajectory with ``solve_ivp``: ``(states (n_t, *state_shape), stats)``."""
     from scipy.integrate import solve_ivp  # here, not at import: scipy.integrate is heavy
@@ -264,13 +270,7 @@ def _solve_stacked(system, x0, t_eval, method, rtol, atol, workers, executor, pr
         raise ValueError(
             f"`stack=True` needs an explicit method (RK23, RK45 or DOP853), got {method!r}"
         )
-    workers = _checks.positive_int("workers", workers)
-    if executor is not None and workers != 1:
-        raise ValueError(f"pass either `workers` (got {workers}) or `executor`, not both")
-    if executor is not None and not isinstance(executor, Executor):
-        raise TypeError(
-            f"`executor` must be a concurrent.futures.Executor, got {type(executor).__name__}"
-        )
+    workers = _checked_pool(workers, executor)
     batch = x0.shape[0]
     groups = [g for g in np.array_split(np.arange(batch), min(workers, batch)) if g.size]
     out = np.empty((batch, t_eval.size, *system.state_shape), dtype=x0.dtype)
